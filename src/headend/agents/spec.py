@@ -1,0 +1,107 @@
+"""Agent files: ``<id>.md`` with YAML front matter; the Markdown body is the system prompt."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, StringConstraints, ValidationError, field_validator
+
+from headend.config import format_validation_error
+from headend.errors import ConfigError
+from headend.providers.base import SAMPLING_FIELDS, SamplingParams
+
+MAX_ITERATIONS_LIMIT = 50
+AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+
+_RESERVED_HINT = "the id is the file name, the prompt is the body"
+
+Route = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+class AgentSpec(SamplingParams):
+    """What an agent file declares. Sampling fields are the agent's defaults."""
+
+    id: str
+    description: str = ""
+    model: Route | list[Route] = "local"
+    pinned: list[str] = Field(default_factory=list)
+    max_iterations: int = Field(25, ge=1, le=MAX_ITERATIONS_LIMIT)
+    tools: list[str] = Field(default_factory=list)
+    system_prompt: str = ""
+    source: str = Field("", exclude=True)
+
+    @field_validator("model")
+    @classmethod
+    def _routes_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("a fallback list needs at least one route")
+        return value
+
+    @field_validator("pinned")
+    @classmethod
+    def _pinned_are_sampling_fields(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - SAMPLING_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"not sampling fields: {', '.join(unknown)} "
+                f"(pinnable: {', '.join(sorted(SAMPLING_FIELDS))})"
+            )
+        return value
+
+    def routes(self) -> list[str]:
+        return [self.model] if isinstance(self.model, str) else list(self.model)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams.model_validate(self.model_dump(include=set(SAMPLING_FIELDS)))
+
+
+def split_front_matter(text: str) -> tuple[str | None, str]:
+    """(front matter, body); front matter is None when the file has none."""
+    match = _FRONT_MATTER.match(text.lstrip("\ufeff"))
+    if match is None:
+        return None, text
+    return match.group(1), text[match.end() :]
+
+
+def parse_agent(path: Path, known_tools: Collection[str]) -> AgentSpec:
+    """Read and validate one agent file; ConfigError lines name the file and the key."""
+    source = str(path)
+    agent_id = path.stem
+    if not AGENT_ID.match(agent_id):
+        raise ConfigError(
+            [f"{source}: the file name must be the agent id: letters, digits, '.', '_' or '-'"]
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{source}: cannot read: {exc}"]) from exc
+    front, body = split_front_matter(text)
+    data: Any = {}
+    if front is not None:
+        try:
+            data = yaml.safe_load(front) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{source}: invalid YAML front matter: {exc}"]) from exc
+        if not isinstance(data, dict):
+            raise ConfigError([f"{source}: the front matter must be a mapping of keys"])
+    for reserved in ("id", "system_prompt", "source"):
+        if reserved in data:
+            raise ConfigError([f"{source}: {reserved}: unknown key ({_RESERVED_HINT})"])
+    try:
+        spec = AgentSpec.model_validate(
+            {**data, "id": agent_id, "system_prompt": body.strip(), "source": source}
+        )
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from exc
+    unknown_tools = [tool for tool in spec.tools if tool not in known_tools]
+    if unknown_tools:
+        known = ", ".join(sorted(known_tools)) or "none yet"
+        raise ConfigError(
+            [f"{source}: tools: unknown tool {name!r} (known: {known})" for name in unknown_tools]
+        )
+    return spec

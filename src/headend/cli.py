@@ -1,0 +1,127 @@
+"""The ``headend`` command: serve, list agents, check configuration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from headend import __version__
+from headend.agents.registry import AgentRegistry, load_agents
+from headend.config import Settings, load_settings
+from headend.errors import ConfigError
+from headend.providers.registry import builtin_provider_types
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    server = settings.server.model_copy(
+        update={
+            key: value
+            for key, value in (
+                ("host", getattr(args, "host", None)),
+                ("port", getattr(args, "port", None)),
+            )
+            if value is not None
+        }
+    )
+    update: dict[str, object] = {"server": server}
+    if args.agents is not None:
+        update["agents_dir"] = args.agents.resolve()
+    return settings.model_copy(update=update)
+
+
+def _agents(settings: Settings) -> AgentRegistry:
+    providers = builtin_provider_types().validate(settings)
+    return load_agents(settings.effective_agents_dir(), providers=providers.keys())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from headend.server.app import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = _settings(args)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=args.log_level,
+        lifespan="on",
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    registry = _agents(_settings(args))
+    rows = [("ID", "MODEL", "DESCRIPTION")]
+    for agent in registry:
+        model = (
+            agent.spec.model if isinstance(agent.spec.model, str) else ", ".join(agent.spec.model)
+        )
+        rows.append((agent.id, model, agent.spec.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
+    if registry.directory is None:
+        print("(packaged agents: the agents directory holds no agent files)", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    registry = _agents(settings)
+    where = registry.directory or "packaged agents"
+    print(
+        f"ok: {settings.source}; {len(registry)} agent(s) from {where}; "
+        f"providers: {', '.join(sorted(settings.providers))}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headend", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"headend {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--config", type=Path, help="headend.yaml (default: $HEADEND_CONFIG or ./headend.yaml)"
+        )
+        sub.add_argument("--agents", type=Path, help="the agents directory")
+        return sub
+
+    serve = add("serve", "serve the API")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.set_defaults(handler=cmd_serve)
+    add("agents", "list the agents with their model and description").set_defaults(
+        handler=cmd_agents
+    )
+    add("check", "validate headend.yaml and the agent files").set_defaults(handler=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""headend.yaml: loading, ``${ENV}`` interpolation and validation.
+
+Provider sections are checked here only for their ``type``; each provider type validates the
+rest of its section with its own model (see ``headend.providers.registry``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from headend.errors import ConfigError
+
+CONFIG_ENV = "HEADEND_CONFIG"
+DEFAULT_CONFIG_NAME = "headend.yaml"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    # Lax types on purpose: ${VAR} interpolation yields strings, so "8080" must become 8080.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
+    keepalive_seconds: float = Field(15.0, gt=0)
+
+
+class ProviderSection(BaseModel):
+    """A provider's section: a ``type`` plus whatever that type accepts."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _default_providers() -> dict[str, ProviderSection]:
+    return {"local": ProviderSection(type="llama_cpp")}
+
+
+class Settings(_Strict):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    agents_dir: Path | None = None
+    providers: dict[str, ProviderSection] = Field(default_factory=_default_providers)
+    # Where the settings came from, for messages and for resolving relative paths.
+    source: str = Field("defaults", exclude=True)
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config file, relative to the file's own directory."""
+        path = path.expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def effective_agents_dir(self) -> Path:
+        return self.resolve(self.agents_dir) if self.agents_dir else self.base_dir / "agents"
+
+
+def interpolate(value: Any, env: Mapping[str, str], where: str, problems: list[str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML tree."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{where}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {
+            k: interpolate(v, env, f"{where}.{k}" if where else str(k), problems)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def format_validation_error(source: str, error: ValidationError, prefix: str = "") -> list[str]:
+    """One line per pydantic problem: ``file: key.path: message``."""
+    lines = []
+    for item in error.errors():
+        key = prefix + ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {key or '(top level)'}: {message}")
+    return lines
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from exc
+
+
+def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    candidate = Path.cwd() / DEFAULT_CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, interpolate and validate headend.yaml; defaults when there is none."""
+    env = os.environ if env is None else env
+    path = find_config(path, env)
+    if path is None:
+        return Settings()
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections"])
+    problems: list[str] = []
+    data = interpolate(raw, env, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from exc
+    return settings.model_copy(update={"source": str(path), "base_dir": path.resolve().parent})

@@ -1,0 +1,116 @@
+"""The one error hierarchy of headend.
+
+    HeadendError
+    ├── ConfigError                 a config or agent file is wrong; names file and key
+    └── APIError                    becomes an HTTP status and the OpenAI error envelope
+        ├── InvalidRequest          400 invalid_request_error (param names the field)
+        │   └── UnsupportedValue    400, a valid value headend does not serve
+        ├── NotFound                404 not_found_error
+        │   └── ModelNotFound       404 code model_not_found
+        ├── MethodNotAllowed        405
+        ├── PayloadTooLarge         413
+        ├── ProviderError           502 a model provider failed
+        │   └── ProviderTimeout     504
+        └── ServiceUnavailable      503 (shutting down, model not loaded)
+
+Anything else raised while serving is a bug: the server logs it and answers 500 with a
+generic message, never the exception text.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class HeadendError(Exception):
+    """Root of every error headend raises on purpose."""
+
+
+class ConfigError(HeadendError):
+    """A configuration or agent file is invalid.
+
+    ``problems`` holds one line per problem, each naming the file and the key.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class APIError(HeadendError):
+    """An error that reaches the client as ``{"error": {message, type, param, code}}``."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def envelope(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(APIError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedValue(InvalidRequest):
+    default_code = "unsupported_value"
+
+
+class NotFound(APIError):
+    status = 404
+    type = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    type = "invalid_request_error"
+    default_code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model '{model}' does not exist. GET /v1/models lists the agents and models "
+            "this server offers.",
+            param="model",
+        )
+
+
+class MethodNotAllowed(APIError):
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+    type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class ProviderError(APIError):
+    status = 502
+    type = "api_error"
+    default_code = "provider_error"
+
+
+class ProviderTimeout(ProviderError):
+    status = 504
+    default_code = "provider_timeout"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    type = "api_error"
+    default_code = "service_unavailable"

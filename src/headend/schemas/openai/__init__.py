@@ -1,0 +1,1 @@
+"""Wire shapes of the OpenAI API, as headend accepts and returns them."""

@@ -1,0 +1,25 @@
+"""What the routes use, built once per app in its lifespan and read from ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from headend.agents.registry import AgentRegistry
+from headend.config import Settings
+from headend.providers.base import Provider
+from headend.server.chat import ChatService
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    agents: AgentRegistry
+    providers: dict[str, Provider]
+    chat: ChatService
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

@@ -1,0 +1,135 @@
+"""Server-sent events as an ASGI response that waits for its first frame.
+
+Headers go out only when the first frame is in hand (or ``keepalive`` seconds have passed
+without one), so an error before the first token is a real HTTP status. After that a
+``: keepalive`` comment follows every ``keepalive`` seconds of silence, an error becomes
+frames from ``on_error``, and a client disconnect cancels the producer at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from headend.errors import APIError
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = b": keepalive\n\n"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def data_frame(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+class EventStream(Response):
+    """A ``Response`` so that routes may return it; it speaks ASGI itself."""
+
+    def __init__(
+        self,
+        frames: AsyncGenerator[bytes, None],
+        *,
+        on_error: Callable[[APIError], bytes],
+        keepalive: float = 15.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status_code = 200
+        self.frames = frames
+        self.on_error = on_error
+        self.keepalive = keepalive
+        self.raw_headers = SSE_HEADERS + [
+            (key.lower().encode("latin-1"), value.encode("latin-1"))
+            for key, value in (headers or {}).items()
+        ]
+        self._started = False
+        self._last_sent = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        pump = asyncio.ensure_future(self._pump(send))
+        watchers = [
+            asyncio.ensure_future(self._watch_disconnect(receive, pump)),
+            asyncio.ensure_future(self._keep_alive(send)),
+        ]
+        try:
+            await pump
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # The client went away and the watcher stopped the pump: nothing left to say.
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            await self.frames.aclose()
+
+    async def _start(self, send: Send, status: int = 200) -> None:
+        self._started = True
+        await send({"type": "http.response.start", "status": status, "headers": self.raw_headers})
+
+    async def _send(self, send: Send, chunk: bytes, more: bool = True) -> None:
+        self._last_sent = asyncio.get_running_loop().time()
+        await send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    async def _pump(self, send: Send) -> None:
+        try:
+            async for frame in self.frames:
+                if not self._started:
+                    await self._start(send)
+                await self._send(send, frame)
+        except APIError as exc:
+            if not self._started:
+                await self._error_response(send, exc)
+                return
+            await self._send(send, self.on_error(exc))
+        except Exception:
+            if not self._started:
+                raise
+            log.exception("stream failed after its first frame")
+            await self._send(send, self.on_error(APIError("The server had an error.")))
+        if not self._started:
+            await self._start(send)
+        await self._send(send, b"", more=False)
+
+    async def _error_response(self, send: Send, exc: APIError) -> None:
+        self._started = True
+        body = orjson.dumps(exc.envelope())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": exc.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _keep_alive(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(self._last_sent + self.keepalive - loop.time(), 0.01))
+            if loop.time() - self._last_sent >= self.keepalive:
+                if not self._started:
+                    await self._start(send)
+                await self._send(send, KEEPALIVE)
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, pump: asyncio.Future[None]) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                pump.cancel()
+                return
