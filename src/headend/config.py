@@ -135,7 +135,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     problems: list[str] = []
     data = interpolate(raw, env, "", problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([f"{path}: {problem}" for problem in problems])
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:

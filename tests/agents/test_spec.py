@@ -1,0 +1,104 @@
+"""Agent files: front matter, body, validation with file and key in every message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from headend.agents.registry import load_agents
+from headend.agents.runner import merge_sampling
+from headend.agents.spec import parse_agent
+from headend.errors import ConfigError
+from headend.providers.base import SamplingParams
+
+
+def agent_file(directory: Path, name: str, text: str) -> Path:
+    path = directory / f"{name}.md"
+    path.write_text(text)
+    return path
+
+
+def test_front_matter_and_body(tmp_path: Path) -> None:
+    path = agent_file(
+        tmp_path,
+        "helper",
+        "---\ndescription: Helps.\nmodel: [local, other/m]\ntop_k: 20\nmirostat: 2\n"
+        "pinned: [top_k]\nmax_iterations: 5\n---\n\nYou help.\n",
+    )
+    spec = parse_agent(path, known_tools=())
+    assert spec.id == "helper"
+    assert spec.description == "Helps."
+    assert spec.routes() == ["local", "other/m"]
+    assert spec.system_prompt == "You help."
+    assert spec.sampling().top_k == 20
+    assert spec.sampling().mirostat == 2
+    assert spec.max_iterations == 5
+
+
+def test_a_file_without_front_matter_is_all_prompt(tmp_path: Path) -> None:
+    spec = parse_agent(agent_file(tmp_path, "plain", "Just a prompt.\n"), known_tools=())
+    assert spec.system_prompt == "Just a prompt."
+    assert spec.model == "local"
+
+
+@pytest.mark.parametrize(
+    ("front", "key"),
+    [
+        ("colour: red", "colour: unknown key"),
+        ("temperature: 5", "temperature:"),
+        ("temperature: warm", "temperature:"),
+        ("max_iterations: 99", "max_iterations:"),
+        ("pinned: [colour]", "pinned:"),
+        ("model: []", "model:"),
+        ("tools: [teleport]", "tools: unknown tool 'teleport'"),
+        ("id: other", "id: unknown key"),
+        ("mirostat: 3", "mirostat:"),
+    ],
+)
+def test_bad_keys_are_named_with_the_file(tmp_path: Path, front: str, key: str) -> None:
+    path = agent_file(tmp_path, "bad", f"---\n{front}\n---\nprompt\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_agent(path, known_tools=())
+    message = str(caught.value)
+    assert str(path) in message
+    assert key in message
+
+
+def test_invalid_yaml_is_reported(tmp_path: Path) -> None:
+    path = agent_file(tmp_path, "broken", "---\nmodel: [local\n---\nprompt\n")
+    with pytest.raises(ConfigError, match="invalid YAML front matter"):
+        parse_agent(path, known_tools=())
+
+
+def test_every_bad_file_is_reported_at_once(tmp_path: Path) -> None:
+    agent_file(tmp_path, "one", "---\ncolour: red\n---\n")
+    agent_file(tmp_path, "two", "---\nmodel: nowhere\n---\n")
+    agent_file(tmp_path, "three", "---\nmodel: local\n---\nfine\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agents(tmp_path, providers={"local"})
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert any("one.md: colour: unknown key" in p for p in problems)
+    assert any("two.md: model: 'nowhere': no provider named 'nowhere'" in p for p in problems)
+
+
+def test_the_packaged_assistant_serves_when_the_user_has_no_agents(tmp_path: Path) -> None:
+    registry = load_agents(tmp_path / "missing", providers={"local"})
+    assert [agent.id for agent in registry] == ["assistant"]
+    assert registry.directory is None
+    user = tmp_path / "mine"
+    user.mkdir()
+    agent_file(user, "mine", "hello")
+    assert [agent.id for agent in load_agents(user, providers={"local"})] == ["mine"]
+
+
+def test_pinned_fields_keep_the_agent_value(tmp_path: Path) -> None:
+    spec = parse_agent(
+        agent_file(tmp_path, "p", "---\ntemperature: 0\nseed: 1\npinned: [temperature]\n---\n"),
+        known_tools=(),
+    )
+    merged = merge_sampling(spec, SamplingParams(temperature=1.5, seed=9, top_p=0.5))
+    assert merged.temperature == 0
+    assert merged.seed == 9
+    assert merged.top_p == 0.5

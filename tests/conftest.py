@@ -1,0 +1,112 @@
+"""Shared fixtures: a real headend process on a loopback port, and agent directories."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PINNED_AGENT = """---
+description: Greedy and short, whatever the client asks.
+model: local
+temperature: 0
+max_tokens: 6
+seed: 7
+pinned: [temperature, max_tokens]
+---
+You are a helpful assistant.
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def api(self) -> str:
+        return self.base_url + "/v1"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(agents_dir: Path, log: Path, *extra: str) -> RunningServer:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "headend",
+                "serve",
+                "--port",
+                str(port),
+                "--agents",
+                str(agents_dir),
+                "--no-access-log",
+                *extra,
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=agents_dir.parent,
+            env=env,
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"headend exited early:\n{server.output()}")
+        try:
+            if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"headend did not become healthy:\n{server.output()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.send_signal(signal.SIGINT)
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def agents_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("site") / "agents"
+    directory.mkdir()
+    packaged = ROOT / "src/headend/data/agents/assistant.md"
+    (directory / "assistant.md").write_text(packaged.read_text())
+    (directory / "pinned.md").write_text(PINNED_AGENT)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def server(agents_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One real headend on the embedded model for the whole session."""
+    running = start_server(agents_dir, tmp_path_factory.mktemp("logs") / "server.log")
+    yield running
+    stop_server(running)

@@ -1,0 +1,43 @@
+"""The headend command: check and agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from headend.cli import main
+
+
+def test_check_passes_on_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HEADEND_CONFIG", raising=False)
+    assert main(["check"]) == 0
+    assert "1 agent(s) from packaged agents" in capsys.readouterr().out
+
+
+def test_check_fails_naming_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "bad.md").write_text("---\ntemprature: 1\n---\nhi\n")
+    (tmp_path / "headend.yaml").write_text("server:\n  port: 9000\n")
+    assert main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{agents / 'bad.md'}: temprature: unknown key" in err
+
+
+def test_agents_lists_id_model_and_description(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "scout.md").write_text("---\ndescription: Looks around.\nmodel: local\n---\nhi\n")
+    assert main(["agents", "--agents", str(agents)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["ID", "MODEL", "DESCRIPTION"]
+    assert out[1].split() == ["scout", "local", "Looks", "around."]

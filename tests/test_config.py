@@ -1,0 +1,89 @@
+"""headend.yaml: interpolation, defaults and errors that name the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from headend.config import load_settings
+from headend.errors import ConfigError
+from headend.providers.registry import builtin_provider_types
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "headend.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None, env={})
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == 8080
+    assert settings.server.max_body_bytes == 10 * 1024 * 1024
+    assert settings.providers["local"].type == "llama_cpp"
+
+
+def test_env_interpolation_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "server:\n  port: ${PORT}\n  host: ${HOST:-0.0.0.0}\nagents_dir: ${DIR}/agents\n",
+    )
+    settings = load_settings(path, env={"PORT": "9001", "DIR": "/srv"})
+    assert settings.server.port == 9001
+    assert settings.server.host == "0.0.0.0"
+    assert settings.effective_agents_dir() == Path("/srv/agents")
+
+
+def test_config_found_through_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  port: 9100\n")
+    assert load_settings(None, env={"HEADEND_CONFIG": str(path)}).server.port == 9100
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "agents_dir: my-agents\n")
+    assert load_settings(path, env={}).effective_agents_dir() == tmp_path / "my-agents"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server:\n  port: ${NOPE}\n", "server.port: environment variable NOPE is not set"),
+        ("server:\n  prot: 1\n", "server.prot: unknown key"),
+        ("server:\n  port: high\n", "server.port:"),
+        ("server:\n  port: 70000\n", "server.port:"),
+        ("bogus: 1\n", "bogus: unknown key"),
+        ("server: [1\n", "invalid YAML"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+    ],
+)
+def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("providers:\n  x: {type: teleport}\n", "providers.x.type: unknown provider type"),
+        ("providers:\n  x: {type: llama_cpp, n_ctx: -1}\n", "providers.x.n_ctx:"),
+        ("providers:\n  x: {type: llama_cpp, colour: red}\n", "providers.x.colour: unknown key"),
+        (
+            "providers:\n  x: {type: llama_cpp, model_path: missing.gguf}\n",
+            "providers.x.model_path: no file at",
+        ),
+    ],
+)
+def test_provider_sections_are_validated_by_their_type(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    settings = load_settings(write(tmp_path, text), env={})
+    with pytest.raises(ConfigError) as caught:
+        builtin_provider_types().build(settings)
+    assert expected in str(caught.value)
+    assert str(tmp_path / "headend.yaml") in str(caught.value)
