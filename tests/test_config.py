@@ -87,3 +87,11 @@ def test_provider_sections_are_validated_by_their_type(
         builtin_provider_types().build(settings)
     assert expected in str(caught.value)
     assert str(tmp_path / "headend.yaml") in str(caught.value)
+
+
+def test_an_empty_model_path_means_the_bundled_model(tmp_path: Path) -> None:
+    text = "providers:\n  local: {type: llama_cpp, model_path: '${MODEL:-}'}\n"
+    settings = load_settings(write(tmp_path, text), env={})
+    provider = builtin_provider_types().build(settings)["local"]
+    assert provider.model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"  # type: ignore[attr-defined]
+    assert provider.model_path.is_file()  # type: ignore[attr-defined]

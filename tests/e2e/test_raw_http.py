@@ -160,3 +160,10 @@ async def test_concurrent_requests_all_complete_in_turn(server: RunningServer) -
         )
     assert [answer.status_code for answer in answers] == [200] * 4
     assert all(answer.json()["choices"][0]["message"]["content"] for answer in answers)
+
+
+@pytest.mark.parametrize("seed", [2**63 - 1, -5])
+def test_any_64_bit_seed_is_served(server: RunningServer, seed: int) -> None:
+    body = {"model": "assistant", "messages": QUESTION, "max_tokens": 2, "seed": seed}
+    response = httpx.post(server.api + "/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from headend.config import Settings
 from headend.errors import ConfigError, InvalidRequest, ProviderError, ServiceUnavailable
@@ -49,6 +49,12 @@ class LlamaCppConfig(BaseModel):
     n_ctx: int = Field(4096, ge=256)
     n_threads: int | None = Field(None, ge=1)
     n_batch: int = Field(512, ge=1)
+
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _empty_means_bundled(cls, value: object) -> object:
+        # `model_path: ${MODEL:-}` interpolates to "" when MODEL is unset.
+        return None if value == "" else value
 
 
 def bundled_model_path() -> Path:
@@ -173,7 +179,12 @@ class LlamaCppProvider:
         from llama_cpp import StoppingCriteriaList
 
         llama = self._llama
-        formatted = self._formatter(messages=call.messages)
+        try:
+            formatted = self._formatter(messages=call.messages)
+        except Exception as exc:  # jinja2 errors and the template's own raise_exception
+            raise InvalidRequest(
+                f"The model's chat template refused these messages: {exc}", param="messages"
+            ) from exc
         prompt = llama.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )

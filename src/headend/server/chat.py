@@ -151,11 +151,12 @@ class ChatService:
     async def stream(self, turn: Turn) -> AsyncGenerator[bytes, None]:
         """SSE frames: a role chunk with the first token, content deltas, the finish, usage."""
         started = False
+        content_frame = ContentFrames(self._chunk(turn, Delta(content="")))
         events = self._events(turn)
         try:
             async for event in events:
                 if isinstance(event, TextDelta):
-                    frame = self._chunk(turn, Delta(content=event.text))
+                    frame = content_frame(event.text)
                     if not started:
                         frame = (
                             self._chunk(turn, Delta(role="assistant", content="", refusal=None))
@@ -205,6 +206,25 @@ class ChatService:
             usage=_usage(finish),
         )
         return data_frame(chunk.model_dump_json().encode())
+
+
+class ContentFrames:
+    """Content-delta frames for one stream, built by splicing the text into a template.
+
+    A content chunk differs from the next only in its text, and it is built once per token:
+    serializing a model per token would cost the model thread CPU it needs.
+    """
+
+    _HOLE = b'"delta":{"content":""}'
+
+    def __init__(self, template: bytes) -> None:
+        head, hole, tail = template.partition(self._HOLE)
+        assert hole, "the template must carry an empty content delta"
+        self._head = head + b'"delta":{"content":'
+        self._tail = b"}" + tail
+
+    def __call__(self, text: str) -> bytes:
+        return self._head + orjson.dumps(text) + self._tail
 
 
 def _usage(finish: Finish) -> Usage:

@@ -1,0 +1,88 @@
+"""No request body, however odd, makes the server answer 500."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from headend.config import Settings
+from headend.server.app import create_app
+from tests.fakes import ScriptedProvider
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "max_tokens",
+    "n",
+    "stop",
+    "seed",
+    "tools",
+    "response_format",
+    "top_k",
+    "mirostat",
+    "logprobs",
+]
+message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "system", "assistant", "tool", "developer", "x"])},
+    optional={"content": json_values, "name": json_values, "tool_calls": json_values},
+)
+bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["bot", "nope"]) | json_values,
+            "messages": st.lists(message, max_size=3) | json_values,
+        },
+        optional={field: json_values for field in FIELDS[2:]},
+    ),
+)
+
+
+def run(app: Any, body: bytes) -> httpx.Response:
+    async def go() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await client.post("/v1/chat/completions", content=body)
+
+    return asyncio.run(go())
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=bodies)
+def test_any_json_body_gets_a_non_500_answer(tmp_path: Path, body: Any) -> None:
+    agents = tmp_path / "agents"
+    agents.mkdir(exist_ok=True)
+    (agents / "bot.md").write_text("---\nmodel: local\n---\nhi\n")
+    app = create_app(Settings(agents_dir=agents), providers={"local": ScriptedProvider()})
+    response = run(app, json.dumps(body).encode())
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@given(raw=st.binary(max_size=64))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_bytes_get_a_non_500_answer(tmp_path: Path, raw: bytes) -> None:
+    app = create_app(Settings(agents_dir=tmp_path), providers={"local": ScriptedProvider()})
+    assert run(app, raw).status_code < 500
