@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import free_port
+from tests.conftest import start_server, stop_server
 
 from headend.providers.llama_cpp import bundled_model_path
 
@@ -102,35 +101,17 @@ def main() -> None:
     (site / "headend.yaml").write_text(
         f"providers:\n  local: {{type: llama_cpp, n_threads: {threads}, n_ctx: 4096}}\n"
     )
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "headend",
-            "serve",
-            "--port",
-            str(port),
-            "--agents",
-            str(site / "agents"),
-            "--config",
-            str(site / "headend.yaml"),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=site,
+    server = start_server(
+        site / "agents",
+        site / "server.log",
+        "--config",
+        str(site / "headend.yaml"),
+        "--log-level",
+        "warning",
     )
-    base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=300) as http:
-            for _ in range(300):
-                try:
-                    if http.get(base + "/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            url = base + "/v1/chat/completions"
+            url = server.api + "/chat/completions"
             direct(llama, -1, 8)  # warm both sides
             through_headend(http, url, -1, 8)
             results: dict[str, list[tuple[float, float, int]]] = {"direct": [], "headend": []}
@@ -138,8 +119,7 @@ def main() -> None:
                 results["direct"].append(direct(llama, rep, args.max_tokens))
                 results["headend"].append(through_headend(http, url, rep, args.max_tokens))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
 
     def stat(side: str, index: int, how: str) -> float:
         values = [run[index] for run in results[side]]
