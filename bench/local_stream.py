@@ -9,7 +9,8 @@ In one run, on the same prompt and sampling: time to first token (TTFT) and deco
 
 Greedy decoding loops on this small model until max_tokens, so both sides generate exactly
 the same number of tokens. Each repetition alters the prompt so that neither side profits
-from the KV cache of the one before; sides alternate so drift hits both alike.
+from the KV cache of the one before; sides alternate so drift hits both alike, with a short pause
+between them so neither runs against the other's still-spinning llama.cpp threads.
 
     .venv/bin/python bench/local_stream.py [--reps 5] [--max-tokens 256]
 """
@@ -33,6 +34,9 @@ from tests.conftest import start_server, stop_server
 from headend.providers.llama_cpp import bundled_model_path
 
 SYSTEM = "You are a helpful assistant."
+# llama.cpp's threads busy-poll for a while after each call; without a pause between sides,
+# each side would run against the other's spinning threads.
+SETTLE = 0.2
 AGENT = f"---\nmodel: local\n---\n{SYSTEM}\n"
 
 
@@ -117,7 +121,9 @@ def main() -> None:
             results: dict[str, list[tuple[float, float, int]]] = {"direct": [], "headend": []}
             for rep in range(args.reps):
                 results["direct"].append(direct(llama, rep, args.max_tokens))
+                time.sleep(SETTLE)
                 results["headend"].append(through_headend(http, url, rep, args.max_tokens))
+                time.sleep(SETTLE)
     finally:
         stop_server(server)
 
