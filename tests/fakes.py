@@ -7,37 +7,71 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from headend.errors import APIError
-from headend.providers.base import Finish, ModelCall, ModelEvent, TextDelta, Usage
+from headend.providers.base import ChatCall, Json, Resources
+from headend.providers.resilience import Resilience, Retry
+
+
+def chunk(delta: Json, finish: str | None = None) -> Json:
+    return {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "scripted",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 @dataclass
 class ScriptedProvider:
-    """Yields ``texts`` (after ``delay`` seconds), then finishes or raises ``fail_after``."""
+    """Answers ``texts`` (after ``delay`` seconds), failing where told to."""
 
     name: str = "local"
     texts: list[str] = field(default_factory=lambda: ["Hello", " world"])
     delay: float = 0.0
     fail_before: APIError | None = None
     fail_after: APIError | None = None
-    calls: list[ModelCall] = field(default_factory=list)
-    closed: int = 0
+    calls: list[ChatCall] = field(default_factory=list)
+    resilience: Resilience = field(default_factory=lambda: Resilience(retry=Retry(attempts=1)))
 
-    async def start(self) -> None:
+    async def start(self, resources: Resources) -> None:
         return None
 
     async def close(self) -> None:
         return None
 
-    async def stream(self, call: ModelCall) -> AsyncGenerator[ModelEvent, None]:
+    def _usage(self) -> Json:
+        return {
+            "prompt_tokens": 3,
+            "completion_tokens": len(self.texts),
+            "total_tokens": 3 + len(self.texts),
+        }
+
+    async def complete(self, call: ChatCall) -> Json:
         self.calls.append(call)
-        try:
-            await asyncio.sleep(self.delay)
-            if self.fail_before is not None:
-                raise self.fail_before
-            for text in self.texts:
-                yield TextDelta(text)
-            if self.fail_after is not None:
-                raise self.fail_after
-            yield Finish("stop", Usage(prompt_tokens=3, completion_tokens=len(self.texts)))
-        finally:
-            self.closed += 1
+        await asyncio.sleep(self.delay)
+        if self.fail_before is not None:
+            raise self.fail_before
+        message = {"role": "assistant", "content": "".join(self.texts), "refusal": None}
+        return {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "scripted",
+            "usage": self._usage(),
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+            ],
+        }
+
+    async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
+        self.calls.append(call)
+        await asyncio.sleep(self.delay)
+        if self.fail_before is not None:
+            raise self.fail_before
+        yield chunk({"role": "assistant", "content": ""})
+        for text in self.texts:
+            yield chunk({"content": text})
+        if self.fail_after is not None:
+            raise self.fail_after
+        yield chunk({}, "stop")
+        yield {**chunk({}), "choices": [], "usage": self._usage()}

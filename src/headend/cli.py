@@ -13,6 +13,7 @@ from headend.agents.registry import AgentRegistry, load_agents
 from headend.config import Settings, load_settings
 from headend.errors import ConfigError
 from headend.providers.registry import builtin_provider_types
+from headend.providers.routes import RouteTable
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -35,7 +36,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _agents(settings: Settings) -> AgentRegistry:
     providers = builtin_provider_types().validate(settings)
-    return load_agents(settings.effective_agents_dir(), providers=providers.keys())
+    routes = RouteTable(settings.models, providers.keys(), source=settings.source)
+    return load_agents(settings.effective_agents_dir(), routes=routes)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -81,7 +83,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     where = registry.directory or "packaged agents"
     print(
         f"ok: {settings.source}; {len(registry)} agent(s) from {where}; "
-        f"providers: {', '.join(sorted(settings.providers))}"
+        f"providers: {', '.join(sorted(settings.providers))}; "
+        f"model routes: {', '.join(sorted(settings.models)) or 'none'}"
     )
     return 0
 

@@ -54,6 +54,7 @@ class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     agents_dir: Path | None = None
     providers: dict[str, ProviderSection] = Field(default_factory=_default_providers)
+    models: dict[str, str | list[str]] = Field(default_factory=dict)
     # Where the settings came from, for messages and for resolving relative paths.
     source: str = Field("defaults", exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

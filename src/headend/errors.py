@@ -4,14 +4,18 @@
     ├── ConfigError                 a config or agent file is wrong; names file and key
     └── APIError                    becomes an HTTP status and the OpenAI error envelope
         ├── InvalidRequest          400 invalid_request_error (param names the field)
-        │   └── UnsupportedValue    400, a valid value headend does not serve
+        │   ├── UnsupportedValue    400, a valid value headend does not serve
+        │   └── UpstreamRejected    the upstream refused the request itself (its 4xx, relayed)
         ├── NotFound                404 not_found_error
         │   └── ModelNotFound       404 code model_not_found
         ├── MethodNotAllowed        405
         ├── PayloadTooLarge         413
         ├── ProviderError           502 a model provider failed
+        │   ├── UpstreamFailure     502 one failed attempt; ``retryable`` says whether to try again
         │   └── ProviderTimeout     504
         └── ServiceUnavailable      503 (shutting down, model not loaded)
+
+Messages about providers name the provider, never its key or its headers.
 
 Anything else raised while serving is a bug: the server logs it and answers 500 with a
 generic message, never the exception text.
@@ -40,7 +44,7 @@ class ConfigError(HeadendError):
 class APIError(HeadendError):
     """An error that reaches the client as ``{"error": {message, type, param, code}}``."""
 
-    status: ClassVar[int] = 500
+    status: int = 500
     type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
 
@@ -105,9 +109,36 @@ class ProviderError(APIError):
     default_code = "provider_error"
 
 
+class UpstreamFailure(ProviderError):
+    """One failed attempt at an upstream.
+
+    ``retryable`` failures (connection errors, 408, 429, 5xx) may be tried again after
+    ``retry_after`` seconds (the upstream's ``Retry-After``, when it sent one).
+    """
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
 class ProviderTimeout(ProviderError):
     status = 504
     default_code = "provider_timeout"
+
+
+class UpstreamRejected(InvalidRequest):
+    """The upstream said the request itself is wrong (400, 413, 422): the client's to fix.
+
+    Carries the upstream's status and its error fields so the client sees what it would have
+    seen calling the upstream directly.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status = status
 
 
 class ServiceUnavailable(APIError):

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from headend.agents.compose import merge_sampling
 from headend.agents.registry import load_agents
-from headend.agents.runner import merge_sampling
 from headend.agents.spec import parse_agent
 from headend.errors import ConfigError
-from headend.providers.base import SamplingParams
+from headend.providers.routes import RouteTable
+
+LOCAL = RouteTable({}, {"local"})
 
 
 def agent_file(directory: Path, name: str, text: str) -> Path:
@@ -76,7 +78,7 @@ def test_every_bad_file_is_reported_at_once(tmp_path: Path) -> None:
     agent_file(tmp_path, "two", "---\nmodel: nowhere\n---\n")
     agent_file(tmp_path, "three", "---\nmodel: local\n---\nfine\n")
     with pytest.raises(ConfigError) as caught:
-        load_agents(tmp_path, providers={"local"})
+        load_agents(tmp_path, routes=LOCAL)
     problems = caught.value.problems
     assert len(problems) == 2
     assert any("one.md: colour: unknown key" in p for p in problems)
@@ -84,13 +86,13 @@ def test_every_bad_file_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_the_packaged_assistant_serves_when_the_user_has_no_agents(tmp_path: Path) -> None:
-    registry = load_agents(tmp_path / "missing", providers={"local"})
+    registry = load_agents(tmp_path / "missing", routes=LOCAL)
     assert [agent.id for agent in registry] == ["assistant"]
     assert registry.directory is None
     user = tmp_path / "mine"
     user.mkdir()
     agent_file(user, "mine", "hello")
-    assert [agent.id for agent in load_agents(user, providers={"local"})] == ["mine"]
+    assert [agent.id for agent in load_agents(user, routes=LOCAL)] == ["mine"]
 
 
 def test_pinned_fields_keep_the_agent_value(tmp_path: Path) -> None:
@@ -98,7 +100,5 @@ def test_pinned_fields_keep_the_agent_value(tmp_path: Path) -> None:
         agent_file(tmp_path, "p", "---\ntemperature: 0\nseed: 1\npinned: [temperature]\n---\n"),
         known_tools=(),
     )
-    merged = merge_sampling(spec, SamplingParams(temperature=1.5, seed=9, top_p=0.5))
-    assert merged.temperature == 0
-    assert merged.seed == 9
-    assert merged.top_p == 0.5
+    merged = merge_sampling(spec, {"temperature": 1.5, "seed": 9, "top_p": 0.5})
+    assert merged == {"temperature": 0, "seed": 9, "top_p": 0.5}

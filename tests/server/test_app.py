@@ -67,12 +67,12 @@ async def test_agent_prompt_and_sampling_reach_the_provider(
     )
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "Hello world"
-    call = first.calls[-1]
-    assert call.messages[0] == {"role": "system", "content": "Be brief."}
-    assert call.messages[1:] == QUESTION
-    assert call.sampling.temperature == 0.9  # request overrides the default
-    assert call.sampling.top_k == 5  # pinned: the request's 99 is ignored
-    assert call.sampling.seed == 4
+    body = first.calls[-1].body
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert body["messages"][1:] == QUESTION
+    assert body["temperature"] == 0.9  # request overrides the default
+    assert body["top_k"] == 5  # pinned: the request's 99 is ignored
+    assert body["seed"] == 4
 
 
 async def test_next_route_serves_when_the_first_fails_before_answering(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from headend.agents.spec import AgentSpec, parse_agent
 from headend.errors import ConfigError
-from headend.providers.routes import Target, UnknownRoute, resolve_route
+from headend.providers.routes import RouteTable, Target, UnknownRoute
 
 PACKAGED_AGENTS = "data/agents"
 
@@ -53,7 +53,7 @@ def agent_files(directory: Path) -> list[Path]:
 
 
 def load_agents(
-    directory: Path, *, providers: Collection[str], known_tools: Collection[str] = ()
+    directory: Path, *, routes: RouteTable, known_tools: Collection[str] = ()
 ) -> AgentRegistry:
     """Every agent file in ``directory``, or the packaged ones when it holds none.
 
@@ -71,10 +71,12 @@ def load_agents(
         except ConfigError as exc:
             problems += exc.problems
             continue
-        targets = []
+        if routes.for_client(spec.id) is not None:
+            problems.append(f"{path}: the agent id {spec.id!r} is also a name under models:")
+        targets: list[Target] = []
         for route in spec.routes():
             try:
-                targets.append(resolve_route(route, providers))
+                targets.extend(routes.resolve(route))
             except UnknownRoute as exc:
                 problems.append(f"{path}: model: {route!r}: {exc}")
         agents[spec.id] = Agent(spec=spec, targets=tuple(targets))

@@ -1,19 +1,28 @@
 """What every provider takes and gives: the ``Provider`` protocol and its value types.
 
-A provider turns a ``ModelCall`` (messages plus sampling) into a stream of ``ModelEvent``s:
-text deltas, then exactly one ``Finish``. Providers raise only ``headend.errors.APIError``
-subclasses; transport errors are converted at their boundary.
+Providers speak OpenAI chat shapes on both sides, whatever their upstream speaks: a call
+carries an OpenAI chat request (a dict, ``model`` set to the upstream's own name), and the
+answer is a ``chat.completion`` dict or a stream of ``chat.completion.chunk`` dicts ending
+with a usage chunk (``choices: []``). Translation to another protocol happens inside the
+provider. Providers raise only ``headend.errors.APIError`` subclasses.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    import aiohttp
+
+    from headend.providers.resilience import Resilience
+
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+Json = dict[str, Any]
 
 
 class SamplingParams(BaseModel):
@@ -48,54 +57,66 @@ class SamplingParams(BaseModel):
 SAMPLING_FIELDS: frozenset[str] = frozenset(SamplingParams.model_fields)
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+@dataclass(slots=True)
+class Timer:
+    """Time one request spent waiting on upstreams, so the rest is headend's own."""
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+    started: float = field(default_factory=time.perf_counter)
+    upstream: float = 0.0
 
+    def add_wait(self, since: float) -> None:
+        self.upstream += time.perf_counter() - since
 
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    reason: FinishReason
-    usage: Usage
-
-
-ModelEvent = TextDelta | Finish
+    def overhead_ms(self) -> float:
+        return (time.perf_counter() - self.started - self.upstream) * 1000
 
 
 @dataclass(slots=True)
-class ModelCall:
-    """One call to a model: OpenAI-shaped messages with plain-text content."""
+class ChatCall:
+    """One call to a provider."""
 
-    messages: list[dict[str, Any]]
-    sampling: SamplingParams
-    model: str | None = None  # the upstream's own model name, where the route names one
-    options: dict[str, Any] = field(default_factory=dict)
+    body: Json
+    model: str | None = None  # the upstream's own model name; None: the provider's default
+    timer: Timer = field(default_factory=Timer)
+    request_id: str = ""
+
+    def upstream_body(self, default_model: str | None = None) -> Json:
+        """The body with ``model`` set to the upstream's name, or left out when there is none."""
+        body = dict(self.body)
+        model = self.model or default_model
+        if model is not None:
+            body["model"] = model
+        else:
+            body.pop("model", None)
+        return body
+
+
+@dataclass(slots=True)
+class Resources:
+    """What the app shares with every provider; built in the lifespan."""
+
+    http: aiohttp.ClientSession
 
 
 class Provider(Protocol):
-    """A source of model completions, one instance per configured provider."""
+    """A source of chat completions, one instance per configured provider."""
 
     name: str
+    resilience: Resilience
 
-    async def start(self) -> None:
-        """Acquire resources (load weights, open connections); called once at startup."""
+    async def start(self, resources: Resources) -> None:
+        """Acquire resources (load weights, keep the HTTP session); called once at startup."""
 
     async def close(self) -> None:
         """Release everything ``start`` acquired."""
 
-    def stream(self, call: ModelCall) -> AsyncGenerator[ModelEvent, None]:
-        """Yield text deltas as they are produced, then one ``Finish``.
+    async def complete(self, call: ChatCall) -> Json:
+        """A whole ``chat.completion``."""
+        ...
 
-        Closing the iterator early (client gone) must stop the work at once.
+    def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
+        """``chat.completion.chunk`` dicts as they arrive, the usage chunk last.
+
+        Closing the iterator early (client gone) must stop the upstream work at once.
         """
         ...

@@ -12,17 +12,22 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
+import uuid
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from headend import __version__
 from headend.config import Settings
 from headend.errors import ConfigError, InvalidRequest, ProviderError, ServiceUnavailable
-from headend.providers.base import Finish, FinishReason, ModelCall, ModelEvent, TextDelta, Usage
+from headend.providers.base import ChatCall, FinishReason, Json, Resources
+from headend.providers.local_request import LocalCall, local_call
+from headend.providers.resilience import ResilientConfig, Retry, Timeouts
 
 if TYPE_CHECKING:
     from headend.providers.registry import ProviderTypes
@@ -37,13 +42,16 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+SYSTEM_FINGERPRINT = f"fp_headend_{__version__}"
 # llama.cpp's names for the sampling fields whose OpenAI names differ.
 _RENAMED = {"mirostat": "mirostat_mode"}
 _END = object()
 
 
-class LlamaCppConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LlamaCppConfig(ResilientConfig):
+    # A local model's failures are not transient, and its queue can be long.
+    retry: Retry = Field(default_factory=lambda: Retry(attempts=1))
+    timeout: Timeouts = Field(default_factory=lambda: Timeouts(first_token=600, total=3600))
 
     model_path: Path | None = None
     n_ctx: int = Field(4096, ge=256)
@@ -89,9 +97,35 @@ class _Run:
         return self.cancelled.is_set()
 
 
+class _ChunkMaker:
+    """``chat.completion.chunk`` dicts for one stream."""
+
+    def __init__(self, model: str) -> None:
+        self.head = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+
+    def delta(self, delta: Json, finish: FinishReason | None = None) -> Json:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**self.head, "choices": [choice]}
+
+    def usage(self, prompt: int, completion: int) -> Json:
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        return {**self.head, "choices": [], "usage": usage}
+
+
 class LlamaCppProvider:
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
         self.name = name
+        self.resilience = config.resilience()
         self._config = config
         self._model_path = (
             settings.resolve(config.model_path) if config.model_path else bundled_model_path()
@@ -109,7 +143,7 @@ class LlamaCppProvider:
     def model_path(self) -> Path:
         return self._model_path
 
-    async def start(self) -> None:
+    async def start(self, resources: Resources) -> None:
         loop = asyncio.get_running_loop()
         self._llama, self._formatter = await loop.run_in_executor(self._executor, self._load)
 
@@ -139,20 +173,54 @@ class LlamaCppProvider:
         if llama is not None:
             llama.close()
 
-    async def stream(self, call: ModelCall) -> AsyncGenerator[ModelEvent, None]:
+    async def complete(self, call: ChatCall) -> Json:
+        texts: list[str] = []
+        reason: FinishReason = "stop"
+        usage: Json = {}
+        chunks = self.stream(call)
+        try:
+            async for chunk in chunks:
+                for choice in chunk["choices"]:
+                    texts.append(choice["delta"].get("content") or "")
+                    reason = choice["finish_reason"] or reason
+                usage = chunk.get("usage") or usage
+        finally:
+            await chunks.aclose()
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(texts), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": reason,
+                }
+            ],
+            "usage": usage,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+
+    async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
         if self._llama is None:
             raise ServiceUnavailable(f"the model of provider '{self.name}' is not loaded")
+        request = local_call(call.body)
+        chunk = _ChunkMaker(self.name)
         loop = asyncio.get_running_loop()
+        since = time.perf_counter()
         await self._lock.acquire()
         run = _Run(loop)
         try:
-            future = loop.run_in_executor(self._executor, self._generate, call, run)
+            future = loop.run_in_executor(self._executor, self._generate, request, run)
         except BaseException:
             self._lock.release()
             raise
         # The lock follows the worker thread, not this coroutine: a cancelled reader must
         # not let the next call in while the thread is still decoding.
         future.add_done_callback(lambda _: self._lock.release())
+        first = True
         try:
             while True:
                 item = await run.queue.get()
@@ -160,11 +228,24 @@ class LlamaCppProvider:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield cast(ModelEvent, item)
+                if isinstance(item, str):
+                    if first:
+                        call.timer.add_wait(since)
+                        first = False
+                        yield chunk.delta({"role": "assistant", "content": "", "refusal": None})
+                    yield chunk.delta({"content": item})
+                    continue
+                reason, prompt, completion = cast(tuple[FinishReason, int, int], item)
+                if first:
+                    call.timer.add_wait(since)
+                    first = False
+                    yield chunk.delta({"role": "assistant", "content": "", "refusal": None})
+                yield chunk.delta({}, reason)
+                yield chunk.usage(prompt, completion)
         finally:
             run.cancelled.set()
 
-    def _generate(self, call: ModelCall, run: _Run) -> None:
+    def _generate(self, call: LocalCall, run: _Run) -> None:
         """Worker thread: format, tokenize, generate; every outcome goes through the queue."""
         try:
             self._generate_into(call, run)
@@ -175,7 +256,7 @@ class LlamaCppProvider:
         finally:
             run.put(_END)
 
-    def _generate_into(self, call: ModelCall, run: _Run) -> None:
+    def _generate_into(self, call: LocalCall, run: _Run) -> None:
         from llama_cpp import StoppingCriteriaList
 
         llama = self._llama
@@ -207,7 +288,7 @@ class LlamaCppProvider:
         ):
             choice = chunk["choices"][0]
             if choice["text"]:
-                run.put(TextDelta(choice["text"]))
+                run.put(choice["text"])
             if choice["finish_reason"] is not None:
                 finish = choice["finish_reason"]
         if run.cancelled.is_set():
@@ -216,10 +297,10 @@ class LlamaCppProvider:
         # loop; an end-of-generation token is sampled but is not part of the answer. (When a
         # stop sequence ends the answer this counts one token fewer than were sampled.)
         completion = max(run.sampled - 1 - (1 if finish == "stop" else 0), 0)
-        run.put(Finish(finish, Usage(prompt_tokens=len(prompt), completion_tokens=completion)))
+        run.put((finish, len(prompt), completion))
 
     @staticmethod
-    def _sampling_kwargs(call: ModelCall) -> dict[str, Any]:
+    def _sampling_kwargs(call: LocalCall) -> dict[str, Any]:
         params = call.sampling.model_dump(exclude_none=True, exclude={"stop", "max_tokens"})
         kwargs = {_RENAMED.get(key, key): value for key, value in params.items()}
         kwargs["max_tokens"] = call.sampling.max_tokens  # None: up to the context window

@@ -70,8 +70,9 @@ class ProviderTypes:
 
 def builtin_provider_types() -> ProviderTypes:
     """The provider types headend ships, registered as a plugin would register its own."""
-    from headend.providers import llama_cpp
+    from headend.providers import anthropic, llama_cpp, openai_compat
 
     types = ProviderTypes()
-    llama_cpp.register(types)
+    for module in (llama_cpp, openai_compat, anthropic):
+        module.register(types)
     return types

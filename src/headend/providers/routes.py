@@ -1,13 +1,23 @@
-"""Routes: how an agent's ``model`` names a provider and, optionally, the provider's model.
+"""Routes: how a name reaches a provider and, optionally, the provider's own model.
 
-``local`` names the provider ``local`` with its default model; ``openai/gpt-4o-mini`` names
-the provider ``openai`` and its model ``gpt-4o-mini`` (the part after the first ``/``).
+- ``local`` names the provider ``local`` with its default model;
+- ``openai/gpt-4o-mini`` names the provider ``openai`` and its model ``gpt-4o-mini``;
+- a name under ``models:`` in headend.yaml is an alias for one route or a fallback list;
+- ``"ollama/*": ollama`` under ``models:`` passes ``ollama/<anything>`` to the provider
+  ``ollama`` as model ``<anything>``.
+
+Clients may send only agent ids and names under ``models:`` (wildcards included). Agent
+files may also use provider routes directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+
+from headend.errors import ConfigError
+
+WILDCARD = "/*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,14 +25,74 @@ class Target:
     provider: str
     model: str | None = None
 
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}" if self.model else self.provider
+
 
 class UnknownRoute(LookupError):
-    """The route names no configured provider."""
+    """The route names no configured provider or model."""
 
 
-def resolve_route(route: str, providers: Collection[str]) -> Target:
-    provider, _, model = route.partition("/")
-    if provider not in providers:
-        known = ", ".join(sorted(providers)) or "none"
-        raise UnknownRoute(f"no provider named {provider!r} (configured: {known})")
-    return Target(provider=provider, model=model or None)
+class RouteTable:
+    def __init__(
+        self,
+        models: Mapping[str, str | list[str]],
+        providers: Collection[str],
+        *,
+        source: str = "headend.yaml",
+    ) -> None:
+        self.providers = frozenset(providers)
+        self._aliases: dict[str, tuple[Target, ...]] = {}
+        self._wildcards: dict[str, str] = {}
+        problems: list[str] = []
+        for name, routes in models.items():
+            where = f"{source}: models.{name}"
+            if name.endswith(WILDCARD):
+                if not isinstance(routes, str) or routes not in self.providers:
+                    problems.append(f"{where}: a wildcard maps to one provider name")
+                    continue
+                self._wildcards[name[: -len(WILDCARD)] + "/"] = routes
+                continue
+            listed = [routes] if isinstance(routes, str) else routes
+            if not listed:
+                problems.append(f"{where}: a fallback list needs at least one route")
+                continue
+            targets = []
+            for route in listed:
+                try:
+                    targets.append(self._provider_route(route))
+                except UnknownRoute as exc:
+                    problems.append(f"{where}: {route!r}: {exc}")
+            self._aliases[name] = tuple(targets)
+        if problems:
+            raise ConfigError(problems)
+
+    def _provider_route(self, route: str) -> Target:
+        provider, _, model = route.partition("/")
+        if provider not in self.providers:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise UnknownRoute(f"no provider named {provider!r} (configured: {known})")
+        return Target(provider=provider, model=model or None)
+
+    def resolve(self, route: str) -> tuple[Target, ...]:
+        """An agent file's route: an alias, a wildcard name, or a provider route."""
+        found = self.for_client(route)
+        if found is not None:
+            return found
+        return (self._provider_route(route),)
+
+    def for_client(self, name: str) -> tuple[Target, ...] | None:
+        """The targets of a ``model`` a client sent, or None when it names no model route."""
+        aliased = self._aliases.get(name)
+        if aliased is not None:
+            return aliased
+        prefix, slash, rest = name.partition("/")
+        if slash and rest:
+            provider = self._wildcards.get(prefix + "/")
+            if provider is not None:
+                return (Target(provider=provider, model=rest),)
+        return None
+
+    def names(self) -> list[str]:
+        """The names /v1/models lists: every alias (wildcards cannot be enumerated)."""
+        return sorted(self._aliases)

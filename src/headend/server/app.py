@@ -6,15 +6,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 
+import aiohttp
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from headend.agents.registry import load_agents
-from headend.agents.runner import AgentRunner
 from headend.config import Settings
-from headend.providers.base import Provider
+from headend.providers.base import Provider, Resources
 from headend.providers.registry import builtin_provider_types
+from headend.providers.router import Router
+from headend.providers.routes import RouteTable
 from headend.server.chat import ChatService
+from headend.server.context import RequestContextMiddleware
 from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.health import health
@@ -31,32 +35,50 @@ ROUTES = [
 ]
 
 
+def http_session() -> aiohttp.ClientSession:
+    """The one upstream HTTP client: pooled keep-alive connections, no cookies, no env proxies."""
+    connector = aiohttp.TCPConnector(limit=1024, ttl_dns_cache=300, keepalive_timeout=60)
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+    )
+
+
 def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None = None) -> Starlette:
     """The app for ``settings``; ``providers`` replaces the configured ones (tests, embedding).
 
-    Agent files and provider sections are validated here, before anything is served, so a
-    bad file fails at startup with the same messages as ``headend check``.
+    Agent files, routes and provider sections are validated here, before anything is
+    served, so a bad file fails at startup with the same messages as ``headend check``.
     """
     built = dict(providers) if providers is not None else builtin_provider_types().build(settings)
-    agents = load_agents(settings.effective_agents_dir(), providers=built.keys())
+    routes = RouteTable(settings.models, built.keys(), source=settings.source)
+    agents = load_agents(settings.effective_agents_dir(), routes=routes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         started: list[Provider] = []
-        try:
-            for provider in built.values():
-                await provider.start()
-                started.append(provider)
-            app.state.services = Services(
-                settings=settings,
-                agents=agents,
-                providers=built,
-                chat=ChatService(AgentRunner(agents, built)),
-            )
-            log.info("serving %d agent(s): %s", len(agents), ", ".join(a.id for a in agents))
-            yield
-        finally:
-            for provider in reversed(started):
-                await provider.close()
+        async with http_session() as http:
+            try:
+                for provider in built.values():
+                    await provider.start(Resources(http=http))
+                    started.append(provider)
+                app.state.services = Services(
+                    settings=settings,
+                    agents=agents,
+                    routes=routes,
+                    providers=built,
+                    chat=ChatService(agents, routes, Router(built)),
+                )
+                log.info(
+                    "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
+                )
+                yield
+            finally:
+                for provider in reversed(started):
+                    await provider.close()
 
-    return Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    return Starlette(
+        routes=ROUTES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(RequestContextMiddleware)],
+        lifespan=lifespan,
+    )

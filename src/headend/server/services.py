@@ -9,6 +9,7 @@ from starlette.requests import Request
 from headend.agents.registry import AgentRegistry
 from headend.config import Settings
 from headend.providers.base import Provider
+from headend.providers.routes import RouteTable
 from headend.server.chat import ChatService
 
 
@@ -16,6 +17,7 @@ from headend.server.chat import ChatService
 class Services:
     settings: Settings
     agents: AgentRegistry
+    routes: RouteTable
     providers: dict[str, Provider]
     chat: ChatService
 

@@ -22,6 +22,23 @@ Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
+REQUEST_SAMPLING = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "top_k",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -75,6 +92,12 @@ class ChatCompletionRequest(_Request):
     mirostat: Literal[0, 1, 2] | None = None
     mirostat_tau: float | None = Field(None, gt=0)
     mirostat_eta: float | None = Field(None, gt=0)
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling fields the client set; ``max_completion_tokens`` wins over ``max_tokens``."""
+        values = {key: getattr(self, key) for key in REQUEST_SAMPLING}
+        values["max_tokens"] = self.max_completion_tokens or self.max_tokens
+        return {key: value for key, value in values.items() if value is not None}
 
     def unknown_fields(self) -> list[str]:
         return sorted(self.model_extra or {})

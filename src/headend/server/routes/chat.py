@@ -5,23 +5,23 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.schemas.openai.chat import ChatCompletionRequest
 from headend.server.cancel import until_disconnected
 from headend.server.chat import error_frames
-from headend.server.http import json_response, parse_request
+from headend.server.context import request_context
+from headend.server.http import decode_json, read_body
 from headend.server.services import services
 from headend.server.sse import EventStream
 
 
 async def create_chat_completion(request: Request) -> Response:
     found = services(request)
-    body = await parse_request(request, ChatCompletionRequest, found.settings.server.max_body_bytes)
-    turn = found.chat.prepare(body)
-    if body.stream:
+    body = decode_json(await read_body(request, found.settings.server.max_body_bytes))
+    plan = found.chat.plan(body, request_context(request))
+    if plan.stream:
         return EventStream(
-            found.chat.stream(turn),
+            found.chat.stream(plan),
             on_error=error_frames,
             keepalive=found.settings.server.keepalive_seconds,
         )
-    completion = await until_disconnected(request, found.chat.complete(turn))
-    return json_response(completion)
+    answer = await until_disconnected(request, found.chat.complete(plan))
+    return Response(answer, media_type="application/json")

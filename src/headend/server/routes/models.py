@@ -1,32 +1,37 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: one entry per agent."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: every agent and every model route."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.agents.registry import Agent
 from headend.errors import ModelNotFound
 from headend.schemas.openai.models import Model, ModelList
 from headend.server.http import json_response
-from headend.server.services import services
+from headend.server.services import Services, services
 
-OWNER = "headend"
+AGENT_OWNER = "headend"
 
 
-def _model(agent: Agent, created: int) -> Model:
-    return Model(id=agent.id, created=created, owned_by=OWNER)
+def _model(found: Services, name: str) -> Model | None:
+    created = found.agents.loaded_at
+    if found.agents.get(name) is not None:
+        return Model(id=name, created=created, owned_by=AGENT_OWNER)
+    targets = found.routes.for_client(name)
+    if targets is None:
+        return None
+    return Model(id=name, created=created, owned_by=targets[0].provider)
 
 
 async def list_models(request: Request) -> Response:
-    agents = services(request).agents
-    return json_response(ModelList(data=[_model(agent, agents.loaded_at) for agent in agents]))
+    found = services(request)
+    names = [agent.id for agent in found.agents] + found.routes.names()
+    return json_response(ModelList(data=[m for n in names if (m := _model(found, n))]))
 
 
 async def retrieve_model(request: Request) -> Response:
-    agents = services(request).agents
-    model_id = request.path_params["model"]
-    agent = agents.get(model_id)
-    if agent is None:
-        raise ModelNotFound(model_id)
-    return json_response(_model(agent, agents.loaded_at))
+    name = request.path_params["model"]
+    model = _model(services(request), name)
+    if model is None:
+        raise ModelNotFound(name)
+    return json_response(model)

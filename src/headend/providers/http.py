@@ -1,0 +1,159 @@
+"""HTTP plumbing shared by the upstream providers: posting, SSE parsing, error mapping.
+
+Transport errors become ``UpstreamFailure`` here, at the boundary. Messages name the
+provider and what went wrong, never its URL, key or headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from headend.errors import APIError, UpstreamFailure, UpstreamRejected
+from headend.providers.base import Timer
+from headend.providers.resilience import Timeouts, parse_retry_after
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
+MAX_MESSAGE = 500
+TRANSPORT_ERRORS = (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError)
+
+
+def error_fields(body: bytes) -> tuple[str, str | None, str | None]:
+    """(message, param, code) from an OpenAI or Anthropic error body, or its text."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace").strip()[:MAX_MESSAGE] or "(empty body)", None, None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or error.get("type") or "unknown error")
+        param = error.get("param")
+        code = error.get("code") or error.get("type")
+        return (
+            message[:MAX_MESSAGE],
+            param if isinstance(param, str) else None,
+            code if isinstance(code, str) else None,
+        )
+    if isinstance(error, str):
+        return error[:MAX_MESSAGE], None, None
+    return str(data)[:MAX_MESSAGE], None, None
+
+
+def failure_for_status(
+    provider: str, status: int, body: bytes, headers: Mapping[str, str]
+) -> APIError:
+    message, param, code = error_fields(body)
+    if status in CLIENT_FAULT_STATUS:
+        return UpstreamRejected(400 if status == 422 else status, message, param=param, code=code)
+    retryable = status in RETRYABLE_STATUS or status >= 500
+    return UpstreamFailure(
+        f"provider '{provider}' answered HTTP {status}: {message}",
+        retryable=retryable,
+        retry_after=parse_retry_after(headers) if retryable else None,
+    )
+
+
+def transport_failure(provider: str, exc: BaseException) -> UpstreamFailure:
+    detail = (
+        str(exc).split(" [", 1)[0]
+        if not isinstance(exc, aiohttp.ClientConnectorError)
+        else ("cannot connect")
+    )
+    return UpstreamFailure(
+        f"provider '{provider}' connection failed: {type(exc).__name__}"
+        + (f": {detail}" if detail else ""),
+        retryable=True,
+    )
+
+
+def client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    # first_token and total are enforced by the router, which knows what was sent.
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, connect=None)
+
+
+@asynccontextmanager
+async def post(
+    http: aiohttp.ClientSession,
+    provider: str,
+    url: str,
+    body: Any,
+    headers: Mapping[str, str],
+    timeouts: Timeouts,
+    timer: Timer,
+) -> AsyncGenerator[aiohttp.ClientResponse, None]:
+    """POST ``body`` as JSON; the response once its status is 200, else the mapped error."""
+    since = time.perf_counter()
+    try:
+        async with http.post(
+            url,
+            data=orjson.dumps(body),
+            headers={"content-type": "application/json", **headers},
+            timeout=client_timeout(timeouts),
+        ) as response:
+            if response.status != 200:
+                raw = await response.read()
+                timer.add_wait(since)
+                raise failure_for_status(provider, response.status, raw, response.headers)
+            timer.add_wait(since)
+            yield response
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(provider, exc) from exc
+    except TimeoutError as exc:  # sock_connect
+        raise UpstreamFailure(
+            f"provider '{provider}' connection timed out after {timeouts.connect:g} s",
+            retryable=True,
+        ) from exc
+
+
+async def read_json(provider: str, response: aiohttp.ClientResponse, timer: Timer) -> Any:
+    since = time.perf_counter()
+    raw = await response.read()
+    timer.add_wait(since)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailure(
+            f"provider '{provider}' answered with malformed JSON", retryable=False
+        ) from None
+
+
+async def sse_events(
+    response: aiohttp.ClientResponse,
+) -> AsyncGenerator[tuple[bytes, bytes], None]:
+    """``(event, data)`` pairs of a server-sent event stream; comments are skipped."""
+    event = b""
+    data: list[bytes] = []
+    async for raw in response.content:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield event, b"\n".join(data)
+            event, data = b"", []
+            continue
+        if line[0] == 0x3A:  # ":" comment
+            continue
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            data.append(value)
+        elif name == b"event":
+            event = value
+    if data:
+        yield event, b"\n".join(data)
+
+
+def parse_event(provider: str, data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailure(
+            f"provider '{provider}' sent a malformed stream event", retryable=True
+        ) from None

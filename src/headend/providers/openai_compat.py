@@ -1,0 +1,129 @@
+"""Any OpenAI-compatible upstream: OpenAI, vLLM, llama.cpp's server, Ollama, LM Studio,
+OpenRouter, another headend.
+
+Requests pass through unchanged but for ``model`` (and, when streaming,
+``stream_options.include_usage``, so tokens are always counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from pydantic import Field
+
+from headend.config import Settings
+from headend.errors import ServiceUnavailable, UpstreamFailure
+from headend.providers.base import ChatCall, Json, Resources
+from headend.providers.http import parse_event, post, read_json, sse_events
+from headend.providers.resilience import ResilientConfig
+
+if TYPE_CHECKING:
+    from headend.providers.registry import ProviderTypes
+
+
+class OpenAIConfig(ResilientConfig):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = Field(None, repr=False)
+    model: str | None = None  # used when a route names no model
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+class OpenAICompatProvider:
+    def __init__(self, name: str, config: OpenAIConfig) -> None:
+        self.name = name
+        self.resilience = config.resilience()
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self._headers = dict(config.headers)
+        if config.api_key:
+            self._headers["authorization"] = f"Bearer {config.api_key}"
+        self._default_model = config.model
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self, resources: Resources) -> None:
+        self._http = resources.http
+
+    async def close(self) -> None:
+        self._http = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise ServiceUnavailable(f"provider '{self.name}' is not started")
+        return self._http
+
+    def _headers_for(self, call: ChatCall) -> dict[str, str]:
+        if not call.request_id:
+            return self._headers
+        return {**self._headers, "x-request-id": call.request_id}
+
+    async def complete(self, call: ChatCall) -> Json:
+        body = call.upstream_body(self._default_model)
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        async with post(
+            self._session(),
+            self.name,
+            self._url,
+            body,
+            self._headers_for(call),
+            self.resilience.timeout,
+            call.timer,
+        ) as response:
+            answer = await read_json(self.name, response, call.timer)
+        if not isinstance(answer, dict) or "choices" not in answer:
+            raise UpstreamFailure(
+                f"provider '{self.name}' answered without choices", retryable=False
+            )
+        return answer
+
+    async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
+        body = call.upstream_body(self._default_model)
+        body["stream"] = True
+        options: Any = body.get("stream_options")
+        body["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+        async with post(
+            self._session(),
+            self.name,
+            self._url,
+            body,
+            self._headers_for(call),
+            self.resilience.timeout,
+            call.timer,
+        ) as response:
+            async for _event, data in sse_events(response):
+                if data == b"[DONE]":
+                    return
+                chunk = parse_event(self.name, data)
+                if not isinstance(chunk, dict):
+                    raise UpstreamFailure(
+                        f"provider '{self.name}' sent a stream event that is not an object",
+                        retryable=True,
+                    )
+                if "error" in chunk and "choices" not in chunk:
+                    message = (
+                        chunk["error"].get("message")
+                        if isinstance(chunk["error"], dict)
+                        else chunk["error"]
+                    )
+                    raise UpstreamFailure(
+                        f"provider '{self.name}' reported an error in its stream: {message}",
+                        retryable=True,
+                    )
+                yield chunk
+        raise UpstreamFailure(
+            f"provider '{self.name}' ended its stream before [DONE]", retryable=True
+        )
+
+
+def _build(name: str, config: OpenAIConfig, settings: Settings) -> OpenAICompatProvider:
+    return OpenAICompatProvider(name, config)
+
+
+def register(types: ProviderTypes) -> None:
+    from headend.providers.registry import ProviderType
+
+    types.register("openai", ProviderType(config_model=OpenAIConfig, build=_build))

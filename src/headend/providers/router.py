@@ -1,0 +1,185 @@
+"""Calls a route's targets in order with retries, backoff, timeouts and cooldown.
+
+For each target: up to ``retry.attempts`` tries while failures are retryable (connection
+errors, 408, 429, 5xx), waiting an exponential backoff with jitter or the upstream's
+``Retry-After``. Then the next target. A provider whose requests failed
+``cooldown.after_failures`` times in a row is skipped for ``cooldown.seconds`` while another
+target can serve; when every target is cooling down they are tried anyway.
+
+Nothing is retried once a chunk has been handed to the caller: after the first chunk of a
+stream, a failure is the caller's to report. A request the upstream rejects as invalid
+(``UpstreamRejected``) is the client's to fix: it is neither retried nor counted against the
+provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from headend.errors import ProviderError, ProviderTimeout, UpstreamFailure
+from headend.providers.base import ChatCall, Json, Provider
+from headend.providers.resilience import Retry, backoff_delay
+from headend.providers.routes import Target
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Health:
+    consecutive_failures: int = 0
+    cooling_until: float = 0.0
+
+
+class Router:
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.providers = providers
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._health = {name: Health() for name in providers}
+
+    def cooling(self, provider: str) -> bool:
+        return self._health[provider].cooling_until > self._clock()
+
+    def _order(self, targets: Sequence[Target]) -> list[Target]:
+        ready = [target for target in targets if not self.cooling(target.provider)]
+        return ready or list(targets)
+
+    def _succeeded(self, provider: str) -> None:
+        self._health[provider] = Health()
+
+    def _failed(self, provider: str) -> None:
+        health = self._health[provider]
+        health.consecutive_failures += 1
+        cooldown = self.providers[provider].resilience.cooldown
+        if health.consecutive_failures >= cooldown.after_failures:
+            health.cooling_until = self._clock() + cooldown.seconds
+            log.warning(
+                "provider %s failed %d times in a row; cooling down for %.0f s",
+                provider,
+                health.consecutive_failures,
+                cooldown.seconds,
+            )
+
+    async def complete(self, targets: Sequence[Target], call: ChatCall) -> tuple[Json, Target]:
+        async def attempt(provider: Provider, target_call: ChatCall) -> Json:
+            timeout = provider.resilience.timeout
+            try:
+                async with asyncio.timeout(min(timeout.total, timeout.first_token)):
+                    return await provider.complete(target_call)
+            except TimeoutError:
+                raise ProviderTimeout(
+                    f"provider '{provider.name}' did not answer within "
+                    f"{min(timeout.total, timeout.first_token):g} s"
+                ) from None
+
+        return await self._first_success(targets, call, attempt)
+
+    async def stream(self, targets: Sequence[Target], call: ChatCall) -> AsyncGenerator[Json, None]:
+        """Chunks of the first target that produces one; retries happen only before it."""
+        Opened = tuple[Json, AsyncGenerator[Json, None]]
+
+        async def attempt(provider: Provider, target_call: ChatCall) -> Opened:
+            timeout = provider.resilience.timeout
+            chunks = provider.stream(target_call)
+            try:
+                async with asyncio.timeout(min(timeout.total, timeout.first_token)):
+                    return await anext(chunks), chunks
+            except TimeoutError:
+                await chunks.aclose()
+                raise ProviderTimeout(
+                    f"provider '{provider.name}' sent no first token within "
+                    f"{timeout.first_token:g} s"
+                ) from None
+            except StopAsyncIteration:
+                raise UpstreamFailure(
+                    f"provider '{provider.name}' ended the stream without a chunk",
+                    retryable=True,
+                ) from None
+            except BaseException:
+                await chunks.aclose()
+                raise
+
+        (first, chunks), target = await self._first_success(targets, call, attempt)
+        provider = self.providers[target.provider]
+        deadline = asyncio.get_running_loop().time() + provider.resilience.timeout.total
+        try:
+            yield first
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise ProviderTimeout(
+                        f"provider '{provider.name}' did not finish within "
+                        f"{provider.resilience.timeout.total:g} s"
+                    ) from None
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    async def _first_success(
+        self,
+        targets: Sequence[Target],
+        call: ChatCall,
+        attempt: Callable[[Provider, ChatCall], Awaitable[T]],
+    ) -> tuple[T, Target]:
+        failures: list[str] = []
+        timed_out = True
+        for target in self._order(targets):
+            provider = self.providers[target.provider]
+            target_call = ChatCall(
+                body=call.body, model=target.model, timer=call.timer, request_id=call.request_id
+            )
+            retry = provider.resilience.retry
+            for number in range(1, retry.attempts + 1):
+                try:
+                    result = await attempt(provider, target_call)
+                except ProviderError as exc:
+                    timed_out = timed_out and isinstance(exc, ProviderTimeout)
+                    wait = self._retry_wait(exc, retry, number)
+                    log.warning(
+                        "request %s: %s attempt %d failed: %s",
+                        call.request_id,
+                        target,
+                        number,
+                        exc.message,
+                    )
+                    if wait is None:
+                        failures.append(f"{target}: {exc.message}")
+                        self._failed(target.provider)
+                        break
+                    await self._sleep(wait)
+                    continue
+                self._succeeded(target.provider)
+                return result, target
+        summary = "; ".join(failures)
+        if timed_out:
+            raise ProviderTimeout(f"Every upstream timed out: {summary}")
+        raise ProviderError(f"Every upstream failed: {summary}")
+
+    def _retry_wait(self, exc: ProviderError, retry: Retry, number: int) -> float | None:
+        """Seconds to wait before trying the same target again, or None to move on."""
+        if not isinstance(exc, UpstreamFailure) or not exc.retryable or number >= retry.attempts:
+            return None
+        if exc.retry_after is not None:
+            return exc.retry_after if exc.retry_after <= retry.max_retry_after else None
+        return backoff_delay(retry, number, self._rng)

@@ -1,0 +1,50 @@
+"""Validating wire dicts against schemas, with errors that name the param as OpenAI does."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from headend.errors import InvalidRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic puts the tried member of a union in ``loc`` (``str``, ``list[ContentPart]``)."""
+    return part in _TYPE_TAGS or "[" in part or part[:1].isupper()
+
+
+def param_of(loc: tuple[int | str, ...]) -> str:
+    """``("messages", 0, "role")`` → ``messages[0].role``, the way OpenAI names params."""
+    out = ""
+    for part in loc:
+        if isinstance(part, str) and _is_union_tag(part):
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = param_of(tuple(first["loc"]))
+        if first["type"] == "missing":
+            raise InvalidRequest(
+                f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            ) from None
+        raise InvalidRequest(
+            f"Invalid value for '{param}': {first['msg']}.", param=param, code="invalid_value"
+        ) from None

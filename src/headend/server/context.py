@@ -1,0 +1,63 @@
+"""Per-request context: the request id and the timer behind ``x-headend-overhead-ms``.
+
+A pure ASGI middleware (no per-request task or body buffering, unlike Starlette's
+BaseHTTPMiddleware) puts it in ``scope["state"]`` and adds both headers to every response.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from headend.providers.base import Timer
+
+STATE_KEY = "headend"
+_CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    timer: Timer = field(default_factory=Timer)
+
+
+def request_context(request: Request) -> RequestContext:
+    found: RequestContext = request.scope["state"][STATE_KEY]
+    return found
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _CLIENT_ID.match(value):
+            client_id: str = value.decode()
+            return client_id
+    return f"req_{uuid.uuid4().hex}"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        context = RequestContext(request_id=_request_id(scope))
+        scope.setdefault("state", {})[STATE_KEY] = context
+        request_id = context.request_id.encode()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                overhead = f"{context.timer.overhead_ms():.3f}".encode()
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id),
+                    (b"x-headend-overhead-ms", overhead),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
