@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.upstream import FakeUpstream
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PINNED_AGENT = """---
@@ -50,9 +52,11 @@ class RunningServer:
         return self.log.read_text(errors="replace")
 
 
-def start_server(agents_dir: Path, log: Path, *extra: str) -> RunningServer:
+def start_server(
+    agents_dir: Path, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> RunningServer:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")} | (env or {})
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
@@ -92,6 +96,21 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    """The fake upstream LLM server, shared by the session; reset for each test that uses it."""
+    server = FakeUpstream()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(upstream: FakeUpstream) -> FakeUpstream:
+    upstream.reset()
+    return upstream
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -38,6 +39,7 @@ class AnthropicProvider:
         self._headers = {"anthropic-version": API_VERSION, **config.headers}
         if config.api_key:
             self._headers["x-api-key"] = config.api_key
+        self._secrets = tuple(v for v in (config.api_key, *config.headers.values()) if v)
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self, resources: Resources) -> None:
@@ -46,9 +48,28 @@ class AnthropicProvider:
     async def close(self) -> None:
         self._http = None
 
-    def _request(self, call: ChatCall, stream: bool) -> tuple[aiohttp.ClientSession, Json]:
+    def _post(
+        self, call: ChatCall, body: Json
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         if self._http is None:
             raise ServiceUnavailable(f"provider '{self.name}' is not started")
+        headers = (
+            {**self._headers, "x-request-id": call.request_id}
+            if call.request_id
+            else (self._headers)
+        )
+        return post(
+            self._http,
+            self.name,
+            self._url,
+            body,
+            headers,
+            self.resilience.timeout,
+            call.timer,
+            self._secrets,
+        )
+
+    def _request(self, call: ChatCall, stream: bool) -> Json:
         model = call.model or self._config.model
         if not model:
             raise InvalidRequest(
@@ -58,13 +79,11 @@ class AnthropicProvider:
         body = to_anthropic(call.body, model, self._config.max_tokens)
         if stream:
             body["stream"] = True
-        return self._http, body
+        return body
 
     async def complete(self, call: ChatCall) -> Json:
-        http, body = self._request(call, stream=False)
-        async with post(
-            http, self.name, self._url, body, self._headers, self.resilience.timeout, call.timer
-        ) as response:
+        body = self._request(call, stream=False)
+        async with self._post(call, body) as response:
             message = await read_json(self.name, response, call.timer)
         if not isinstance(message, dict) or message.get("type") != "message":
             raise UpstreamFailure(
@@ -74,11 +93,9 @@ class AnthropicProvider:
         return from_anthropic(message, body["model"])
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
-        http, body = self._request(call, stream=True)
-        translator = StreamTranslator(self.name, body["model"])
-        async with post(
-            http, self.name, self._url, body, self._headers, self.resilience.timeout, call.timer
-        ) as response:
+        body = self._request(call, stream=True)
+        translator = StreamTranslator(self.name, body["model"], self._secrets)
+        async with self._post(call, body) as response:
             async for _event, data in sse_events(response):
                 event = parse_event(self.name, data)
                 if not isinstance(event, dict):

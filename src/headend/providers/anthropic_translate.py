@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from headend.errors import InvalidRequest, UpstreamFailure
 from headend.providers.base import Json
+from headend.providers.http import redact
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -238,8 +240,9 @@ def from_anthropic(message: Json, model: str) -> Json:
 class StreamTranslator:
     """Anthropic stream events in, OpenAI chunks out; one instance per stream."""
 
-    def __init__(self, provider: str, model: str) -> None:
+    def __init__(self, provider: str, model: str, secrets: Sequence[str] = ()) -> None:
         self.provider = provider
+        self.secrets = secrets
         self.model = model
         self.id = "chatcmpl-"
         self.created = int(time.time())
@@ -336,6 +339,6 @@ class StreamTranslator:
         overloaded = error.get("type") in ("overloaded_error", "api_error")
         raise UpstreamFailure(
             f"provider '{self.provider}' reported an error in its stream: "
-            f"{error.get('message', 'unknown error')}",
+            + redact(str(error.get("message", "unknown error")), self.secrets),
             retryable=overloaded,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,17 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
 MAX_MESSAGE = 500
 TRANSPORT_ERRORS = (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError)
+
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` without any of ``secrets``: upstreams quote the key they refused."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def error_fields(body: bytes) -> tuple[str, str | None, str | None]:
@@ -47,9 +58,14 @@ def error_fields(body: bytes) -> tuple[str, str | None, str | None]:
 
 
 def failure_for_status(
-    provider: str, status: int, body: bytes, headers: Mapping[str, str]
+    provider: str,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str] = (),
 ) -> APIError:
     message, param, code = error_fields(body)
+    message = redact(message, secrets)
     if status in CLIENT_FAULT_STATUS:
         return UpstreamRejected(400 if status == 422 else status, message, param=param, code=code)
     retryable = status in RETRYABLE_STATUS or status >= 500
@@ -87,8 +103,12 @@ async def post(
     headers: Mapping[str, str],
     timeouts: Timeouts,
     timer: Timer,
+    secrets: Sequence[str] = (),
 ) -> AsyncGenerator[aiohttp.ClientResponse, None]:
-    """POST ``body`` as JSON; the response once its status is 200, else the mapped error."""
+    """POST ``body`` as JSON; the response once its status is 200, else the mapped error.
+
+    ``secrets`` (the provider's key and header values) never appear in an error message.
+    """
     since = time.perf_counter()
     try:
         async with http.post(
@@ -100,7 +120,7 @@ async def post(
             if response.status != 200:
                 raw = await response.read()
                 timer.add_wait(since)
-                raise failure_for_status(provider, response.status, raw, response.headers)
+                raise failure_for_status(provider, response.status, raw, response.headers, secrets)
             timer.add_wait(since)
             yield response
     except TRANSPORT_ERRORS as exc:

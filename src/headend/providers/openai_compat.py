@@ -8,6 +8,7 @@ Requests pass through unchanged but for ``model`` (and, when streaming,
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -16,7 +17,7 @@ from pydantic import Field
 from headend.config import Settings
 from headend.errors import ServiceUnavailable, UpstreamFailure
 from headend.providers.base import ChatCall, Json, Resources
-from headend.providers.http import parse_event, post, read_json, sse_events
+from headend.providers.http import parse_event, post, read_json, redact, sse_events
 from headend.providers.resilience import ResilientConfig
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class OpenAICompatProvider:
         if config.api_key:
             self._headers["authorization"] = f"Bearer {config.api_key}"
         self._default_model = config.model
+        self._secrets = tuple(v for v in (config.api_key, *config.headers.values()) if v)
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self, resources: Resources) -> None:
@@ -52,24 +54,30 @@ class OpenAICompatProvider:
             raise ServiceUnavailable(f"provider '{self.name}' is not started")
         return self._http
 
-    def _headers_for(self, call: ChatCall) -> dict[str, str]:
-        if not call.request_id:
-            return self._headers
-        return {**self._headers, "x-request-id": call.request_id}
+    def _post(
+        self, call: ChatCall, body: Json
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        headers = (
+            {**self._headers, "x-request-id": call.request_id}
+            if call.request_id
+            else (self._headers)
+        )
+        return post(
+            self._session(),
+            self.name,
+            self._url,
+            body,
+            headers,
+            self.resilience.timeout,
+            call.timer,
+            self._secrets,
+        )
 
     async def complete(self, call: ChatCall) -> Json:
         body = call.upstream_body(self._default_model)
         body.pop("stream", None)
         body.pop("stream_options", None)
-        async with post(
-            self._session(),
-            self.name,
-            self._url,
-            body,
-            self._headers_for(call),
-            self.resilience.timeout,
-            call.timer,
-        ) as response:
+        async with self._post(call, body) as response:
             answer = await read_json(self.name, response, call.timer)
         if not isinstance(answer, dict) or "choices" not in answer:
             raise UpstreamFailure(
@@ -85,15 +93,7 @@ class OpenAICompatProvider:
             **(options if isinstance(options, dict) else {}),
             "include_usage": True,
         }
-        async with post(
-            self._session(),
-            self.name,
-            self._url,
-            body,
-            self._headers_for(call),
-            self.resilience.timeout,
-            call.timer,
-        ) as response:
+        async with self._post(call, body) as response:
             async for _event, data in sse_events(response):
                 if data == b"[DONE]":
                     return
@@ -110,7 +110,8 @@ class OpenAICompatProvider:
                         else chunk["error"]
                     )
                     raise UpstreamFailure(
-                        f"provider '{self.name}' reported an error in its stream: {message}",
+                        f"provider '{self.name}' reported an error in its stream: "
+                        + redact(str(message), self._secrets),
                         retryable=True,
                     )
                 yield chunk
