@@ -120,6 +120,10 @@ def agents_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     packaged = ROOT / "src/headend/data/agents/assistant.md"
     (directory / "assistant.md").write_text(packaged.read_text())
     (directory / "pinned.md").write_text(PINNED_AGENT)
+    # Found as ./headend.yaml by the server, which runs in the directory above.
+    (directory.parent / "headend.yaml").write_text(
+        "providers:\n  local: {type: llama_cpp}\nmodels:\n  smol: local\n"
+    )
     return directory
 
 

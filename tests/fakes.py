@@ -63,15 +63,14 @@ class ScriptedProvider:
             ],
         }
 
-    async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
+    async def stream(self, call: ChatCall) -> AsyncGenerator[list[Json], None]:
         self.calls.append(call)
         await asyncio.sleep(self.delay)
         if self.fail_before is not None:
             raise self.fail_before
-        yield chunk({"role": "assistant", "content": ""})
+        yield [chunk({"role": "assistant", "content": ""})]
         for text in self.texts:
-            yield chunk({"content": text})
+            yield [chunk({"content": text})]
         if self.fail_after is not None:
             raise self.fail_after
-        yield chunk({}, "stop")
-        yield {**chunk({}), "choices": [], "usage": self._usage()}
+        yield [chunk({}, "stop"), {**chunk({}), "choices": [], "usage": self._usage()}]

@@ -102,3 +102,13 @@ def test_pinned_fields_keep_the_agent_value(tmp_path: Path) -> None:
     )
     merged = merge_sampling(spec, {"temperature": 1.5, "seed": 9, "top_p": 0.5})
     assert merged == {"temperature": 0, "seed": 9, "top_p": 0.5}
+
+
+def test_packaged_agents_step_aside_when_their_route_does_not_exist(tmp_path: Path) -> None:
+    gateway_only = RouteTable({"gpt": "openai/gpt-4o-mini"}, {"openai"})
+    assert len(load_agents(tmp_path / "missing", routes=gateway_only)) == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    agent_file(mine, "lost", "---\nmodel: local\n---\n")
+    with pytest.raises(ConfigError, match="no provider named 'local'"):
+        load_agents(mine, routes=gateway_only)

@@ -138,9 +138,24 @@ async def test_async_client_non_streaming_and_streaming(aclient: openai.AsyncOpe
     assert "".join(p or "" for p in pieces)
 
 
-def test_models_lists_one_entry_per_agent(client: openai.OpenAI) -> None:
+def test_a_plain_model_route_reaches_the_embedded_model(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=4)
+    assert completion.model == "smol"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens <= 4
+    chunks = list(
+        client.chat.completions.create(model="smol", messages=QUESTION, max_tokens=4, stream=True)
+    )
+    assert all(chunk.model == "smol" for chunk in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="smol", messages=QUESTION, n=2)
+    assert caught.value.param == "n"
+
+
+def test_models_lists_every_agent_and_model_route(client: openai.OpenAI) -> None:
     models = client.models.list()
-    assert sorted(model.id for model in models) == ["assistant", "pinned"]
+    assert sorted(model.id for model in models) == ["assistant", "pinned", "smol"]
     for model in models:
         assert model.object == "model"
         assert model.owned_by

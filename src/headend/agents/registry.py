@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from headend.errors import ConfigError
 from headend.providers.routes import RouteTable, Target, UnknownRoute
 
 PACKAGED_AGENTS = "data/agents"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,8 @@ def load_agents(
     """
     files = agent_files(directory)
     source_dir: Path | None = directory
-    if not files:
+    packaged = not files
+    if packaged:
         files, source_dir = packaged_agent_files(), None
     problems: list[str] = []
     agents: dict[str, Agent] = {}
@@ -74,11 +77,17 @@ def load_agents(
         if routes.for_client(spec.id) is not None:
             problems.append(f"{path}: the agent id {spec.id!r} is also a name under models:")
         targets: list[Target] = []
+        unresolved: list[str] = []
         for route in spec.routes():
             try:
                 targets.extend(routes.resolve(route))
             except UnknownRoute as exc:
-                problems.append(f"{path}: model: {route!r}: {exc}")
+                unresolved.append(f"{path}: model: {route!r}: {exc}")
+        if unresolved and packaged:
+            # A gateway-only setup has no `local` provider for the packaged assistant.
+            log.info("not serving packaged agent %s: %s", spec.id, "; ".join(unresolved))
+            continue
+        problems += unresolved
         agents[spec.id] = Agent(spec=spec, targets=tuple(targets))
     if problems:
         raise ConfigError(problems)

@@ -12,8 +12,8 @@ from pydantic import Field
 from headend.config import Settings
 from headend.errors import InvalidRequest, ServiceUnavailable, UpstreamFailure
 from headend.providers.anthropic_translate import StreamTranslator, from_anthropic, to_anthropic
-from headend.providers.base import ChatCall, Json, Resources
-from headend.providers.http import parse_event, post, read_json, sse_events
+from headend.providers.base import Batch, ChatCall, Json, Resources
+from headend.providers.http import parse_event, post, read_json, sse_batches
 from headend.providers.resilience import ResilientConfig
 
 if TYPE_CHECKING:
@@ -92,16 +92,18 @@ class AnthropicProvider:
             )
         return from_anthropic(message, body["model"])
 
-    async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
+    async def stream(self, call: ChatCall) -> AsyncGenerator[Batch, None]:
         body = self._request(call, stream=True)
         translator = StreamTranslator(self.name, body["model"], self._secrets)
         async with self._post(call, body) as response:
-            async for _event, data in sse_events(response):
-                event = parse_event(self.name, data)
-                if not isinstance(event, dict):
-                    continue
-                for chunk in translator.feed(event):
-                    yield chunk
+            async for events in sse_batches(response):
+                batch: Batch = []
+                for _event, data in events:
+                    event = parse_event(self.name, data)
+                    if isinstance(event, dict):
+                        batch += translator.feed(event)
+                if batch:
+                    yield batch
                 if translator.done:
                     return
         raise UpstreamFailure(

@@ -3,8 +3,9 @@
 Providers speak OpenAI chat shapes on both sides, whatever their upstream speaks: a call
 carries an OpenAI chat request (a dict, ``model`` set to the upstream's own name), and the
 answer is a ``chat.completion`` dict or a stream of ``chat.completion.chunk`` dicts ending
-with a usage chunk (``choices: []``). Translation to another protocol happens inside the
-provider. Providers raise only ``headend.errors.APIError`` subclasses.
+with a usage chunk (``choices: []``). Streams come in batches: the chunks that arrived
+together, which are relayed to the client in one write. Translation to another protocol
+happens inside the provider. Providers raise only ``headend.errors.APIError`` subclasses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 Json = dict[str, Any]
+Batch = list[Json]
 
 
 class SamplingParams(BaseModel):
@@ -114,9 +116,10 @@ class Provider(Protocol):
         """A whole ``chat.completion``."""
         ...
 
-    def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
-        """``chat.completion.chunk`` dicts as they arrive, the usage chunk last.
+    def stream(self, call: ChatCall) -> AsyncGenerator[Batch, None]:
+        """Batches of ``chat.completion.chunk`` dicts as they arrive, the usage chunk last.
 
+        A batch holds what is already there, never more: no batch waits to be filled.
         Closing the iterator early (client gone) must stop the upstream work at once.
         """
         ...

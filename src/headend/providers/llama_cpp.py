@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from headend import __version__
 from headend.config import Settings
 from headend.errors import ConfigError, InvalidRequest, ProviderError, ServiceUnavailable
-from headend.providers.base import ChatCall, FinishReason, Json, Resources
+from headend.providers.base import Batch, ChatCall, FinishReason, Json, Resources
 from headend.providers.local_request import LocalCall, local_call
 from headend.providers.resilience import ResilientConfig, Retry, Timeouts
 
@@ -177,15 +177,16 @@ class LlamaCppProvider:
         texts: list[str] = []
         reason: FinishReason = "stop"
         usage: Json = {}
-        chunks = self.stream(call)
+        batches = self.stream(call)
         try:
-            async for chunk in chunks:
-                for choice in chunk["choices"]:
-                    texts.append(choice["delta"].get("content") or "")
-                    reason = choice["finish_reason"] or reason
-                usage = chunk.get("usage") or usage
+            async for batch in batches:
+                for chunk in batch:
+                    for choice in chunk["choices"]:
+                        texts.append(choice["delta"].get("content") or "")
+                        reason = choice["finish_reason"] or reason
+                    usage = chunk.get("usage") or usage
         finally:
-            await chunks.aclose()
+            await batches.aclose()
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -203,7 +204,7 @@ class LlamaCppProvider:
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
 
-    async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
+    async def stream(self, call: ChatCall) -> AsyncGenerator[Batch, None]:
         if self._llama is None:
             raise ServiceUnavailable(f"the model of provider '{self.name}' is not loaded")
         request = local_call(call.body)
@@ -228,20 +229,17 @@ class LlamaCppProvider:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                if isinstance(item, str):
-                    if first:
-                        call.timer.add_wait(since)
-                        first = False
-                        yield chunk.delta({"role": "assistant", "content": "", "refusal": None})
-                    yield chunk.delta({"content": item})
-                    continue
-                reason, prompt, completion = cast(tuple[FinishReason, int, int], item)
+                batch: Batch = []
                 if first:
                     call.timer.add_wait(since)
                     first = False
-                    yield chunk.delta({"role": "assistant", "content": "", "refusal": None})
-                yield chunk.delta({}, reason)
-                yield chunk.usage(prompt, completion)
+                    batch.append(chunk.delta({"role": "assistant", "content": "", "refusal": None}))
+                if isinstance(item, str):
+                    batch.append(chunk.delta({"content": item}))
+                else:
+                    reason, prompt, completion = cast(tuple[FinishReason, int, int], item)
+                    batch += [chunk.delta({}, reason), chunk.usage(prompt, completion)]
+                yield batch
         finally:
             run.cancelled.set()
 

@@ -16,8 +16,8 @@ from pydantic import Field
 
 from headend.config import Settings
 from headend.errors import ServiceUnavailable, UpstreamFailure
-from headend.providers.base import ChatCall, Json, Resources
-from headend.providers.http import parse_event, post, read_json, redact, sse_events
+from headend.providers.base import Batch, ChatCall, Json, Resources
+from headend.providers.http import parse_event, post, read_json, redact, sse_batches
 from headend.providers.resilience import ResilientConfig
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class OpenAICompatProvider:
             )
         return answer
 
-    async def stream(self, call: ChatCall) -> AsyncGenerator[Json, None]:
+    async def stream(self, call: ChatCall) -> AsyncGenerator[Batch, None]:
         body = call.upstream_body(self._default_model)
         body["stream"] = True
         options: Any = body.get("stream_options")
@@ -94,30 +94,38 @@ class OpenAICompatProvider:
             "include_usage": True,
         }
         async with self._post(call, body) as response:
-            async for _event, data in sse_events(response):
-                if data == b"[DONE]":
+            async for events in sse_batches(response):
+                batch: Batch = []
+                done = False
+                for _event, data in events:
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    batch.append(self._chunk(data))
+                if batch:
+                    yield batch
+                if done:
                     return
-                chunk = parse_event(self.name, data)
-                if not isinstance(chunk, dict):
-                    raise UpstreamFailure(
-                        f"provider '{self.name}' sent a stream event that is not an object",
-                        retryable=True,
-                    )
-                if "error" in chunk and "choices" not in chunk:
-                    message = (
-                        chunk["error"].get("message")
-                        if isinstance(chunk["error"], dict)
-                        else chunk["error"]
-                    )
-                    raise UpstreamFailure(
-                        f"provider '{self.name}' reported an error in its stream: "
-                        + redact(str(message), self._secrets),
-                        retryable=True,
-                    )
-                yield chunk
         raise UpstreamFailure(
             f"provider '{self.name}' ended its stream before [DONE]", retryable=True
         )
+
+    def _chunk(self, data: bytes) -> Json:
+        chunk = parse_event(self.name, data)
+        if not isinstance(chunk, dict):
+            raise UpstreamFailure(
+                f"provider '{self.name}' sent a stream event that is not an object",
+                retryable=True,
+            )
+        if "error" in chunk and "choices" not in chunk:
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise UpstreamFailure(
+                f"provider '{self.name}' reported an error in its stream: "
+                + redact(str(message), self._secrets),
+                retryable=True,
+            )
+        return chunk
 
 
 def _build(name: str, config: OpenAIConfig, settings: Settings) -> OpenAICompatProvider:

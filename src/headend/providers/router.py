@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from headend.errors import ProviderError, ProviderTimeout, UpstreamFailure
-from headend.providers.base import ChatCall, Json, Provider
+from headend.providers.base import Batch, ChatCall, Json, Provider
 from headend.providers.resilience import Retry, backoff_delay
 from headend.providers.routes import Target
 
@@ -91,9 +91,11 @@ class Router:
 
         return await self._first_success(targets, call, attempt)
 
-    async def stream(self, targets: Sequence[Target], call: ChatCall) -> AsyncGenerator[Json, None]:
-        """Chunks of the first target that produces one; retries happen only before it."""
-        Opened = tuple[Json, AsyncGenerator[Json, None]]
+    async def stream(
+        self, targets: Sequence[Target], call: ChatCall
+    ) -> AsyncGenerator[Batch, None]:
+        """Batches of the first target that produces one; retries happen only before it."""
+        Opened = tuple[Batch, AsyncGenerator[Batch, None]]
 
         async def attempt(provider: Provider, target_call: ChatCall) -> Opened:
             timeout = provider.resilience.timeout

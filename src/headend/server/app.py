@@ -65,7 +65,6 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     settings=settings,
                     agents=agents,
                     routes=routes,
-                    providers=built,
                     chat=ChatService(agents, routes, Router(built)),
                 )
                 log.info(

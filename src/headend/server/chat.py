@@ -128,20 +128,24 @@ class ChatService:
 
         Upstreams are always asked for usage; the client sees it only if it asked too.
         """
-        chunks = self.router.stream(plan.targets, plan.call)
+        batches = self.router.stream(plan.targets, plan.call)
         try:
-            async for chunk in chunks:
-                if not chunk.get("choices") and chunk.get("usage"):
-                    if not plan.include_usage:
-                        continue
-                elif not plan.include_usage:
-                    chunk.pop("usage", None)
-                chunk["model"] = plan.client_model
-                yield data_frame(orjson.dumps(chunk))
+            async for batch in batches:
+                frames = []
+                for chunk in batch:
+                    if not chunk.get("choices") and chunk.get("usage"):
+                        if not plan.include_usage:
+                            continue
+                    elif not plan.include_usage:
+                        chunk.pop("usage", None)
+                    chunk["model"] = plan.client_model
+                    frames.append(data_frame(orjson.dumps(chunk)))
+                if frames:
+                    yield b"".join(frames)
         except InvalidRequest as exc:
             raise in_client_terms(exc, plan.prepended) from None
         finally:
-            await chunks.aclose()
+            await batches.aclose()
         yield DONE_FRAME
 
 

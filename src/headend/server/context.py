@@ -6,8 +6,9 @@ BaseHTTPMiddleware) puts it in ``scope["state"]`` and adds both headers to every
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -17,6 +18,17 @@ from headend.providers.base import Timer
 
 STATE_KEY = "headend"
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIds:
+    """Unique across processes (a random prefix each) and cheap: no syscall per request."""
+
+    def __init__(self) -> None:
+        self._prefix = f"req_{os.urandom(8).hex()}"
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):08x}"
 
 
 @dataclass(slots=True)
@@ -30,23 +42,24 @@ def request_context(request: Request) -> RequestContext:
     return found
 
 
-def _request_id(scope: Scope) -> str:
+def _client_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _CLIENT_ID.match(value):
             client_id: str = value.decode()
             return client_id
-    return f"req_{uuid.uuid4().hex}"
+    return None
 
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._new_id = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        context = RequestContext(request_id=_request_id(scope))
+        context = RequestContext(request_id=_client_request_id(scope) or self._new_id())
         scope.setdefault("state", {})[STATE_KEY] = context
         request_id = context.request_id.encode()
 

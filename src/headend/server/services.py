@@ -8,7 +8,6 @@ from starlette.requests import Request
 
 from headend.agents.registry import AgentRegistry
 from headend.config import Settings
-from headend.providers.base import Provider
 from headend.providers.routes import RouteTable
 from headend.server.chat import ChatService
 
@@ -18,7 +17,6 @@ class Services:
     settings: Settings
     agents: AgentRegistry
     routes: RouteTable
-    providers: dict[str, Provider]
     chat: ChatService
 
 

@@ -1,0 +1,335 @@
+"""Gateway overhead: an upstream called directly, through headend, and through LiteLLM.
+
+In one run, on the same machine and the same fixed-answer upstream (nginx answering a static
+chat.completion, or a static SSE stream, on loopback), wrk measures requests per second and
+p50/p99 latency at 1, 16 and 64 connections, non-streaming and streaming, for:
+
+  direct    wrk -> nginx
+  headend   wrk -> headend (one worker, a model route with fallback and usage accounting)
+  litellm   wrk -> LiteLLM proxy (one worker), when bench/setup.sh has installed it
+
+    bench/setup.sh                                  # nginx, wrk, LiteLLM in its own venv
+    .venv/bin/python bench/gateway.py [--duration 8] [--connections 1,16,64]
+
+Everything listens on 127.0.0.1 only, and each wrk run is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port  # noqa: E402
+
+LITELLM = ROOT / "bench" / ".litellm-venv" / "bin" / "litellm"
+
+COMPLETION = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "bench-model",
+    "system_fingerprint": "fp_bench",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello! How can I help?", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16},
+}
+
+
+def sse_body() -> str:
+    head = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench-model",
+        "system_fingerprint": "fp_bench",
+    }
+
+    def chunk(delta: dict[str, object], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return "data: " + json.dumps({**head, "choices": [choice]}) + "\n\n"
+
+    words = ["Hello", "!", " How", " can", " I", " help", "?"]
+    frames = [chunk({"role": "assistant", "content": ""})]
+    frames += [chunk({"content": word}) for word in words]
+    frames.append(chunk({}, "stop"))
+    usage = {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16}
+    frames.append("data: " + json.dumps({**head, "choices": [], "usage": usage}) + "\n\n")
+    frames.append("data: [DONE]\n\n")
+    return "".join(frames)
+
+
+def nginx_conf(workdir: Path, json_port: int, sse_port: int) -> str:
+    def literal(text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return f"""
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {workdir}/body;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{json_port};
+    location / {{ default_type application/json; return 200 {literal(json.dumps(COMPLETION))}; }}
+  }}
+  server {{
+    listen 127.0.0.1:{sse_port};
+    location / {{ default_type text/event-stream; return 200 {literal(sse_body())}; }}
+  }}
+}}
+"""
+
+
+@dataclass
+class Result:
+    target: str
+    mode: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str, unit: str) -> float:
+    return (
+        float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}[unit]
+    )
+
+
+KEY = "sk-bench-" + os.urandom(24).hex()  # LiteLLM refuses to start without a master key
+
+
+def wrk(
+    url: str, body: dict[str, object], connections: int, duration: int
+) -> tuple[float, float, float, int]:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+    )
+    threads = min(connections, 2)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration}s",
+            "--latency",
+            "--timeout",
+            "30s",  # slow targets are measured, not dropped as timeouts
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = {
+        p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)
+    }
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    nan = float("nan")  # wrk prints no distribution when nothing completed
+    return rps, latency.get("50", nan), latency.get("99", nan), errors
+
+
+def wait_ready(url: str, body: dict[str, object], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if (
+                httpx.post(
+                    url, json=body, timeout=5, headers={"Authorization": f"Bearer {KEY}"}
+                ).status_code
+                == 200
+            ):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", default="1,16,64")
+    parser.add_argument("--skip-litellm", action="store_true")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: run bench/setup.sh")
+    connections = [int(c) for c in args.connections.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="headend-bench-"))
+    json_port, sse_port, headend_port, litellm_port = (free_port() for _ in range(4))
+    (work / "nginx.conf").write_text(nginx_conf(work, json_port, sse_port))
+    (work / "headend.yaml").write_text(f"""
+providers:
+  json: {{type: openai, base_url: "http://127.0.0.1:{json_port}/v1", api_key: sk-up}}
+  sse: {{type: openai, base_url: "http://127.0.0.1:{sse_port}/v1", api_key: sk-up}}
+models:
+  bench-json: [json/bench-model, sse/bench-model]
+  bench-sse: [sse/bench-model, json/bench-model]
+""")
+    (work / "agents").mkdir()
+    (work / "litellm.yaml").write_text(f"""
+model_list:
+  - model_name: bench-json
+    litellm_params:
+      model: openai/bench-model
+      api_base: "http://127.0.0.1:{json_port}/v1"
+      api_key: sk-up
+  - model_name: bench-sse
+    litellm_params:
+      model: openai/bench-model
+      api_base: "http://127.0.0.1:{sse_port}/v1"
+      api_key: sk-up
+""")
+    processes = [
+        subprocess.Popen(["nginx", "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL)
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")}
+    processes.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "headend",
+                "serve",
+                "--config",
+                str(work / "headend.yaml"),
+                "--agents",
+                str(work / "agents"),
+                "--port",
+                str(headend_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "headend.log").open("w"),
+        )
+    )
+    targets = {
+        "direct": "http://127.0.0.1:{port}/v1/chat/completions",
+        "headend": f"http://127.0.0.1:{headend_port}/v1/chat/completions",
+    }
+    if LITELLM.exists() and not args.skip_litellm:
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(LITELLM),
+                    "--config",
+                    str(work / "litellm.yaml"),
+                    "--port",
+                    str(litellm_port),
+                    "--host",
+                    "127.0.0.1",
+                    "--num_workers",
+                    "1",
+                ],
+                env={**env, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": KEY},
+                stdout=(work / "litellm.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        targets["litellm"] = f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
+    results: list[Result] = []
+    try:
+        for mode, model, port in (
+            ("json", "bench-json", json_port),
+            ("stream", "bench-sse", sse_port),
+        ):
+            body: dict[str, object] = {
+                "model": model,
+                "messages": [{"role": "user", "content": "Hello"}],
+            }
+            if mode == "stream":
+                body["stream"] = True
+            for target, url in targets.items():
+                url = url.format(port=port)
+                wait_ready(url, body)
+                wrk(url, body, 4, 2)  # warm up
+                for count in connections:
+                    rps, p50, p99, errors = wrk(url, body, count, args.duration)
+                    results.append(Result(target, mode, count, rps, p50, p99, errors))
+                    print(
+                        f"{target:8} {mode:6} c={count:<3} {rps:9.1f} req/s  "
+                        f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  errors {errors}",
+                        flush=True,
+                    )
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    report(results)
+
+
+def report(results: list[Result]) -> None:
+    print("\n| mode | connections | target | req/s | p50 (ms) | p99 (ms) | errors |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r.mode} | {r.connections} | {r.target} | {r.rps:,.0f} | {r.p50_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {r.errors} |"
+        )
+    by = {(r.target, r.mode, r.connections): r for r in results}
+    print()
+    for mode in ("json", "stream"):
+        for count in sorted({r.connections for r in results}):
+            head, direct, lite = (
+                by.get((t, mode, count)) for t in ("headend", "direct", "litellm")
+            )
+            if head is None or direct is None:
+                continue
+            line = (
+                f"{mode} c={count}: headend adds {head.p50_ms - direct.p50_ms:+.2f} ms at p50 "
+                f"over direct"
+            )
+            if lite is not None:
+                line += (
+                    f"; headend/litellm throughput {head.rps / lite.rps:.1f}x, "
+                    f"p50 {head.p50_ms:.2f} vs {lite.p50_ms:.2f} ms"
+                )
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
