@@ -217,12 +217,10 @@ model_list:
       api_base: "http://127.0.0.1:{sse_port}/v1"
       api_key: sk-up
 """)
-    processes = [
-        subprocess.Popen(["nginx", "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL)
-    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")}
-    processes.append(
-        subprocess.Popen(
+    commands: dict[str, tuple[list[str], dict[str, str], int] | None] = {
+        "direct": None,
+        "headend": (
             [
                 sys.executable,
                 "-m",
@@ -238,67 +236,82 @@ model_list:
                 "warning",
                 "--no-access-log",
             ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=(work / "headend.log").open("w"),
-        )
-    )
-    targets = {
-        "direct": "http://127.0.0.1:{port}/v1/chat/completions",
-        "headend": f"http://127.0.0.1:{headend_port}/v1/chat/completions",
+            env,
+            headend_port,
+        ),
     }
     if LITELLM.exists() and not args.skip_litellm:
-        processes.append(
-            subprocess.Popen(
-                [
-                    str(LITELLM),
-                    "--config",
-                    str(work / "litellm.yaml"),
-                    "--port",
-                    str(litellm_port),
-                    "--host",
-                    "127.0.0.1",
-                    "--num_workers",
-                    "1",
-                ],
-                env={**env, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": KEY},
-                stdout=(work / "litellm.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )
+        commands["litellm"] = (
+            [
+                str(LITELLM),
+                "--config",
+                str(work / "litellm.yaml"),
+                "--port",
+                str(litellm_port),
+                "--host",
+                "127.0.0.1",
+                "--num_workers",
+                "1",
+            ],
+            {**env, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": KEY},
+            litellm_port,
         )
-        targets["litellm"] = f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
+    modes = (("json", "bench-json", json_port), ("stream", "bench-sse", sse_port))
     results: list[Result] = []
+    upstream = subprocess.Popen(
+        ["nginx", "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL
+    )
     try:
-        for mode, model, port in (
-            ("json", "bench-json", json_port),
-            ("stream", "bench-sse", sse_port),
-        ):
-            body: dict[str, object] = {
-                "model": model,
-                "messages": [{"role": "user", "content": "Hello"}],
-            }
-            if mode == "stream":
-                body["stream"] = True
-            for target, url in targets.items():
-                url = url.format(port=port)
-                wait_ready(url, body)
-                wrk(url, body, 4, 2)  # warm up
-                for count in connections:
-                    rps, p50, p99, errors = wrk(url, body, count, args.duration)
-                    results.append(Result(target, mode, count, rps, p50, p99, errors))
-                    print(
-                        f"{target:8} {mode:6} c={count:<3} {rps:9.1f} req/s  "
-                        f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  errors {errors}",
-                        flush=True,
-                    )
-    finally:
-        for process in reversed(processes):
-            process.terminate()
+        # One proxy at a time: an idle one would still take CPU from the one measured.
+        for target, command in commands.items():
+            proxy = None
+            if command is not None:
+                argv, proxy_env, _port = command
+                proxy = subprocess.Popen(
+                    argv,
+                    env=proxy_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(work / f"{target}.log").open("w"),
+                )
             try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+                for mode, model, upstream_port in modes:
+                    port = upstream_port if command is None else command[2]
+                    results += measure(target, mode, model, port, connections, args.duration)
+            finally:
+                if proxy is not None:
+                    stop(proxy)
+    finally:
+        stop(upstream)
     report(results)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def measure(
+    target: str, mode: str, model: str, port: int, connections: list[int], duration: int
+) -> list[Result]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
+    if mode == "stream":
+        body["stream"] = True
+    wait_ready(url, body)
+    wrk(url, body, 4, 2)  # warm up
+    results = []
+    for count in connections:
+        rps, p50, p99, errors = wrk(url, body, count, duration)
+        results.append(Result(target, mode, count, rps, p50, p99, errors))
+        print(
+            f"{target:8} {mode:6} c={count:<3} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
+            f"p99 {p99:7.2f} ms  errors {errors}",
+            flush=True,
+        )
+    return results
 
 
 def report(results: list[Result]) -> None:

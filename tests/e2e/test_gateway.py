@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 from tests.conftest import RunningServer, free_port, start_server, stop_server
 from tests.upstream import FakeUpstream, Malformed, Reply, Reset, Status
@@ -103,6 +104,14 @@ def gateway(
 @pytest.fixture
 def client(gateway: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.api, api_key="unused", max_retries=0, timeout=30)
+
+
+def streamed_arguments(chunks: list[ChatCompletionChunk]) -> str:
+    return "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or ""  # type: ignore[index,union-attr]
+        for c in chunks
+        if c.choices and c.choices[0].delta.tool_calls
+    )
 
 
 def sse(response: httpx.Response) -> list[str]:
@@ -236,11 +245,7 @@ def test_streamed_tool_calls_reach_the_sdk(client: openai.OpenAI, fake: FakeUpst
         ),
     )
     chunks = list(client.chat.completions.create(model="gpt", messages=HI, stream=True))
-    arguments = "".join(
-        c.choices[0].delta.tool_calls[0].function.arguments or ""  # type: ignore[index,union-attr]
-        for c in chunks
-        if c.choices and c.choices[0].delta.tool_calls
-    )
+    arguments = streamed_arguments(chunks)
     assert json.loads(arguments) == {"q": "headend"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
@@ -628,11 +633,7 @@ def test_anthropic_stream_becomes_chunks(client: openai.OpenAI, fake: FakeUpstre
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Bonjour tout le monde"
-    arguments = "".join(
-        c.choices[0].delta.tool_calls[0].function.arguments or ""  # type: ignore[index,union-attr]
-        for c in chunks
-        if c.choices and c.choices[0].delta.tool_calls
-    )
+    arguments = streamed_arguments(chunks)
     assert json.loads(arguments) == {"a": 1}
     finishes = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason

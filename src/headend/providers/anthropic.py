@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-import aiohttp
 from pydantic import Field
 
 from headend.config import Settings
-from headend.errors import InvalidRequest, ServiceUnavailable, UpstreamFailure
+from headend.errors import InvalidRequest, UpstreamFailure
 from headend.providers.anthropic_translate import StreamTranslator, from_anthropic, to_anthropic
-from headend.providers.base import Batch, ChatCall, Json, Resources
-from headend.providers.http import parse_event, post, read_json, sse_batches
-from headend.providers.resilience import ResilientConfig
+from headend.providers.base import Batch, ChatCall, Json
+from headend.providers.http import (
+    HttpProvider,
+    HttpUpstreamConfig,
+    parse_event,
+    read_json,
+    sse_batches,
+)
 
 if TYPE_CHECKING:
     from headend.providers.registry import ProviderTypes
@@ -22,61 +25,27 @@ if TYPE_CHECKING:
 API_VERSION = "2023-06-01"
 
 
-class AnthropicConfig(ResilientConfig):
+class AnthropicConfig(HttpUpstreamConfig):
     base_url: str = "https://api.anthropic.com"
-    api_key: str | None = Field(None, repr=False)
-    model: str | None = None  # used when a route names no model
     max_tokens: int = Field(4096, ge=1)  # Anthropic requires max_tokens; this when unset
-    headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     def __init__(self, name: str, config: AnthropicConfig) -> None:
-        self.name = name
-        self.resilience = config.resilience()
-        self._config = config
-        self._url = config.base_url.rstrip("/") + "/v1/messages"
-        self._headers = {"anthropic-version": API_VERSION, **config.headers}
+        headers = {"anthropic-version": API_VERSION}
         if config.api_key:
-            self._headers["x-api-key"] = config.api_key
-        self._secrets = tuple(v for v in (config.api_key, *config.headers.values()) if v)
-        self._http: aiohttp.ClientSession | None = None
-
-    async def start(self, resources: Resources) -> None:
-        self._http = resources.http
-
-    async def close(self) -> None:
-        self._http = None
-
-    def _post(
-        self, call: ChatCall, body: Json
-    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        if self._http is None:
-            raise ServiceUnavailable(f"provider '{self.name}' is not started")
-        headers = (
-            {**self._headers, "x-request-id": call.request_id}
-            if call.request_id
-            else (self._headers)
-        )
-        return post(
-            self._http,
-            self.name,
-            self._url,
-            body,
-            headers,
-            self.resilience.timeout,
-            call.timer,
-            self._secrets,
-        )
+            headers["x-api-key"] = config.api_key
+        super().__init__(name, config, config.base_url.rstrip("/") + "/v1/messages", headers)
+        self._max_tokens = config.max_tokens
 
     def _request(self, call: ChatCall, stream: bool) -> Json:
-        model = call.model or self._config.model
+        model = call.model or self._default_model
         if not model:
             raise InvalidRequest(
                 f"Provider '{self.name}' needs a model: route to '{self.name}/<model>'.",
                 param="model",
             )
-        body = to_anthropic(call.body, model, self._config.max_tokens)
+        body = to_anthropic(call.body, model, self._max_tokens)
         if stream:
             body["stream"] = True
         return body

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiohttp
 import orjson
+from pydantic import Field
 
-from headend.errors import APIError, UpstreamFailure, UpstreamRejected
-from headend.providers.base import Timer
-from headend.providers.resilience import Timeouts, parse_retry_after
+from headend.errors import APIError, ServiceUnavailable, UpstreamFailure, UpstreamRejected
+from headend.providers.base import ChatCall, Json, Resources, Timer
+from headend.providers.resilience import ResilientConfig, Timeouts, parse_retry_after
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
@@ -192,3 +193,52 @@ def parse_event(provider: str, data: bytes) -> Any:
         raise UpstreamFailure(
             f"provider '{provider}' sent a malformed stream event", retryable=True
         ) from None
+
+
+class HttpUpstreamConfig(ResilientConfig):
+    """Keys every HTTP upstream's section takes, beside the resilience ones."""
+
+    api_key: str | None = Field(None, repr=False)
+    model: str | None = None  # used when a route names no model
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+class HttpProvider:
+    """Base of the providers that call an HTTP upstream: the shared session, the request id
+    forwarded, and the provider's secrets kept out of every error message."""
+
+    def __init__(
+        self, name: str, config: HttpUpstreamConfig, url: str, headers: Mapping[str, str]
+    ) -> None:
+        self.name = name
+        self.resilience = config.resilience()
+        self._url = url
+        self._headers = {**headers, **config.headers}
+        self._default_model = config.model
+        self._secrets = tuple(v for v in (config.api_key, *config.headers.values()) if v)
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self, resources: Resources) -> None:
+        self._http = resources.http
+
+    async def close(self) -> None:
+        self._http = None
+
+    def _post(
+        self, call: ChatCall, body: Json
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        if self._http is None:
+            raise ServiceUnavailable(f"provider '{self.name}' is not started")
+        headers = self._headers
+        if call.request_id:
+            headers = {**headers, "x-request-id": call.request_id}
+        return post(
+            self._http,
+            self.name,
+            self._url,
+            body,
+            headers,
+            self.resilience.timeout,
+            call.timer,
+            self._secrets,
+        )

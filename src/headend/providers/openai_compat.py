@@ -8,70 +8,32 @@ Requests pass through unchanged but for ``model`` (and, when streaming,
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from pydantic import Field
-
 from headend.config import Settings
-from headend.errors import ServiceUnavailable, UpstreamFailure
-from headend.providers.base import Batch, ChatCall, Json, Resources
-from headend.providers.http import parse_event, post, read_json, redact, sse_batches
-from headend.providers.resilience import ResilientConfig
+from headend.errors import UpstreamFailure
+from headend.providers.base import Batch, ChatCall, Json
+from headend.providers.http import (
+    HttpProvider,
+    HttpUpstreamConfig,
+    parse_event,
+    read_json,
+    redact,
+    sse_batches,
+)
 
 if TYPE_CHECKING:
     from headend.providers.registry import ProviderTypes
 
 
-class OpenAIConfig(ResilientConfig):
+class OpenAIConfig(HttpUpstreamConfig):
     base_url: str = "https://api.openai.com/v1"
-    api_key: str | None = Field(None, repr=False)
-    model: str | None = None  # used when a route names no model
-    headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpProvider):
     def __init__(self, name: str, config: OpenAIConfig) -> None:
-        self.name = name
-        self.resilience = config.resilience()
-        self._url = config.base_url.rstrip("/") + "/chat/completions"
-        self._headers = dict(config.headers)
-        if config.api_key:
-            self._headers["authorization"] = f"Bearer {config.api_key}"
-        self._default_model = config.model
-        self._secrets = tuple(v for v in (config.api_key, *config.headers.values()) if v)
-        self._http: aiohttp.ClientSession | None = None
-
-    async def start(self, resources: Resources) -> None:
-        self._http = resources.http
-
-    async def close(self) -> None:
-        self._http = None
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            raise ServiceUnavailable(f"provider '{self.name}' is not started")
-        return self._http
-
-    def _post(
-        self, call: ChatCall, body: Json
-    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        headers = (
-            {**self._headers, "x-request-id": call.request_id}
-            if call.request_id
-            else (self._headers)
-        )
-        return post(
-            self._session(),
-            self.name,
-            self._url,
-            body,
-            headers,
-            self.resilience.timeout,
-            call.timer,
-            self._secrets,
-        )
+        auth = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        super().__init__(name, config, config.base_url.rstrip("/") + "/chat/completions", auth)
 
     async def complete(self, call: ChatCall) -> Json:
         body = call.upstream_body(self._default_model)
