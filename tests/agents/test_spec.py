@@ -11,6 +11,7 @@ from headend.agents.registry import load_agents
 from headend.agents.spec import parse_agent
 from headend.errors import ConfigError
 from headend.providers.routes import RouteTable
+from headend.tools.registry import builtin_tools
 
 LOCAL = RouteTable({}, {"local"})
 
@@ -28,7 +29,7 @@ def test_front_matter_and_body(tmp_path: Path) -> None:
         "---\ndescription: Helps.\nmodel: [local, other/m]\ntop_k: 20\nmirostat: 2\n"
         "pinned: [top_k]\nmax_iterations: 5\n---\n\nYou help.\n",
     )
-    spec = parse_agent(path, known_tools=())
+    spec = parse_agent(path, builtin_tools())
     assert spec.id == "helper"
     assert spec.description == "Helps."
     assert spec.routes() == ["local", "other/m"]
@@ -39,7 +40,7 @@ def test_front_matter_and_body(tmp_path: Path) -> None:
 
 
 def test_a_file_without_front_matter_is_all_prompt(tmp_path: Path) -> None:
-    spec = parse_agent(agent_file(tmp_path, "plain", "Just a prompt.\n"), known_tools=())
+    spec = parse_agent(agent_file(tmp_path, "plain", "Just a prompt.\n"), builtin_tools())
     assert spec.system_prompt == "Just a prompt."
     assert spec.model == "local"
 
@@ -61,7 +62,7 @@ def test_a_file_without_front_matter_is_all_prompt(tmp_path: Path) -> None:
 def test_bad_keys_are_named_with_the_file(tmp_path: Path, front: str, key: str) -> None:
     path = agent_file(tmp_path, "bad", f"---\n{front}\n---\nprompt\n")
     with pytest.raises(ConfigError) as caught:
-        parse_agent(path, known_tools=())
+        parse_agent(path, builtin_tools())
     message = str(caught.value)
     assert str(path) in message
     assert key in message
@@ -70,7 +71,7 @@ def test_bad_keys_are_named_with_the_file(tmp_path: Path, front: str, key: str) 
 def test_invalid_yaml_is_reported(tmp_path: Path) -> None:
     path = agent_file(tmp_path, "broken", "---\nmodel: [local\n---\nprompt\n")
     with pytest.raises(ConfigError, match="invalid YAML front matter"):
-        parse_agent(path, known_tools=())
+        parse_agent(path, builtin_tools())
 
 
 def test_every_bad_file_is_reported_at_once(tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_the_packaged_assistant_serves_when_the_user_has_no_agents(tmp_path: Pat
 def test_pinned_fields_keep_the_agent_value(tmp_path: Path) -> None:
     spec = parse_agent(
         agent_file(tmp_path, "p", "---\ntemperature: 0\nseed: 1\npinned: [temperature]\n---\n"),
-        known_tools=(),
+        builtin_tools(),
     )
     merged = merge_sampling(spec, {"temperature": 1.5, "seed": 9, "top_p": 0.5})
     assert merged == {"temperature": 0, "seed": 9, "top_p": 0.5}

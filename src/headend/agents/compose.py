@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from headend.agents.registry import Agent
 from headend.agents.spec import AgentSpec
-from headend.errors import UnsupportedValue
+from headend.errors import InvalidRequest, UnsupportedValue
 from headend.providers.base import Json
 from headend.schemas.openai.chat import ChatCompletionRequest
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ITERATIONS = 25
 
 # Request fields an agent passes on to its model besides messages and sampling.
 FORWARDED = (
@@ -42,16 +45,28 @@ def with_system_prompt(agent: AgentSpec, messages: list[Json]) -> list[Json]:
     return [{"role": "system", "content": agent.system_prompt}, *messages]
 
 
-def agent_body(agent: AgentSpec, request: ChatCompletionRequest) -> Json:
+def agent_body(agent: Agent, request: ChatCompletionRequest) -> Json:
     """The OpenAI chat request an agent sends its model for this client request."""
     if request.n is not None and request.n > 1:
         raise UnsupportedValue("An agent gives one answer: only n=1 is supported.", param="n")
+    reserved = {tool.name for tool in agent.tools}
+    for index, tool in enumerate(request.tools or []):
+        if (tool.get("function") or {}).get("name") in reserved:
+            raise InvalidRequest(
+                f"The tool name {tool['function']['name']!r} belongs to the agent's own tools.",
+                param=f"tools[{index}].function.name",
+            )
     sent = request.model_dump(exclude_unset=True)
-    body: Json = {"messages": with_system_prompt(agent, sent["messages"])}
-    sampling = merge_sampling(agent, request.sampling())
+    body: Json = {"messages": with_system_prompt(agent.spec, sent["messages"])}
+    sampling = merge_sampling(agent.spec, request.sampling())
     if "max_tokens" in sampling and request.max_completion_tokens is not None:
         # Newer OpenAI models take only the new name; keep the one the client used.
         sampling["max_completion_tokens"] = sampling.pop("max_tokens")
     body.update(sampling)
     body.update({key: sent[key] for key in FORWARDED if key in sent})
     return body
+
+
+def max_iterations(agent: AgentSpec, requested: int | None) -> int:
+    """The request's rounds of tool calls (default 25), never above the agent's own cap."""
+    return min(requested or DEFAULT_MAX_ITERATIONS, agent.max_iterations)

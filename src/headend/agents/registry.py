@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from headend.agents.spec import AgentSpec, parse_agent
 from headend.errors import ConfigError
 from headend.providers.routes import RouteTable, Target, UnknownRoute
+from headend.tools.base import Tool
+from headend.tools.registry import ToolRegistry, UnknownTool, builtin_tools
 
 PACKAGED_AGENTS = "data/agents"
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 class Agent:
     spec: AgentSpec
     targets: tuple[Target, ...]
+    tools: tuple[Tool, ...] = ()
 
     @property
     def id(self) -> str:
@@ -55,7 +58,7 @@ def agent_files(directory: Path) -> list[Path]:
 
 
 def load_agents(
-    directory: Path, *, routes: RouteTable, known_tools: Collection[str] = ()
+    directory: Path, *, routes: RouteTable, tools: ToolRegistry | None = None
 ) -> AgentRegistry:
     """Every agent file in ``directory``, or the packaged ones when it holds none.
 
@@ -66,11 +69,12 @@ def load_agents(
     packaged = not files
     if packaged:
         files, source_dir = packaged_agent_files(), None
+    tools = tools or builtin_tools()
     problems: list[str] = []
     agents: dict[str, Agent] = {}
     for path in files:
         try:
-            spec = parse_agent(path, known_tools)
+            spec = parse_agent(path, tools)
         except ConfigError as exc:
             problems += exc.problems
             continue
@@ -89,6 +93,22 @@ def load_agents(
             continue
         problems += unresolved
         agents[spec.id] = Agent(spec=spec, targets=tuple(targets))
+    descriptions = {agent_id: agent.spec.description for agent_id, agent in agents.items()}
+    for agent_id, agent in list(agents.items()):
+        try:
+            built = tools.build(agent.spec.tools, descriptions)
+        except UnknownTool as exc:
+            problems.append(f"{agent.spec.source}: tools: {exc}")
+            continue
+        for tool in built:
+            tool.timeout = agent.spec.tool_timeouts.get(tool.name, tool.timeout)
+        strays = set(agent.spec.tool_timeouts) - {tool.name for tool in built}
+        if strays:
+            problems.append(
+                f"{agent.spec.source}: tool_timeouts: not tools of this agent: "
+                + ", ".join(sorted(strays))
+            )
+        agents[agent_id] = replace(agent, tools=tuple(built))
     if problems:
         raise ConfigError(problems)
     return AgentRegistry(agents=agents, directory=source_dir)

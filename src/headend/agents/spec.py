@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, StringConstraints, ValidationError, field_validator
+from pydantic import Field, PositiveFloat, StringConstraints, ValidationError, field_validator
 
 from headend.config import format_validation_error
 from headend.errors import ConfigError
 from headend.providers.base import SAMPLING_FIELDS, SamplingParams
+from headend.tools.registry import ToolRegistry, UnknownTool
 
 MAX_ITERATIONS_LIMIT = 50
 AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -32,6 +32,8 @@ class AgentSpec(SamplingParams):
     pinned: list[str] = Field(default_factory=list)
     max_iterations: int = Field(25, ge=1, le=MAX_ITERATIONS_LIMIT)
     tools: list[str] = Field(default_factory=list)
+    allow_hosts: list[str] = Field(default_factory=list)  # http_fetch may reach these anyway
+    tool_timeouts: dict[str, PositiveFloat] = Field(default_factory=dict)  # seconds, by tool
     system_prompt: str = ""
     source: str = Field("", exclude=True)
 
@@ -68,7 +70,7 @@ def split_front_matter(text: str) -> tuple[str | None, str]:
     return match.group(1), text[match.end() :]
 
 
-def parse_agent(path: Path, known_tools: Collection[str]) -> AgentSpec:
+def parse_agent(path: Path, tools: ToolRegistry) -> AgentSpec:
     """Read and validate one agent file; ConfigError lines name the file and the key."""
     source = str(path)
     agent_id = path.stem
@@ -98,10 +100,12 @@ def parse_agent(path: Path, known_tools: Collection[str]) -> AgentSpec:
         )
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from exc
-    unknown_tools = [tool for tool in spec.tools if tool not in known_tools]
-    if unknown_tools:
-        known = ", ".join(sorted(known_tools)) or "none yet"
-        raise ConfigError(
-            [f"{source}: tools: unknown tool {name!r} (known: {known})" for name in unknown_tools]
-        )
+    problems = []
+    for name in spec.tools:
+        try:
+            tools.check(name)
+        except UnknownTool as exc:
+            problems.append(f"{source}: tools: {exc}")
+    if problems:
+        raise ConfigError(problems)
     return spec

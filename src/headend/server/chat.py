@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from headend.agents.compose import agent_body
+from headend.agents.compose import agent_body, max_iterations
+from headend.agents.loop import Run, ToolLoop
 from headend.agents.registry import AgentRegistry
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.providers.base import ChatCall, Json
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable, Target
-from headend.schemas.openai.chat import ChatCompletionRequest
+from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
 from headend.schemas.validation import validate
+from headend.server.agent_frames import Frames, loop_completion, loop_frames
 from headend.server.context import RequestContext
 from headend.server.sse import data_frame
 
@@ -39,6 +41,8 @@ class Plan:
     stream: bool
     include_usage: bool
     prepended: int = 0  # messages an agent put before the client's
+    run: Run | None = None  # an agent with tools runs the tool loop
+    progress: ProgressFormat | None = None
 
 
 _MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\]")
@@ -71,6 +75,40 @@ def _passthrough_checks(body: Json) -> None:
         )
 
 
+# headend's own request fields, never sent to an upstream
+HEADEND_FIELDS = ("max_iterations",)
+HEADEND_STREAM_OPTIONS = ("include_tool_progress", "tool_progress_format")
+PROGRESS_HEADERS = ("x-tool-progress", "x-hermes-tool-progress")
+
+
+def without_headend_fields(body: Json) -> Json:
+    options = body.get("stream_options")
+    if not any(key in body for key in HEADEND_FIELDS) and not (
+        isinstance(options, dict) and any(key in options for key in HEADEND_STREAM_OPTIONS)
+    ):
+        return body
+    body = {key: value for key, value in body.items() if key not in HEADEND_FIELDS}
+    if isinstance(options, dict):
+        body["stream_options"] = {
+            k: v for k, v in options.items() if k not in HEADEND_STREAM_OPTIONS
+        }
+    return body
+
+
+def progress_format(
+    request: ChatCompletionRequest, headers: Mapping[str, str]
+) -> ProgressFormat | None:
+    """Tool progress frames are off unless stream_options or a header asks for them."""
+    options = request.stream_options
+    chosen = options.tool_progress_format if options else None
+    asked = (
+        bool(options and options.include_tool_progress)
+        or chosen is not None
+        or any(headers.get(name, "").strip().lower() in ("1", "true") for name in PROGRESS_HEADERS)
+    )
+    return (chosen or "event") if asked else None
+
+
 def _include_usage(body: Json) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
@@ -81,8 +119,11 @@ class ChatService:
         self.agents = agents
         self.routes = routes
         self.router = router
+        self.loop = ToolLoop(router, agents.get)
 
-    def plan(self, body: Any, context: RequestContext) -> Plan:
+    def plan(
+        self, body: Any, context: RequestContext, headers: Mapping[str, str] | None = None
+    ) -> Plan:
         if not isinstance(body, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
         name = body.get("model")
@@ -93,18 +134,29 @@ class ChatService:
                 code="missing_required_parameter",
             )
         agent = self.agents.get(name)
+        run: Run | None = None
+        progress: ProgressFormat | None = None
         if agent is not None:
             request = validate(ChatCompletionRequest, body)
             if request.unknown_fields():
                 log.debug("ignoring unknown chat fields: %s", ", ".join(request.unknown_fields()))
-            upstream, targets = agent_body(agent.spec, request), agent.targets
+            upstream, targets = agent_body(agent, request), agent.targets
             prepended = len(upstream["messages"]) - len(request.messages)
+            if agent.tools:
+                run = Run(
+                    agent=agent,
+                    body=upstream,
+                    max_iterations=max_iterations(agent.spec, request.max_iterations),
+                    timer=context.timer,
+                    request_id=context.request_id,
+                )
+                progress = progress_format(request, headers or {})
         else:
             found = self.routes.for_client(name)
             if found is None:
                 raise ModelNotFound(name)
             _passthrough_checks(body)
-            upstream, targets, prepended = body, found, 0
+            upstream, targets, prepended = without_headend_fields(body), found, 0
         call = ChatCall(body=upstream, timer=context.timer, request_id=context.request_id)
         return Plan(
             client_model=name,
@@ -113,10 +165,15 @@ class ChatService:
             stream=body.get("stream") is True,
             include_usage=_include_usage(body),
             prepended=prepended,
+            run=run,
+            progress=progress,
         )
 
     async def complete(self, plan: Plan) -> bytes:
         try:
+            if plan.run is not None:
+                end = await self.loop.finish(plan.run)
+                return orjson.dumps(loop_completion(end, plan.client_model))
             answer, _target = await self.router.complete(plan.targets, plan.call)
         except InvalidRequest as exc:
             raise in_client_terms(exc, plan.prepended) from None
@@ -128,6 +185,15 @@ class ChatService:
 
         Upstreams are always asked for usage; the client sees it only if it asked too.
         """
+        if plan.run is not None:
+            shape = Frames(plan.client_model, plan.include_usage, plan.progress)
+            try:
+                async for frame in loop_frames(self.loop.stream(plan.run), shape):
+                    yield frame
+            except InvalidRequest as exc:
+                raise in_client_terms(exc, plan.prepended) from None
+            yield DONE_FRAME
+            return
         batches = self.router.stream(plan.targets, plan.call)
         try:
             async for batch in batches:

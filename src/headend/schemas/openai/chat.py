@@ -56,8 +56,14 @@ class ChatMessage(_Request):
     tool_call_id: str | None = None
 
 
+ProgressFormat = Literal["event", "chunk"]
+
+
 class StreamOptions(_Request):
     include_usage: bool | None = None
+    # headend's own: tool progress frames in agent streams, off unless asked for
+    include_tool_progress: bool | None = None
+    tool_progress_format: ProgressFormat | None = None
 
 
 class ChatCompletionRequest(_Request):
@@ -84,6 +90,7 @@ class ChatCompletionRequest(_Request):
     response_format: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
+    max_iterations: int | None = Field(None, ge=1, le=50)  # headend: tool-loop rounds
     # llama.cpp sampling extras, as vLLM and llama.cpp's own server accept them.
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)

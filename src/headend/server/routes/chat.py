@@ -16,7 +16,7 @@ from headend.server.sse import EventStream
 async def create_chat_completion(request: Request) -> Response:
     found = services(request)
     body = decode_json(await read_body(request, found.settings.server.max_body_bytes))
-    plan = found.chat.plan(body, request_context(request))
+    plan = found.chat.plan(body, request_context(request), request.headers)
     if plan.stream:
         return EventStream(
             found.chat.stream(plan),

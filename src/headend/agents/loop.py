@@ -1,0 +1,293 @@
+"""The tool loop: model → tool calls (run in parallel) → results → model, until an answer.
+
+The model is offered the agent's tools and the client's own. Calls to the agent's tools are
+run here and fed back; a call to a client tool ends the run and goes back to the client, as
+the OpenAI API does. After ``max_iterations`` rounds of tool calls the model is asked once
+more, with ``tool_choice: none``, and the run ends with ``finish_reason: length``.
+
+The loop yields what the client should see as it happens: batches of content chunks, tool
+progress, and one ``LoopEnd`` with the finish reason, the client's tool calls and the usage
+summed over every model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from headend.agents.registry import Agent
+from headend.providers.base import Batch, ChatCall, Json, Timer
+from headend.providers.router import Router
+from headend.tools.base import Tool, ToolContext, ToolError, function_spec
+
+log = logging.getLogger(__name__)
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolProgress:
+    type: Literal["tool.started", "tool.completed"]
+    tool_name: str
+    label: str
+    iteration: int
+    success: bool | None = None
+    duration_ms: int | None = None
+
+    def payload(self) -> Json:
+        data: Json = {
+            "type": self.type,
+            "tool_name": self.tool_name,
+            "label": self.label,
+            "iteration": self.iteration,
+        }
+        if self.type == "tool.completed":
+            data |= {"success": self.success, "duration_ms": self.duration_ms}
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class LoopEnd:
+    finish_reason: str
+    usage: Json
+    client_calls: list[Json] = field(default_factory=list)
+    text: str = ""
+
+
+LoopEvent = Batch | ToolProgress | LoopEnd
+
+
+@dataclass(slots=True)
+class Run:
+    """One client request to an agent with tools."""
+
+    agent: Agent
+    body: Json  # the agent's upstream request: messages, sampling, forwarded fields
+    max_iterations: int
+    timer: Timer
+    request_id: str
+    depth: int = 0
+
+
+@dataclass(slots=True)
+class _Reply:
+    """One model call's streamed reply, put back together."""
+
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, Json] = field(default_factory=dict)
+    finish: str | None = None
+
+    def add_calls(self, deltas: list[Json]) -> None:
+        for delta in deltas:
+            call = self.calls.setdefault(
+                delta.get("index", 0),
+                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            call["id"] = delta.get("id") or call["id"]
+            function = delta.get("function") or {}
+            call["function"]["name"] += function.get("name") or ""
+            call["function"]["arguments"] += function.get("arguments") or ""
+
+    def tool_calls(self) -> list[Json]:
+        return [self.calls[index] for index in sorted(self.calls)]
+
+
+def add_usage(total: Json, usage: Any) -> None:
+    if isinstance(usage, dict):
+        for key in USAGE_KEYS:
+            total[key] = total.get(key, 0) + int(usage.get(key) or 0)
+
+
+class ToolLoop:
+    def __init__(self, router: Router, agents: Callable[[str], Agent | None]) -> None:
+        self.router = router
+        self.agents = agents
+        self.scratch_root = Path(tempfile.gettempdir()) / "headend-scratch"
+
+    async def stream(self, run: Run) -> AsyncGenerator[LoopEvent, None]:
+        agent = run.agent
+        own = {tool.name: tool for tool in agent.tools}
+        client_tools: list[Json] = list(run.body.get("tools") or [])
+        client_names = {t.get("function", {}).get("name") for t in client_tools}
+        offered = [function_spec(tool) for tool in agent.tools] + client_tools
+        messages = list(run.body["messages"])
+        usage: Json = {key: 0 for key in USAGE_KEYS}
+        scratch = self.scratch_root / run.request_id
+        context = ToolContext(
+            agent_id=agent.id,
+            request_id=run.request_id,
+            scratch=scratch,
+            depth=run.depth,
+            allow_hosts=frozenset(h.lower() for h in agent.spec.allow_hosts),
+            call_agent=self._call_agent(run),
+        )
+        role_sent = False
+        try:
+            for iteration in range(1, run.max_iterations + 2):
+                last = iteration > run.max_iterations
+                request = {**run.body, "messages": messages}
+                if offered:
+                    request["tools"] = offered
+                    request["tool_choice"] = (
+                        "none"
+                        if last
+                        else (run.body.get("tool_choice", "auto") if iteration == 1 else "auto")
+                    )
+                reply = _Reply()
+                call = ChatCall(body=request, timer=run.timer, request_id=run.request_id)
+                async for batch in self.router.stream(agent.targets, call):
+                    forward = self._absorb(batch, reply, usage, role_sent)
+                    if forward:
+                        role_sent = True
+                        yield forward
+                calls = reply.tool_calls()
+                text = "".join(reply.text)
+                if last or not calls:
+                    reason = "length" if last else (reply.finish or "stop")
+                    yield LoopEnd(reason, usage, text=text)
+                    return
+                for_client = [c for c in calls if c["function"]["name"] in client_names]
+                if for_client:
+                    yield LoopEnd("tool_calls", usage, for_client, text=text)
+                    return
+                messages.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+                async for event in self._run_tools(calls, own, context, iteration):
+                    if isinstance(event, ToolProgress):
+                        yield event
+                    else:
+                        messages.append(event)
+        finally:
+            if scratch.exists():
+                await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+    @staticmethod
+    def _absorb(batch: Batch, reply: _Reply, usage: Json, role_sent: bool) -> Batch:
+        """Take a model's chunks in: keep its tool calls, pass its words on."""
+        forward: Batch = []
+        for chunk in batch:
+            add_usage(usage, chunk.get("usage"))
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if delta.get("tool_calls"):
+                    reply.add_calls(delta["tool_calls"])
+                reply.finish = choice.get("finish_reason") or reply.finish
+                content = delta.get("content")
+                if content:
+                    reply.text.append(content)
+                if content or (delta.get("role") and not role_sent and not forward):
+                    out: Json = {"content": content or ""}
+                    if not role_sent and not forward:
+                        out = {"role": "assistant", **out}
+                    forward.append(
+                        {
+                            **chunk,
+                            "usage": None,
+                            "choices": [
+                                {"index": 0, "delta": out, "logprobs": None, "finish_reason": None}
+                            ],
+                        }
+                    )
+        return forward
+
+    async def _run_tools(
+        self, calls: list[Json], own: dict[str, Tool], context: ToolContext, iteration: int
+    ) -> AsyncGenerator[ToolProgress | Json, None]:
+        """Run every call at once; progress as it happens, then the results in call order."""
+        progress: asyncio.Queue[ToolProgress] = asyncio.Queue()
+
+        async def run_one(call: Json) -> Json:
+            name = call["function"]["name"]
+            tool = own.get(name)
+            arguments: Any = {}
+            try:
+                arguments = json.loads(call["function"]["arguments"] or "{}")
+            except json.JSONDecodeError:
+                arguments = None
+            label = tool.label(arguments) if tool and isinstance(arguments, dict) else name
+            progress.put_nowait(ToolProgress("tool.started", name, label, iteration))
+            started = time.perf_counter()
+            ok = False
+            try:
+                result = await self._invoke(tool, name, arguments, context)
+                ok = not result.startswith("Error: ")
+            finally:
+                progress.put_nowait(
+                    ToolProgress(
+                        "tool.completed",
+                        name,
+                        label,
+                        iteration,
+                        success=ok,
+                        duration_ms=round((time.perf_counter() - started) * 1000),
+                    )
+                )
+            return {"role": "tool", "tool_call_id": call["id"], "content": result}
+
+        tasks = [asyncio.ensure_future(run_one(call)) for call in calls]
+        try:
+            for _ in range(2 * len(tasks)):
+                yield await progress.get()
+            for result in await asyncio.gather(*tasks):
+                yield result
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    @staticmethod
+    async def _invoke(tool: Tool | None, name: str, arguments: Any, context: ToolContext) -> str:
+        """A tool's result, or the reason it has none: every failure is text for the model."""
+        if tool is None:
+            return f"Error: there is no tool named {name!r}."
+        if not isinstance(arguments, dict):
+            return f"Error: the arguments for {name} must be a JSON object."
+        try:
+            async with asyncio.timeout(tool.timeout):
+                return await tool.run(arguments, context)
+        except TimeoutError:
+            return f"Error: {name} did not finish within {tool.timeout:g} s."
+        except ToolError as exc:
+            return f"Error: {exc}"
+        except Exception as exc:  # a tool's bug must not fail the run: the model is told
+            log.exception("tool %s failed", name)
+            return f"Error: {name} failed: {type(exc).__name__}: {exc}"
+
+    def _call_agent(self, run: Run) -> Callable[[str, str, int], Awaitable[str]]:
+        async def call(agent_id: str, text: str, depth: int) -> str:
+            agent = self.agents(agent_id)
+            if agent is None:
+                raise ToolError(f"no agent named {agent_id!r}")
+            messages: list[Json] = [{"role": "user", "content": text}]
+            if agent.spec.system_prompt:
+                messages.insert(0, {"role": "system", "content": agent.spec.system_prompt})
+            body = {**agent.spec.sampling().model_dump(exclude_none=True), "messages": messages}
+            inner = Run(
+                agent=agent,
+                body=body,
+                max_iterations=agent.spec.max_iterations,
+                timer=run.timer,
+                request_id=f"{run.request_id}.{agent_id}",
+                depth=depth,
+            )
+            end = await self.finish(inner)
+            return end.text or "(no answer)"
+
+        return call
+
+    async def finish(self, run: Run) -> LoopEnd:
+        """Run to the end, for callers that want only the outcome."""
+        events = self.stream(run)
+        try:
+            async for event in events:
+                if isinstance(event, LoopEnd):
+                    return event
+        finally:
+            await events.aclose()
+        raise ToolError("the agent run ended without an answer")

@@ -1,0 +1,135 @@
+"""An agent's tool loop on the wire: its events as chat.completion chunks and SSE frames.
+
+Tool progress is opt-in. As a named event (``event: tool.progress``) it is invisible to
+clients that skip named events; as a chunk (``choices: []`` and a ``tool_progress`` object,
+plus the ``event`` status Open WebUI shows) every OpenAI SDK accepts it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import orjson
+
+from headend.agents.loop import LoopEnd, LoopEvent, ToolProgress
+from headend.providers.base import Json
+from headend.schemas.openai.chat import ProgressFormat
+from headend.server.sse import data_frame
+
+
+@dataclass(slots=True)
+class Frames:
+    """Chunks of one agent stream: one id, one model name, usage shown only when asked."""
+
+    model: str
+    include_usage: bool
+    progress: ProgressFormat | None
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def chunk(self, choices: list[Json], **extra: object) -> Json:
+        chunk: Json = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk | extra
+
+    def content(self, batch: list[Json]) -> bytes:
+        frames = []
+        for upstream in batch:
+            chunk = self.chunk(upstream["choices"])
+            frames.append(data_frame(orjson.dumps(chunk)))
+        return b"".join(frames)
+
+    def progress_frame(self, event: ToolProgress) -> bytes:
+        payload = event.payload()
+        if self.progress == "chunk":
+            done = event.type == "tool.completed"
+            status = {"description": f"{event.tool_name}: {event.label}", "done": done}
+            chunk = self.chunk([], tool_progress=payload, event={"type": "status", "data": status})
+            return data_frame(orjson.dumps(chunk))
+        return b"event: tool.progress\n" + data_frame(orjson.dumps(payload))
+
+    def end(self, end: LoopEnd) -> bytes:
+        frames = []
+        if end.client_calls:
+            calls = [{"index": i, **call} for i, call in enumerate(end.client_calls)]
+            delta = {"tool_calls": calls}
+            frames.append(
+                self.chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+            )
+        frames.append(
+            self.chunk(
+                [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": end.finish_reason}]
+            )
+        )
+        if self.include_usage:
+            frames.append(self.chunk([]) | {"usage": end.usage})
+        return b"".join(data_frame(orjson.dumps(frame)) for frame in frames)
+
+
+async def loop_frames(
+    events: AsyncGenerator[LoopEvent, None], frames: Frames
+) -> AsyncGenerator[bytes, None]:
+    """The SSE body of an agent run, ``[DONE]`` excluded."""
+    started = False
+    try:
+        async for event in events:
+            if isinstance(event, ToolProgress):
+                if frames.progress is not None:
+                    yield frames.progress_frame(event)
+                continue
+            if isinstance(event, LoopEnd):
+                head = (
+                    b""
+                    if started
+                    else frames.content(
+                        [
+                            {
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "delta": {"role": "assistant", "content": ""},
+                                        "logprobs": None,
+                                        "finish_reason": None,
+                                    }
+                                ]
+                            }
+                        ]
+                    )
+                )
+                yield head + frames.end(event)
+                return
+            started = True
+            yield frames.content(event)
+    finally:
+        await events.aclose()
+
+
+def loop_completion(end: LoopEnd, model: str) -> Json:
+    """The ``chat.completion`` of a finished agent run."""
+    message: Json = {"role": "assistant", "content": end.text or None, "refusal": None}
+    if end.client_calls:
+        message["tool_calls"] = end.client_calls
+    elif message["content"] is None:
+        message["content"] = ""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": end.finish_reason}
+        ],
+        "usage": end.usage,
+    }

@@ -1,0 +1,58 @@
+"""What a tool is: a name, a description, a JSON schema for its arguments, and an async run.
+
+A tool that fails raises ``ToolError`` (or anything else): the loop turns it into the tool's
+result text for the model, never into a failed request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+Json = dict[str, Any]
+
+
+class ToolError(Exception):
+    """A tool could not do what it was asked; the message goes back to the model."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool may know about the run that calls it."""
+
+    agent_id: str
+    request_id: str
+    scratch: Path  # a directory of this conversation's own
+    depth: int = 0  # how many agents deep this run is (agent tools call agents)
+    allow_hosts: frozenset[str] = field(default_factory=frozenset)
+    # (agent id, input, depth) -> the agent's answer; set by the loop for agent tools
+    call_agent: Callable[[str, str, int], Awaitable[str]] | None = None
+
+
+class Tool(Protocol):
+    name: str
+    description: str
+    parameters: Json  # JSON schema of the arguments object
+    timeout: float  # seconds
+
+    async def run(self, arguments: Json, context: ToolContext) -> str:
+        """The result the model reads."""
+        ...
+
+    def label(self, arguments: Json) -> str:
+        """A short human line for progress events: what this call is doing."""
+        ...
+
+
+def function_spec(tool: Tool) -> Json:
+    """The tool as an OpenAI function tool."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
