@@ -95,3 +95,17 @@ def test_an_empty_model_path_means_the_bundled_model(tmp_path: Path) -> None:
     provider = builtin_provider_types().build(settings)["local"]
     assert provider.model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"  # type: ignore[attr-defined]
     assert provider.model_path.is_file()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mcp_servers:\n  x: {command: a, url: 'http://b'}\n", "mcp_servers.x: Value error"),
+        ("mcp_servers:\n  x: {args: [a]}\n", "give either 'command' (stdio) or 'url'"),
+        ("mcp_servers:\n  x: {command: a, colour: red}\n", "mcp_servers.x.colour: unknown key"),
+    ],
+)
+def test_mcp_servers_are_validated(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), env={})
+    assert expected in str(caught.value)

@@ -14,6 +14,7 @@ from headend.config import Settings, load_settings
 from headend.errors import ConfigError
 from headend.providers.registry import builtin_provider_types
 from headend.providers.routes import RouteTable
+from headend.tools.registry import builtin_tools
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -37,7 +38,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _agents(settings: Settings) -> AgentRegistry:
     providers = builtin_provider_types().validate(settings)
     routes = RouteTable(settings.models, providers.keys(), source=settings.source)
-    return load_agents(settings.effective_agents_dir(), routes=routes)
+    tools = builtin_tools(settings.mcp_servers.keys())
+    return load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

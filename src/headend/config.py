@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from headend.errors import ConfigError
 
@@ -46,6 +46,24 @@ class ProviderSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+class McpServerSettings(_Strict):
+    """An MCP server: a command speaking stdio, or a streamable HTTP endpoint."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    cwd: Path | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    timeout: float = Field(60.0, gt=0)  # seconds for one tool call
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either 'command' (stdio) or 'url' (streamable HTTP)")
+        return self
+
+
 def _default_providers() -> dict[str, ProviderSection]:
     return {"local": ProviderSection(type="llama_cpp")}
 
@@ -55,6 +73,7 @@ class Settings(_Strict):
     agents_dir: Path | None = None
     providers: dict[str, ProviderSection] = Field(default_factory=_default_providers)
     models: dict[str, str | list[str]] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     # Where the settings came from, for messages and for resolving relative paths.
     source: str = Field("defaults", exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

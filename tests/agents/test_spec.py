@@ -113,3 +113,30 @@ def test_packaged_agents_step_aside_when_their_route_does_not_exist(tmp_path: Pa
     agent_file(mine, "lost", "---\nmodel: local\n---\n")
     with pytest.raises(ConfigError, match="no provider named 'local'"):
         load_agents(mine, routes=gateway_only)
+
+
+@pytest.mark.parametrize(
+    ("tools", "expected"),
+    [
+        ("[mcp:nowhere]", "no server 'nowhere' under mcp_servers"),
+        ("['agent:ghost']", "no agent named 'ghost'"),
+        ("[terminal]\ntool_timeouts: {calculator: 3}", "tool_timeouts: not tools of this agent"),
+    ],
+)
+def test_tool_references_are_checked(tmp_path: Path, tools: str, expected: str) -> None:
+    agent_file(tmp_path, "a", f"---\ntools: {tools}\n---\n")
+    with pytest.raises(ConfigError, match=expected):
+        load_agents(tmp_path, routes=LOCAL, tools=builtin_tools(["demo"]))
+
+
+def test_agents_may_use_mcp_servers_and_each_other(tmp_path: Path) -> None:
+    agent_file(tmp_path, "a", "---\ntools: ['mcp:demo', 'mcp:demo/add', 'agent:b']\n---\n")
+    agent_file(tmp_path, "b", "---\ndescription: B.\ntools: [calculator]\n---\n")
+    registry = load_agents(tmp_path, routes=LOCAL, tools=builtin_tools(["demo"]))
+    a, b = registry.get("a"), registry.get("b")
+    assert a is not None
+    assert b is not None
+    assert [ref.tool for ref in a.mcp] == [None, "add"]
+    assert [tool.name for tool in a.tools] == ["agent_b"]
+    assert a.acts
+    assert b.acts

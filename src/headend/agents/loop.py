@@ -27,6 +27,7 @@ from headend.agents.registry import Agent
 from headend.providers.base import Batch, ChatCall, Json, Timer
 from headend.providers.router import Router
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
+from headend.tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +108,19 @@ def add_usage(total: Json, usage: Any) -> None:
 
 
 class ToolLoop:
-    def __init__(self, router: Router, agents: Callable[[str], Agent | None]) -> None:
+    def __init__(self, router: Router, agents: Callable[[str], Agent | None], mcp: McpHub) -> None:
         self.router = router
         self.agents = agents
+        self.mcp = mcp
         self.scratch_root = Path(tempfile.gettempdir()) / "headend-scratch"
 
     async def stream(self, run: Run) -> AsyncGenerator[LoopEvent, None]:
         agent = run.agent
-        own = {tool.name: tool for tool in agent.tools}
+        tools = [*agent.tools, *(await self.mcp.tools(list(agent.mcp)))]
+        own = {tool.name: tool for tool in tools}
         client_tools: list[Json] = list(run.body.get("tools") or [])
         client_names = {t.get("function", {}).get("name") for t in client_tools}
-        offered = [function_spec(tool) for tool in agent.tools] + client_tools
+        offered = [function_spec(tool) for tool in tools] + client_tools
         messages = list(run.body["messages"])
         usage: Json = {key: 0 for key in USAGE_KEYS}
         scratch = self.scratch_root / run.request_id

@@ -13,7 +13,8 @@ from headend.agents.spec import AgentSpec, parse_agent
 from headend.errors import ConfigError
 from headend.providers.routes import RouteTable, Target, UnknownRoute
 from headend.tools.base import Tool
-from headend.tools.registry import ToolRegistry, UnknownTool, builtin_tools
+from headend.tools.mcp import McpRef
+from headend.tools.registry import ToolRegistry, UnknownTool, builtin_tools, mcp_refs
 
 PACKAGED_AGENTS = "data/agents"
 log = logging.getLogger(__name__)
@@ -24,6 +25,12 @@ class Agent:
     spec: AgentSpec
     targets: tuple[Target, ...]
     tools: tuple[Tool, ...] = ()
+    mcp: tuple[McpRef, ...] = ()
+
+    @property
+    def acts(self) -> bool:
+        """Whether the agent has tools of its own, so its turns run the tool loop."""
+        return bool(self.tools or self.mcp)
 
     @property
     def id(self) -> str:
@@ -108,7 +115,7 @@ def load_agents(
                 f"{agent.spec.source}: tool_timeouts: not tools of this agent: "
                 + ", ".join(sorted(strays))
             )
-        agents[agent_id] = replace(agent, tools=tuple(built))
+        agents[agent_id] = replace(agent, tools=tuple(built), mcp=tuple(mcp_refs(agent.spec.tools)))
     if problems:
         raise ConfigError(problems)
     return AgentRegistry(agents=agents, directory=source_dir)

@@ -24,6 +24,8 @@ from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.health import health
 from headend.server.routes.models import list_models, retrieve_model
 from headend.server.services import Services
+from headend.tools.mcp import McpHub
+from headend.tools.registry import builtin_tools
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,13 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
     """
     built = dict(providers) if providers is not None else builtin_provider_types().build(settings)
     routes = RouteTable(settings.models, built.keys(), source=settings.source)
-    agents = load_agents(settings.effective_agents_dir(), routes=routes)
+    tools = builtin_tools(settings.mcp_servers.keys())
+    agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         started: list[Provider] = []
+        mcp = McpHub(settings.mcp_servers)
         async with http_session() as http:
             try:
                 for provider in built.values():
@@ -65,13 +69,14 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     settings=settings,
                     agents=agents,
                     routes=routes,
-                    chat=ChatService(agents, routes, Router(built)),
+                    chat=ChatService(agents, routes, Router(built), mcp),
                 )
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
                 yield
             finally:
+                await mcp.close()
                 for provider in reversed(started):
                     await provider.close()
 

@@ -25,6 +25,7 @@ from headend.schemas.validation import validate
 from headend.server.agent_frames import Frames, loop_completion, loop_frames
 from headend.server.context import RequestContext
 from headend.server.sse import data_frame
+from headend.tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,13 @@ def _include_usage(body: Json) -> bool:
 
 
 class ChatService:
-    def __init__(self, agents: AgentRegistry, routes: RouteTable, router: Router) -> None:
+    def __init__(
+        self, agents: AgentRegistry, routes: RouteTable, router: Router, mcp: McpHub
+    ) -> None:
         self.agents = agents
         self.routes = routes
         self.router = router
-        self.loop = ToolLoop(router, agents.get)
+        self.loop = ToolLoop(router, agents.get, mcp)
 
     def plan(
         self, body: Any, context: RequestContext, headers: Mapping[str, str] | None = None
@@ -142,7 +145,7 @@ class ChatService:
                 log.debug("ignoring unknown chat fields: %s", ", ".join(request.unknown_fields()))
             upstream, targets = agent_body(agent, request), agent.targets
             prepended = len(upstream["messages"]) - len(request.messages)
-            if agent.tools:
+            if agent.acts:
                 run = Run(
                     agent=agent,
                     body=upstream,
