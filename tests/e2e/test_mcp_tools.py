@@ -176,3 +176,24 @@ def test_an_mcp_server_over_streamable_http(client: openai.OpenAI, fake: FakeUps
     first, second = fake.received("m")
     assert [t["function"]["name"] for t in first.body["tools"]] == ["mcp__web__shout"]
     assert tool_results(second.body) == {"w": "FAR"}
+
+
+def test_mcp_tools_in_a_streamed_run(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script(
+        "m",
+        Reply(text="", tool_calls=[call("mcp__demo__add", {"a": 20, "b": 22}, "s")]),
+        Reply(text="The sum is 42."),
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="toolsmith",
+            messages=HI,
+            stream=True,
+            stream_options={"include_tool_progress": True, "tool_progress_format": "chunk"},  # type: ignore[typeddict-unknown-key]
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "The sum is 42."
+    labels = [c.model_extra["tool_progress"]["label"] for c in chunks if not c.choices]  # type: ignore[index]
+    assert labels == ["demo/add", "demo/add"]
+    assert tool_results(fake.received("m")[1].body) == {"s": "42"}
