@@ -133,16 +133,19 @@ async def post(
         ) from exc
 
 
+def _loads(data: bytes, failure: str, *, retryable: bool) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailure(failure, retryable=retryable) from None
+
+
 async def read_json(provider: str, response: aiohttp.ClientResponse, timer: Timer) -> Any:
     since = time.perf_counter()
     raw = await response.read()
     timer.add_wait(since)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise UpstreamFailure(
-            f"provider '{provider}' answered with malformed JSON", retryable=False
-        ) from None
+    # A whole answer that is not JSON will not be better the second time; move on.
+    return _loads(raw, f"provider '{provider}' answered with malformed JSON", retryable=False)
 
 
 def _parse_block(block: bytes) -> tuple[bytes, bytes] | None:
@@ -187,12 +190,7 @@ async def sse_batches(
 
 
 def parse_event(provider: str, data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamFailure(
-            f"provider '{provider}' sent a malformed stream event", retryable=True
-        ) from None
+    return _loads(data, f"provider '{provider}' sent a malformed stream event", retryable=True)
 
 
 class HttpUpstreamConfig(ResilientConfig):
