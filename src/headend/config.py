@@ -64,6 +64,10 @@ class McpServerSettings(_Strict):
         return self
 
 
+class SessionSettings(_Strict):
+    busy_wait: float = Field(30.0, ge=0)  # seconds a turn waits for the session's previous one
+
+
 def _default_providers() -> dict[str, ProviderSection]:
     return {"local": ProviderSection(type="llama_cpp")}
 
@@ -74,6 +78,8 @@ class Settings(_Strict):
     providers: dict[str, ProviderSection] = Field(default_factory=_default_providers)
     models: dict[str, str | list[str]] = Field(default_factory=dict)
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    store: str = "sqlite:///headend.db"  # relative to the config file's directory
+    sessions: SessionSettings = Field(default_factory=lambda: SessionSettings())
     # Where the settings came from, for messages and for resolving relative paths.
     source: str = Field("defaults", exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

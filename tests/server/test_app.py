@@ -45,7 +45,9 @@ async def http(
     agents.mkdir()
     (agents / "bot.md").write_text(AGENT)
     settings = Settings(
-        agents_dir=agents, server=ServerSettings(keepalive_seconds=0.05, max_body_bytes=4096)
+        agents_dir=agents,
+        server=ServerSettings(keepalive_seconds=0.05, max_body_bytes=4096),
+        store="sqlite:///:memory:",
     )
     app = create_app(settings, providers={"first": first, "second": second})
     async with app.router.lifespan_context(app):

@@ -72,7 +72,10 @@ def test_any_json_body_gets_a_non_500_answer(tmp_path: Path, body: Any) -> None:
     agents = tmp_path / "agents"
     agents.mkdir(exist_ok=True)
     (agents / "bot.md").write_text("---\nmodel: local\n---\nhi\n")
-    app = create_app(Settings(agents_dir=agents), providers={"local": ScriptedProvider()})
+    app = create_app(
+        Settings(agents_dir=agents, store="sqlite:///:memory:"),
+        providers={"local": ScriptedProvider()},
+    )
     response = run(app, json.dumps(body).encode())
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
@@ -84,5 +87,8 @@ def test_any_json_body_gets_a_non_500_answer(tmp_path: Path, body: Any) -> None:
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_any_bytes_get_a_non_500_answer(tmp_path: Path, raw: bytes) -> None:
-    app = create_app(Settings(agents_dir=tmp_path), providers={"local": ScriptedProvider()})
+    app = create_app(
+        Settings(agents_dir=tmp_path, store="sqlite:///:memory:"),
+        providers={"local": ScriptedProvider()},
+    )
     assert run(app, raw).status_code < 500

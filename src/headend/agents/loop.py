@@ -61,6 +61,7 @@ class LoopEnd:
     usage: Json
     client_calls: list[Json] = field(default_factory=list)
     text: str = ""
+    messages: list[Json] = field(default_factory=list)  # what the run added to the conversation
 
 
 LoopEvent = Batch | ToolProgress | LoopEnd
@@ -79,7 +80,7 @@ class Run:
 
 
 @dataclass(slots=True)
-class _Reply:
+class Reply:
     """One model call's streamed reply, put back together."""
 
     text: list[str] = field(default_factory=list)
@@ -99,6 +100,24 @@ class _Reply:
 
     def tool_calls(self) -> list[Json]:
         return [self.calls[index] for index in sorted(self.calls)]
+
+    def absorb(self, chunk: Json) -> None:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("tool_calls"):
+                self.add_calls(delta["tool_calls"])
+            if delta.get("content"):
+                self.text.append(delta["content"])
+            self.finish = choice.get("finish_reason") or self.finish
+
+    def message(self) -> Json:
+        """The assistant message these chunks made."""
+        message: Json = {"role": "assistant", "content": "".join(self.text) or None}
+        if self.calls:
+            message["tool_calls"] = self.tool_calls()
+        elif message["content"] is None:
+            message["content"] = ""
+        return message
 
 
 def add_usage(total: Json, usage: Any) -> None:
@@ -122,6 +141,7 @@ class ToolLoop:
         client_names = {t.get("function", {}).get("name") for t in client_tools}
         offered = [function_spec(tool) for tool in tools] + client_tools
         messages = list(run.body["messages"])
+        added = len(messages)
         usage: Json = {key: 0 for key in USAGE_KEYS}
         scratch = self.scratch_root / run.request_id
         context = ToolContext(
@@ -144,7 +164,7 @@ class ToolLoop:
                         if last
                         else (run.body.get("tool_choice", "auto") if iteration == 1 else "auto")
                     )
-                reply = _Reply()
+                reply = Reply()
                 call = ChatCall(body=request, timer=run.timer, request_id=run.request_id)
                 async for batch in self.router.stream(agent.targets, call):
                     forward = self._absorb(batch, reply, usage, role_sent)
@@ -155,11 +175,21 @@ class ToolLoop:
                 text = "".join(reply.text)
                 if last or not calls:
                     reason = "length" if last else (reply.finish or "stop")
-                    yield LoopEnd(reason, usage, text=text)
+                    answer: Json = {"role": "assistant", "content": text}
+                    yield LoopEnd(reason, usage, text=text, messages=[*messages[added:], answer])
                     return
                 for_client = [c for c in calls if c["function"]["name"] in client_names]
                 if for_client:
-                    yield LoopEnd("tool_calls", usage, for_client, text=text)
+                    answer = {"role": "assistant", "tool_calls": for_client}
+                    if text:
+                        answer["content"] = text
+                    yield LoopEnd(
+                        "tool_calls",
+                        usage,
+                        for_client,
+                        text=text,
+                        messages=[*messages[added:], answer],
+                    )
                     return
                 messages.append({"role": "assistant", "content": text or None, "tool_calls": calls})
                 async for event in self._run_tools(calls, own, context, iteration):
@@ -172,7 +202,7 @@ class ToolLoop:
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     @staticmethod
-    def _absorb(batch: Batch, reply: _Reply, usage: Json, role_sent: bool) -> Batch:
+    def _absorb(batch: Batch, reply: Reply, usage: Json, role_sent: bool) -> Batch:
         """Take a model's chunks in: keep its tool calls, pass its words on."""
         forward: Batch = []
         for chunk in batch:

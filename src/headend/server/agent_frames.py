@@ -29,6 +29,9 @@ class Frames:
     progress: ProgressFormat | None
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
+    session_id: str | None = None  # shown on the first chunk
+    produced: list[Json] = field(default_factory=list)  # the run's messages, once it ended
+    _first: bool = True
 
     def chunk(self, choices: list[Json], **extra: object) -> Json:
         chunk: Json = {
@@ -41,6 +44,9 @@ class Frames:
         }
         if self.include_usage:
             chunk["usage"] = None
+        if self._first and self.session_id is not None:
+            chunk["session_id"] = self.session_id
+        self._first = False
         return chunk | extra
 
     def content(self, batch: list[Json]) -> bytes:

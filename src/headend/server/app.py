@@ -23,7 +23,16 @@ from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.health import health
 from headend.server.routes.models import list_models, retrieve_model
+from headend.server.routes.sessions import (
+    create_session,
+    delete_session,
+    list_sessions,
+    post_message,
+    retrieve_session,
+)
 from headend.server.services import Services
+from headend.server.sessions import SessionService
+from headend.store import open_store
 from headend.tools.mcp import McpHub
 from headend.tools.registry import builtin_tools
 
@@ -33,6 +42,11 @@ ROUTES = [
     Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+    Route("/v1/sessions", create_session, methods=["POST"]),
+    Route("/v1/sessions", list_sessions, methods=["GET"]),
+    Route("/v1/sessions/{session_id}", retrieve_session, methods=["GET"]),
+    Route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"]),
+    Route("/v1/sessions/{session_id}/messages", post_message, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
 ]
 
@@ -60,6 +74,8 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         started: list[Provider] = []
         mcp = McpHub(settings.mcp_servers)
+        store = open_store(settings.store, settings.base_dir)
+        await store.start()
         async with http_session() as http:
             try:
                 for provider in built.values():
@@ -69,7 +85,14 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     settings=settings,
                     agents=agents,
                     routes=routes,
-                    chat=ChatService(agents, routes, Router(built), mcp),
+                    store=store,
+                    chat=ChatService(
+                        agents,
+                        routes,
+                        Router(built),
+                        mcp,
+                        SessionService(store, settings.sessions.busy_wait),
+                    ),
                 )
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
@@ -77,6 +100,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                 yield
             finally:
                 await mcp.close()
+                await store.close()
                 for provider in reversed(started):
                     await provider.close()
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from headend.agents.compose import agent_body, max_iterations
-from headend.agents.loop import Run, ToolLoop
+from headend.agents.loop import Reply, Run, ToolLoop
 from headend.agents.registry import AgentRegistry
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.providers.base import ChatCall, Json
@@ -24,6 +24,7 @@ from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
 from headend.schemas.validation import validate
 from headend.server.agent_frames import Frames, loop_completion, loop_frames
 from headend.server.context import RequestContext
+from headend.server.sessions import SessionService, SessionTurn
 from headend.server.sse import data_frame
 from headend.tools.mcp import McpHub
 
@@ -44,6 +45,7 @@ class Plan:
     prepended: int = 0  # messages an agent put before the client's
     run: Run | None = None  # an agent with tools runs the tool loop
     progress: ProgressFormat | None = None
+    session: SessionTurn | None = None
 
 
 _MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\]")
@@ -77,7 +79,7 @@ def _passthrough_checks(body: Json) -> None:
 
 
 # headend's own request fields, never sent to an upstream
-HEADEND_FIELDS = ("max_iterations",)
+HEADEND_FIELDS = ("max_iterations", "session_id")
 HEADEND_STREAM_OPTIONS = ("include_tool_progress", "tool_progress_format")
 PROGRESS_HEADERS = ("x-tool-progress", "x-hermes-tool-progress")
 
@@ -117,16 +119,44 @@ def _include_usage(body: Json) -> bool:
 
 class ChatService:
     def __init__(
-        self, agents: AgentRegistry, routes: RouteTable, router: Router, mcp: McpHub
+        self,
+        agents: AgentRegistry,
+        routes: RouteTable,
+        router: Router,
+        mcp: McpHub,
+        sessions: SessionService,
     ) -> None:
         self.agents = agents
         self.routes = routes
         self.router = router
         self.loop = ToolLoop(router, agents.get, mcp)
+        self.sessions = sessions
 
-    def plan(
+    async def plan(
         self, body: Any, context: RequestContext, headers: Mapping[str, str] | None = None
     ) -> Plan:
+        """Validate the request and, last, open its session turn (the only step that waits)."""
+        headers = headers or {}
+        plan = self._plan(body, context, headers)
+        session_id = body.get("session_id") or headers.get("x-session-id") or None
+        if not isinstance(session_id, str | None):
+            raise InvalidRequest("'session_id' must be a string.", param="session_id")
+        if session_id is None and self.agents.get(plan.client_model) is None:
+            return plan  # a plain model route stays stateless unless asked to continue one
+        head = plan.call.body["messages"][: plan.prepended]  # the agent's own prompt
+        sent = plan.call.body["messages"][plan.prepended :]
+        turn = await self.sessions.begin(session_id, plan.client_model, sent, owner=None)
+        if turn.history:
+            system = [m for m in sent if m.get("role") in ("system", "developer")]
+            messages = turn.messages([*head, *system])
+            plan.call.body = {**plan.call.body, "messages": messages}
+            if plan.run is not None:
+                plan.run.body = plan.call.body
+            plan.prepended = 0  # indices now point into the stored history too
+        plan.session = turn
+        return plan
+
+    def _plan(self, body: Any, context: RequestContext, headers: Mapping[str, str]) -> Plan:
         if not isinstance(body, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
         name = body.get("model")
@@ -176,46 +206,82 @@ class ChatService:
         try:
             if plan.run is not None:
                 end = await self.loop.finish(plan.run)
-                return orjson.dumps(loop_completion(end, plan.client_model))
-            answer, _target = await self.router.complete(plan.targets, plan.call)
+                answer, produced = loop_completion(end, plan.client_model), end.messages
+            else:
+                answer, _target = await self.router.complete(plan.targets, plan.call)
+                answer["model"] = plan.client_model
+                produced = [stored_message(answer["choices"][0]["message"])]
+            if plan.session is not None:
+                await self.sessions.commit(plan.session, produced)
+                answer["session_id"] = plan.session.session_id
+            return orjson.dumps(answer)
         except InvalidRequest as exc:
             raise in_client_terms(exc, plan.prepended) from None
-        answer["model"] = plan.client_model
-        return orjson.dumps(answer)
+        finally:
+            self.release(plan)
+
+    def release(self, plan: Plan) -> None:
+        if plan.session is not None:
+            self.sessions.end(plan.session)
 
     async def stream(self, plan: Plan) -> AsyncGenerator[bytes, None]:
         """SSE frames of the upstream's chunks, relayed as they arrive.
 
         Upstreams are always asked for usage; the client sees it only if it asked too.
         """
-        if plan.run is not None:
-            shape = Frames(plan.client_model, plan.include_usage, plan.progress)
-            try:
-                async for frame in loop_frames(self.loop.stream(plan.run), shape):
+        try:
+            if plan.run is not None:
+                async for frame in self._loop_stream(plan):
                     yield frame
-            except InvalidRequest as exc:
-                raise in_client_terms(exc, plan.prepended) from None
-            yield DONE_FRAME
-            return
+            else:
+                async for frame in self._relay(plan):
+                    yield frame
+        except InvalidRequest as exc:
+            raise in_client_terms(exc, plan.prepended) from None
+        finally:
+            self.release(plan)
+        yield DONE_FRAME
+
+    async def _loop_stream(self, plan: Plan) -> AsyncGenerator[bytes, None]:
+        assert plan.run is not None
+        shape = Frames(plan.client_model, plan.include_usage, plan.progress)
+        if plan.session is not None:
+            shape.session_id = plan.session.session_id
+        async for frame in loop_frames(self.loop.stream(plan.run), shape):
+            yield frame
+        if plan.session is not None:
+            await self.sessions.commit(plan.session, shape.produced)
+
+    async def _relay(self, plan: Plan) -> AsyncGenerator[bytes, None]:
+        reply = Reply()
+        first = True
         batches = self.router.stream(plan.targets, plan.call)
         try:
             async for batch in batches:
                 frames = []
                 for chunk in batch:
+                    reply.absorb(chunk)
                     if not chunk.get("choices") and chunk.get("usage"):
                         if not plan.include_usage:
                             continue
                     elif not plan.include_usage:
                         chunk.pop("usage", None)
                     chunk["model"] = plan.client_model
+                    if first and plan.session is not None:
+                        chunk["session_id"] = plan.session.session_id
+                    first = False
                     frames.append(data_frame(orjson.dumps(chunk)))
                 if frames:
                     yield b"".join(frames)
-        except InvalidRequest as exc:
-            raise in_client_terms(exc, plan.prepended) from None
         finally:
             await batches.aclose()
-        yield DONE_FRAME
+        if plan.session is not None:
+            await self.sessions.commit(plan.session, [reply.message()])
+
+
+def stored_message(message: Json) -> Json:
+    """An answer as the conversation keeps it: no null fields."""
+    return {key: value for key, value in message.items() if value is not None}
 
 
 def error_frames(error: APIError) -> bytes:

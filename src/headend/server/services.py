@@ -10,6 +10,7 @@ from headend.agents.registry import AgentRegistry
 from headend.config import Settings
 from headend.providers.routes import RouteTable
 from headend.server.chat import ChatService
+from headend.store.base import Store
 
 
 @dataclass(slots=True)
@@ -17,6 +18,7 @@ class Services:
     settings: Settings
     agents: AgentRegistry
     routes: RouteTable
+    store: Store
     chat: ChatService
 
 

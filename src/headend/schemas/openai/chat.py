@@ -91,6 +91,7 @@ class ChatCompletionRequest(_Request):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     max_iterations: int | None = Field(None, ge=1, le=50)  # headend: tool-loop rounds
+    session_id: str | None = Field(None, min_length=1, max_length=128)  # headend: continue one
     # llama.cpp sampling extras, as vLLM and llama.cpp's own server accept them.
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)

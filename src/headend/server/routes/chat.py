@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,12 +18,20 @@ from headend.server.sse import EventStream
 async def create_chat_completion(request: Request) -> Response:
     found = services(request)
     body = decode_json(await read_body(request, found.settings.server.max_body_bytes))
-    plan = found.chat.plan(body, request_context(request), request.headers)
+    return await respond(request, body)
+
+
+async def respond(request: Request, body: Any) -> Response:
+    """A chat completion, or its stream, for an already-parsed body."""
+    found = services(request)
+    plan = await found.chat.plan(body, request_context(request), request.headers)
+    headers = {"x-session-id": plan.session.session_id} if plan.session else None
     if plan.stream:
         return EventStream(
             found.chat.stream(plan),
             on_error=error_frames,
             keepalive=found.settings.server.keepalive_seconds,
+            headers=headers,
         )
     answer = await until_disconnected(request, found.chat.complete(plan))
-    return Response(answer, media_type="application/json")
+    return Response(answer, media_type="application/json", headers=headers)

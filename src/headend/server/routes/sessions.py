@@ -1,0 +1,103 @@
+"""The native sessions API: create, list, read, continue and delete conversations."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headend.errors import InvalidRequest, ModelNotFound
+from headend.schemas.sessions import (
+    CreateSession,
+    PostMessage,
+    Session,
+    SessionDeleted,
+    SessionList,
+)
+from headend.schemas.validation import validate
+from headend.server.http import decode_json, json_response, read_body
+from headend.server.routes.chat import respond
+from headend.server.services import services
+from headend.server.sessions import SessionNotFound, new_session_id
+from headend.store.base import SessionRecord
+
+MAX_LIMIT = 100
+
+
+def _session(record: SessionRecord, messages: list[dict[str, object]] | None = None) -> Session:
+    return Session(
+        id=record.id,
+        agent=record.agent,
+        metadata=record.metadata,
+        created_at=int(record.created_at),
+        updated_at=int(record.updated_at),
+        turns=record.turns,
+        messages=messages,
+    )
+
+
+async def create_session(request: Request) -> Response:
+    found = services(request)
+    body = validate(
+        CreateSession, decode_json(await read_body(request, found.settings.server.max_body_bytes))
+    )
+    if found.agents.get(body.agent) is None and found.routes.for_client(body.agent) is None:
+        raise ModelNotFound(body.agent)
+    record = await found.store.create_session(new_session_id(), None, body.agent, body.metadata)
+    return json_response(_session(record))
+
+
+async def list_sessions(request: Request) -> Response:
+    found = services(request)
+    raw_limit = request.query_params.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise InvalidRequest(
+            f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit"
+        )
+    before = None
+    if cursor := request.query_params.get("before"):
+        anchor = await found.store.get_session(cursor, None)
+        if anchor is None:
+            raise SessionNotFound(cursor)
+        before = anchor.updated_at
+    records = await found.store.list_sessions(None, int(raw_limit) + 1, before)
+    page = records[: int(raw_limit)]
+    return json_response(
+        SessionList(data=[_session(r) for r in page], has_more=len(records) > len(page))
+    )
+
+
+async def _record(request: Request) -> SessionRecord:
+    session_id = request.path_params["session_id"]
+    record = await services(request).store.get_session(session_id, None)
+    if record is None:
+        raise SessionNotFound(session_id)
+    return record
+
+
+async def retrieve_session(request: Request) -> Response:
+    record = await _record(request)
+    messages = await services(request).store.messages(record.id)
+    return json_response(_session(record, messages))
+
+
+async def delete_session(request: Request) -> Response:
+    record = await _record(request)
+    await services(request).store.delete_session(record.id, None)
+    return json_response(SessionDeleted(id=record.id))
+
+
+async def post_message(request: Request) -> Response:
+    record = await _record(request)
+    found = services(request)
+    message = validate(
+        PostMessage, decode_json(await read_body(request, found.settings.server.max_body_bytes))
+    )
+    body: dict[str, object] = {
+        "model": record.agent,
+        "messages": [{"role": "user", "content": message.content}],
+        "session_id": record.id,
+        "stream": message.stream,
+    }
+    if message.stream_options is not None:
+        body["stream_options"] = message.stream_options
+    return await respond(request, body)

@@ -1,0 +1,124 @@
+"""Conversations that last: a turn on a session is its stored history plus the request's new
+messages; it is written, all at once, only when it has completed.
+
+Two turns on one session never interleave: the second waits for the first (at most
+``busy_wait`` seconds), then runs on the updated history, or gets 409 ``session_busy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+
+from headend.errors import APIError, NotFound
+from headend.store.base import Json, NewSession, Store
+
+
+class SessionNotFound(NotFound):
+    default_code = "session_not_found"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"No session '{session_id}'.", param="session_id")
+
+
+class SessionBusy(APIError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "session_busy"
+
+
+def new_session_id() -> str:
+    return f"sess_{secrets.token_urlsafe(24)}"  # 192 random bits
+
+
+def new_messages(history: list[Json], sent: list[Json]) -> list[Json]:
+    """What the request adds to the stored history.
+
+    A client that resends the whole conversation sends the history as a prefix: only the rest
+    is new. Otherwise everything after the last assistant message is.
+    """
+    comparable = [m for m in sent if m.get("role") not in ("system", "developer")]
+    if history and comparable[: len(history)] == history:
+        return comparable[len(history) :]
+    last_assistant = max(
+        (i for i, m in enumerate(comparable) if m.get("role") == "assistant"), default=-1
+    )
+    return comparable[last_assistant + 1 :] if history else comparable
+
+
+@dataclass(slots=True)
+class _Gate:
+    """A session's lock and how many turns hold or wait for it (to forget idle ones)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+@dataclass(slots=True)
+class SessionTurn:
+    session_id: str
+    history: list[Json]
+    added: list[Json]
+    new: NewSession | None  # set when this turn creates the session
+    gate: _Gate | None = None
+
+    def messages(self, system: list[Json]) -> list[Json]:
+        return [*system, *self.history, *self.added]
+
+
+class SessionService:
+    def __init__(self, store: Store, busy_wait: float) -> None:
+        self.store = store
+        self.busy_wait = busy_wait
+        self._gates: dict[str, _Gate] = {}
+
+    async def begin(
+        self, session_id: str | None, agent: str, sent: list[Json], owner: str | None
+    ) -> SessionTurn:
+        if session_id is None:
+            return SessionTurn(
+                new_session_id(), [], sent_without_system(sent), NewSession(owner, agent, {})
+            )
+        if await self.store.get_session(session_id, owner) is None:
+            raise SessionNotFound(session_id)
+        gate = self._gates.setdefault(session_id, _Gate())
+        gate.users += 1
+        try:
+            await asyncio.wait_for(gate.lock.acquire(), self.busy_wait)
+        except BaseException as exc:
+            self._leave(session_id, gate)
+            if isinstance(exc, TimeoutError):
+                raise SessionBusy(
+                    f"Session '{session_id}' is busy with another turn; try again.",
+                    param="session_id",
+                ) from None
+            raise
+        turn = SessionTurn(session_id, [], [], None, gate)
+        try:
+            turn.history = await self.store.messages(session_id)
+        except BaseException:
+            self.end(turn)
+            raise
+        turn.added = new_messages(turn.history, sent)
+        return turn
+
+    async def commit(self, turn: SessionTurn, produced: list[Json]) -> None:
+        await self.store.append_turn(turn.session_id, [*turn.added, *produced], turn.new)
+
+    def end(self, turn: SessionTurn) -> None:
+        """Always called, committed or not: lets the next turn in."""
+        gate, turn.gate = turn.gate, None
+        if gate is not None:
+            gate.lock.release()
+            self._leave(turn.session_id, gate)
+
+    def _leave(self, session_id: str, gate: _Gate) -> None:
+        gate.users -= 1
+        if gate.users == 0:
+            self._gates.pop(session_id, None)
+
+
+def sent_without_system(sent: list[Json]) -> list[Json]:
+    """System prompts belong to the agent or the request, not to the stored conversation."""
+    return [m for m in sent if m.get("role") not in ("system", "developer")]

@@ -1,0 +1,66 @@
+"""The ``Store``: where sessions and their messages last. Only ``headend.store`` writes SQL.
+
+A turn's messages are written in one transaction when the turn completes, so a failed or
+abandoned turn leaves nothing behind and a crash never leaves half a turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: str
+    owner: str | None
+    agent: str
+    metadata: Json
+    created_at: float
+    updated_at: float
+    turns: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    owner: str | None
+    agent: str
+    metadata: Json
+
+
+class Store(Protocol):
+    async def start(self) -> None:
+        """Open, and bring the schema up to date."""
+
+    async def close(self) -> None: ...
+
+    async def create_session(
+        self, session_id: str, owner: str | None, agent: str, metadata: Json
+    ) -> SessionRecord: ...
+
+    async def get_session(self, session_id: str, owner: str | None) -> SessionRecord | None:
+        """The session, or None when it does not exist or belongs to another owner."""
+        ...
+
+    async def list_sessions(
+        self, owner: str | None, limit: int, before: float | None = None
+    ) -> list[SessionRecord]:
+        """Newest first (by last update), those updated before ``before`` when given."""
+        ...
+
+    async def delete_session(self, session_id: str, owner: str | None) -> bool: ...
+
+    async def messages(self, session_id: str) -> list[Json]: ...
+
+    async def append_turn(
+        self, session_id: str, messages: list[Json], new: NewSession | None = None
+    ) -> None:
+        """Add one turn's messages, all or nothing; ``new`` creates the session in the same
+        transaction (a session's first turn)."""
+        ...
+
+    async def prune(self, updated_before: float) -> int:
+        """Delete sessions last updated before the time; how many went."""
+        ...

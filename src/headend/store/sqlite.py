@@ -1,0 +1,177 @@
+"""The embedded store: SQLite in WAL mode, on a thread of its own.
+
+One connection, used only from the store's single worker thread, so calls never share it
+concurrently and the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from headend.store.base import Json, NewSession, SessionRecord
+from headend.store.migrations import migrate
+
+T = TypeVar("T")
+_COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
+
+
+def _record(row: tuple[Any, ...]) -> SessionRecord:
+    id_, owner, agent, metadata, created, updated, turns = row
+    return SessionRecord(
+        id=id_,
+        owner=owner,
+        agent=agent,
+        metadata=orjson.loads(metadata),
+        created_at=created,
+        updated_at=updated,
+        turns=turns,
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            assert self._db is not None, "the store is not started"
+            return work(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def start(self) -> None:
+        def open_db() -> sqlite3.Connection:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The default isolation level: `with db:` wraps writes in one transaction.
+            db = sqlite3.connect(self.path, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            migrate(db)
+            return db
+
+        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, open_db)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(lambda db: db.close())
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def create_session(
+        self, session_id: str, owner: str | None, agent: str, metadata: Json
+    ) -> SessionRecord:
+        now = time.time()
+        record = SessionRecord(session_id, owner, agent, metadata, now, now, 0)
+
+        def insert(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                    (session_id, owner, agent, orjson.dumps(metadata).decode(), now, now),
+                )
+
+        await self._run(insert)
+        return record
+
+    async def get_session(self, session_id: str, owner: str | None) -> SessionRecord | None:
+        def select(db: sqlite3.Connection) -> SessionRecord | None:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM sessions WHERE id = ? AND owner IS ?",
+                (session_id, owner),
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._run(select)
+
+    async def list_sessions(
+        self, owner: str | None, limit: int, before: float | None = None
+    ) -> list[SessionRecord]:
+        def select(db: sqlite3.Connection) -> list[SessionRecord]:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM sessions WHERE owner IS ? AND updated_at < ? "
+                "ORDER BY updated_at DESC LIMIT ?",
+                (owner, before if before is not None else float("inf"), limit),
+            ).fetchall()
+            return [_record(row) for row in rows]
+
+        return await self._run(select)
+
+    async def delete_session(self, session_id: str, owner: str | None) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            with db:
+                gone = db.execute(
+                    "DELETE FROM sessions WHERE id = ? AND owner IS ?", (session_id, owner)
+                ).rowcount
+            return bool(gone)
+
+        return await self._run(delete)
+
+    async def messages(self, session_id: str) -> list[Json]:
+        def select(db: sqlite3.Connection) -> list[Json]:
+            rows = db.execute(
+                "SELECT message FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+            ).fetchall()
+            return [orjson.loads(row[0]) for row in rows]
+
+        return await self._run(select)
+
+    async def append_turn(
+        self, session_id: str, messages: list[Json], new: NewSession | None = None
+    ) -> None:
+        def append(db: sqlite3.Connection) -> None:
+            with db:
+                if new is not None:
+                    now = time.time()
+                    db.execute(
+                        f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                        (
+                            session_id,
+                            new.owner,
+                            new.agent,
+                            orjson.dumps(new.metadata).decode(),
+                            now,
+                            now,
+                        ),
+                    )
+                seq, turn = db.execute(
+                    "SELECT COALESCE(MAX(seq), -1) + 1, "
+                    "(SELECT turns FROM sessions WHERE id = ?) FROM messages WHERE session_id = ?",
+                    (session_id, session_id),
+                ).fetchone()
+                db.executemany(
+                    "INSERT INTO messages (session_id, seq, turn, message) VALUES (?, ?, ?, ?)",
+                    [
+                        (session_id, seq + i, turn, orjson.dumps(m).decode())
+                        for i, m in enumerate(messages)
+                    ],
+                )
+                db.execute(
+                    "UPDATE sessions SET turns = turns + 1, updated_at = ? WHERE id = ?",
+                    (time.time(), session_id),
+                )
+
+        await self._run(append)
+
+    async def prune(self, updated_before: float) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            with db:
+                return int(
+                    db.execute(
+                        "DELETE FROM sessions WHERE updated_at < ?", (updated_before,)
+                    ).rowcount
+                )
+
+        return await self._run(delete)

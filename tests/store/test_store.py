@@ -1,0 +1,91 @@
+"""The one suite every store backend passes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from headend.store.base import NewSession, Store
+from headend.store.migrations import MIGRATIONS, migrate
+from headend.store.sqlite import SqliteStore
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    backend: Store = SqliteStore(tmp_path / "h.db")
+    await backend.start()
+    yield backend
+    await backend.close()
+
+
+def msg(text: str, role: str = "user") -> dict[str, str]:
+    return {"role": role, "content": text}
+
+
+async def test_sessions_and_turns(store: Store) -> None:
+    await store.create_session("s1", None, "chat", {"k": "v"})
+    await store.append_turn("s1", [msg("hi"), msg("hello", "assistant")])
+    await store.append_turn("s1", [msg("more"), msg("sure", "assistant")])
+    record = await store.get_session("s1", None)
+    assert record is not None
+    assert (record.agent, record.metadata, record.turns) == ("chat", {"k": "v"}, 2)
+    assert [m["content"] for m in await store.messages("s1")] == ["hi", "hello", "more", "sure"]
+
+
+async def test_a_first_turn_creates_its_session_in_the_same_transaction(store: Store) -> None:
+    await store.append_turn("s2", [msg("hi")], NewSession(None, "chat", {}))
+    record = await store.get_session("s2", None)
+    assert record is not None
+    assert record.turns == 1
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the backend's own integrity error
+        await store.append_turn("s2", [msg("again")], NewSession(None, "chat", {}))
+    assert [m["content"] for m in await store.messages("s2")] == ["hi"]  # nothing partial
+
+
+async def test_a_turn_that_cannot_be_written_leaves_nothing(store: Store) -> None:
+    await store.create_session("s3", None, "chat", {})
+    with pytest.raises(TypeError):
+        await store.append_turn("s3", [msg("ok"), {"role": "user", "content": object()}])
+    assert await store.messages("s3") == []
+    assert (await store.get_session("s3", None)).turns == 0  # type: ignore[union-attr]
+
+
+async def test_owners_do_not_see_each_other(store: Store) -> None:
+    await store.create_session("a", "key-a", "chat", {})
+    assert await store.get_session("a", "key-b") is None
+    assert await store.get_session("a", None) is None
+    assert not await store.delete_session("a", "key-b")
+    assert await store.list_sessions("key-b", 10) == []
+    assert [r.id for r in await store.list_sessions("key-a", 10)] == ["a"]
+
+
+async def test_listing_is_newest_first_with_a_cursor(store: Store) -> None:
+    for name in ("old", "mid", "new"):
+        await store.create_session(name, None, "chat", {})
+    await store.append_turn("old", [msg("bump")])  # now the most recently updated
+    listed = await store.list_sessions(None, 10)
+    assert [r.id for r in listed] == ["old", "new", "mid"]
+    page = await store.list_sessions(None, 10, before=listed[0].updated_at)
+    assert [r.id for r in page] == ["new", "mid"]
+
+
+async def test_delete_removes_messages_and_prune_removes_stale(store: Store) -> None:
+    await store.append_turn("gone", [msg("x")], NewSession(None, "chat", {}))
+    assert await store.delete_session("gone", None)
+    assert await store.messages("gone") == []
+    await store.create_session("stale", None, "chat", {})
+    record = await store.get_session("stale", None)
+    assert record is not None
+    assert await store.prune(record.updated_at + 1) == 1
+    assert await store.get_session("stale", None) is None
+
+
+def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "m.db")
+    assert migrate(db) == [m.__name__ for m in MIGRATIONS]
+    assert migrate(db) == []
+    names = [row[0] for row in db.execute("SELECT name FROM _migrations")]
+    assert names == ["m001_sessions"]
