@@ -32,6 +32,7 @@ class ScriptedProvider:
     fail_after: APIError | None = None
     calls: list[ChatCall] = field(default_factory=list)
     resilience: Resilience = field(default_factory=lambda: Resilience(retry=Retry(attempts=1)))
+    context_window: int | None = None
 
     async def start(self, resources: Resources) -> None:
         return None

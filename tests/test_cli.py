@@ -41,3 +41,30 @@ def test_agents_lists_id_model_and_description(
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["ID", "MODEL", "DESCRIPTION"]
     assert out[1].split() == ["scout", "local", "Looks", "around."]
+
+
+def test_sessions_prune_deletes_sessions_idle_past_the_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from headend.store.sqlite import SqliteStore
+
+    async def seed() -> None:
+        store = SqliteStore(tmp_path / "h.db")
+        await store.start()
+        for name in ("a", "b"):
+            await store.create_session(name, None, "chat", {})
+        await store.close()
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "headend.yaml"
+    config.write_text("store: sqlite:///h.db\n")
+    assert main(["sessions", "prune", "--config", str(config)]) == 1
+    assert "no sessions.ttl" in capsys.readouterr().err
+    config.write_text("store: sqlite:///h.db\nsessions: {ttl: 30d}\n")
+    assert main(["sessions", "prune", "--config", str(config)]) == 0
+    assert "deleted 0 session(s)" in capsys.readouterr().out
+    assert main(["sessions", "prune", "--config", str(config), "--older-than", "0s"]) == 0
+    assert "deleted 2 session(s)" in capsys.readouterr().out

@@ -109,3 +109,25 @@ def test_mcp_servers_are_validated(tmp_path: Path, text: str, expected: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, text), env={})
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("15m", 900.0),
+        ("12h", 43200.0),
+        ("30d", 2592000.0),
+        ("2w", 1209600.0),
+        ("1.5h", 5400.0),
+    ],
+)
+def test_session_ttl_durations(tmp_path: Path, value: str, seconds: float) -> None:
+    settings = load_settings(write(tmp_path, f"sessions: {{ttl: '{value}'}}\n"), env={})
+    assert settings.sessions.ttl == seconds
+
+
+def test_a_bad_duration_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sessions\.ttl"):
+        load_settings(write(tmp_path, "sessions: {ttl: soon}\n"), env={})

@@ -91,6 +91,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions_prune(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from headend.config import parse_duration
+    from headend.store import open_store
+
+    settings = _settings(args)
+    ttl = parse_duration(args.older_than) if args.older_than else settings.sessions.ttl
+    if ttl is None:
+        print("error: no sessions.ttl in the config; give --older-than", file=sys.stderr)
+        return 1
+
+    async def prune() -> int:
+        store = open_store(settings.store, settings.base_dir)
+        await store.start()
+        try:
+            return await store.prune(time.time() - ttl)
+        finally:
+            await store.close()
+
+    print(f"deleted {asyncio.run(prune())} session(s) idle for more than {ttl:g} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"headend {__version__}")
@@ -114,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_agents
     )
     add("check", "validate headend.yaml and the agent files").set_defaults(handler=cmd_check)
+    sessions = commands.add_parser("sessions", help="manage stored sessions")
+    session_commands = sessions.add_subparsers(dest="sessions_command", required=True)
+    prune = session_commands.add_parser("prune", help="delete sessions idle past sessions.ttl")
+    prune.add_argument("--config", type=Path, help="headend.yaml")
+    prune.add_argument("--agents", type=Path, help=argparse.SUPPRESS)
+    prune.add_argument("--older-than", help="a duration (30d, 12h, ...) instead of sessions.ttl")
+    prune.set_defaults(handler=cmd_sessions_prune)
     return parser
 
 

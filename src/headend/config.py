@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from headend.errors import ConfigError
 
@@ -64,8 +71,28 @@ class McpServerSettings(_Strict):
         return self
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"12h"``, ``"30d"`` or ``"2w"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError("a duration is a number of seconds or like 90s, 15m, 12h, 30d, 2w")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 class SessionSettings(_Strict):
     busy_wait: float = Field(30.0, ge=0)  # seconds a turn waits for the session's previous one
+    ttl: float | None = None  # sessions idle longer than this are deleted; None keeps them
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        return None if value is None else parse_duration(value)
 
 
 def _default_providers() -> dict[str, ProviderSection]:

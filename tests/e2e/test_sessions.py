@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 CONFIG = """
 providers:
   up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
+  small: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}, context_window: 400}}
 models:
   gpt: up/gpt
 sessions: {{busy_wait: 0.5}}
@@ -37,6 +38,7 @@ def site(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Pa
     (site / "agents").mkdir()
     (site / "agents" / "chat.md").write_text("---\nmodel: up/m\n---\nBe kind.\n")
     (site / "agents" / "worker.md").write_text("---\nmodel: up/w\ntools: [calculator]\n---\n")
+    (site / "agents" / "brief.md").write_text("---\nmodel: small/b\nmax_tokens: 50\n---\nBrief.\n")
     (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("s")))
     return site
 
@@ -303,3 +305,24 @@ def test_sessions_survive_a_restart_and_a_kill_mid_turn(
     finally:
         stop_server(second)
     time.sleep(0)
+
+
+def test_long_history_is_trimmed_to_the_context_window(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    session_id = None
+    for n in range(8):
+        fake.script("s", Reply(text=f"answer {n} " + "y " * 60))
+        extra = {"session_id": session_id} if session_id else {}
+        reply = client.chat.completions.create(
+            model="brief", messages=[user(f"question {n} " + "x " * 60)], extra_body=extra
+        )
+        session_id = reply.model_extra["session_id"]  # type: ignore[index]
+    sent = sent_messages(fake)
+    assert sent[0] == {"role": "system", "content": "Brief."}
+    assert sent[-1]["content"].startswith("question 7")  # type: ignore[union-attr]
+    assert len(sent) < 2 + 2 * 7  # older turns were dropped...
+    assert sent[1]["role"] == "user"  # ...whole, oldest first
+    kept = [m["content"].split()[1] for m in sent[1:]]  # type: ignore[union-attr]
+    assert kept == sorted(kept)
+    assert kept[-1] == "7"

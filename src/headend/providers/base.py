@@ -105,6 +105,7 @@ class Provider(Protocol):
 
     name: str
     resilience: Resilience
+    context_window: int | None  # tokens; None when unknown (history is then not trimmed)
 
     async def start(self, resources: Resources) -> None:
         """Acquire resources (load weights, keep the HTTP session); called once at startup."""

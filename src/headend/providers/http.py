@@ -199,6 +199,7 @@ class HttpUpstreamConfig(ResilientConfig):
     api_key: str | None = Field(None, repr=False)
     model: str | None = None  # used when a route names no model
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    context_window: int | None = Field(None, ge=256)  # tokens, for trimming session history
 
 
 class HttpProvider:
@@ -210,6 +211,7 @@ class HttpProvider:
     ) -> None:
         self.name = name
         self.resilience = config.resilience()
+        self.context_window = config.context_window
         self._url = url
         self._headers = {**headers, **config.headers}
         self._default_model = config.model

@@ -126,6 +126,7 @@ class LlamaCppProvider:
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
         self.name = name
         self.resilience = config.resilience()
+        self.context_window: int | None = config.n_ctx
         self._config = config
         self._model_path = (
             settings.resolve(config.model_path) if config.model_path else bundled_model_path()

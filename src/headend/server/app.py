@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -33,6 +35,7 @@ from headend.server.routes.sessions import (
 from headend.server.services import Services
 from headend.server.sessions import SessionService
 from headend.store import open_store
+from headend.store.base import Store
 from headend.tools.mcp import McpHub
 from headend.tools.registry import builtin_tools
 
@@ -57,6 +60,22 @@ def http_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
     )
+
+
+PRUNE_EVERY = 3600.0
+
+
+async def prune_forever(store: Store, ttl: float) -> None:
+    """Delete sessions idle for longer than ``ttl``, now and every hour after."""
+    while True:
+        try:
+            gone = await store.prune(time.time() - ttl)
+        except Exception:  # a failed prune must not take the server down; it is retried
+            log.exception("pruning sessions failed")
+        else:
+            if gone:
+                log.info("pruned %d session(s) idle for more than %g s", gone, ttl)
+        await asyncio.sleep(PRUNE_EVERY)
 
 
 def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None = None) -> Starlette:
@@ -97,7 +116,14 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
+                pruner = (
+                    asyncio.create_task(prune_forever(store, settings.sessions.ttl))
+                    if settings.sessions.ttl is not None
+                    else None
+                )
                 yield
+                if pruner is not None:
+                    pruner.cancel()
             finally:
                 await mcp.close()
                 await store.close()

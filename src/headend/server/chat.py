@@ -24,7 +24,7 @@ from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
 from headend.schemas.validation import validate
 from headend.server.agent_frames import Frames, loop_completion, loop_frames
 from headend.server.context import RequestContext
-from headend.server.sessions import SessionService, SessionTurn
+from headend.server.sessions import SessionService, SessionTurn, trim
 from headend.server.sse import data_frame
 from headend.tools.mcp import McpHub
 
@@ -147,14 +147,28 @@ class ChatService:
         sent = plan.call.body["messages"][plan.prepended :]
         turn = await self.sessions.begin(session_id, plan.client_model, sent, owner=None)
         if turn.history:
-            system = [m for m in sent if m.get("role") in ("system", "developer")]
-            messages = turn.messages([*head, *system])
+            system = [*head, *(m for m in sent if m.get("role") in ("system", "developer"))]
+            messages = self._fit(plan, system, turn)
             plan.call.body = {**plan.call.body, "messages": messages}
             if plan.run is not None:
                 plan.run.body = plan.call.body
             plan.prepended = 0  # indices now point into the stored history too
         plan.session = turn
         return plan
+
+    def _fit(self, plan: Plan, system: list[Json], turn: SessionTurn) -> list[Json]:
+        """The turn's messages, trimmed to the smallest context window among its routes."""
+        windows = [
+            window
+            for target in plan.targets
+            if (window := self.router.providers[target.provider].context_window)
+        ]
+        if not windows:
+            return turn.messages(system)
+        window = min(windows)
+        asked = plan.call.body.get("max_completion_tokens") or plan.call.body.get("max_tokens")
+        reserve = asked if isinstance(asked, int) else min(window // 4, 4096)
+        return trim(system, turn.history, turn.added, max(window - reserve, 0))
 
     def _plan(self, body: Any, context: RequestContext, headers: Mapping[str, str]) -> Plan:
         if not isinstance(body, dict):

@@ -11,6 +11,8 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 
+import orjson
+
 from headend.errors import APIError, NotFound
 from headend.store.base import Json, NewSession, Store
 
@@ -122,3 +124,22 @@ class SessionService:
 def sent_without_system(sent: list[Json]) -> list[Json]:
     """System prompts belong to the agent or the request, not to the stored conversation."""
     return [m for m in sent if m.get("role") not in ("system", "developer")]
+
+
+def estimate_tokens(message: Json) -> int:
+    """A cautious token count: a token per three bytes of JSON, plus the framing."""
+    return len(orjson.dumps(message)) // 3 + 4
+
+
+def trim(head: list[Json], history: list[Json], added: list[Json], budget: int) -> list[Json]:
+    """``head + history + added`` within ``budget`` tokens: the oldest turns of the history
+    go first, whole (a user message and what answered it); the head (system prompts) and
+    the new messages always stay."""
+    fixed = sum(map(estimate_tokens, head)) + sum(map(estimate_tokens, added))
+    sizes = [estimate_tokens(m) for m in history]
+    start = 0
+    while start < len(history) and fixed + sum(sizes[start:]) > budget:
+        start += 1
+        while start < len(history) and history[start].get("role") != "user":
+            start += 1  # never keep a tool result or an answer without what it answered
+    return [*head, *history[start:], *added]
