@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make serve   create .venv, install headend, serve the bundled agent on 127.0.0.1:8080
-#   make test    the same set-up plus dev tools, then lint, type-check and the whole test suite
+#   make test    the same set-up plus dev tools and PostgreSQL (Debian's package, for the
+#                store tests), then lint, type-check and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test lint typecheck pytest bench clean
+.PHONY: serve test lint typecheck pytest services bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+services:
+	scripts/services.sh
+
+pytest: $(VENV)/.installed-dev services
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.postgres import postgres_cluster
 from tests.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,12 @@ def upstream() -> Iterator[FakeUpstream]:
 def fake(upstream: FakeUpstream) -> FakeUpstream:
     upstream.reset()
     return upstream
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_cluster(free_port()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,33 @@ import pytest
 
 from headend.store.base import NewSession, Store
 from headend.store.migrations import MIGRATIONS, migrate
+from headend.store.postgres import PostgresStore
 from headend.store.sqlite import SqliteStore
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = SqliteStore(tmp_path / "h.db")
+    backend: Store
+    if request.param == "sqlite":
+        backend = SqliteStore(tmp_path / "h.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        backend = PostgresStore(url)
+        await wipe(url)
     await backend.start()
     yield backend
     await backend.close()
+
+
+async def wipe(url: str) -> None:
+    """A clean database for each test: the suite's tests share one cluster."""
+    import asyncpg
+
+    db = await asyncpg.connect(url)
+    try:
+        await db.execute("DROP TABLE IF EXISTS messages, sessions, _migrations")
+    finally:
+        await db.close()
 
 
 def msg(text: str, role: str = "user") -> dict[str, str]:
@@ -40,7 +58,7 @@ async def test_a_first_turn_creates_its_session_in_the_same_transaction(store: S
     record = await store.get_session("s2", None)
     assert record is not None
     assert record.turns == 1
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the backend's own integrity error
+    with pytest.raises(Exception):  # noqa: B017, PT011 - each backend's own integrity error
         await store.append_turn("s2", [msg("again")], NewSession(None, "chat", {}))
     assert [m["content"] for m in await store.messages("s2")] == ["hi"]  # nothing partial
 

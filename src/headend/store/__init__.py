@@ -8,17 +8,24 @@ from headend.errors import ConfigError
 from headend.store.base import Store
 
 SQLITE = "sqlite:///"
+POSTGRES = ("postgresql://", "postgres://")
 
 
 def open_store(url: str, base_dir: Path) -> Store:
     """The store a ``store:`` URL names: ``sqlite:///path`` (relative to the config file's
-    directory) or ``sqlite:///:memory:``."""
+    directory), ``sqlite:///:memory:``, or ``postgresql://user:password@host/database``."""
     from headend.store.sqlite import SqliteStore
 
+    if url.startswith(POSTGRES):
+        from headend.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     if url.startswith(SQLITE):
         path = url[len(SQLITE) :]
         if path == ":memory:":
             return SqliteStore(Path(":memory:"))
         resolved = Path(path).expanduser()
         return SqliteStore(resolved if resolved.is_absolute() else base_dir / resolved)
-    raise ConfigError([f"store: unsupported store URL {url!r} (use sqlite:///path)"])
+    raise ConfigError(
+        ["store: unsupported store URL (use sqlite:///path or postgresql://host/database)"]
+    )

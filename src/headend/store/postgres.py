@@ -1,0 +1,180 @@
+"""The PostgreSQL store, for many instances serving together (``store: postgresql://…``).
+
+asyncpg with a connection pool; migrations are the same ordered, named, recorded pattern
+as SQLite's, in SQL of PostgreSQL's own. Install with ``pip install headend[postgres]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from headend.errors import ConfigError
+from headend.store.base import Json, NewSession, SessionRecord
+
+Migration = Callable[[Any], Awaitable[None]]
+_COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
+
+
+async def m001_sessions(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            agent TEXT NOT NULL,
+            metadata JSONB NOT NULL DEFAULT '{}',
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            turns INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX sessions_by_owner ON sessions (owner, updated_at DESC);
+        CREATE INDEX sessions_by_update ON sessions (updated_at);
+        CREATE TABLE messages (
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            turn INTEGER NOT NULL,
+            message JSONB NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        );"""
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_sessions]
+# One migrator at a time across instances: a transaction-scoped advisory lock.
+_MIGRATION_LOCK = 0x68656164
+
+
+def _record(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"],
+        owner=row["owner"],
+        agent=row["agent"],
+        metadata=orjson.loads(row["metadata"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        turns=row["turns"],
+    )
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self._min, self._max = min_size, max_size
+        self._pool: Any = None
+
+    async def start(self) -> None:
+        try:
+            import asyncpg
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                ["store: a postgresql:// store needs asyncpg: pip install 'headend[postgres]'"]
+            ) from exc
+        self._pool = await asyncpg.create_pool(self.url, min_size=self._min, max_size=self._max)
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations "
+                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION)"
+            )
+            done = {row["name"] for row in await db.fetch("SELECT name FROM _migrations")}
+            for migration in MIGRATIONS:
+                if migration.__name__ not in done:
+                    await migration(db)
+                    await db.execute(
+                        "INSERT INTO _migrations (name, applied_at) VALUES ($1, $2)",
+                        migration.__name__,
+                        time.time(),
+                    )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def create_session(
+        self, session_id: str, owner: str | None, agent: str, metadata: Json
+    ) -> SessionRecord:
+        now = time.time()
+        await self._pool.execute(
+            f"INSERT INTO sessions ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5, 0)",
+            session_id,
+            owner,
+            agent,
+            orjson.dumps(metadata).decode(),
+            now,
+        )
+        return SessionRecord(session_id, owner, agent, metadata, now, now, 0)
+
+    async def get_session(self, session_id: str, owner: str | None) -> SessionRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM sessions WHERE id = $1 AND owner IS NOT DISTINCT FROM $2",
+            session_id,
+            owner,
+        )
+        return _record(row) if row else None
+
+    async def list_sessions(
+        self, owner: str | None, limit: int, before: float | None = None
+    ) -> list[SessionRecord]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM sessions WHERE owner IS NOT DISTINCT FROM $1 "
+            "AND updated_at < $2 ORDER BY updated_at DESC LIMIT $3",
+            owner,
+            before if before is not None else float("inf"),
+            limit,
+        )
+        return [_record(row) for row in rows]
+
+    async def delete_session(self, session_id: str, owner: str | None) -> bool:
+        status = await self._pool.execute(
+            "DELETE FROM sessions WHERE id = $1 AND owner IS NOT DISTINCT FROM $2",
+            session_id,
+            owner,
+        )
+        return bool(status != "DELETE 0")
+
+    async def messages(self, session_id: str) -> list[Json]:
+        rows = await self._pool.fetch(
+            "SELECT message FROM messages WHERE session_id = $1 ORDER BY seq", session_id
+        )
+        return [orjson.loads(row["message"]) for row in rows]
+
+    async def append_turn(
+        self, session_id: str, messages: list[Json], new: NewSession | None = None
+    ) -> None:
+        encoded = [orjson.dumps(m).decode() for m in messages]  # fails before any write
+        now = time.time()
+        async with self._pool.acquire() as db, db.transaction():
+            if new is not None:
+                await db.execute(
+                    f"INSERT INTO sessions ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5, 0)",
+                    session_id,
+                    new.owner,
+                    new.agent,
+                    orjson.dumps(new.metadata).decode(),
+                    now,
+                )
+            turn = await db.fetchval(
+                "UPDATE sessions SET turns = turns + 1, updated_at = $2 WHERE id = $1 "
+                "RETURNING turns - 1",
+                session_id,
+                now,
+            )
+            seq = await db.fetchval(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE session_id = $1",
+                session_id,
+            )
+            await db.executemany(
+                "INSERT INTO messages (session_id, seq, turn, message) "
+                "VALUES ($1, $2, $3, $4::jsonb)",
+                [(session_id, seq + i, turn, text) for i, text in enumerate(encoded)],
+            )
+
+    async def prune(self, updated_before: float) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM sessions WHERE updated_at < $1", updated_before
+        )
+        return int(status.split()[-1])
