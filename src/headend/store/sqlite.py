@@ -1,12 +1,16 @@
 """The embedded store: SQLite in WAL mode, on a thread of its own.
 
 One connection, used only from the store's single worker thread, so calls never share it
-concurrently and the event loop never blocks on disk.
+concurrently and the event loop never blocks on disk. Commits never checkpoint the WAL
+(that made one write in a hundred take 9 ms on a store of a million messages): a second
+connection on a thread of its own runs a PASSIVE checkpoint, which neither blocks nor waits
+for writers, each second after there were writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -37,15 +41,20 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, checkpoint_every: float = 1.0) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._checkpoint_every = checkpoint_every
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._writes = 0
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             assert self._db is not None, "the store is not started"
             return work(self._db)
+
+        self._writes += 1  # reads count too: cheaper than telling them apart
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
@@ -59,13 +68,41 @@ class SqliteStore:
             db.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: big stores stay fast
+            db.execute("PRAGMA mmap_size=268435456")  # reads straight from the OS cache
+            db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off this path
             migrate(db)
             return db
 
         self._db = await asyncio.get_running_loop().run_in_executor(self._executor, open_db)
+        if str(self.path) != ":memory:":
+            self._checkpointer = asyncio.create_task(self._checkpoint_forever())
+
+    async def _checkpoint_forever(self) -> None:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpoint")
+        loop = asyncio.get_running_loop()
+        db = await loop.run_in_executor(
+            executor, lambda: sqlite3.connect(self.path, check_same_thread=False)
+        )
+        try:
+            while True:
+                await asyncio.sleep(self._checkpoint_every)
+                if self._writes:
+                    self._writes = 0
+                    await loop.run_in_executor(
+                        executor, lambda: db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    )
+        finally:
+            await loop.run_in_executor(executor, db.close)
+            executor.shutdown(wait=False)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
         if self._db is not None:
+            await self._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)") and None)
             await self._run(lambda db: db.close())
             self._db = None
         self._executor.shutdown(wait=True)
