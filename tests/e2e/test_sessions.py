@@ -298,9 +298,17 @@ def test_sessions_survive_a_restart_and_a_kill_mid_turn(
         assert [m["content"] for m in stored] == ["I am Ada", "Hello Ada."]
         fake.script("s", Reply(text="Still Ada."))
         client = openai.OpenAI(base_url=second.api, api_key="unused", max_retries=0)
-        reply = client.chat.completions.create(
-            model="chat", messages=[user("Me?")], extra_body={"session_id": session_id}
-        )
+        # The killed instance's lease on the session runs out within LEASE (10 s).
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                reply = client.chat.completions.create(
+                    model="chat", messages=[user("Me?")], extra_body={"session_id": session_id}
+                )
+                break
+            except openai.ConflictError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
         assert reply.choices[0].message.content == "Still Ada."
         assert sent_messages(fake)[1:3] == [
             user("I am Ada"),
@@ -308,7 +316,6 @@ def test_sessions_survive_a_restart_and_a_kill_mid_turn(
         ]
     finally:
         stop_server(second)
-    time.sleep(0)
 
 
 def test_long_history_is_trimmed_to_the_context_window(
@@ -330,3 +337,34 @@ def test_long_history_is_trimmed_to_the_context_window(
     kept = [m["content"].split()[1] for m in sent[1:]]  # type: ignore[union-attr]
     assert kept == sorted(kept)
     assert kept[-1] == "7"
+
+
+async def test_two_instances_sharing_the_store_do_not_interleave_turns(
+    site: Path, server: RunningServer, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    other = boot(site)
+    try:
+        session_id = start(client, fake)
+        fake.script("s", Reply(text="first", first_delay=0.4), Reply(text="second"))
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def turn(api: str, text: str) -> httpx.Response:
+                return await http.post(
+                    api + "/chat/completions",
+                    json={"model": "chat", "messages": [user(text)], "session_id": session_id},
+                )
+
+            one = asyncio.ensure_future(turn(server.api, "one"))
+            await asyncio.sleep(0.15)
+            two = await turn(other.api, "two")
+            assert (await one).status_code == 200
+        assert two.status_code == 200
+        assert [m["content"] for m in sent_messages(fake)[1:]] == [
+            "I am Ada",
+            "Hello Ada.",
+            "one",
+            "first",
+            "two",
+        ]
+    finally:
+        stop_server(other)

@@ -105,5 +105,22 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "m.db")
     assert migrate(db) == [m.__name__ for m in MIGRATIONS]
     assert migrate(db) == []
-    names = [row[0] for row in db.execute("SELECT name FROM _migrations")]
-    assert names == ["m001_sessions"]
+    names = [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY name")]
+    assert names == ["m001_sessions", "m002_turn_lease"]
+
+
+async def test_a_turn_lease_is_held_by_one_until_it_is_released_or_expires(store: Store) -> None:
+    import time
+
+    await store.create_session("l", None, "chat", {})
+    now = time.time()
+    assert await store.claim("l", "one", now + 60)
+    assert not await store.claim("l", "two", now + 60)
+    assert await store.claim("l", "one", now + 60)  # the holder may renew
+    await store.release("l", "two")  # only the holder releases
+    assert not await store.claim("l", "two", now + 60)
+    await store.release("l", "one")
+    assert await store.claim("l", "two", now + 60)
+    assert await store.claim("l", "three", now + 60) is False
+    await store.claim("l", "two", now - 1)  # an expired lease...
+    assert await store.claim("l", "three", now + 60)  # ...is anyone's

@@ -232,11 +232,11 @@ class ChatService:
         except InvalidRequest as exc:
             raise in_client_terms(exc, plan.prepended) from None
         finally:
-            self.release(plan)
+            await self.release(plan)
 
-    def release(self, plan: Plan) -> None:
+    async def release(self, plan: Plan) -> None:
         if plan.session is not None:
-            self.sessions.end(plan.session)
+            await self.sessions.end(plan.session)
 
     async def stream(self, plan: Plan) -> AsyncGenerator[bytes, None]:
         """SSE frames of the upstream's chunks, relayed as they arrive.
@@ -253,7 +253,7 @@ class ChatService:
         except InvalidRequest as exc:
             raise in_client_terms(exc, plan.prepended) from None
         finally:
-            self.release(plan)
+            await self.release(plan)
         yield DONE_FRAME
 
     async def _loop_stream(self, plan: Plan) -> AsyncGenerator[bytes, None]:

@@ -3,18 +3,26 @@ messages; it is written, all at once, only when it has completed.
 
 Two turns on one session never interleave: the second waits for the first (at most
 ``busy_wait`` seconds), then runs on the updated history, or gets 409 ``session_busy``.
+Within a process a FIFO lock orders them; across processes sharing a store, a lease in the
+store does, renewed while the turn runs (so after a crash mid-turn the session is free again
+within ``LEASE`` seconds).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from dataclasses import dataclass, field
 
 import orjson
 
 from headend.errors import APIError, NotFound
 from headend.store.base import Json, NewSession, Store
+
+LEASE = 10.0  # seconds a turn's lease lasts unless renewed
+RENEW = LEASE / 3
+POLL = 0.05
 
 
 class SessionNotFound(NotFound):
@@ -64,6 +72,8 @@ class SessionTurn:
     added: list[Json]
     new: NewSession | None  # set when this turn creates the session
     gate: _Gate | None = None
+    holder: str | None = None  # the store lease this turn holds
+    renewer: asyncio.Task[None] | None = None
 
     def messages(self, system: list[Json]) -> list[Json]:
         return [*system, *self.history, *self.added]
@@ -84,6 +94,11 @@ class SessionService:
             )
         if await self.store.get_session(session_id, owner) is None:
             raise SessionNotFound(session_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.busy_wait
+        busy = SessionBusy(
+            f"Session '{session_id}' is busy with another turn; try again.", param="session_id"
+        )
         gate = self._gates.setdefault(session_id, _Gate())
         gate.users += 1
         try:
@@ -91,16 +106,20 @@ class SessionService:
         except BaseException as exc:
             self._leave(session_id, gate)
             if isinstance(exc, TimeoutError):
-                raise SessionBusy(
-                    f"Session '{session_id}' is busy with another turn; try again.",
-                    param="session_id",
-                ) from None
+                raise busy from None
             raise
         turn = SessionTurn(session_id, [], [], None, gate)
         try:
+            holder = secrets.token_hex(8)
+            while not await self.store.claim(session_id, holder, time.time() + LEASE):
+                if loop.time() >= deadline:
+                    raise busy
+                await asyncio.sleep(POLL)
+            turn.holder = holder
+            turn.renewer = asyncio.create_task(self._renew(session_id, holder))
             turn.history = await self.store.messages(session_id)
         except BaseException:
-            self.end(turn)
+            await self.end(turn)
             raise
         turn.added = new_messages(turn.history, sent)
         return turn
@@ -108,12 +127,23 @@ class SessionService:
     async def commit(self, turn: SessionTurn, produced: list[Json]) -> None:
         await self.store.append_turn(turn.session_id, [*turn.added, *produced], turn.new)
 
-    def end(self, turn: SessionTurn) -> None:
+    async def end(self, turn: SessionTurn) -> None:
         """Always called, committed or not: lets the next turn in."""
         gate, turn.gate = turn.gate, None
         if gate is not None:
             gate.lock.release()
             self._leave(turn.session_id, gate)
+        if turn.renewer is not None:
+            turn.renewer.cancel()
+            turn.renewer = None
+        holder, turn.holder = turn.holder, None
+        if holder is not None:
+            await self.store.release(turn.session_id, holder)
+
+    async def _renew(self, session_id: str, holder: str) -> None:
+        while True:
+            await asyncio.sleep(RENEW)
+            await self.store.claim(session_id, holder, time.time() + LEASE)
 
     def _leave(self, session_id: str, gate: _Gate) -> None:
         gate.users -= 1

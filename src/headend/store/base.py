@@ -61,6 +61,13 @@ class Store(Protocol):
         transaction (a session's first turn)."""
         ...
 
+    async def claim(self, session_id: str, holder: str, until: float) -> bool:
+        """Take the session's turn lease until ``until`` (epoch seconds) unless someone else
+        holds an unexpired one: what keeps instances sharing a store from interleaving."""
+        ...
+
+    async def release(self, session_id: str, holder: str) -> None: ...
+
     async def prune(self, updated_before: float) -> int:
         """Delete sessions last updated before the time; how many went."""
         ...

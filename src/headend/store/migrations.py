@@ -33,7 +33,12 @@ def m001_sessions(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_sessions]
+def m002_turn_lease(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE sessions ADD COLUMN busy_by TEXT")
+    db.execute("ALTER TABLE sessions ADD COLUMN busy_until REAL")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_sessions, m002_turn_lease]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

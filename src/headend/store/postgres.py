@@ -42,7 +42,13 @@ async def m001_sessions(db: Any) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_sessions]
+async def m002_turn_lease(db: Any) -> None:
+    await db.execute(
+        "ALTER TABLE sessions ADD COLUMN busy_by TEXT, ADD COLUMN busy_until DOUBLE PRECISION"
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_sessions, m002_turn_lease]
 # One migrator at a time across instances: a transaction-scoped advisory lock.
 _MIGRATION_LOCK = 0x68656164
 
@@ -172,6 +178,24 @@ class PostgresStore:
                 "VALUES ($1, $2, $3, $4::jsonb)",
                 [(session_id, seq + i, turn, text) for i, text in enumerate(encoded)],
             )
+
+    async def claim(self, session_id: str, holder: str, until: float) -> bool:
+        status = await self._pool.execute(
+            "UPDATE sessions SET busy_by = $2, busy_until = $3 WHERE id = $1 AND "
+            "(busy_until IS NULL OR busy_until < $4 OR busy_by = $2)",
+            session_id,
+            holder,
+            until,
+            time.time(),
+        )
+        return bool(status != "UPDATE 0")
+
+    async def release(self, session_id: str, holder: str) -> None:
+        await self._pool.execute(
+            "UPDATE sessions SET busy_by = NULL, busy_until = NULL WHERE id = $1 AND busy_by = $2",
+            session_id,
+            holder,
+        )
 
     async def prune(self, updated_before: float) -> int:
         status = await self._pool.execute(

@@ -202,6 +202,32 @@ class SqliteStore:
 
         await self._run(append)
 
+    async def claim(self, session_id: str, holder: str, until: float) -> bool:
+        now = time.time()
+
+        def take(db: sqlite3.Connection) -> bool:
+            with db:
+                return bool(
+                    db.execute(
+                        "UPDATE sessions SET busy_by = ?, busy_until = ? WHERE id = ? AND "
+                        "(busy_until IS NULL OR busy_until < ? OR busy_by = ?)",
+                        (holder, until, session_id, now, holder),
+                    ).rowcount
+                )
+
+        return await self._run(take)
+
+    async def release(self, session_id: str, holder: str) -> None:
+        def free(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "UPDATE sessions SET busy_by = NULL, busy_until = NULL "
+                    "WHERE id = ? AND busy_by = ?",
+                    (session_id, holder),
+                )
+
+        await self._run(free)
+
     async def prune(self, updated_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:
             with db:
