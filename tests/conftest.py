@@ -128,8 +128,10 @@ def agents_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / "assistant.md").write_text(packaged.read_text())
     (directory / "pinned.md").write_text(PINNED_AGENT)
     # Found as ./headend.yaml by the server, which runs in the directory above.
+    (directory / "tiny.md").write_text("---\nmodel: tiny\nmax_tokens: 8\n---\nBe brief.\n")
     (directory.parent / "headend.yaml").write_text(
-        "providers:\n  local: {type: llama_cpp}\nmodels:\n  smol: local\n"
+        "providers:\n  local: {type: llama_cpp}\n  tiny: {type: llama_cpp, n_ctx: 512}\n"
+        "models:\n  smol: local\n"
     )
     return directory
 

@@ -40,6 +40,9 @@ class ScriptedProvider:
     async def close(self) -> None:
         return None
 
+    def token_counter(self) -> None:
+        return None
+
     def _usage(self) -> Json:
         return {
             "prompt_tokens": 3,

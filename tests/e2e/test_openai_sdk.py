@@ -155,7 +155,7 @@ def test_a_plain_model_route_reaches_the_embedded_model(client: openai.OpenAI) -
 
 def test_models_lists_every_agent_and_model_route(client: openai.OpenAI) -> None:
     models = client.models.list()
-    assert sorted(model.id for model in models) == ["assistant", "pinned", "smol"]
+    assert sorted(model.id for model in models) == ["assistant", "pinned", "smol", "tiny"]
     for model in models:
         assert model.object == "model"
         assert model.owned_by
@@ -200,3 +200,19 @@ def test_bad_fields_are_400_naming_the_param(
     assert caught.value.status_code == 400
     assert caught.value.param == param
     assert caught.value.type == "invalid_request_error"
+
+
+def test_a_long_session_is_trimmed_with_the_models_own_tokenizer(client: openai.OpenAI) -> None:
+    # Each turn adds ~130 tokens; the model's window is 512. Untrimmed, the fifth turn
+    # would be refused with context_length_exceeded.
+    session_id = None
+    for turn in range(7):
+        extra = {"session_id": session_id} if session_id else {}
+        reply = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": f"Note {turn}: " + "tea and biscuits " * 40}],
+            extra_body=extra,
+        )
+        session_id = reply.model_extra["session_id"]  # type: ignore[index]
+        assert reply.usage is not None
+        assert reply.usage.prompt_tokens <= 512

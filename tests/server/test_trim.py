@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headend.server.sessions import estimate_tokens, new_messages, trim
+from headend.server.sessions import counting_with, estimate_tokens, new_messages, trim
 
 
 def turn(n: int, words: int = 50) -> list[dict[str, object]]:
@@ -51,3 +51,14 @@ def test_new_messages_drop_a_resent_history() -> None:
         {"role": "user", "content": "c"},
     ]
     assert new_messages(history, edited) == [{"role": "user", "content": "c"}]
+
+
+def test_a_models_tokenizer_counts_when_there_is_one() -> None:
+    words = counting_with(lambda text: len(text.split()))
+    assert words({"role": "user", "content": "one two three"}) == 3 + 4
+    calls = {"role": "assistant", "content": None, "tool_calls": [{"id": "a b"}]}
+    assert words(calls) > 4
+    history = [*turn(1, words=10), *turn(2, words=10)]
+    added = [{"role": "user", "content": "new"}]
+    budget = words(added[0]) + sum(words(m) for m in turn(2, words=10))
+    assert trim([], history, added, budget, words) == [*turn(2, words=10), *added]

@@ -11,7 +11,7 @@ happens inside the provider. Providers raise only ``headend.errors.APIError`` su
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -112,6 +112,10 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release everything ``start`` acquired."""
+
+    def token_counter(self) -> Callable[[str], int] | None:
+        """The model's own tokenizer as a text -> token count function, where there is one."""
+        ...
 
     async def complete(self, call: ChatCall) -> Json:
         """A whole ``chat.completion``."""

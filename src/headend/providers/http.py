@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -223,6 +223,9 @@ class HttpProvider:
 
     async def close(self) -> None:
         self._http = None
+
+    def token_counter(self) -> Callable[[str], int] | None:
+        return None  # an upstream's tokenizer is not at hand: history sizes are estimated
 
     def _post(
         self, call: ChatCall, body: Json

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -167,6 +167,13 @@ class LlamaCppProvider:
             stop_token_ids=[eos_id],
         )
         return llama, formatter
+
+    def token_counter(self) -> Callable[[str], int] | None:
+        llama = self._llama
+        if llama is None:
+            return None
+        # Tokenizing reads only the vocabulary, so it may run beside a generation.
+        return lambda text: len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -5,6 +5,7 @@ client's ``model`` name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncGenerator, Mapping
@@ -24,7 +25,13 @@ from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
 from headend.schemas.validation import validate
 from headend.server.agent_frames import Frames, loop_completion, loop_frames
 from headend.server.context import RequestContext
-from headend.server.sessions import SessionService, SessionTurn, trim
+from headend.server.sessions import (
+    SessionService,
+    SessionTurn,
+    counting_with,
+    estimate_tokens,
+    trim,
+)
 from headend.server.sse import data_frame
 from headend.tools.mcp import McpHub
 
@@ -148,7 +155,7 @@ class ChatService:
         turn = await self.sessions.begin(session_id, plan.client_model, sent, owner=None)
         if turn.history:
             system = [*head, *(m for m in sent if m.get("role") in ("system", "developer"))]
-            messages = self._fit(plan, system, turn)
+            messages = await self._fit(plan, system, turn)
             plan.call.body = {**plan.call.body, "messages": messages}
             if plan.run is not None:
                 plan.run.body = plan.call.body
@@ -156,19 +163,21 @@ class ChatService:
         plan.session = turn
         return plan
 
-    def _fit(self, plan: Plan, system: list[Json], turn: SessionTurn) -> list[Json]:
-        """The turn's messages, trimmed to the smallest context window among its routes."""
-        windows = [
-            window
-            for target in plan.targets
-            if (window := self.router.providers[target.provider].context_window)
-        ]
+    async def _fit(self, plan: Plan, system: list[Json], turn: SessionTurn) -> list[Json]:
+        """The turn's messages, trimmed to the smallest context window among its routes,
+        counted with the first route's tokenizer where it has one."""
+        providers = [self.router.providers[target.provider] for target in plan.targets]
+        windows = [p.context_window for p in providers if p.context_window]
         if not windows:
             return turn.messages(system)
         window = min(windows)
         asked = plan.call.body.get("max_completion_tokens") or plan.call.body.get("max_tokens")
         reserve = asked if isinstance(asked, int) else min(window // 4, 4096)
-        return trim(system, turn.history, turn.added, max(window - reserve, 0))
+        counter = providers[0].token_counter()
+        count = counting_with(counter) if counter is not None else estimate_tokens
+        return await asyncio.to_thread(
+            trim, system, turn.history, turn.added, max(window - reserve, 0), count
+        )
 
     def _plan(self, body: Any, context: RequestContext, headers: Mapping[str, str]) -> Plan:
         if not isinstance(body, dict):

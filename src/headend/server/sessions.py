@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -161,12 +162,31 @@ def estimate_tokens(message: Json) -> int:
     return len(orjson.dumps(message)) // 3 + 4
 
 
-def trim(head: list[Json], history: list[Json], added: list[Json], budget: int) -> list[Json]:
+def counting_with(counter: Callable[[str], int]) -> Callable[[Json], int]:
+    """Message sizes from a model's own tokenizer: its text, tool calls, and the framing."""
+
+    def count(message: Json) -> int:
+        content = message.get("content")
+        text = content if isinstance(content, str) else orjson.dumps(content).decode()
+        if message.get("tool_calls"):
+            text += orjson.dumps(message["tool_calls"]).decode()
+        return counter(text) + 4
+
+    return count
+
+
+def trim(
+    head: list[Json],
+    history: list[Json],
+    added: list[Json],
+    budget: int,
+    count: Callable[[Json], int] = estimate_tokens,
+) -> list[Json]:
     """``head + history + added`` within ``budget`` tokens: the oldest turns of the history
     go first, whole (a user message and what answered it); the head (system prompts) and
     the new messages always stay."""
-    fixed = sum(map(estimate_tokens, head)) + sum(map(estimate_tokens, added))
-    sizes = [estimate_tokens(m) for m in history]
+    fixed = sum(map(count, head)) + sum(map(count, added))
+    sizes = [count(m) for m in history]
     start = 0
     while start < len(history) and fixed + sum(sizes[start:]) > budget:
         start += 1
