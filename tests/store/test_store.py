@@ -34,7 +34,7 @@ async def wipe(url: str) -> None:
 
     db = await asyncpg.connect(url)
     try:
-        await db.execute("DROP TABLE IF EXISTS messages, sessions, _migrations")
+        await db.execute("DROP TABLE IF EXISTS messages, sessions, keys, _migrations")
     finally:
         await db.close()
 
@@ -106,7 +106,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
     assert migrate(db) == [m.__name__ for m in MIGRATIONS]
     assert migrate(db) == []
     names = [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["m001_sessions", "m002_turn_lease"]
+    assert names == ["m001_sessions", "m002_turn_lease", "m003_keys"]
 
 
 async def test_a_turn_lease_is_held_by_one_until_it_is_released_or_expires(store: Store) -> None:
@@ -124,3 +124,32 @@ async def test_a_turn_lease_is_held_by_one_until_it_is_released_or_expires(store
     assert await store.claim("l", "three", now + 60) is False
     await store.claim("l", "two", now - 1)  # an expired lease...
     assert await store.claim("l", "three", now + 60)  # ...is anyone's
+
+
+async def test_keys_are_kept_by_hash_revoked_and_rotated(store: Store) -> None:
+    from headend.store.base import KeyRecord
+
+    record = KeyRecord(
+        id="key_1",
+        name="ci",
+        prefix="sk-he-abc",
+        scopes=("chat",),
+        agents=("helper",),
+        created_at=1000.0,
+        expires_at=None,
+    )
+    await store.create_key(record, "hash-1")
+    found = await store.key_by_hash("hash-1")
+    assert found == record
+    assert await store.key_by_hash("hash-2") is None
+    assert await store.rotate_key("key_1", "hash-2", "sk-he-def")
+    assert await store.key_by_hash("hash-1") is None
+    assert (await store.key_by_hash("hash-2")).prefix == "sk-he-def"  # type: ignore[union-attr]
+    await store.touch_keys({"key_1": 2000.0})
+    assert (await store.list_keys())[0].last_used_at == 2000.0
+    assert await store.revoke_key("key_1", 3000.0)
+    assert not await store.revoke_key("key_1", 3001.0)
+    revoked = await store.key_by_hash("hash-2")
+    assert revoked is not None
+    assert not revoked.active(now=3500.0)
+    assert not await store.rotate_key("key_1", "hash-3", "x")

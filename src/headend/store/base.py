@@ -24,6 +24,24 @@ class SessionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as stored: never the secret, only its SHA-256."""
+
+    id: str
+    name: str
+    prefix: str  # the secret's first characters, to recognise it in lists
+    scopes: tuple[str, ...]
+    agents: tuple[str, ...] | None  # None: every agent and model
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
 class NewSession:
     owner: str | None
     agent: str
@@ -67,6 +85,22 @@ class Store(Protocol):
         ...
 
     async def release(self, session_id: str, holder: str) -> None: ...
+
+    async def create_key(self, record: KeyRecord, secret_hash: str) -> None: ...
+
+    async def key_by_hash(self, secret_hash: str) -> KeyRecord | None: ...
+
+    async def list_keys(self) -> list[KeyRecord]: ...
+
+    async def revoke_key(self, key_id: str, at: float) -> bool: ...
+
+    async def rotate_key(self, key_id: str, secret_hash: str, prefix: str) -> bool:
+        """A new secret for the key; the old one stops working at once."""
+        ...
+
+    async def touch_keys(self, used: dict[str, float]) -> None:
+        """Record when keys were last used (batched by the caller)."""
+        ...
 
     async def prune(self, updated_before: float) -> int:
         """Delete sessions last updated before the time; how many went."""

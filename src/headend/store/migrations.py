@@ -38,7 +38,28 @@ def m002_turn_lease(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN busy_until REAL")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_sessions, m002_turn_lease]
+def m003_keys(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            secret_hash TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            agents TEXT,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL,
+            last_used_at REAL
+        )"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_sessions,
+    m002_turn_lease,
+    m003_keys,
+]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

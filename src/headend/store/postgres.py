@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from headend.errors import ConfigError
-from headend.store.base import Json, NewSession, SessionRecord
+from headend.store.base import Json, KeyRecord, NewSession, SessionRecord
 
 Migration = Callable[[Any], Awaitable[None]]
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
@@ -48,7 +48,42 @@ async def m002_turn_lease(db: Any) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_sessions, m002_turn_lease]
+async def m003_keys(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            secret_hash TEXT NOT NULL UNIQUE,
+            scopes JSONB NOT NULL,
+            agents JSONB,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION,
+            revoked_at DOUBLE PRECISION,
+            last_used_at DOUBLE PRECISION
+        )"""
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_sessions, m002_turn_lease, m003_keys]
+_KEY_COLUMNS = "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at"
+
+
+def _key(row: Any) -> KeyRecord:
+    agents = row["agents"]
+    return KeyRecord(
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=tuple(orjson.loads(row["scopes"])),
+        agents=None if agents is None else tuple(orjson.loads(agents)),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
 # One migrator at a time across instances: a transaction-scoped advisory lock.
 _MIGRATION_LOCK = 0x68656164
 
@@ -195,6 +230,53 @@ class PostgresStore:
             "UPDATE sessions SET busy_by = NULL, busy_until = NULL WHERE id = $1 AND busy_by = $2",
             session_id,
             holder,
+        )
+
+    async def create_key(self, record: KeyRecord, secret_hash: str) -> None:
+        agents = None if record.agents is None else orjson.dumps(list(record.agents)).decode()
+        await self._pool.execute(
+            f"INSERT INTO keys ({_KEY_COLUMNS}, secret_hash) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            record.id,
+            record.name,
+            record.prefix,
+            orjson.dumps(list(record.scopes)).decode(),
+            agents,
+            record.created_at,
+            record.expires_at,
+            record.revoked_at,
+            record.last_used_at,
+            secret_hash,
+        )
+
+    async def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_KEY_COLUMNS} FROM keys WHERE secret_hash = $1", secret_hash
+        )
+        return _key(row) if row else None
+
+    async def list_keys(self) -> list[KeyRecord]:
+        rows = await self._pool.fetch(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at")
+        return [_key(row) for row in rows]
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        status = await self._pool.execute(
+            "UPDATE keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", key_id, at
+        )
+        return bool(status != "UPDATE 0")
+
+    async def rotate_key(self, key_id: str, secret_hash: str, prefix: str) -> bool:
+        status = await self._pool.execute(
+            "UPDATE keys SET secret_hash = $2, prefix = $3 WHERE id = $1 AND revoked_at IS NULL",
+            key_id,
+            secret_hash,
+            prefix,
+        )
+        return bool(status != "UPDATE 0")
+
+    async def touch_keys(self, used: dict[str, float]) -> None:
+        await self._pool.executemany(
+            "UPDATE keys SET last_used_at = $2 WHERE id = $1", list(used.items())
         )
 
     async def prune(self, updated_before: float) -> int:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from headend.store.base import Json, NewSession, SessionRecord
+from headend.store.base import Json, KeyRecord, NewSession, SessionRecord
 from headend.store.migrations import migrate
 
 T = TypeVar("T")
@@ -37,6 +37,39 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
         created_at=created,
         updated_at=updated,
         turns=turns,
+    )
+
+
+_KEY_COLUMNS = "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at"
+
+
+def _key_row(record: KeyRecord) -> tuple[Any, ...]:
+    agents = None if record.agents is None else orjson.dumps(list(record.agents)).decode()
+    return (
+        record.id,
+        record.name,
+        record.prefix,
+        orjson.dumps(list(record.scopes)).decode(),
+        agents,
+        record.created_at,
+        record.expires_at,
+        record.revoked_at,
+        record.last_used_at,
+    )
+
+
+def _key(row: Any) -> KeyRecord:
+    id_, name, prefix, scopes, agents, created, expires, revoked, used = tuple(row)
+    return KeyRecord(
+        id=id_,
+        name=name,
+        prefix=prefix,
+        scopes=tuple(orjson.loads(scopes)),
+        agents=None if agents is None else tuple(orjson.loads(agents)),
+        created_at=created,
+        expires_at=expires,
+        revoked_at=revoked,
+        last_used_at=used,
     )
 
 
@@ -227,6 +260,68 @@ class SqliteStore:
                 )
 
         await self._run(free)
+
+    async def create_key(self, record: KeyRecord, secret_hash: str) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    f"INSERT INTO keys ({_KEY_COLUMNS}, secret_hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*_key_row(record), secret_hash),
+                )
+
+        await self._run(insert)
+
+    async def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
+        def select(db: sqlite3.Connection) -> KeyRecord | None:
+            row = db.execute(
+                f"SELECT {_KEY_COLUMNS} FROM keys WHERE secret_hash = ?", (secret_hash,)
+            ).fetchone()
+            return _key(row) if row else None
+
+        return await self._run(select)
+
+    async def list_keys(self) -> list[KeyRecord]:
+        def select(db: sqlite3.Connection) -> list[KeyRecord]:
+            rows = db.execute(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at").fetchall()
+            return [_key(row) for row in rows]
+
+        return await self._run(select)
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        def revoke(db: sqlite3.Connection) -> bool:
+            with db:
+                return bool(
+                    db.execute(
+                        "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                        (at, key_id),
+                    ).rowcount
+                )
+
+        return await self._run(revoke)
+
+    async def rotate_key(self, key_id: str, secret_hash: str, prefix: str) -> bool:
+        def rotate(db: sqlite3.Connection) -> bool:
+            with db:
+                return bool(
+                    db.execute(
+                        "UPDATE keys SET secret_hash = ?, prefix = ? "
+                        "WHERE id = ? AND revoked_at IS NULL",
+                        (secret_hash, prefix, key_id),
+                    ).rowcount
+                )
+
+        return await self._run(rotate)
+
+    async def touch_keys(self, used: dict[str, float]) -> None:
+        def touch(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(
+                    "UPDATE keys SET last_used_at = ? WHERE id = ?",
+                    [(at, key_id) for key_id, at in used.items()],
+                )
+
+        await self._run(touch)
 
     async def prune(self, updated_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:
