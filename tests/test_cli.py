@@ -68,3 +68,48 @@ def test_sessions_prune_deletes_sessions_idle_past_the_ttl(
     assert "deleted 0 session(s)" in capsys.readouterr().out
     assert main(["sessions", "prune", "--config", str(config), "--older-than", "0s"]) == 0
     assert "deleted 2 session(s)" in capsys.readouterr().out
+
+
+def test_keys_create_list_rotate_revoke(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "headend.yaml"
+    config.write_text("store: sqlite:///h.db\n")
+    base = ["--config", str(config)]
+    assert (
+        main(
+            [
+                "keys",
+                "create",
+                *base,
+                "--name",
+                "ci",
+                "--scope",
+                "chat",
+                "--scope",
+                "models:read",
+                "--agent",
+                "helper",
+                "--expires",
+                "30d",
+            ]
+        )
+        == 0
+    )
+    key_id, secret = capsys.readouterr().out.split("\n")[:2]
+    key_id = key_id.split()[0]
+    assert secret.startswith("sk-he-")
+    assert main(["keys", "list", *base]) == 0
+    listing = capsys.readouterr().out
+    assert key_id in listing
+    assert "chat,models:read" in listing
+    assert "helper" in listing
+    assert secret not in listing
+    assert "active" in listing
+    assert main(["keys", "rotate", *base, key_id]) == 0
+    assert capsys.readouterr().out.strip().startswith("sk-he-")
+    assert main(["keys", "revoke", *base, key_id]) == 0
+    assert main(["keys", "revoke", *base, key_id]) == 1
+    assert main(["keys", "create", *base, "--name", "x", "--scope", "root"]) == 1
+    assert "unknown scope" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from headend import __version__
@@ -14,6 +14,7 @@ from headend.config import Settings, load_settings
 from headend.errors import ConfigError
 from headend.providers.registry import builtin_provider_types
 from headend.providers.routes import RouteTable
+from headend.store.base import Store
 from headend.tools.registry import builtin_tools
 
 
@@ -29,6 +30,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             if value is not None
         }
     )
+    if getattr(args, "insecure_no_auth", False):
+        server = server.model_copy(update={"insecure_no_auth": True})
     update: dict[str, object] = {"server": server}
     if args.agents is not None:
         update["agents_dir"] = args.agents.resolve()
@@ -116,6 +119,102 @@ def cmd_sessions_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]]) -> int:
+    import asyncio
+
+    from headend.store import open_store
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        store = open_store(settings.store, settings.base_dir)
+        await store.start()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from headend.config import parse_duration
+    from headend.server.keys import create_key
+
+    async def work(store: Store) -> int:
+        expires = parse_duration(args.expires) if args.expires else None
+        issued = await create_key(store, args.name, args.scope or [], args.agent, expires)
+        print(f"{issued.record.id}  {', '.join(issued.record.scopes)}")
+        print(issued.secret)
+        print("(the secret is shown once; only its hash is stored)", file=sys.stderr)
+        return 0
+
+    try:
+        return _with_store(args, work)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    import time
+
+    async def work(store: Store) -> int:
+        now = time.time()
+        rows = [("ID", "PREFIX", "NAME", "SCOPES", "AGENTS", "LAST USED", "STATUS")]
+        for key in await store.list_keys():
+            used = (
+                time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.last_used_at))
+                if (key.last_used_at)
+                else "never"
+            )
+            status = "active" if key.active(now) else ("revoked" if key.revoked_at else "expired")
+            rows.append(
+                (
+                    key.id,
+                    key.prefix + "…",
+                    key.name,
+                    ",".join(key.scopes),
+                    ",".join(key.agents) if key.agents else "*",
+                    used,
+                    status,
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        return 0
+
+    return _with_store(args, work)
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    import time
+
+    async def work(store: Store) -> int:
+        if not await store.revoke_key(args.key_id, time.time()):
+            print(f"error: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key_id}")
+        return 0
+
+    return _with_store(args, work)
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from headend.server.keys import rotate_key
+
+    async def work(store: Store) -> int:
+        secret = await rotate_key(store, args.key_id)
+        if secret is None:
+            print(f"error: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        print(secret)
+        return 0
+
+    return _with_store(args, work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"headend {__version__}")
@@ -134,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve without API keys on a non-loopback address",
+    )
     serve.set_defaults(handler=cmd_serve)
     add("agents", "list the agents with their model and description").set_defaults(
         handler=cmd_agents
@@ -146,6 +250,31 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--agents", type=Path, help=argparse.SUPPRESS)
     prune.add_argument("--older-than", help="a duration (30d, 12h, ...) instead of sessions.ttl")
     prune.set_defaults(handler=cmd_sessions_prune)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+
+    def key_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = key_commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", type=Path, help="headend.yaml")
+        sub.add_argument("--agents", type=Path, help=argparse.SUPPRESS)
+        return sub
+
+    create = key_command("create", "issue a key; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scope",
+        action="append",
+        help="chat (or chat:write), models:read, sessions:read, admin; repeat",
+    )
+    create.add_argument("--agent", action="append", help="limit the key to this agent; repeat")
+    create.add_argument("--expires", help="a duration: 30d, 12h")
+    create.set_defaults(handler=cmd_keys_create)
+    key_command("list", "list keys (never their secrets)").set_defaults(handler=cmd_keys_list)
+    for name, handler in (("revoke", cmd_keys_revoke), ("rotate", cmd_keys_rotate)):
+        sub = key_command(name, f"{name} a key")
+        sub.add_argument("key_id")
+        sub.set_defaults(handler=handler)
     return parser
 
 

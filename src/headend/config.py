@@ -25,6 +25,7 @@ from pydantic import (
 from headend.errors import ConfigError
 
 CONFIG_ENV = "HEADEND_CONFIG"
+ADMIN_KEY_ENV = "HEADEND_ADMIN_KEY"
 DEFAULT_CONFIG_NAME = "headend.yaml"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -41,6 +42,8 @@ class ServerSettings(_Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
     keepalive_seconds: float = Field(15.0, gt=0)
+    admin_key: str | None = Field(None, repr=False)  # also from $HEADEND_ADMIN_KEY
+    insecure_no_auth: bool = False  # serve without keys on a non-loopback address
 
 
 class ProviderSection(BaseModel):
@@ -177,7 +180,15 @@ def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read, interpolate and validate headend.yaml; defaults when there is none."""
     env = os.environ if env is None else env
-    path = find_config(path, env)
+    settings = _load(find_config(path, env), env)
+    admin_key = env.get(ADMIN_KEY_ENV)
+    if admin_key and not settings.server.admin_key:
+        server = settings.server.model_copy(update={"admin_key": admin_key})
+        settings = settings.model_copy(update={"server": server})
+    return settings
+
+
+def _load(path: Path | None, env: Mapping[str, str]) -> Settings:
     if path is None:
         return Settings()
     raw = read_yaml(path)

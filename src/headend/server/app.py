@@ -19,9 +19,11 @@ from headend.providers.base import Provider, Resources
 from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable
+from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
 from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
 from headend.server.errors import EXCEPTION_HANDLERS
+from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.health import health
 from headend.server.routes.models import list_models, retrieve_model
@@ -50,6 +52,10 @@ ROUTES = [
     Route("/v1/sessions/{session_id}", retrieve_session, methods=["GET"]),
     Route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"]),
     Route("/v1/sessions/{session_id}/messages", post_message, methods=["POST"]),
+    Route("/admin/keys", list_keys, methods=["GET"]),
+    Route("/admin/keys", post_key, methods=["POST"]),
+    Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
 ]
 
@@ -78,6 +84,16 @@ async def prune_forever(store: Store, ttl: float) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
+async def record_key_use(auth: Authenticator) -> None:
+    """Write keys' last use every few seconds, not once per request."""
+    while True:
+        await asyncio.sleep(5)
+        try:
+            await auth.flush_usage()
+        except Exception:  # the next round tries again; serving must not stop for this
+            log.exception("recording key use failed")
+
+
 def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None = None) -> Starlette:
     """The app for ``settings``; ``providers`` replaces the configured ones (tests, embedding).
 
@@ -95,6 +111,12 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
         mcp = McpHub(settings.mcp_servers)
         store = open_store(settings.store, settings.base_dir)
         await store.start()
+        auth = Authenticator(store, settings.server.admin_key)
+        try:
+            await check_exposure(auth, settings.server.host, settings.server.insecure_no_auth)
+        except BaseException:
+            await store.close()
+            raise
         async with http_session() as http:
             try:
                 for provider in built.values():
@@ -105,6 +127,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     agents=agents,
                     routes=routes,
                     store=store,
+                    auth=auth,
                     chat=ChatService(
                         agents,
                         routes,
@@ -121,7 +144,10 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     if settings.sessions.ttl is not None
                     else None
                 )
+                recorder = asyncio.create_task(record_key_use(auth))
                 yield
+                recorder.cancel()
+                await auth.flush_usage()
                 if pruner is not None:
                     pruner.cancel()
             finally:
@@ -133,6 +159,6 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
     return Starlette(
         routes=ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[Middleware(RequestContextMiddleware), Middleware(AuthMiddleware)],
         lifespan=lifespan,
     )

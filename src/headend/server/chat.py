@@ -24,6 +24,7 @@ from headend.providers.routes import RouteTable, Target
 from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
 from headend.schemas.validation import validate
 from headend.server.agent_frames import Frames, loop_completion, loop_frames
+from headend.server.auth import OPEN, Principal
 from headend.server.context import RequestContext
 from headend.server.sessions import (
     SessionService,
@@ -140,10 +141,17 @@ class ChatService:
         self.sessions = sessions
 
     async def plan(
-        self, body: Any, context: RequestContext, headers: Mapping[str, str] | None = None
+        self,
+        body: Any,
+        context: RequestContext,
+        headers: Mapping[str, str] | None = None,
+        principal: Principal = OPEN,
     ) -> Plan:
         """Validate the request and, last, open its session turn (the only step that waits)."""
         headers = headers or {}
+        model = body.get("model") if isinstance(body, dict) else None
+        if isinstance(model, str) and not principal.may_use(model):
+            raise ModelNotFound(model)  # reported exactly as if it did not exist
         plan = self._plan(body, context, headers)
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):
@@ -152,7 +160,9 @@ class ChatService:
             return plan  # a plain model route stays stateless unless asked to continue one
         head = plan.call.body["messages"][: plan.prepended]  # the agent's own prompt
         sent = plan.call.body["messages"][plan.prepended :]
-        turn = await self.sessions.begin(session_id, plan.client_model, sent, owner=None)
+        turn = await self.sessions.begin(
+            session_id, plan.client_model, sent, owner=principal.key_id
+        )
         if turn.history:
             system = [*head, *(m for m in sent if m.get("role") in ("system", "developer"))]
             messages = await self._fit(plan, system, turn)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from headend.agents.registry import AgentRegistry
 from headend.config import Settings
 from headend.providers.routes import RouteTable
+from headend.server.auth import Authenticator
 from headend.server.chat import ChatService
 from headend.store.base import Store
 
@@ -20,6 +21,7 @@ class Services:
     routes: RouteTable
     store: Store
     chat: ChatService
+    auth: Authenticator
 
 
 def services(request: Request) -> Services:

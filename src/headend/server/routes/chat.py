@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
 from headend.server.chat import error_frames
 from headend.server.context import request_context
@@ -24,7 +25,9 @@ async def create_chat_completion(request: Request) -> Response:
 async def respond(request: Request, body: Any) -> Response:
     """A chat completion, or its stream, for an already-parsed body."""
     found = services(request)
-    plan = await found.chat.plan(body, request_context(request), request.headers)
+    plan = await found.chat.plan(
+        body, request_context(request), request.headers, principal_of(request.scope)
+    )
     headers = {"x-session-id": plan.session.session_id} if plan.session else None
     if plan.stream:
         return EventStream(

@@ -7,13 +7,16 @@ from starlette.responses import Response
 
 from headend.errors import ModelNotFound
 from headend.schemas.openai.models import Model, ModelList
+from headend.server.auth import Principal, principal_of
 from headend.server.http import json_response
 from headend.server.services import Services, services
 
 AGENT_OWNER = "headend"
 
 
-def _model(found: Services, name: str) -> Model | None:
+def _model(found: Services, name: str, principal: Principal) -> Model | None:
+    if not principal.may_use(name):
+        return None
     created = found.agents.loaded_at
     if found.agents.get(name) is not None:
         return Model(id=name, created=created, owned_by=AGENT_OWNER)
@@ -26,12 +29,13 @@ def _model(found: Services, name: str) -> Model | None:
 async def list_models(request: Request) -> Response:
     found = services(request)
     names = [agent.id for agent in found.agents] + found.routes.names()
-    return json_response(ModelList(data=[m for n in names if (m := _model(found, n))]))
+    principal = principal_of(request.scope)
+    return json_response(ModelList(data=[m for n in names if (m := _model(found, n, principal))]))
 
 
 async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
-    model = _model(services(request), name)
+    model = _model(services(request), name, principal_of(request.scope))
     if model is None:
         raise ModelNotFound(name)
     return json_response(model)

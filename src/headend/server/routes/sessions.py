@@ -14,6 +14,7 @@ from headend.schemas.sessions import (
     SessionList,
 )
 from headend.schemas.validation import validate
+from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.routes.chat import respond
 from headend.server.services import services
@@ -40,9 +41,13 @@ async def create_session(request: Request) -> Response:
     body = validate(
         CreateSession, decode_json(await read_body(request, found.settings.server.max_body_bytes))
     )
-    if found.agents.get(body.agent) is None and found.routes.for_client(body.agent) is None:
+    principal = principal_of(request.scope)
+    exists = found.agents.get(body.agent) is not None or found.routes.for_client(body.agent)
+    if not exists or not principal.may_use(body.agent):
         raise ModelNotFound(body.agent)
-    record = await found.store.create_session(new_session_id(), None, body.agent, body.metadata)
+    record = await found.store.create_session(
+        new_session_id(), principal.key_id, body.agent, body.metadata
+    )
     return json_response(_session(record))
 
 
@@ -53,13 +58,14 @@ async def list_sessions(request: Request) -> Response:
         raise InvalidRequest(
             f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit"
         )
+    owner = principal_of(request.scope).key_id
     before = None
     if cursor := request.query_params.get("before"):
-        anchor = await found.store.get_session(cursor, None)
+        anchor = await found.store.get_session(cursor, owner)
         if anchor is None:
             raise SessionNotFound(cursor)
         before = anchor.updated_at
-    records = await found.store.list_sessions(None, int(raw_limit) + 1, before)
+    records = await found.store.list_sessions(owner, int(raw_limit) + 1, before)
     page = records[: int(raw_limit)]
     return json_response(
         SessionList(data=[_session(r) for r in page], has_more=len(records) > len(page))
@@ -68,7 +74,8 @@ async def list_sessions(request: Request) -> Response:
 
 async def _record(request: Request) -> SessionRecord:
     session_id = request.path_params["session_id"]
-    record = await services(request).store.get_session(session_id, None)
+    owner = principal_of(request.scope).key_id
+    record = await services(request).store.get_session(session_id, owner)
     if record is None:
         raise SessionNotFound(session_id)
     return record
@@ -82,7 +89,7 @@ async def retrieve_session(request: Request) -> Response:
 
 async def delete_session(request: Request) -> Response:
     record = await _record(request)
-    await services(request).store.delete_session(record.id, None)
+    await services(request).store.delete_session(record.id, record.owner)
     return json_response(SessionDeleted(id=record.id))
 
 

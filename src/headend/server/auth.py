@@ -1,0 +1,211 @@
+"""API keys: who is calling, and what they may do.
+
+Keys come from ``Authorization: Bearer`` or ``x-api-key`` (what Anthropic clients send).
+A key is found by the SHA-256 of its secret (secrets are 256-bit random, never stored); the
+bootstrap admin key from ``HEADEND_ADMIN_KEY`` is compared in constant time. Keys are never
+logged. With no key in the store and no admin key, headend is open, which it allows only on
+a loopback address (see ``check_exposure``).
+
+Each request needs one scope, by method and path: ``chat`` (alias ``chat:write``) to chat and
+to write sessions, ``models:read`` for /v1/models, ``sessions:read`` to read sessions,
+``admin`` for /admin. A key limited to some agents sees only those, anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from headend.errors import APIError, ConfigError
+from headend.server.http import json_response
+from headend.store.base import KeyRecord, Store
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("chat", "models:read", "sessions:read", "admin")
+SCOPE_ALIASES = {"chat:write": "chat"}
+SECRET_PREFIX = "sk-he-"
+CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
+
+
+class InvalidKey(APIError):
+    status = 401
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class InsufficientScope(APIError):
+    status = 403
+    type = "invalid_request_error"
+    default_code = "insufficient_scope"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: a key's id, scopes and agent allowlist (None: every agent)."""
+
+    key_id: str | None
+    scopes: frozenset[str]
+    agents: frozenset[str] | None = None
+
+    def may_use(self, name: str) -> bool:
+        return self.agents is None or name in self.agents
+
+
+OPEN = Principal(key_id=None, scopes=frozenset(SCOPES))
+
+
+def normalize_scopes(scopes: list[str]) -> tuple[str, ...]:
+    out = []
+    for scope in scopes:
+        scope = SCOPE_ALIASES.get(scope, scope)
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r} (scopes: {', '.join(SCOPES)})")
+        if scope not in out:
+            out.append(scope)
+    return tuple(out)
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def display_prefix(secret: str) -> str:
+    return secret[: len(SECRET_PREFIX) + 6]
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a request needs; None for what anyone may call (health)."""
+    if path == "/health":
+        return None
+    if path.startswith("/admin"):
+        return "admin"
+    if path.startswith("/v1/models"):
+        return "models:read"
+    if path.startswith("/v1/sessions") and method == "GET":
+        return "sessions:read"
+    return "chat"
+
+
+def presented_secret(headers: dict[bytes, bytes]) -> str | None:
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
+    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return key or None
+
+
+class Authenticator:
+    def __init__(self, store: Store, admin_key: str | None) -> None:
+        self.store = store
+        self.admin_key = admin_key or None
+        self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._open_until = 0.0
+        self._open = True
+        self._used: dict[str, float] = {}
+
+    async def is_open(self) -> bool:
+        """No keys at all: nothing to check (allowed on loopback only)."""
+        now = time.monotonic()
+        if now >= self._open_until:
+            self._open = self.admin_key is None and not await self.store.list_keys()
+            self._open_until = now + CACHE_SECONDS
+        return self._open
+
+    async def principal(self, secret: str | None) -> Principal:
+        if await self.is_open():
+            return OPEN
+        if secret is None:
+            raise InvalidKey("No API key: send it as 'Authorization: Bearer <key>'.")
+        if self.admin_key is not None and hmac.compare_digest(
+            secret.encode(), self.admin_key.encode()
+        ):
+            return Principal(key_id="admin", scopes=frozenset(SCOPES))
+        record = await self._lookup(secret_hash(secret))
+        if record is None or not record.active(time.time()):
+            raise InvalidKey("Incorrect, revoked or expired API key.")
+        self._used[record.id] = time.time()
+        agents = None if record.agents is None else frozenset(record.agents)
+        return Principal(key_id=record.id, scopes=frozenset(record.scopes), agents=agents)
+
+    async def _lookup(self, hashed: str) -> KeyRecord | None:
+        now = time.monotonic()
+        cached = self._cache.get(hashed)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self.store.key_by_hash(hashed)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[hashed] = (now + CACHE_SECONDS, record)
+        return record
+
+    async def flush_usage(self) -> None:
+        used, self._used = self._used, {}
+        if used:
+            await self.store.touch_keys(used)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def check_exposure(authenticator: Authenticator, host: str, insecure: bool) -> None:
+    """Open (no keys) is fine on loopback, with a warning; elsewhere it needs a flag."""
+    if not await authenticator.is_open():
+        return
+    if is_loopback(host):
+        log.warning("no API keys: anyone on this machine may call headend (headend keys create)")
+        return
+    if not insecure:
+        raise ConfigError(
+            [
+                f"server.host: {host} is reachable from other machines and no API key exists; "
+                "create one (headend keys create) or pass --insecure-no-auth"
+            ]
+        )
+    log.warning("no API keys and bound to %s: anyone who can reach it may call headend", host)
+
+
+class AuthMiddleware:
+    """Finds the caller and checks the scope before any route runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        needed = required_scope(scope["method"], scope["path"])
+        if needed is not None:
+            authenticator: Authenticator = scope["app"].state.services.auth
+            try:
+                principal = await authenticator.principal(presented_secret(dict(scope["headers"])))
+                if needed not in principal.scopes:
+                    raise InsufficientScope(f"This key lacks the '{needed}' scope.")
+            except APIError as exc:
+                await json_response(exc.envelope(), exc.status)(scope, receive, send)
+                return
+            scope["state"]["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+def principal_of(scope: Scope) -> Principal:
+    found: Principal = scope.get("state", {}).get("principal", OPEN)
+    return found

@@ -1,0 +1,62 @@
+"""Issuing API keys, for the CLI and the admin API alike: the secret is shown once."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from headend.server.auth import display_prefix, new_secret, normalize_scopes, secret_hash
+from headend.store.base import KeyRecord, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    record: KeyRecord
+    secret: str
+
+
+async def create_key(
+    store: Store,
+    name: str,
+    scopes: list[str],
+    agents: list[str] | None = None,
+    expires_in: float | None = None,
+) -> Issued:
+    secret = new_secret()
+    now = time.time()
+    record = KeyRecord(
+        id=f"key_{secrets.token_hex(8)}",
+        name=name,
+        prefix=display_prefix(secret),
+        scopes=normalize_scopes(scopes or ["chat", "models:read"]),
+        agents=tuple(agents) if agents else None,
+        created_at=now,
+        expires_at=now + expires_in if expires_in else None,
+    )
+    await store.create_key(record, secret_hash(secret))
+    return Issued(record, secret)
+
+
+async def rotate_key(store: Store, key_id: str) -> str | None:
+    """A fresh secret for the key (same scopes, agents and limits); None if no such key."""
+    secret = new_secret()
+    if not await store.rotate_key(key_id, secret_hash(secret), display_prefix(secret)):
+        return None
+    return secret
+
+
+def describe(record: KeyRecord) -> dict[str, object]:
+    """A key as listed: everything but a secret."""
+    return {
+        "id": record.id,
+        "object": "api_key",
+        "name": record.name,
+        "prefix": record.prefix,
+        "scopes": list(record.scopes),
+        "agents": list(record.agents) if record.agents else None,
+        "created_at": int(record.created_at),
+        "expires_at": int(record.expires_at) if record.expires_at else None,
+        "revoked_at": int(record.revoked_at) if record.revoked_at else None,
+        "last_used_at": int(record.last_used_at) if record.last_used_at else None,
+    }

@@ -1,0 +1,59 @@
+"""``/admin/keys``: the same key operations as ``headend keys``, for a key with ``admin``."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headend.config import parse_duration
+from headend.errors import InvalidRequest, NotFound
+from headend.schemas.validation import validate
+from headend.server.http import decode_json, json_response, read_body
+from headend.server.keys import create_key, describe, rotate_key
+from headend.server.services import services
+
+
+class CreateKey(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(default_factory=lambda: ["chat", "models:read"])
+    agents: list[str] | None = None
+    expires: str | None = None  # a duration: 30d, 12h
+
+
+async def list_keys(request: Request) -> Response:
+    keys = await services(request).store.list_keys()
+    return json_response({"object": "list", "data": [describe(k) for k in keys]})
+
+
+async def post_key(request: Request) -> Response:
+    found = services(request)
+    body = validate(
+        CreateKey, decode_json(await read_body(request, found.settings.server.max_body_bytes))
+    )
+    try:
+        expires = parse_duration(body.expires) if body.expires else None
+        issued = await create_key(found.store, body.name, body.scopes, body.agents, expires)
+    except ValueError as exc:
+        raise InvalidRequest(
+            str(exc), param="scopes" if "scope" in str(exc) else "expires"
+        ) from None
+    return json_response({**describe(issued.record), "secret": issued.secret})
+
+
+async def revoke_key(request: Request) -> Response:
+    key_id = request.path_params["key_id"]
+    if not await services(request).store.revoke_key(key_id, time.time()):
+        raise NotFound(f"No active key '{key_id}'.", param="key_id")
+    return json_response({"id": key_id, "object": "api_key.revoked", "revoked": True})
+
+
+async def rotate(request: Request) -> Response:
+    key_id = request.path_params["key_id"]
+    secret = await rotate_key(services(request).store, key_id)
+    if secret is None:
+        raise NotFound(f"No active key '{key_id}'.", param="key_id")
+    return json_response({"id": key_id, "object": "api_key", "secret": secret})
