@@ -125,14 +125,14 @@ KEY = "sk-bench-" + os.urandom(24).hex()  # LiteLLM refuses to start without a m
 
 
 def wrk(
-    url: str, body: dict[str, object], connections: int, duration: int
+    url: str, body: dict[str, object], connections: int, duration: int, key: str = KEY
 ) -> tuple[float, float, float, int]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(json.dumps(body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     )
     threads = min(connections, 2)
     out = subprocess.run(
@@ -165,13 +165,13 @@ def wrk(
     return rps, latency.get("50", nan), latency.get("99", nan), errors
 
 
-def wait_ready(url: str, body: dict[str, object], seconds: float = 120) -> None:
+def wait_ready(url: str, body: dict[str, object], seconds: float = 120, key: str = KEY) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             if (
                 httpx.post(
-                    url, json=body, timeout=5, headers={"Authorization": f"Bearer {KEY}"}
+                    url, json=body, timeout=5, headers={"Authorization": f"Bearer {key}"}
                 ).status_code
                 == 200
             ):
@@ -218,6 +218,27 @@ model_list:
       api_key: sk-up
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")}
+    # headend with auth on: a key from its store, looked up by hash on every request.
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headend",
+            "keys",
+            "create",
+            "--config",
+            str(work / "headend.yaml"),
+            "--name",
+            "bench",
+            "--scope",
+            "chat",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    keys = {"headend": created.stdout.split("\n")[1].strip()}
     commands: dict[str, tuple[list[str], dict[str, str], int] | None] = {
         "direct": None,
         "headend": (
@@ -276,7 +297,9 @@ model_list:
             try:
                 for mode, model, upstream_port in modes:
                     port = upstream_port if command is None else command[2]
-                    results += measure(target, mode, model, port, connections, args.duration)
+                    results += measure(
+                        target, mode, model, port, connections, args.duration, keys.get(target, KEY)
+                    )
             finally:
                 if proxy is not None:
                     stop(proxy)
@@ -294,17 +317,23 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure(
-    target: str, mode: str, model: str, port: int, connections: list[int], duration: int
+    target: str,
+    mode: str,
+    model: str,
+    port: int,
+    connections: list[int],
+    duration: int,
+    key: str,
 ) -> list[Result]:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
     if mode == "stream":
         body["stream"] = True
-    wait_ready(url, body)
-    wrk(url, body, 4, 2)  # warm up
+    wait_ready(url, body, key=key)
+    wrk(url, body, 4, 2, key)  # warm up
     results = []
     for count in connections:
-        rps, p50, p99, errors = wrk(url, body, count, duration)
+        rps, p50, p99, errors = wrk(url, body, count, duration, key)
         results.append(Result(target, mode, count, rps, p50, p99, errors))
         print(
             f"{target:8} {mode:6} c={count:<3} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
