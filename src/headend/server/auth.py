@@ -98,19 +98,21 @@ def required_scope(method: str, path: str) -> str | None:
     return "chat"
 
 
-def presented_secret(headers: dict[bytes, bytes]) -> str | None:
-    authorization = headers.get(b"authorization", b"").decode("latin-1")
-    if authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
-    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
-    return key or None
+def presented_secret(headers: list[tuple[bytes, bytes]]) -> str | None:
+    api_key = None
+    for name, value in headers:
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].strip().decode("latin-1") or None
+        if name == b"x-api-key":
+            api_key = value.strip().decode("latin-1") or None
+    return api_key
 
 
 class Authenticator:
     def __init__(self, store: Store, admin_key: str | None) -> None:
         self.store = store
         self.admin_key = admin_key or None
-        self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._cache: dict[str, tuple[float, KeyRecord | None, Principal | None]] = {}
         self._open_until = 0.0
         self._open = True
         self._used: dict[str, float] = {}
@@ -118,13 +120,13 @@ class Authenticator:
     async def is_open(self) -> bool:
         """No keys at all: nothing to check (allowed on loopback only)."""
         now = time.monotonic()
-        if now >= self._open_until:
+        if now >= self._open_until:  # checked again at most once a second
             self._open = self.admin_key is None and not await self.store.list_keys()
             self._open_until = now + CACHE_SECONDS
         return self._open
 
     async def principal(self, secret: str | None) -> Principal:
-        if await self.is_open():
+        if self._open if time.monotonic() < self._open_until else await self.is_open():
             return OPEN
         if secret is None:
             raise InvalidKey("No API key: send it as 'Authorization: Bearer <key>'.")
@@ -132,23 +134,28 @@ class Authenticator:
             secret.encode(), self.admin_key.encode()
         ):
             return Principal(key_id="admin", scopes=frozenset(SCOPES))
-        record = await self._lookup(secret_hash(secret))
-        if record is None or not record.active(time.time()):
-            raise InvalidKey("Incorrect, revoked or expired API key.")
-        self._used[record.id] = time.time()
-        agents = None if record.agents is None else frozenset(record.agents)
-        return Principal(key_id=record.id, scopes=frozenset(record.scopes), agents=agents)
-
-    async def _lookup(self, hashed: str) -> KeyRecord | None:
-        now = time.monotonic()
+        hashed = secret_hash(secret)
         cached = self._cache.get(hashed)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is None or cached[0] <= time.monotonic():
+            cached = await self._lookup(hashed)
+        _, record, principal = cached
+        now = time.time()
+        if record is None or principal is None or not record.active(now):
+            raise InvalidKey("Incorrect, revoked or expired API key.")
+        self._used[record.id] = now
+        return principal
+
+    async def _lookup(self, hashed: str) -> tuple[float, KeyRecord | None, Principal | None]:
         record = await self.store.key_by_hash(hashed)
+        principal = None
+        if record is not None:
+            agents = None if record.agents is None else frozenset(record.agents)
+            principal = Principal(record.id, frozenset(record.scopes), agents)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[hashed] = (now + CACHE_SECONDS, record)
-        return record
+        entry = (time.monotonic() + CACHE_SECONDS, record, principal)
+        self._cache[hashed] = entry
+        return entry
 
     async def flush_usage(self) -> None:
         used, self._used = self._used, {}
@@ -196,7 +203,7 @@ class AuthMiddleware:
         if needed is not None:
             authenticator: Authenticator = scope["app"].state.services.auth
             try:
-                principal = await authenticator.principal(presented_secret(dict(scope["headers"])))
+                principal = await authenticator.principal(presented_secret(scope["headers"]))
                 if needed not in principal.scopes:
                     raise InsufficientScope(f"This key lacks the '{needed}' scope.")
             except APIError as exc:
