@@ -14,6 +14,7 @@ import orjson
 
 from headend.errors import ConfigError
 from headend.store.base import Json, KeyRecord, NewSession, SessionRecord
+from headend.store.rows import KEY_COLUMNS, key_record, key_row
 
 Migration = Callable[[Any], Awaitable[None]]
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
@@ -66,22 +67,6 @@ async def m003_keys(db: Any) -> None:
 
 
 MIGRATIONS: list[Migration] = [m001_sessions, m002_turn_lease, m003_keys]
-_KEY_COLUMNS = "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at"
-
-
-def _key(row: Any) -> KeyRecord:
-    agents = row["agents"]
-    return KeyRecord(
-        id=row["id"],
-        name=row["name"],
-        prefix=row["prefix"],
-        scopes=tuple(orjson.loads(row["scopes"])),
-        agents=None if agents is None else tuple(orjson.loads(agents)),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
 
 
 # One migrator at a time across instances: a transaction-scoped advisory lock.
@@ -233,31 +218,22 @@ class PostgresStore:
         )
 
     async def create_key(self, record: KeyRecord, secret_hash: str) -> None:
-        agents = None if record.agents is None else orjson.dumps(list(record.agents)).decode()
         await self._pool.execute(
-            f"INSERT INTO keys ({_KEY_COLUMNS}, secret_hash) "
+            f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            record.id,
-            record.name,
-            record.prefix,
-            orjson.dumps(list(record.scopes)).decode(),
-            agents,
-            record.created_at,
-            record.expires_at,
-            record.revoked_at,
-            record.last_used_at,
+            *key_row(record),
             secret_hash,
         )
 
     async def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_KEY_COLUMNS} FROM keys WHERE secret_hash = $1", secret_hash
+            f"SELECT {KEY_COLUMNS} FROM keys WHERE secret_hash = $1", secret_hash
         )
-        return _key(row) if row else None
+        return key_record(tuple(row)) if row else None
 
     async def list_keys(self) -> list[KeyRecord]:
-        rows = await self._pool.fetch(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at")
-        return [_key(row) for row in rows]
+        rows = await self._pool.fetch(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at")
+        return [key_record(tuple(row)) for row in rows]
 
     async def revoke_key(self, key_id: str, at: float) -> bool:
         status = await self._pool.execute(

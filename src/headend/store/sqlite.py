@@ -22,6 +22,7 @@ import orjson
 
 from headend.store.base import Json, KeyRecord, NewSession, SessionRecord
 from headend.store.migrations import migrate
+from headend.store.rows import KEY_COLUMNS, key_record, key_row
 
 T = TypeVar("T")
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
@@ -37,39 +38,6 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
         created_at=created,
         updated_at=updated,
         turns=turns,
-    )
-
-
-_KEY_COLUMNS = "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at"
-
-
-def _key_row(record: KeyRecord) -> tuple[Any, ...]:
-    agents = None if record.agents is None else orjson.dumps(list(record.agents)).decode()
-    return (
-        record.id,
-        record.name,
-        record.prefix,
-        orjson.dumps(list(record.scopes)).decode(),
-        agents,
-        record.created_at,
-        record.expires_at,
-        record.revoked_at,
-        record.last_used_at,
-    )
-
-
-def _key(row: Any) -> KeyRecord:
-    id_, name, prefix, scopes, agents, created, expires, revoked, used = tuple(row)
-    return KeyRecord(
-        id=id_,
-        name=name,
-        prefix=prefix,
-        scopes=tuple(orjson.loads(scopes)),
-        agents=None if agents is None else tuple(orjson.loads(agents)),
-        created_at=created,
-        expires_at=expires,
-        revoked_at=revoked,
-        last_used_at=used,
     )
 
 
@@ -265,9 +233,9 @@ class SqliteStore:
         def insert(db: sqlite3.Connection) -> None:
             with db:
                 db.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}, secret_hash) "
+                    f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*_key_row(record), secret_hash),
+                    (*key_row(record), secret_hash),
                 )
 
         await self._run(insert)
@@ -275,16 +243,16 @@ class SqliteStore:
     async def key_by_hash(self, secret_hash: str) -> KeyRecord | None:
         def select(db: sqlite3.Connection) -> KeyRecord | None:
             row = db.execute(
-                f"SELECT {_KEY_COLUMNS} FROM keys WHERE secret_hash = ?", (secret_hash,)
+                f"SELECT {KEY_COLUMNS} FROM keys WHERE secret_hash = ?", (secret_hash,)
             ).fetchone()
-            return _key(row) if row else None
+            return key_record(row) if row else None
 
         return await self._run(select)
 
     async def list_keys(self) -> list[KeyRecord]:
         def select(db: sqlite3.Connection) -> list[KeyRecord]:
-            rows = db.execute(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at").fetchall()
-            return [_key(row) for row in rows]
+            rows = db.execute(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at").fetchall()
+            return [key_record(row) for row in rows]
 
         return await self._run(select)
 

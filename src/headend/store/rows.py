@@ -1,0 +1,42 @@
+"""How records map to columns, the same for every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from headend.store.base import KeyRecord
+
+KEY_COLUMNS = "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at"
+
+
+def key_row(record: KeyRecord) -> tuple[Any, ...]:
+    agents = None if record.agents is None else orjson.dumps(list(record.agents)).decode()
+    return (
+        record.id,
+        record.name,
+        record.prefix,
+        orjson.dumps(list(record.scopes)).decode(),
+        agents,
+        record.created_at,
+        record.expires_at,
+        record.revoked_at,
+        record.last_used_at,
+    )
+
+
+def key_record(row: Sequence[Any]) -> KeyRecord:
+    id_, name, prefix, scopes, agents, created, expires, revoked, used = row
+    return KeyRecord(
+        id=id_,
+        name=name,
+        prefix=prefix,
+        scopes=tuple(orjson.loads(scopes)),
+        agents=None if agents is None else tuple(orjson.loads(agents)),
+        created_at=created,
+        expires_at=expires,
+        revoked_at=revoked,
+        last_used_at=used,
+    )
