@@ -6,14 +6,19 @@
         ├── InvalidRequest          400 invalid_request_error (param names the field)
         │   ├── UnsupportedValue    400, a valid value headend does not serve
         │   └── UpstreamRejected    the upstream refused the request itself (its 4xx, relayed)
+        ├── InvalidKey              401 invalid_api_key
+        ├── InsufficientScope       403 insufficient_scope
         ├── NotFound                404 not_found_error
-        │   └── ModelNotFound       404 code model_not_found
+        │   ├── ModelNotFound       404 code model_not_found
+        │   └── SessionNotFound     404 code session_not_found
         ├── MethodNotAllowed        405
+        ├── SessionBusy             409 session_busy
         ├── PayloadTooLarge         413
         ├── ProviderError           502 a model provider failed
         │   ├── UpstreamFailure     502 one failed attempt; ``retryable`` says whether to try again
         │   └── ProviderTimeout     504
-        └── ServiceUnavailable      503 (shutting down, model not loaded)
+        ├── ServiceUnavailable      503 (shutting down, model not loaded)
+        └── ClientDisconnected      499, never sent: the client is gone and the work stops
 
 Messages about providers name the provider, never its key or its headers.
 
@@ -145,3 +150,35 @@ class ServiceUnavailable(APIError):
     status = 503
     type = "api_error"
     default_code = "service_unavailable"
+
+
+class InvalidKey(APIError):
+    status = 401
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class InsufficientScope(APIError):
+    status = 403
+    type = "invalid_request_error"
+    default_code = "insufficient_scope"
+
+
+class SessionNotFound(NotFound):
+    default_code = "session_not_found"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"No session '{session_id}'.", param="session_id")
+
+
+class SessionBusy(APIError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "session_busy"
+
+
+class ClientDisconnected(APIError):
+    """The client left before the answer; nobody reads this, the server just stops."""
+
+    status = 499
+    type = "client_closed_request"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from headend.errors import APIError, ConfigError
+from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.server.http import json_response
 from headend.store.base import KeyRecord, Store
 
@@ -33,18 +33,6 @@ SCOPES = ("chat", "models:read", "sessions:read", "admin")
 SCOPE_ALIASES = {"chat:write": "chat"}
 SECRET_PREFIX = "sk-he-"
 CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
-
-
-class InvalidKey(APIError):
-    status = 401
-    type = "invalid_request_error"
-    default_code = "invalid_api_key"
-
-
-class InsufficientScope(APIError):
-    status = 403
-    type = "invalid_request_error"
-    default_code = "insufficient_scope"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,16 +8,9 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from headend.errors import APIError
+from headend.errors import ClientDisconnected
 
 T = TypeVar("T")
-
-
-class ClientDisconnected(APIError):
-    """The client left before the answer; nobody reads this, the server just stops."""
-
-    status = 499
-    type = "client_closed_request"
 
 
 async def until_disconnected(request: Request, work: Awaitable[T]) -> T:

@@ -18,25 +18,12 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from headend.errors import APIError, NotFound
+from headend.errors import SessionBusy, SessionNotFound
 from headend.store.base import Json, NewSession, Store
 
 LEASE = 10.0  # seconds a turn's lease lasts unless renewed
 RENEW = LEASE / 3
 POLL = 0.05
-
-
-class SessionNotFound(NotFound):
-    default_code = "session_not_found"
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"No session '{session_id}'.", param="session_id")
-
-
-class SessionBusy(APIError):
-    status = 409
-    type = "invalid_request_error"
-    default_code = "session_busy"
 
 
 def new_session_id() -> str:

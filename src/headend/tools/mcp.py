@@ -57,7 +57,6 @@ class McpConnection:
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
-        self.starts = 0
 
     async def _open(self) -> Any:
         """The live session, starting (or restarting) the server when there is none."""
@@ -73,7 +72,6 @@ class McpConnection:
             except Exception as exc:
                 await self._shutdown()
                 raise ToolError(f"MCP server '{self.name}' did not start: {exc}") from exc
-            self.starts += 1
             self._tools = None
             return self._session
 
@@ -209,12 +207,6 @@ class McpHub:
 
     def __init__(self, servers: Mapping[str, McpServerSettings]) -> None:
         self.connections = {name: McpConnection(name, s) for name, s in servers.items()}
-
-    def check(self, name: str) -> None:
-        ref = McpRef.parse(name)
-        if ref.server not in self.connections:
-            known = ", ".join(sorted(self.connections)) or "none configured"
-            raise LookupError(f"{name!r}: no MCP server named {ref.server!r} ({known})")
 
     async def tools(self, refs: list[McpRef]) -> list[Tool]:
         found: list[Tool] = []

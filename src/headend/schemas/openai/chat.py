@@ -2,8 +2,9 @@
 
 Requests accept every OpenAI field (unknown ones are kept and logged, never rejected) with
 strict types, so ``"temperature": "hot"`` is a 400 naming the field rather than a coercion.
-Responses follow the official spec, nullable-but-required fields (``logprobs``, ``refusal``)
-included.
+Responses are built as dicts by the providers, in the official shapes (nullable-but-required
+fields such as ``logprobs`` and ``refusal`` included), so an upstream's answer passes through
+untouched.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
 )
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -112,68 +111,3 @@ class ChatCompletionRequest(_Request):
 
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
-
-
-class _Sparse(BaseModel):
-    """Leaves out optional fields that are None unless they were set explicitly."""
-
-    @model_serializer(mode="wrap")
-    def _sparse(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {
-            key: value
-            for key, value in data.items()
-            if value is not None or key in self.model_fields_set
-        }
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str | None
-    refusal: str | None = None
-
-
-class Choice(BaseModel):
-    index: int = 0
-    message: AssistantMessage
-    logprobs: dict[str, Any] | None = None
-    finish_reason: FinishReason
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    system_fingerprint: str | None = None
-
-
-class Delta(_Sparse):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-    refusal: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: Delta
-    logprobs: dict[str, Any] | None = None
-    finish_reason: FinishReason | None = None
-
-
-class ChatCompletionChunk(_Sparse):
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
-    choices: list[ChunkChoice]
-    usage: Usage | None = None

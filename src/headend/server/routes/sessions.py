@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.errors import InvalidRequest, ModelNotFound
+from headend.errors import InvalidRequest, ModelNotFound, SessionNotFound
 from headend.schemas.sessions import (
     CreateSession,
     PostMessage,
@@ -18,7 +18,7 @@ from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.routes.chat import respond
 from headend.server.services import services
-from headend.server.sessions import SessionNotFound, new_session_id
+from headend.server.sessions import new_session_id
 from headend.store.base import SessionRecord
 
 MAX_LIMIT = 100
