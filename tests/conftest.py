@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.postgres import postgres_cluster
+from tests.redis_server import redis_server
 from tests.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +118,12 @@ def fake(upstream: FakeUpstream) -> FakeUpstream:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     with postgres_cluster(free_port()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server(free_port()) as url:
         yield url
 
 

@@ -93,6 +93,12 @@ def test_keys_create_list_rotate_revoke(
                 "helper",
                 "--expires",
                 "30d",
+                "--rpm",
+                "60",
+                "--tpm",
+                "40000",
+                "--max-concurrency",
+                "2",
             ]
         )
         == 0
@@ -107,9 +113,21 @@ def test_keys_create_list_rotate_revoke(
     assert "helper" in listing
     assert secret not in listing
     assert "active" in listing
+    assert "rpm 60, tpm 40000, at once 2" in listing
     assert main(["keys", "rotate", *base, key_id]) == 0
     assert capsys.readouterr().out.strip().startswith("sk-he-")
     assert main(["keys", "revoke", *base, key_id]) == 0
     assert main(["keys", "revoke", *base, key_id]) == 1
     assert main(["keys", "create", *base, "--name", "x", "--scope", "root"]) == 1
     assert "unknown scope" in capsys.readouterr().err
+
+
+def test_keys_create_refuses_limits_that_are_not_positive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "headend.yaml"
+    config.write_text("store: sqlite:///h.db\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", "create", "--config", str(config), "--name", "x", "--rpm", "0"])
+    assert exited.value.code == 2
+    assert "not a positive whole number" in capsys.readouterr().err

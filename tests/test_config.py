@@ -57,6 +57,9 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ("bogus: 1\n", "bogus: unknown key"),
         ("server: [1\n", "invalid YAML"),
         ("- a\n- b\n", "the top level must be a mapping"),
+        ("limits:\n  agent_concurrency: 0\n", "limits.agent_concurrency:"),
+        ("limits:\n  queue_timeout: soon\n", "limits.queue_timeout:"),
+        ("limits:\n  queue: 5\n", "limits.queue: unknown key"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -131,3 +134,12 @@ def test_session_ttl_durations(tmp_path: Path, value: str, seconds: float) -> No
 def test_a_bad_duration_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sessions\.ttl"):
         load_settings(write(tmp_path, "sessions: {ttl: soon}\n"), env={})
+
+
+def test_limits_with_durations(tmp_path: Path) -> None:
+    path = write(tmp_path, "limits:\n  concurrency: 64\n  queue_timeout: 2m\nredis: ${R}\n")
+    settings = load_settings(path, env={"R": "redis://127.0.0.1:6379/0"})
+    assert settings.limits.concurrency == 64
+    assert settings.limits.queue_timeout == 120.0
+    assert settings.limits.agent_concurrency == 4  # as the ai-agent headend runs them
+    assert settings.redis == "redis://127.0.0.1:6379/0"

@@ -14,7 +14,7 @@ from headend.config import Settings, load_settings
 from headend.errors import ConfigError
 from headend.providers.registry import builtin_provider_types
 from headend.providers.routes import RouteTable
-from headend.store.base import Store
+from headend.store.base import KeyRecord, Store
 from headend.tools.registry import builtin_tools
 
 
@@ -43,6 +43,14 @@ def _agents(settings: Settings) -> AgentRegistry:
     routes = RouteTable(settings.models, providers.keys(), source=settings.source)
     tools = builtin_tools(settings.mcp_servers.keys())
     return load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; the last one is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -74,9 +82,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
             agent.spec.model if isinstance(agent.spec.model, str) else ", ".join(agent.spec.model)
         )
         rows.append((agent.id, model, agent.spec.description))
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    for row in rows:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
+    print_table(rows)
     if registry.directory is None:
         print("(packaged agents: the agents directory holds no agent files)", file=sys.stderr)
     return 0
@@ -139,11 +145,12 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from headend.config import parse_duration
-    from headend.server.keys import create_key
+    from headend.server.keys import KeyLimits, create_key
 
     async def work(store: Store) -> int:
         expires = parse_duration(args.expires) if args.expires else None
-        issued = await create_key(store, args.name, args.scope or [], args.agent, expires)
+        limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency)
+        issued = await create_key(store, args.name, args.scope or [], args.agent, expires, limits)
         print(f"{issued.record.id}  {', '.join(issued.record.scopes)}")
         print(issued.secret)
         print("(the secret is shown once; only its hash is stored)", file=sys.stderr)
@@ -161,7 +168,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
     async def work(store: Store) -> int:
         now = time.time()
-        rows = [("ID", "PREFIX", "NAME", "SCOPES", "AGENTS", "LAST USED", "STATUS")]
+        rows = [("ID", "PREFIX", "NAME", "SCOPES", "AGENTS", "LIMITS", "LAST USED", "STATUS")]
         for key in await store.list_keys():
             used = (
                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.last_used_at))
@@ -176,13 +183,56 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                     key.name,
                     ",".join(key.scopes),
                     ",".join(key.agents) if key.agents else "*",
+                    describe_limits(key),
                     used,
                     status,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        print_table(rows)
+        return 0
+
+    return _with_store(args, work)
+
+
+def describe_limits(key: KeyRecord) -> str:
+    parts = [
+        f"{label} {value}"
+        for label, value in (("rpm", key.rpm), ("tpm", key.tpm), ("at once", key.max_concurrency))
+        if value
+    ]
+    return ", ".join(parts) or "-"
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    import time
+
+    from headend.server.usage import utc_day
+
+    async def work(store: Store) -> int:
+        since = utc_day(time.time() - (args.days - 1) * 86400)
+        names = {key.id: key.name for key in await store.list_keys()}
+        rows: list[tuple[str, ...]] = [
+            ("DAY", "KEY", "NAME", "AGENT/MODEL", "REQUESTS", "PROMPT", "COMPLETION", "TOTAL")
+        ]
+        totals = [0, 0, 0]
+        for row in await store.usage(since, args.key):
+            rows.append(
+                (
+                    row.day,
+                    row.key_id or "(no key)",
+                    names.get(row.key_id or "", "-"),
+                    row.model,
+                    str(row.requests),
+                    str(row.prompt_tokens),
+                    str(row.completion_tokens),
+                    str(row.prompt_tokens + row.completion_tokens),
+                )
+            )
+            for i, value in enumerate((row.requests, row.prompt_tokens, row.completion_tokens)):
+                totals[i] += value
+        total = (*map(str, totals), str(totals[1] + totals[2]))
+        rows.append(("total", "", "", "", *total))
+        print_table(rows)
         return 0
 
     return _with_store(args, work)
@@ -269,13 +319,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--agent", action="append", help="limit the key to this agent; repeat")
     create.add_argument("--expires", help="a duration: 30d, 12h")
+    create.add_argument("--rpm", type=_positive, help="requests per minute")
+    create.add_argument("--tpm", type=_positive, help="tokens per minute (prompt + completion)")
+    create.add_argument(
+        "--max-concurrency", type=_positive, help="requests running at once (more wait in line)"
+    )
     create.set_defaults(handler=cmd_keys_create)
     key_command("list", "list keys (never their secrets)").set_defaults(handler=cmd_keys_list)
     for name, handler in (("revoke", cmd_keys_revoke), ("rotate", cmd_keys_rotate)):
         sub = key_command(name, f"{name} a key")
         sub.add_argument("key_id")
         sub.set_defaults(handler=handler)
+    usage = commands.add_parser("usage", help="tokens used per key, agent and day")
+    usage.add_argument("--config", type=Path, help="headend.yaml")
+    usage.add_argument("--agents", type=Path, help=argparse.SUPPRESS)
+    usage.add_argument("--days", type=_positive, default=7, help="the last N days (default 7)")
+    usage.add_argument("--key", help="only this key id")
+    usage.set_defaults(handler=cmd_usage)
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,6 +98,21 @@ class SessionSettings(_Strict):
         return None if value is None else parse_duration(value)
 
 
+class LimitSettings(_Strict):
+    """Concurrency: requests running at once, the rest waiting in FIFO queues."""
+
+    concurrency: int | None = Field(None, ge=1)  # every request together; None: no limit
+    agent_concurrency: int = Field(4, ge=1)  # per agent, unless its file says max_concurrency
+    model_concurrency: int | None = Field(None, ge=1)  # per model route; None: no limit
+    max_queue: int = Field(100, ge=0)  # requests waiting per pool; more are refused (429)
+    queue_timeout: float = Field(30.0, gt=0)  # seconds a request waits before a 429
+
+    @field_validator("queue_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+
 def _default_providers() -> dict[str, ProviderSection]:
     return {"local": ProviderSection(type="llama_cpp")}
 
@@ -110,6 +125,8 @@ class Settings(_Strict):
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     store: str = "sqlite:///headend.db"  # relative to the config file's directory
     sessions: SessionSettings = Field(default_factory=lambda: SessionSettings())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    redis: str | None = Field(None, repr=False)  # redis://…: limits shared by instances
     # Where the settings came from, for messages and for resolving relative paths.
     source: str = Field("defaults", exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

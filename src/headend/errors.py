@@ -14,6 +14,7 @@
         ├── MethodNotAllowed        405
         ├── SessionBusy             409 session_busy
         ├── PayloadTooLarge         413
+        ├── RateLimited             429 rate_limit_exceeded, with Retry-After
         ├── ProviderError           502 a model provider failed
         │   ├── UpstreamFailure     502 one failed attempt; ``retryable`` says whether to try again
         │   └── ProviderTimeout     504
@@ -50,8 +51,9 @@ class APIError(HeadendError):
     """An error that reaches the client as ``{"error": {message, type, param, code}}``."""
 
     status: int = 500
-    type: ClassVar[str] = "server_error"
+    type: str = "server_error"
     default_code: ClassVar[str | None] = None
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only default; instances set their own
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -175,6 +177,21 @@ class SessionBusy(APIError):
     status = 409
     type = "invalid_request_error"
     default_code = "session_busy"
+
+
+class RateLimited(APIError):
+    """Over a key's rate, or a concurrency queue is full or was waited on too long.
+
+    ``kind`` is the error's type, as OpenAI's: ``requests``, ``tokens`` or ``concurrency``.
+    """
+
+    status = 429
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.type = kind
+        self.headers = headers
 
 
 class ClientDisconnected(APIError):

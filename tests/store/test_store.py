@@ -34,7 +34,7 @@ async def wipe(url: str) -> None:
 
     db = await asyncpg.connect(url)
     try:
-        await db.execute("DROP TABLE IF EXISTS messages, sessions, keys, _migrations")
+        await db.execute("DROP TABLE IF EXISTS messages, sessions, keys, usage, _migrations")
     finally:
         await db.close()
 
@@ -106,7 +106,13 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
     assert migrate(db) == [m.__name__ for m in MIGRATIONS]
     assert migrate(db) == []
     names = [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["m001_sessions", "m002_turn_lease", "m003_keys"]
+    assert names == [
+        "m001_sessions",
+        "m002_turn_lease",
+        "m003_keys",
+        "m004_key_limits",
+        "m005_usage",
+    ]
 
 
 async def test_a_turn_lease_is_held_by_one_until_it_is_released_or_expires(store: Store) -> None:
@@ -153,3 +159,48 @@ async def test_keys_are_kept_by_hash_revoked_and_rotated(store: Store) -> None:
     assert revoked is not None
     assert not revoked.active(now=3500.0)
     assert not await store.rotate_key("key_1", "hash-3", "x")
+
+
+async def test_a_key_keeps_its_limits(store: Store) -> None:
+    from headend.store.base import KeyRecord
+
+    limited = KeyRecord(
+        id="key_2",
+        name="batch",
+        prefix="sk-he-xyz",
+        scopes=("chat",),
+        agents=None,
+        created_at=1.0,
+        rpm=60,
+        tpm=10_000,
+        max_concurrency=2,
+    )
+    await store.create_key(limited, "hash-x")
+    assert await store.key_by_hash("hash-x") == limited
+    assert (await store.list_keys())[0].max_concurrency == 2
+
+
+async def test_usage_adds_up_per_day_key_and_model(store: Store) -> None:
+    from headend.store.base import UsageRow
+
+    await store.add_usage(
+        [
+            UsageRow("2026-11-21", "key_1", "helper", 1, 10, 5),
+            UsageRow("2026-11-22", None, "m", 1, 1, 1),
+        ]
+    )
+    # a second batch (or a second instance) adds to the same rows
+    await store.add_usage(
+        [
+            UsageRow("2026-11-21", "key_1", "helper", 2, 100, 50),
+            UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3),
+        ]
+    )
+    assert await store.usage("2026-11-21") == [
+        UsageRow("2026-11-21", "key_1", "helper", 3, 110, 55),
+        UsageRow("2026-11-22", None, "m", 1, 1, 1),
+        UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3),
+    ]
+    assert await store.usage("2026-11-22", key_id="key_1") == [
+        UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3)
+    ]

@@ -34,6 +34,8 @@ class AgentSpec(SamplingParams):
     tools: list[str] = Field(default_factory=list)
     allow_hosts: list[str] = Field(default_factory=list)  # http_fetch may reach these anyway
     tool_timeouts: dict[str, PositiveFloat] = Field(default_factory=dict)  # seconds, by tool
+    # runs at once; more wait in a FIFO queue (None: limits.agent_concurrency of headend.yaml)
+    max_concurrency: int | None = Field(None, ge=1)
     system_prompt: str = ""
     source: str = Field("", exclude=True)
 

@@ -31,6 +31,7 @@ class Frames:
     created: int = field(default_factory=lambda: int(time.time()))
     session_id: str | None = None  # shown on the first chunk
     produced: list[Json] = field(default_factory=list)  # the run's messages, once it ended
+    usage: Json = field(default_factory=dict)  # the run's, once it ended
     _first: bool = True
 
     def chunk(self, choices: list[Json], **extra: object) -> Json:
@@ -66,6 +67,7 @@ class Frames:
         return b"event: tool.progress\n" + data_frame(orjson.dumps(payload))
 
     def end(self, end: LoopEnd) -> bytes:
+        self.usage = end.usage
         frames = []
         if end.client_calls:
             calls = [{"index": i, **call} for i, call in enumerate(end.client_calls)]

@@ -15,15 +15,17 @@ from starlette.routing import Route
 
 from headend.agents.registry import load_agents
 from headend.config import Settings
+from headend.limits.open import open_limiter
 from headend.providers.base import Provider, Resources
 from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable
+from headend.server.admission import Admission
 from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
 from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
 from headend.server.errors import EXCEPTION_HANDLERS
-from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate
+from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.health import health
 from headend.server.routes.models import list_models, retrieve_model
@@ -36,6 +38,7 @@ from headend.server.routes.sessions import (
 )
 from headend.server.services import Services
 from headend.server.sessions import SessionService
+from headend.server.usage import UsageMeter
 from headend.store import open_store
 from headend.store.base import Store
 from headend.tools.mcp import McpHub
@@ -56,6 +59,7 @@ ROUTES = [
     Route("/admin/keys", post_key, methods=["POST"]),
     Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
+    Route("/admin/usage", usage, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
 ]
 
@@ -84,12 +88,13 @@ async def prune_forever(store: Store, ttl: float) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
-async def record_key_use(auth: Authenticator) -> None:
-    """Write keys' last use every few seconds, not once per request."""
+async def record_use(auth: Authenticator, meter: UsageMeter) -> None:
+    """Write keys' last use and token usage every few seconds, not once per request."""
     while True:
         await asyncio.sleep(5)
         try:
             await auth.flush_usage()
+            await meter.flush()
         except Exception:  # the next round tries again; serving must not stop for this
             log.exception("recording key use failed")
 
@@ -112,11 +117,14 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
         store = open_store(settings.store, settings.base_dir)
         await store.start()
         auth = Authenticator(store, settings.server.admin_key)
+        limiter = open_limiter(settings.redis)
         try:
             await check_exposure(auth, settings.server.host, settings.server.insecure_no_auth)
+            await limiter.start()
         except BaseException:
             await store.close()
             raise
+        meter = UsageMeter(store)
         async with http_session() as http:
             try:
                 for provider in built.values():
@@ -128,12 +136,14 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     routes=routes,
                     store=store,
                     auth=auth,
+                    meter=meter,
                     chat=ChatService(
                         agents,
                         routes,
                         Router(built),
                         mcp,
                         SessionService(store, settings.sessions.busy_wait),
+                        Admission(limiter, settings.limits, meter),
                     ),
                 )
                 log.info(
@@ -144,14 +154,16 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     if settings.sessions.ttl is not None
                     else None
                 )
-                recorder = asyncio.create_task(record_key_use(auth))
+                recorder = asyncio.create_task(record_use(auth, meter))
                 yield
                 recorder.cancel()
                 await auth.flush_usage()
+                await meter.flush()
                 if pruner is not None:
                     pruner.cancel()
             finally:
                 await mcp.close()
+                await limiter.close()
                 await store.close()
                 for provider in reversed(started):
                     await provider.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
+from headend.limits.base import NO_RATES, Rates
 from headend.server.http import json_response
 from headend.store.base import KeyRecord, Store
 
@@ -37,11 +38,13 @@ CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: a key's id, scopes and agent allowlist (None: every agent)."""
+    """The caller: a key's id, scopes, agent allowlist (None: every agent) and limits."""
 
     key_id: str | None
     scopes: frozenset[str]
     agents: frozenset[str] | None = None
+    rates: Rates = NO_RATES
+    max_concurrency: int | None = None
 
     def may_use(self, name: str) -> bool:
         return self.agents is None or name in self.agents
@@ -138,7 +141,13 @@ class Authenticator:
         principal = None
         if record is not None:
             agents = None if record.agents is None else frozenset(record.agents)
-            principal = Principal(record.id, frozenset(record.scopes), agents)
+            principal = Principal(
+                record.id,
+                frozenset(record.scopes),
+                agents,
+                Rates(record.rpm, record.tpm),
+                record.max_concurrency,
+            )
         if len(self._cache) > 10_000:
             self._cache.clear()
         entry = (time.monotonic() + CACHE_SECONDS, record, principal)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from headend.agents.compose import agent_body, max_iterations
-from headend.agents.loop import Reply, Run, ToolLoop
+from headend.agents.loop import Reply, Run, ToolLoop, add_usage
 from headend.agents.registry import AgentRegistry
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.providers.base import ChatCall, Json
@@ -23,6 +23,7 @@ from headend.providers.router import Router
 from headend.providers.routes import RouteTable, Target
 from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
 from headend.schemas.validation import validate
+from headend.server.admission import Admission, Ticket
 from headend.server.agent_frames import Frames, loop_completion, loop_frames
 from headend.server.auth import OPEN, Principal
 from headend.server.context import RequestContext
@@ -54,6 +55,22 @@ class Plan:
     run: Run | None = None  # an agent with tools runs the tool loop
     progress: ProgressFormat | None = None
     session: SessionTurn | None = None
+    ticket: Ticket | None = None  # admitted by the limits; given back by ``release``
+    released: bool = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers: the session's id and the key's rate limit state."""
+        headers = dict(self.ticket.headers) if self.ticket is not None else {}
+        if self.session is not None:
+            headers["x-session-id"] = self.session.session_id
+        return headers
+
+    def count_usage(self, usage: object) -> None:
+        """The request's usage as last reported (a stream reports it in its last chunk)."""
+        if self.ticket is not None and isinstance(usage, dict):
+            self.ticket.usage = {}
+            add_usage(self.ticket.usage, usage)
 
 
 _MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\]")
@@ -133,12 +150,14 @@ class ChatService:
         router: Router,
         mcp: McpHub,
         sessions: SessionService,
+        admission: Admission,
     ) -> None:
         self.agents = agents
         self.routes = routes
         self.router = router
         self.loop = ToolLoop(router, agents.get, mcp)
         self.sessions = sessions
+        self.admission = admission
 
     async def plan(
         self,
@@ -156,8 +175,27 @@ class ChatService:
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):
             raise InvalidRequest("'session_id' must be a string.", param="session_id")
+        plan.ticket = await self.admission.check_rates(principal, plan.client_model)
+        try:
+            # The session first: a turn waiting for its session's previous one holds no slot.
+            await self._begin_session(plan, session_id, principal)
+            await self.admission.enter(plan.ticket, self._agent_limit(plan.client_model))
+        except BaseException:
+            await self.release(plan)
+            raise
+        return plan
+
+    def _agent_limit(self, name: str) -> int | None:
+        agent = self.agents.get(name)
+        if agent is None:
+            return None
+        return agent.spec.max_concurrency or self.admission.limits.agent_concurrency
+
+    async def _begin_session(
+        self, plan: Plan, session_id: str | None, principal: Principal
+    ) -> None:
         if session_id is None and self.agents.get(plan.client_model) is None:
-            return plan  # a plain model route stays stateless unless asked to continue one
+            return  # a plain model route stays stateless unless asked to continue one
         head = plan.call.body["messages"][: plan.prepended]  # the agent's own prompt
         sent = plan.call.body["messages"][plan.prepended :]
         turn = await self.sessions.begin(
@@ -171,7 +209,6 @@ class ChatService:
                 plan.run.body = plan.call.body
             plan.prepended = 0  # indices now point into the stored history too
         plan.session = turn
-        return plan
 
     async def _fit(self, plan: Plan, system: list[Json], turn: SessionTurn) -> list[Json]:
         """The turn's messages, trimmed to the smallest context window among its routes,
@@ -240,9 +277,11 @@ class ChatService:
             if plan.run is not None:
                 end = await self.loop.finish(plan.run)
                 answer, produced = loop_completion(end, plan.client_model), end.messages
+                plan.count_usage(end.usage)
             else:
                 answer, _target = await self.router.complete(plan.targets, plan.call)
                 answer["model"] = plan.client_model
+                plan.count_usage(answer.get("usage"))
                 produced = [stored_message(answer["choices"][0]["message"])]
             if plan.session is not None:
                 await self.sessions.commit(plan.session, produced)
@@ -254,8 +293,17 @@ class ChatService:
             await self.release(plan)
 
     async def release(self, plan: Plan) -> None:
+        """Let the session's next turn in and give the slots back: once, however it ended."""
+        if plan.released:
+            return
+        plan.released = True
         if plan.session is not None:
             await self.sessions.end(plan.session)
+        if plan.ticket is not None:
+            messages = plan.call.body["messages"]
+            await self.admission.leave(
+                plan.ticket, lambda: sum(estimate_tokens(m) for m in messages)
+            )
 
     async def stream(self, plan: Plan) -> AsyncGenerator[bytes, None]:
         """SSE frames of the upstream's chunks, relayed as they arrive.
@@ -282,6 +330,7 @@ class ChatService:
             shape.session_id = plan.session.session_id
         async for frame in loop_frames(self.loop.stream(plan.run), shape):
             yield frame
+        plan.count_usage(shape.usage)
         if plan.session is not None:
             await self.sessions.commit(plan.session, shape.produced)
 
@@ -294,6 +343,8 @@ class ChatService:
                 frames = []
                 for chunk in batch:
                     reply.absorb(chunk)
+                    if chunk.get("usage"):
+                        plan.count_usage(chunk["usage"])
                     if not chunk.get("choices") and chunk.get("usage"):
                         if not plan.include_usage:
                             continue

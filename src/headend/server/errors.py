@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 async def api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return json_response(exc.envelope(), status_code=exc.status)
+    return json_response(exc.envelope(), status_code=exc.status, headers=exc.headers or None)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,21 @@ from headend.store.base import KeyRecord, Store
 
 
 @dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """A key's own limits; None: none of that kind."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm", "max_concurrency"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number")
+
+
+@dataclass(frozen=True, slots=True)
 class Issued:
     record: KeyRecord
     secret: str
@@ -22,7 +37,9 @@ async def create_key(
     scopes: list[str],
     agents: list[str] | None = None,
     expires_in: float | None = None,
+    limits: KeyLimits | None = None,
 ) -> Issued:
+    limits = limits or KeyLimits()
     secret = new_secret()
     now = time.time()
     record = KeyRecord(
@@ -33,6 +50,9 @@ async def create_key(
         agents=tuple(agents) if agents else None,
         created_at=now,
         expires_at=now + expires_in if expires_in else None,
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        max_concurrency=limits.max_concurrency,
     )
     await store.create_key(record, secret_hash(secret))
     return Issued(record, secret)
@@ -59,4 +79,7 @@ def describe(record: KeyRecord) -> dict[str, object]:
         "expires_at": int(record.expires_at) if record.expires_at else None,
         "revoked_at": int(record.revoked_at) if record.revoked_at else None,
         "last_used_at": int(record.last_used_at) if record.last_used_at else None,
+        "rpm": record.rpm,
+        "tpm": record.tpm,
+        "max_concurrency": record.max_concurrency,
     }

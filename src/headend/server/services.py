@@ -11,6 +11,7 @@ from headend.config import Settings
 from headend.providers.routes import RouteTable
 from headend.server.auth import Authenticator
 from headend.server.chat import ChatService
+from headend.server.usage import UsageMeter
 from headend.store.base import Store
 
 
@@ -22,6 +23,7 @@ class Services:
     store: Store
     chat: ChatService
     auth: Authenticator
+    meter: UsageMeter
 
 
 def services(request: Request) -> Services:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import orjson
 from starlette.responses import Response
@@ -42,6 +42,7 @@ class EventStream(Response):
         on_error: Callable[[APIError], bytes],
         keepalive: float = 15.0,
         headers: dict[str, str] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.status_code = 200
         self.frames = frames
@@ -51,6 +52,7 @@ class EventStream(Response):
             (key.lower().encode("latin-1"), value.encode("latin-1"))
             for key, value in (headers or {}).items()
         ]
+        self.on_close = on_close
         self._started = False
         self._last_sent = 0.0
 
@@ -72,7 +74,12 @@ class EventStream(Response):
         finally:
             for watcher in watchers:
                 watcher.cancel()
-            await self.frames.aclose()
+            try:
+                await self.frames.aclose()
+            finally:
+                # Even when the producer never started (the client left at once).
+                if self.on_close is not None:
+                    await self.on_close()
 
     async def _start(self, send: Send, status: int = 200) -> None:
         self._started = True
@@ -112,6 +119,7 @@ class EventStream(Response):
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()),
                 ],
             }
         )

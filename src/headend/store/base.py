@@ -36,9 +36,24 @@ class KeyRecord:
     expires_at: float | None = None
     revoked_at: float | None = None
     last_used_at: float | None = None
+    rpm: int | None = None  # requests per minute; None: no limit
+    tpm: int | None = None  # tokens per minute
+    max_concurrency: int | None = None  # requests running at once
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Tokens used by one key (None: open mode) on one agent or model, on one UTC day."""
+
+    day: str  # YYYY-MM-DD
+    key_id: str | None
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,14 @@ class Store(Protocol):
 
     async def touch_keys(self, used: dict[str, float]) -> None:
         """Record when keys were last used (batched by the caller)."""
+        ...
+
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        """Add to the day's totals (rows are increments; instances add to the same rows)."""
+        ...
+
+    async def usage(self, since_day: str, key_id: str | None = None) -> list[UsageRow]:
+        """Totals from ``since_day`` on, by day, key and model."""
         ...
 
     async def prune(self, updated_before: float) -> int:

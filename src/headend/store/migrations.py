@@ -55,10 +55,32 @@ def m003_keys(db: sqlite3.Connection) -> None:
     )
 
 
+def m004_key_limits(db: sqlite3.Connection) -> None:
+    for column in ("rpm", "tpm", "max_concurrency"):
+        db.execute(f"ALTER TABLE keys ADD COLUMN {column} INTEGER")
+
+
+def m005_usage(db: sqlite3.Connection) -> None:
+    # key_id '' stands for open mode (no key), so the primary key needs no NULL.
+    db.execute(
+        """CREATE TABLE usage (
+            day TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, key_id, model)
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
     m003_keys,
+    m004_key_limits,
+    m005_usage,
 ]
 
 

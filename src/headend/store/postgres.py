@@ -13,8 +13,16 @@ from typing import Any
 import orjson
 
 from headend.errors import ConfigError
-from headend.store.base import Json, KeyRecord, NewSession, SessionRecord
-from headend.store.rows import KEY_COLUMNS, key_record, key_row
+from headend.store.base import Json, KeyRecord, NewSession, SessionRecord, UsageRow
+from headend.store.rows import (
+    KEY_COLUMNS,
+    USAGE_COLUMNS,
+    USAGE_SUMS,
+    key_record,
+    key_row,
+    usage_row,
+    usage_values,
+)
 
 Migration = Callable[[Any], Awaitable[None]]
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
@@ -66,7 +74,34 @@ async def m003_keys(db: Any) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_sessions, m002_turn_lease, m003_keys]
+async def m004_key_limits(db: Any) -> None:
+    await db.execute(
+        "ALTER TABLE keys ADD COLUMN rpm INTEGER, ADD COLUMN tpm INTEGER, "
+        "ADD COLUMN max_concurrency INTEGER"
+    )
+
+
+async def m005_usage(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE usage (
+            day TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            requests BIGINT NOT NULL DEFAULT 0,
+            prompt_tokens BIGINT NOT NULL DEFAULT 0,
+            completion_tokens BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, key_id, model)
+        )"""
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    m001_sessions,
+    m002_turn_lease,
+    m003_keys,
+    m004_key_limits,
+    m005_usage,
+]
 
 
 # One migrator at a time across instances: a transaction-scoped advisory lock.
@@ -220,7 +255,7 @@ class PostgresStore:
     async def create_key(self, record: KeyRecord, secret_hash: str) -> None:
         await self._pool.execute(
             f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             *key_row(record),
             secret_hash,
         )
@@ -254,6 +289,22 @@ class PostgresStore:
         await self._pool.executemany(
             "UPDATE keys SET last_used_at = $2 WHERE id = $1", list(used.items())
         )
+
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        await self._pool.executemany(
+            f"INSERT INTO usage ({USAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
+            f"ON CONFLICT (day, key_id, model) DO UPDATE SET {USAGE_SUMS}",
+            [usage_values(row) for row in rows],
+        )
+
+    async def usage(self, since_day: str, key_id: str | None = None) -> list[UsageRow]:
+        rows = await self._pool.fetch(
+            f"SELECT {USAGE_COLUMNS} FROM usage WHERE day >= $1 AND ($2::text IS NULL "
+            "OR key_id = $2) ORDER BY day, key_id, model",
+            since_day,
+            key_id,
+        )
+        return [usage_row(tuple(row)) for row in rows]
 
     async def prune(self, updated_before: float) -> int:
         status = await self._pool.execute(

@@ -7,9 +7,13 @@ from typing import Any
 
 import orjson
 
-from headend.store.base import KeyRecord
+from headend.store.base import KeyRecord, UsageRow
 
-KEY_COLUMNS = "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at"
+KEY_COLUMNS = (
+    "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
+    "rpm, tpm, max_concurrency"
+)
+USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens"
 
 
 def key_row(record: KeyRecord) -> tuple[Any, ...]:
@@ -24,11 +28,14 @@ def key_row(record: KeyRecord) -> tuple[Any, ...]:
         record.expires_at,
         record.revoked_at,
         record.last_used_at,
+        record.rpm,
+        record.tpm,
+        record.max_concurrency,
     )
 
 
 def key_record(row: Sequence[Any]) -> KeyRecord:
-    id_, name, prefix, scopes, agents, created, expires, revoked, used = row
+    id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most = row
     return KeyRecord(
         id=id_,
         name=name,
@@ -39,4 +46,28 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
         expires_at=expires,
         revoked_at=revoked,
         last_used_at=used,
+        rpm=rpm,
+        tpm=tpm,
+        max_concurrency=most,
+    )
+
+
+def usage_row(row: Sequence[Any]) -> UsageRow:
+    day, key_id, model, requests, prompt, completion = row
+    return UsageRow(day, key_id or None, model, requests, prompt, completion)
+
+
+USAGE_SUMS = ", ".join(
+    f"{c} = usage.{c} + excluded.{c}" for c in ("requests", "prompt_tokens", "completion_tokens")
+)
+
+
+def usage_values(row: UsageRow) -> tuple[Any, ...]:
+    return (
+        row.day,
+        row.key_id or "",
+        row.model,
+        row.requests,
+        row.prompt_tokens,
+        row.completion_tokens,
     )

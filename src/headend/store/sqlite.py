@@ -20,9 +20,17 @@ from typing import Any, TypeVar
 
 import orjson
 
-from headend.store.base import Json, KeyRecord, NewSession, SessionRecord
+from headend.store.base import Json, KeyRecord, NewSession, SessionRecord, UsageRow
 from headend.store.migrations import migrate
-from headend.store.rows import KEY_COLUMNS, key_record, key_row
+from headend.store.rows import (
+    KEY_COLUMNS,
+    USAGE_COLUMNS,
+    USAGE_SUMS,
+    key_record,
+    key_row,
+    usage_row,
+    usage_values,
+)
 
 T = TypeVar("T")
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
@@ -234,7 +242,7 @@ class SqliteStore:
             with db:
                 db.execute(
                     f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*key_row(record), secret_hash),
                 )
 
@@ -290,6 +298,28 @@ class SqliteStore:
                 )
 
         await self._run(touch)
+
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        def add(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(
+                    f"INSERT INTO usage ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                    f"ON CONFLICT (day, key_id, model) DO UPDATE SET {USAGE_SUMS}",
+                    [usage_values(row) for row in rows],
+                )
+
+        await self._run(add)
+
+    async def usage(self, since_day: str, key_id: str | None = None) -> list[UsageRow]:
+        def select(db: sqlite3.Connection) -> list[UsageRow]:
+            rows = db.execute(
+                f"SELECT {USAGE_COLUMNS} FROM usage WHERE day >= ? AND (? IS NULL OR key_id = ?) "
+                "ORDER BY day, key_id, model",
+                (since_day, key_id, key_id),
+            ).fetchall()
+            return [usage_row(row) for row in rows]
+
+        return await self._run(select)
 
     async def prune(self, updated_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:

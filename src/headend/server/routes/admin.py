@@ -12,8 +12,9 @@ from headend.config import parse_duration
 from headend.errors import InvalidRequest, NotFound
 from headend.schemas.validation import validate
 from headend.server.http import decode_json, json_response, read_body
-from headend.server.keys import create_key, describe, rotate_key
+from headend.server.keys import KeyLimits, create_key, describe, rotate_key
 from headend.server.services import services
+from headend.server.usage import usage_entry, utc_day
 
 
 class CreateKey(BaseModel):
@@ -22,6 +23,9 @@ class CreateKey(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: ["chat", "models:read"])
     agents: list[str] | None = None
     expires: str | None = None  # a duration: 30d, 12h
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    max_concurrency: int | None = Field(None, ge=1)
 
 
 async def list_keys(request: Request) -> Response:
@@ -36,7 +40,8 @@ async def post_key(request: Request) -> Response:
     )
     try:
         expires = parse_duration(body.expires) if body.expires else None
-        issued = await create_key(found.store, body.name, body.scopes, body.agents, expires)
+        limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency)
+        issued = await create_key(found.store, body.name, body.scopes, body.agents, expires, limits)
     except ValueError as exc:
         raise InvalidRequest(
             str(exc), param="scopes" if "scope" in str(exc) else "expires"
@@ -57,3 +62,15 @@ async def rotate(request: Request) -> Response:
     if secret is None:
         raise NotFound(f"No active key '{key_id}'.", param="key_id")
     return json_response({"id": key_id, "object": "api_key", "secret": secret})
+
+
+async def usage(request: Request) -> Response:
+    """``GET /admin/usage?days=7&key=key_…``: tokens by day, key and agent or model."""
+    days = request.query_params.get("days", "7")
+    if not days.isdigit() or not 1 <= int(days) <= 3660:
+        raise InvalidRequest("'days' must be a whole number of days, 1 to 3660.", param="days")
+    since = utc_day(time.time() - (int(days) - 1) * 86400)
+    found = services(request)
+    await found.meter.flush()  # this instance's latest counts too
+    rows = await found.store.usage(since, request.query_params.get("key"))
+    return json_response({"object": "list", "data": [usage_entry(row) for row in rows]})

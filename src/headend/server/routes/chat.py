@@ -28,13 +28,13 @@ async def respond(request: Request, body: Any) -> Response:
     plan = await found.chat.plan(
         body, request_context(request), request.headers, principal_of(request.scope)
     )
-    headers = {"x-session-id": plan.session.session_id} if plan.session else None
     if plan.stream:
         return EventStream(
             found.chat.stream(plan),
             on_error=error_frames,
             keepalive=found.settings.server.keepalive_seconds,
-            headers=headers,
+            headers=plan.headers,
+            on_close=lambda: found.chat.release(plan),
         )
     answer = await until_disconnected(request, found.chat.complete(plan))
-    return Response(answer, media_type="application/json", headers=headers)
+    return Response(answer, media_type="application/json", headers=plan.headers)

@@ -1,0 +1,127 @@
+"""Letting a request in: its key's rates first, then a slot in each concurrency pool it
+belongs to (its key's, its agent's or model's, everyone's), taken in that order; and, when it
+ends, its slots given back and its tokens counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from headend.config import LimitSettings
+from headend.errors import RateLimited
+from headend.limits.base import Limiter, QueueFull, Queueing, QueueTimeout, Slot
+from headend.server.auth import Principal
+from headend.server.ratelimit_headers import rate_headers, retry_after, retry_headers
+from headend.server.usage import UsageMeter
+
+log = logging.getLogger(__name__)
+
+GLOBAL_POOL = "global"
+QUEUE_FULL_RETRY = 1.0  # seconds a client refused by a full queue is told to wait
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request: what it holds and what it used."""
+
+    principal: Principal
+    model: str
+    headers: dict[str, str] = field(default_factory=dict)
+    slots: list[Slot] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)  # as the model reported it
+    done: bool = False
+
+
+class Admission:
+    def __init__(self, limiter: Limiter, limits: LimitSettings, meter: UsageMeter) -> None:
+        self.limiter = limiter
+        self.limits = limits
+        self.meter = meter
+        self.queueing = Queueing(limits.max_queue, limits.queue_timeout)
+
+    async def check_rates(self, principal: Principal, model: str) -> Ticket:
+        """Take one request from the key's rates, or refuse with 429 and when to come back."""
+        ticket = Ticket(principal, model)
+        rates = principal.rates
+        if rates and principal.key_id is not None:
+            levels = await self.limiter.take(principal.key_id, rates)
+            ticket.headers = rate_headers(rates, levels)
+            if not levels.allowed:
+                kind = "requests" if rates.rpm and levels.requests < 1 else "tokens"
+                limit = rates.rpm if kind == "requests" else rates.tpm
+                wait = retry_after(rates, levels)
+                raise RateLimited(
+                    f"Rate limit reached for this key on {kind} per minute: limit {limit}. "
+                    f"Try again in {wait:.1f}s.",
+                    kind=kind,
+                    headers=ticket.headers | retry_headers(wait),
+                )
+        return ticket
+
+    def pools(self, ticket: Ticket, agent_limit: int | None) -> list[tuple[str, int]]:
+        """The pools a request takes a slot in: the key's, then its agent's (or model
+        route's), then everyone's."""
+        found = []
+        principal = ticket.principal
+        if principal.max_concurrency and principal.key_id is not None:
+            found.append((f"key:{principal.key_id}", principal.max_concurrency))
+        if agent_limit is not None:
+            found.append((f"agent:{ticket.model}", agent_limit))
+        elif self.limits.model_concurrency is not None:
+            found.append((f"model:{ticket.model}", self.limits.model_concurrency))
+        if self.limits.concurrency is not None:
+            found.append((GLOBAL_POOL, self.limits.concurrency))
+        return found
+
+    async def enter(self, ticket: Ticket, agent_limit: int | None) -> None:
+        """A slot in each pool, waiting in their queues; on failure none is kept."""
+        try:
+            for pool, size in self.pools(ticket, agent_limit):
+                try:
+                    ticket.slots.append(await self.limiter.acquire(pool, size, self.queueing))
+                except QueueFull:
+                    raise RateLimited(
+                        f"Too many requests waiting for '{pool}' ({size} run at once). "
+                        "Try again shortly.",
+                        kind="concurrency",
+                        headers=ticket.headers | retry_headers(QUEUE_FULL_RETRY),
+                    ) from None
+                except QueueTimeout:
+                    raise RateLimited(
+                        f"Waited {self.queueing.timeout:g}s for '{pool}' ({size} run at once) "
+                        "without a free slot. Try again later.",
+                        kind="concurrency",
+                        headers=ticket.headers | retry_headers(QUEUE_FULL_RETRY),
+                    ) from None
+        except BaseException:
+            await self.leave(ticket, lambda: 0, counted=False)
+            raise
+
+    async def leave(
+        self, ticket: Ticket, estimate_prompt: Callable[[], int], *, counted: bool = True
+    ) -> None:
+        """Give every slot back and count the tokens; once, whatever happened."""
+        if ticket.done:
+            return
+        ticket.done = True
+        for slot in ticket.slots:
+            try:
+                await slot.release()
+            except Exception:  # a lease left behind ends by itself
+                log.exception("giving a concurrency slot back failed")
+        if not counted:
+            return
+        usage: dict[str, Any] = ticket.usage
+        if not usage:  # cut short before the model reported: charge what was sent
+            usage = {"prompt_tokens": estimate_prompt(), "completion_tokens": 0}
+        self.meter.add(ticket.principal.key_id, ticket.model, usage)
+        rates = ticket.principal.rates
+        if rates.tpm and ticket.principal.key_id is not None:
+            spent = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+            try:
+                await self.limiter.spend(ticket.principal.key_id, rates, spent)
+            except Exception:
+                log.exception("counting tokens against a key's rate failed")
