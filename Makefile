@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make serve   create .venv, install headend, serve the bundled agent on 127.0.0.1:8080
-#   make test    the same set-up plus dev tools and PostgreSQL (Debian's package, for the
-#                store tests), then lint, type-check and the whole test suite
+#   make test    the same set-up plus dev tools, PostgreSQL and Redis (Debian's packages, for
+#                the store and limits tests), then lint, type-check and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
