@@ -1,0 +1,74 @@
+"""What letting a request in costs: rates, concurrency slots and usage counting, per request.
+
+Runs the admission of ``headend.server.admission`` in-process, as a chat request does
+(check rates, take slots, give them back and count tokens), for a key without limits, a key
+with rates and a concurrency cap in memory, and the same through Redis when ``--redis`` is
+given (a loopback redis-server: ``redis-server --port 6390 --save ''``).
+
+    .venv/bin/python bench/admission.py [--redis redis://127.0.0.1:6390/0] [--requests 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from headend.config import LimitSettings
+from headend.limits.base import Limiter, Rates
+from headend.limits.memory import MemoryLimiter
+from headend.server.admission import Admission
+from headend.server.auth import Principal
+from headend.server.usage import UsageMeter
+
+BIG = 10**9  # limits never reached: the cost of checking them, not of refusing
+
+
+async def per_request(
+    limiter: Limiter, principal: Principal, agent_limit: int | None, n: int
+) -> float:
+    admission = Admission(limiter, LimitSettings(), UsageMeter(store=None))  # type: ignore[arg-type]
+    usage: dict[str, Any] = {"prompt_tokens": 5, "completion_tokens": 7}
+    for _ in range(n // 10):  # warm up
+        ticket = await admission.check_rates(principal, "agent")
+        await admission.enter(ticket, agent_limit)
+        await admission.leave(ticket, lambda: 0)
+    started = time.perf_counter()
+    for _ in range(n):
+        ticket = await admission.check_rates(principal, "agent")
+        await admission.enter(ticket, agent_limit)
+        ticket.usage = usage
+        await admission.leave(ticket, lambda: 0)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis")
+    parser.add_argument("--requests", type=int, default=20000)
+    args = parser.parse_args()
+    open_key = Principal("key_open", frozenset(["chat"]))
+    limited = Principal("key_lim", frozenset(["chat"]), None, Rates(BIG, BIG), BIG)
+    backends: list[tuple[str, Limiter]] = [("memory", MemoryLimiter())]
+    if args.redis:
+        from headend.limits.redis import RedisLimiter
+
+        backends.append(("redis", RedisLimiter(args.redis)))
+    print("| limiter | key | agent pool | µs per request |")
+    print("|---|---|---|---:|")
+    for name, limiter in backends:
+        await limiter.start()
+        for label, principal, agent_limit in (
+            ("no limits", open_key, None),
+            ("no limits", open_key, 4),
+            ("rpm + tpm + max_concurrency", limited, 4),
+        ):
+            cost = await per_request(limiter, principal, agent_limit, args.requests)
+            pool = "yes" if agent_limit else "no"
+            print(f"| {name} | {label} | {pool} | {cost:.1f} |")
+        await limiter.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
