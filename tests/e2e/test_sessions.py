@@ -154,6 +154,25 @@ def test_streaming_returns_the_id_first_and_stores_the_turn(
     assert sent_messages(fake)[-2] == {"role": "assistant", "content": "Streamed hello."}
 
 
+def test_a_streamed_agent_run_with_tools_stores_its_answer(
+    server: RunningServer, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    fake.script("s", Reply(text="Tooled hello."))
+    with httpx.stream(
+        "POST",
+        server.api + "/chat/completions",
+        json={"model": "worker", "messages": [user("hi")], "stream": True},
+    ) as response:
+        session_id = response.headers["x-session-id"]
+        lines = list(response.iter_lines())  # to the end: a cut turn writes nothing
+    assert any("Tooled" in line for line in lines)
+    fake.script("s", Reply(text="ok"))
+    client.chat.completions.create(
+        model="worker", messages=[user("next")], extra_body={"session_id": session_id}
+    )
+    assert sent_messages(fake)[-2] == {"role": "assistant", "content": "Tooled hello."}
+
+
 def test_a_failed_or_cut_turn_writes_nothing(
     server: RunningServer, client: openai.OpenAI, fake: FakeUpstream
 ) -> None:

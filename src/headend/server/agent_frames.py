@@ -50,12 +50,8 @@ class Frames:
         self._first = False
         return chunk | extra
 
-    def content(self, batch: list[Json]) -> bytes:
-        frames = []
-        for upstream in batch:
-            chunk = self.chunk(upstream["choices"])
-            frames.append(data_frame(orjson.dumps(chunk)))
-        return b"".join(frames)
+    def content(self, batch: list[Json]) -> list[Json]:
+        return [self.chunk(upstream["choices"]) for upstream in batch]
 
     def progress_frame(self, event: ToolProgress) -> bytes:
         payload = event.payload()
@@ -66,8 +62,9 @@ class Frames:
             return data_frame(orjson.dumps(chunk))
         return b"event: tool.progress\n" + data_frame(orjson.dumps(payload))
 
-    def end(self, end: LoopEnd) -> bytes:
+    def end(self, end: LoopEnd) -> list[Json]:
         self.usage = end.usage
+        self.produced = end.messages
         frames = []
         if end.client_calls:
             calls = [{"index": i, **call} for i, call in enumerate(end.client_calls)]
@@ -82,23 +79,22 @@ class Frames:
         )
         if self.include_usage:
             frames.append(self.chunk([]) | {"usage": end.usage})
-        return b"".join(data_frame(orjson.dumps(frame)) for frame in frames)
+        return frames
 
 
-async def loop_frames(
+async def loop_chunks(
     events: AsyncGenerator[LoopEvent, None], frames: Frames
-) -> AsyncGenerator[bytes, None]:
-    """The SSE body of an agent run, ``[DONE]`` excluded."""
+) -> AsyncGenerator[list[Json] | ToolProgress, None]:
+    """An agent run as batches of chat.completion chunks, and its tool progress."""
     started = False
     try:
         async for event in events:
             if isinstance(event, ToolProgress):
-                if frames.progress is not None:
-                    yield frames.progress_frame(event)
+                yield event
                 continue
             if isinstance(event, LoopEnd):
                 head = (
-                    b""
+                    []
                     if started
                     else frames.content(
                         [
@@ -121,6 +117,10 @@ async def loop_frames(
             yield frames.content(event)
     finally:
         await events.aclose()
+
+
+def chunk_frames(chunks: list[Json]) -> bytes:
+    return b"".join(data_frame(orjson.dumps(chunk)) for chunk in chunks)
 
 
 def loop_completion(end: LoopEnd, model: str) -> Json:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from headend.agents.compose import agent_body, max_iterations
-from headend.agents.loop import Reply, Run, ToolLoop, add_usage
+from headend.agents.loop import Reply, Run, ToolLoop, ToolProgress, add_usage
 from headend.agents.registry import AgentRegistry
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.providers.base import ChatCall, Json
@@ -24,7 +24,12 @@ from headend.providers.routes import RouteTable, Target
 from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
 from headend.schemas.validation import validate
 from headend.server.admission import Admission, Ticket
-from headend.server.agent_frames import Frames, loop_completion, loop_frames
+from headend.server.agent_frames import (
+    Frames,
+    chunk_frames,
+    loop_chunks,
+    loop_completion,
+)
 from headend.server.auth import OPEN, Principal
 from headend.server.context import RequestContext
 from headend.server.sessions import (
@@ -56,6 +61,7 @@ class Plan:
     progress: ProgressFormat | None = None
     session: SessionTurn | None = None
     ticket: Ticket | None = None  # admitted by the limits; given back by ``release``
+    frames: Frames | None = None  # an agent stream's chunk shapes
     released: bool = False
 
     @property
@@ -273,6 +279,10 @@ class ChatService:
         )
 
     async def complete(self, plan: Plan) -> bytes:
+        return orjson.dumps(await self.answer(plan))
+
+    async def answer(self, plan: Plan) -> Json:
+        """The ``chat.completion`` for a plan (every surface translates from it)."""
         try:
             if plan.run is not None:
                 end = await self.loop.finish(plan.run)
@@ -286,7 +296,7 @@ class ChatService:
             if plan.session is not None:
                 await self.sessions.commit(plan.session, produced)
                 answer["session_id"] = plan.session.session_id
-            return orjson.dumps(answer)
+            return answer
         except InvalidRequest as exc:
             raise in_client_terms(exc, plan.prepended) from None
         finally:
@@ -306,35 +316,43 @@ class ChatService:
             )
 
     async def stream(self, plan: Plan) -> AsyncGenerator[bytes, None]:
-        """SSE frames of the upstream's chunks, relayed as they arrive.
+        """SSE frames of the chat completion chunks, relayed as they arrive."""
+        async for event in self.events(plan):
+            if isinstance(event, ToolProgress):
+                if plan.progress is not None and plan.frames is not None:
+                    yield plan.frames.progress_frame(event)
+            elif event:
+                yield chunk_frames(event)
+        yield DONE_FRAME
 
-        Upstreams are always asked for usage; the client sees it only if it asked too.
-        """
+    async def events(self, plan: Plan) -> AsyncGenerator[list[Json] | ToolProgress, None]:
+        """Batches of ``chat.completion.chunk`` as they arrive, and tool progress (every
+        surface translates from these). Upstreams are always asked for usage; the chunks
+        carry it only if ``plan.include_usage``."""
         try:
             if plan.run is not None:
-                async for frame in self._loop_stream(plan):
-                    yield frame
+                async for event in self._loop_stream(plan):
+                    yield event
             else:
-                async for frame in self._relay(plan):
-                    yield frame
+                async for batch in self._relay(plan):
+                    yield batch
         except InvalidRequest as exc:
             raise in_client_terms(exc, plan.prepended) from None
         finally:
             await self.release(plan)
-        yield DONE_FRAME
 
-    async def _loop_stream(self, plan: Plan) -> AsyncGenerator[bytes, None]:
+    async def _loop_stream(self, plan: Plan) -> AsyncGenerator[list[Json] | ToolProgress, None]:
         assert plan.run is not None
-        shape = Frames(plan.client_model, plan.include_usage, plan.progress)
+        shape = plan.frames = Frames(plan.client_model, plan.include_usage, plan.progress)
         if plan.session is not None:
             shape.session_id = plan.session.session_id
-        async for frame in loop_frames(self.loop.stream(plan.run), shape):
-            yield frame
+        async for event in loop_chunks(self.loop.stream(plan.run), shape):
+            yield event
         plan.count_usage(shape.usage)
         if plan.session is not None:
             await self.sessions.commit(plan.session, shape.produced)
 
-    async def _relay(self, plan: Plan) -> AsyncGenerator[bytes, None]:
+    async def _relay(self, plan: Plan) -> AsyncGenerator[list[Json], None]:
         reply = Reply()
         first = True
         batches = self.router.stream(plan.targets, plan.call)
@@ -354,9 +372,9 @@ class ChatService:
                     if first and plan.session is not None:
                         chunk["session_id"] = plan.session.session_id
                     first = False
-                    frames.append(data_frame(orjson.dumps(chunk)))
+                    frames.append(chunk)
                 if frames:
-                    yield b"".join(frames)
+                    yield frames
         finally:
             await batches.aclose()
         if plan.session is not None:
