@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.limits.base import NO_RATES, Rates
+from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
 from headend.store.base import KeyRecord, Store
 
@@ -204,7 +205,8 @@ class AuthMiddleware:
                 if needed not in principal.scopes:
                     raise InsufficientScope(f"This key lacks the '{needed}' scope.")
             except APIError as exc:
-                await json_response(exc.envelope(), exc.status)(scope, receive, send)
+                body = envelope_for(scope["path"])(exc)
+                await json_response(body, exc.status)(scope, receive, send)
                 return
             scope["state"]["principal"] = principal
         await self.app(scope, receive, send)

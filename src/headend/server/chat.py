@@ -191,6 +191,25 @@ class ChatService:
             raise
         return plan
 
+    async def count_tokens(
+        self, body: Json, context: RequestContext, principal: Principal = OPEN
+    ) -> int:
+        """The prompt's tokens as the first route would see them (the agent's prompt
+        included), by its own tokenizer where it has one."""
+        if not principal.may_use(body["model"]):
+            raise ModelNotFound(body["model"])
+        plan = self._plan(body, context, {})
+        counter = self.router.providers[plan.targets[0].provider].token_counter()
+        count = counting_with(counter) if counter is not None else estimate_tokens
+        messages = plan.call.body["messages"]
+        tools = plan.call.body.get("tools")
+
+        def total() -> int:
+            extra = len(orjson.dumps(tools)) // 3 if tools else 0
+            return sum(count(message) for message in messages) + extra
+
+        return await asyncio.to_thread(total)
+
     def _agent_limit(self, name: str) -> int | None:
         agent = self.agents.get(name)
         if agent is None:

@@ -9,14 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import APIError, MethodNotAllowed, NotFound
+from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
 
 log = logging.getLogger(__name__)
 
 
-async def api_error(_request: Request, exc: Exception) -> Response:
+async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return json_response(exc.envelope(), status_code=exc.status, headers=exc.headers or None)
+    body = envelope_for(request.url.path)(exc)
+    return json_response(body, status_code=exc.status, headers=exc.headers or None)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -26,14 +28,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
     else:
         error = NotFound(f"Unknown path: {request.method} {request.url.path}.", code="unknown_url")
-    return json_response(error.envelope(), status_code=error.status, headers=exc.headers)
+    body = envelope_for(request.url.path)(error)
+    return json_response(body, status_code=error.status, headers=exc.headers)
 
 
-async def unexpected_error(_request: Request, exc: Exception) -> Response:
+async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc)
-    return json_response(
-        APIError("The server had an error while processing your request.").envelope(), 500
-    )
+    error = APIError("The server had an error while processing your request.")
+    return json_response(envelope_for(request.url.path)(error), 500)
 
 
 EXCEPTION_HANDLERS = {APIError: api_error, HTTPException: http_error, Exception: unexpected_error}

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from headend.errors import APIError
+from headend.server.error_shapes import Envelope, openai_envelope
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class EventStream(Response):
         keepalive: float = 15.0,
         headers: dict[str, str] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        envelope: Envelope = openai_envelope,
     ) -> None:
         self.status_code = 200
         self.frames = frames
@@ -53,6 +55,7 @@ class EventStream(Response):
             for key, value in (headers or {}).items()
         ]
         self.on_close = on_close
+        self.envelope = envelope
         self._started = False
         self._last_sent = 0.0
 
@@ -111,7 +114,7 @@ class EventStream(Response):
 
     async def _error_response(self, send: Send, exc: APIError) -> None:
         self._started = True
-        body = orjson.dumps(exc.envelope())
+        body = orjson.dumps(self.envelope(exc))
         await send(
             {
                 "type": "http.response.start",

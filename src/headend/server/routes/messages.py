@@ -1,0 +1,68 @@
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: Anthropic's Messages API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headend.errors import APIError
+from headend.server.auth import principal_of
+from headend.server.cancel import until_disconnected
+from headend.server.chat import Plan
+from headend.server.context import request_context
+from headend.server.error_shapes import anthropic_envelope
+from headend.server.http import decode_json, json_response, read_body
+from headend.server.services import Services, services
+from headend.server.sse import EventStream
+from headend.surfaces.messages import MessageEvents, event_frame, to_chat, to_message
+
+
+async def create_message(request: Request) -> Response:
+    found = services(request)
+    body = to_chat(decode_json(await read_body(request, found.settings.server.max_body_bytes)))
+    if body.get("stream") is True:
+        body["stream_options"] = {"include_usage": True}
+    plan = await found.chat.plan(
+        body, request_context(request), request.headers, principal_of(request.scope)
+    )
+    if plan.stream:
+        return EventStream(
+            message_frames(found, plan),
+            on_error=error_frame,
+            keepalive=found.settings.server.keepalive_seconds,
+            headers=plan.headers,
+            on_close=lambda: found.chat.release(plan),
+            envelope=anthropic_envelope,
+        )
+    answer = await until_disconnected(request, found.chat.answer(plan))
+    return json_response(to_message(answer, plan.client_model), headers=plan.headers)
+
+
+async def message_frames(found: Services, plan: Plan) -> AsyncGenerator[bytes, None]:
+    shape = MessageEvents(plan.client_model)
+    async for event in found.chat.events(plan):
+        if isinstance(event, list):
+            frames = [
+                event_frame(name, data) for chunk in event for name, data in shape.feed(chunk)
+            ]
+            if frames:
+                yield b"".join(frames)
+    yield b"".join(event_frame(name, data) for name, data in shape.finish())
+
+
+def error_frame(error: APIError) -> bytes:
+    return event_frame("error", anthropic_envelope(error))
+
+
+async def count_tokens(request: Request) -> Response:
+    found = services(request)
+    raw = decode_json(await read_body(request, found.settings.server.max_body_bytes))
+    if isinstance(raw, dict):
+        raw = {"max_tokens": 1, **raw}  # count_tokens takes no max_tokens
+    body = to_chat(raw)
+    tokens = await found.chat.count_tokens(
+        body, request_context(request), principal_of(request.scope)
+    )
+    return json_response({"input_tokens": tokens})

@@ -1,0 +1,345 @@
+"""Anthropic's Messages API in front of the chat run: its requests as chat requests, chat
+answers and chunks as its messages and named stream events."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+
+from headend.errors import InvalidRequest
+from headend.providers.base import Json
+
+# chat finish_reason -> Anthropic stop_reason
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+# Anthropic fields with a chat equivalent of another name
+RENAMED = {"stop_sequences": "stop"}
+PASSED = ("max_tokens", "temperature", "top_p", "top_k", "stream", "session_id")
+
+
+def new_message_id() -> str:
+    return f"msg_{secrets.token_hex(12)}"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
+        )
+    return ""
+
+
+def _image_part(block: Json, where: str) -> Json:
+    source = block.get("source") or {}
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    elif source.get("type") == "url":
+        url = source.get("url", "")
+    else:
+        raise InvalidRequest("An image needs a base64 or url source.", param=f"{where}.source")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _user_messages(content: Any, where: str) -> list[Json]:
+    """A user turn: tool results become ``tool`` messages, the rest one ``user`` message."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    if not isinstance(content, list):
+        raise InvalidRequest("'content' must be a string or a list of blocks.", param=where)
+    out: list[Json] = []
+    parts: list[Json] = []
+    for index, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        at = f"{where}[{index}]"
+        if kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append(_image_part(block, at))
+        elif kind == "tool_result":
+            result = _text(block.get("content"))
+            if block.get("is_error"):
+                result = f"Error: {result}"
+            out.append(
+                {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": result}
+            )
+        elif kind in ("thinking", "redacted_thinking", "document", "search_result"):
+            continue
+        else:
+            raise InvalidRequest(f"Unsupported content block type {kind!r}.", param=f"{at}.type")
+    if parts:
+        only_text = all(part["type"] == "text" for part in parts)
+        text = "".join(part["text"] for part in parts) if only_text else None
+        out.append({"role": "user", "content": text if only_text else parts})
+    return out
+
+
+def _assistant_message(content: Any, where: str) -> Json:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    if not isinstance(content, list):
+        raise InvalidRequest("'content' must be a string or a list of blocks.", param=where)
+    text = []
+    calls = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            text.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            calls.append(
+                {
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": arguments},
+                }
+            )
+    message: Json = {"role": "assistant", "content": "".join(text) or None}
+    if calls:
+        message["tool_calls"] = calls
+    elif message["content"] is None:
+        message["content"] = ""
+    return message
+
+
+def _tool_choice(choice: Any) -> Any:
+    if not isinstance(choice, dict):
+        raise InvalidRequest("'tool_choice' must be an object.", param="tool_choice")
+    kind = choice.get("type")
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name", "")}}
+    mapped = {"auto": "auto", "any": "required", "none": "none"}.get(str(kind))
+    if mapped is None:
+        raise InvalidRequest(f"Unsupported tool_choice type {kind!r}.", param="tool_choice.type")
+    return mapped
+
+
+def to_chat(body: Any) -> Json:
+    """A Messages request as a chat completions request."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required.", param="model")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens")
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest("'messages' must be a non-empty list.", param="messages")
+    messages: list[Json] = []
+    system = body.get("system")
+    if system:
+        messages.append({"role": "system", "content": _text(system)})
+    for index, message in enumerate(raw):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest("Each message must be an object.", param=where)
+        role = message.get("role")
+        if role == "user":
+            messages += _user_messages(message.get("content"), f"{where}.content")
+        elif role == "assistant":
+            messages.append(_assistant_message(message.get("content"), f"{where}.content"))
+        else:
+            raise InvalidRequest("'role' must be 'user' or 'assistant'.", param=f"{where}.role")
+    chat: Json = {"model": model, "messages": messages}
+    for key in PASSED:
+        if body.get(key) is not None:
+            chat[key] = body[key]
+    for key, renamed in RENAMED.items():
+        if body.get(key):
+            chat[renamed] = body[key]
+    tools = body.get("tools")
+    if tools:
+        chat["tools"] = [_function_tool(tool, i) for i, tool in enumerate(tools)]
+        if body.get("tool_choice") is not None:
+            chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        chat["user"] = metadata["user_id"]
+    return chat
+
+
+def _function_tool(tool: Any, index: int) -> Json:
+    if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+        raise InvalidRequest("A tool needs a 'name'.", param=f"tools[{index}]")
+    return {
+        "type": "function",
+        "function": {
+            "name": tool["name"],
+            "description": tool.get("description", ""),
+            "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+        },
+    }
+
+
+def _tool_use_block(call: Json) -> Json:
+    function = call.get("function") or {}
+    try:
+        arguments = orjson.loads(function.get("arguments") or "{}")
+    except orjson.JSONDecodeError:
+        arguments = {}
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or f"toolu_{secrets.token_hex(12)}",
+        "name": function.get("name", ""),
+        "input": arguments if isinstance(arguments, dict) else {},
+    }
+
+
+def usage_of(usage: Any) -> Json:
+    usage = usage if isinstance(usage, dict) else {}
+    return {
+        "input_tokens": int(usage.get("prompt_tokens") or 0),
+        "output_tokens": int(usage.get("completion_tokens") or 0),
+    }
+
+
+def to_message(answer: Json, model: str) -> Json:
+    """A ``chat.completion`` as an Anthropic ``message``."""
+    choice = answer["choices"][0]
+    reply = choice.get("message") or {}
+    content: list[Json] = []
+    if reply.get("content"):
+        content.append({"type": "text", "text": reply["content"]})
+    content += [_tool_use_block(call) for call in reply.get("tool_calls") or []]
+    return {
+        "id": new_message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_sequence": None,
+        "usage": usage_of(answer.get("usage")),
+    }
+
+
+class MessageEvents:
+    """Chat chunks in, Anthropic's named stream events out; one per stream."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.id = new_message_id()
+        self.started = False
+        self.block = -1  # index of the open content block
+        self.kind: str | None = None  # its type: text or tool_use
+        self.tools: dict[int, int] = {}  # chat tool call index -> block index
+        self.stop_reason = "end_turn"
+        self.usage: Json = {}
+
+    def start(self) -> list[tuple[str, Json]]:
+        self.started = True
+        message: Json = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return [("message_start", {"type": "message_start", "message": message}), PING]
+
+    def _open(self, kind: str, block: Json) -> list[tuple[str, Json]]:
+        events = self._close()
+        self.block += 1
+        self.kind = kind
+        events.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": self.block, "content_block": block},
+            )
+        )
+        return events
+
+    def _close(self) -> list[tuple[str, Json]]:
+        if self.kind is None:
+            return []
+        self.kind = None
+        return [("content_block_stop", {"type": "content_block_stop", "index": self.block})]
+
+    def _delta(self, delta: Json) -> tuple[str, Json]:
+        return (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": self.block, "delta": delta},
+        )
+
+    def feed(self, chunk: Json) -> list[tuple[str, Json]]:
+        events = [] if self.started else self.start()
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                if self.kind != "text":
+                    events += self._open("text", {"type": "text", "text": ""})
+                events.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+            for call in delta.get("tool_calls") or ():
+                events += self._tool_delta(call)
+            if choice.get("finish_reason"):
+                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+        return events
+
+    def _tool_delta(self, call: Json) -> list[tuple[str, Json]]:
+        events: list[tuple[str, Json]] = []
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        if index not in self.tools:
+            block = {
+                "type": "tool_use",
+                "id": call.get("id") or f"toolu_{secrets.token_hex(12)}",
+                "name": function.get("name", ""),
+                "input": {},
+            }
+            events += self._open("tool_use", block)
+            self.tools[index] = self.block
+        if function.get("arguments"):
+            events.append(
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": self.tools[index],
+                        "delta": {
+                            "type": "input_json_delta",
+                            "partial_json": function["arguments"],
+                        },
+                    },
+                )
+            )
+        return events
+
+    def finish(self) -> list[tuple[str, Json]]:
+        events = [] if self.started else self.start()
+        events += self._close()
+        usage = usage_of(self.usage)
+        events.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                    "usage": usage,
+                },
+            )
+        )
+        events.append(("message_stop", {"type": "message_stop"}))
+        return events
+
+
+PING: tuple[str, Json] = ("ping", {"type": "ping"})
+
+
+def event_frame(name: str, data: Json) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
