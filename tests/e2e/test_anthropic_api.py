@@ -1,0 +1,200 @@
+"""Anthropic's Messages API through the official anthropic SDK: agents and model routes,
+streaming and not, client tools, errors, keys and limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import pytest
+
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.upstream import FakeUpstream, Reply, Status
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = "admin-bootstrap-secret-anthropic-0123456"
+CONFIG = """
+providers:
+  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
+models:
+  gpt: up/gpt
+"""
+HI = [{"role": "user", "content": "Hi"}]
+WEATHER = {
+    "name": "weather",
+    "description": "Weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def served(
+    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    site = tmp_path_factory.mktemp("anthropic")
+    (site / "agents").mkdir()
+    (site / "agents" / "helper.md").write_text("---\nmodel: up/helper\n---\nBe helpful.\n")
+    (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("m")))
+    server = start_server(
+        site / "agents",
+        site / "server.log",
+        "--config",
+        str(site / "headend.yaml"),
+        env={"HEADEND_ADMIN_KEY": ADMIN},
+    )
+    yield server
+    stop_server(server)
+
+
+def client(server: RunningServer, key: str = ADMIN) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.base_url, api_key=key, max_retries=0)
+
+
+def issue(server: RunningServer, **body: object) -> str:
+    response = httpx.post(
+        server.base_url + "/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["secret"])
+
+
+def test_a_message_from_an_agent(served: RunningServer, fake: FakeUpstream) -> None:
+    fake.script("m", Reply(text="Hello there", usage=(11, 2)))
+    message = client(served).messages.create(
+        model="helper",
+        max_tokens=100,
+        system="Answer in English.",
+        messages=HI,
+        stop_sequences=["END"],
+        metadata={"user_id": "u-1"},
+    )
+    assert message.type == "message"
+    assert message.role == "assistant"
+    assert message.model == "helper"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "Hello there"
+    assert message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 2)
+    sent = fake.received("m")[0].body
+    assert [m["role"] for m in sent["messages"]] == ["system", "system", "user"]
+    assert sent["messages"][1]["content"] == "Answer in English."
+    assert sent["max_tokens"] == 100
+    assert sent["stop"] == ["END"]
+    assert sent["user"] == "u-1"
+
+
+def test_streaming_events_in_order(served: RunningServer, fake: FakeUpstream) -> None:
+    fake.script("m", Reply(text="one two three", usage=(4, 3)))
+    with client(served).messages.stream(model="gpt", max_tokens=50, messages=HI) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "one two three"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 3
+    raw = httpx.post(
+        served.base_url + "/v1/messages?beta=true",
+        json={"model": "gpt", "max_tokens": 50, "messages": HI, "stream": True},
+        headers={"x-api-key": ADMIN, "anthropic-version": "2023-06-01"},
+    )
+    names = [line[7:] for line in raw.text.splitlines() if line.startswith("event: ")]
+    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert set(names[3:-3]) == {"content_block_delta"}
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+def test_client_tools_round_trip(served: RunningServer, fake: FakeUpstream) -> None:
+    call = {"id": "call_1", "name": "weather", "arguments": '{"city": "Oslo"}'}
+    fake.script("m", Reply(text="", tool_calls=[call]), Reply(text="", tool_calls=[call]))
+    sdk = client(served)
+    message = sdk.messages.create(
+        model="gpt",
+        max_tokens=50,
+        messages=HI,
+        tools=[WEATHER],
+        tool_choice={"type": "any"},
+    )
+    assert message.stop_reason == "tool_use"
+    use = message.content[0]
+    assert use.type == "tool_use"
+    assert (use.id, use.name, use.input) == ("call_1", "weather", {"city": "Oslo"})
+    sent = fake.received("m")[0].body
+    assert sent["tools"][0]["function"]["parameters"] == WEATHER["input_schema"]
+    assert sent["tool_choice"] == "required"
+    with sdk.messages.stream(model="gpt", max_tokens=50, messages=HI, tools=[WEATHER]) as stream:
+        streamed = stream.get_final_message()
+    assert streamed.stop_reason == "tool_use"
+    assert streamed.content[0].input == {"city": "Oslo"}  # type: ignore[union-attr]
+    fake.script("m", Reply(text="Sunny."))
+    answer = sdk.messages.create(
+        model="gpt",
+        max_tokens=50,
+        tools=[WEATHER],
+        messages=[
+            *HI,
+            {"role": "assistant", "content": [use.model_dump()]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "sun"}],
+            },
+        ],
+    )
+    assert answer.content[0].text == "Sunny."  # type: ignore[union-attr]
+    history = fake.received("m")[-1].body["messages"]
+    assert history[1]["tool_calls"][0]["function"]["name"] == "weather"
+    assert json.loads(history[1]["tool_calls"][0]["function"]["arguments"]) == {"city": "Oslo"}
+    assert history[2] == {"role": "tool", "tool_call_id": "call_1", "content": "sun"}
+
+
+def test_count_tokens(served: RunningServer) -> None:
+    short = client(served).messages.count_tokens(model="helper", messages=HI)
+    longer = client(served).messages.count_tokens(
+        model="helper", messages=[{"role": "user", "content": "Hi " * 300}]
+    )
+    assert 0 < short.input_tokens < longer.input_tokens
+
+
+def test_errors_in_anthropics_shape(served: RunningServer, fake: FakeUpstream) -> None:
+    sdk = client(served)
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        sdk.messages.create(model="nope", max_tokens=5, messages=HI)
+    assert missing.value.body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": missing.value.body["error"]["message"]},  # type: ignore[index]
+    }
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        sdk.messages.create(model="gpt", max_tokens=0, messages=HI)
+    assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    with pytest.raises(anthropic.AuthenticationError) as unknown:
+        client(served, "sk-he-wrong").messages.create(model="gpt", max_tokens=5, messages=HI)
+    assert unknown.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    reader = issue(served, name="reader", scopes=["models:read"])
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client(served, reader).messages.create(model="gpt", max_tokens=5, messages=HI)
+    only_helper = issue(served, name="helper-only", scopes=["chat"], agents=["helper"])
+    with pytest.raises(anthropic.NotFoundError):
+        client(served, only_helper).messages.create(model="gpt", max_tokens=5, messages=HI)
+    fake.script("m", Status(500))
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        sdk.messages.create(model="gpt", max_tokens=5, messages=HI)
+    assert failed.value.status_code == 502
+    assert failed.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    fake.script("m", Reply(text="a b c d e f", cut_after=3))
+    with (
+        pytest.raises(anthropic.APIError),
+        sdk.messages.stream(model="gpt", max_tokens=5, messages=HI) as stream,
+    ):
+        for _ in stream:
+            pass
+
+
+def test_rate_limits_reach_anthropic_clients(served: RunningServer, fake: FakeUpstream) -> None:
+    sdk = client(served, issue(served, name="rpm1", scopes=["chat"], rpm=1))
+    raw = sdk.messages.with_raw_response.create(model="gpt", max_tokens=5, messages=HI)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        sdk.messages.create(model="gpt", max_tokens=5, messages=HI)
+    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert int(limited.value.response.headers["retry-after"]) >= 1
