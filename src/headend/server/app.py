@@ -27,6 +27,7 @@ from headend.server.context import RequestContextMiddleware
 from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
 from headend.server.routes.chat import create_chat_completion
+from headend.server.routes.completions import create_completion
 from headend.server.routes.health import health
 from headend.server.routes.messages import count_tokens, create_message
 from headend.server.routes.models import list_models, retrieve_model
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 ROUTES = [
     Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
+    Route("/v1/completions", create_completion, methods=["POST"]),
     Route("/v1/messages", create_message, methods=["POST"]),
     Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),

@@ -1,0 +1,86 @@
+"""``POST /v1/completions``: the legacy Completions API, one chat run per prompt, in turn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headend.server.auth import principal_of
+from headend.server.cancel import until_disconnected
+from headend.server.chat import DONE_FRAME, Plan, error_frames
+from headend.server.context import request_context
+from headend.server.http import decode_json, json_response, read_body
+from headend.server.services import services
+from headend.server.sse import EventStream, data_frame
+from headend.surfaces.completions import (
+    CompletionChunks,
+    choice,
+    prompts_of,
+    to_chat,
+    to_completion,
+)
+
+
+async def create_completion(request: Request) -> Response:
+    found = services(request)
+    body = decode_json(await read_body(request, found.settings.server.max_body_bytes))
+    prompts = prompts_of(body)
+    bodies = [to_chat(body, prompt) for prompt in prompts]
+    context, principal = request_context(request), principal_of(request.scope)
+
+    async def plan(chat: dict[str, Any]) -> Plan:
+        # Streams always carry usage inside; the client sees it only if it asked.
+        if chat.get("stream") is True:
+            chat = {**chat, "stream_options": {"include_usage": True}}
+        return await found.chat.plan(chat, context, request.headers, principal)
+
+    first = await plan(bodies[0])  # errors before anything runs are real statuses
+    echo = prompts if body.get("echo") is True else None
+    if first.stream:
+        options = body.get("stream_options")
+        shape = CompletionChunks(
+            first.client_model, isinstance(options, dict) and options.get("include_usage") is True
+        )
+        plans: list[Plan] = [first]
+
+        async def frames() -> AsyncGenerator[bytes, None]:
+            for index, chat in enumerate(bodies):
+                current = first if index == 0 else await plan(chat)
+                plans.append(current)
+                if echo is not None:
+                    yield data_frame(orjson.dumps(shape.chunk([choice(index, echo[index], None)])))
+                async for event in found.chat.events(current):
+                    if isinstance(event, list):
+                        out = [
+                            data_frame(orjson.dumps(c))
+                            for chunk in event
+                            for c in shape.feed(index, chunk)
+                        ]
+                        if out:
+                            yield b"".join(out)
+            yield b"".join(data_frame(orjson.dumps(c)) for c in shape.end()) + DONE_FRAME
+
+        async def release() -> None:
+            for each in plans:
+                await found.chat.release(each)
+
+        return EventStream(
+            frames(),
+            on_error=error_frames,
+            keepalive=found.settings.server.keepalive_seconds,
+            headers=first.headers,
+            on_close=release,
+        )
+
+    async def answers() -> list[dict[str, Any]]:
+        out = [await found.chat.answer(first)]
+        for chat in bodies[1:]:
+            out.append(await found.chat.answer(await plan(chat)))
+        return out
+
+    done = await until_disconnected(request, answers())
+    return json_response(to_completion(done, first.client_model, echo), headers=first.headers)
