@@ -34,7 +34,9 @@ async def wipe(url: str) -> None:
 
     db = await asyncpg.connect(url)
     try:
-        await db.execute("DROP TABLE IF EXISTS messages, sessions, keys, usage, _migrations")
+        await db.execute(
+            "DROP TABLE IF EXISTS messages, sessions, keys, usage, responses, _migrations"
+        )
     finally:
         await db.close()
 
@@ -112,6 +114,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m003_keys",
         "m004_key_limits",
         "m005_usage",
+        "m006_responses",
     ]
 
 
@@ -204,3 +207,27 @@ async def test_usage_adds_up_per_day_key_and_model(store: Store) -> None:
     assert await store.usage("2026-11-22", key_id="key_1") == [
         UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3)
     ]
+
+
+async def test_responses_are_kept_per_owner(store: Store) -> None:
+    from headend.store.base import ResponseRecord
+
+    record = ResponseRecord(
+        "resp_1", "key_1", "sess_1", 2, 5.0, {"id": "resp_1", "output": []}, [{"role": "user"}]
+    )
+    await store.save_response(record)
+    assert await store.get_response("resp_1", "key_1") == record
+    assert await store.get_response("resp_1", "key_2") is None
+    assert not await store.delete_response("resp_1", "key_2")
+    assert await store.delete_response("resp_1", "key_1")
+    assert await store.get_response("resp_1", "key_1") is None
+    await store.save_response(ResponseRecord("resp_2", None, None, None, 6.0, {}, []))
+    assert (await store.get_response("resp_2", None)) is not None
+
+
+async def test_history_through_a_turn(store: Store) -> None:
+    first = [msg("one"), msg("a1", "assistant")]
+    assert await store.append_turn("h", first, NewSession(None, "a", {})) == 0
+    assert await store.append_turn("h", [msg("two"), msg("a2", "assistant")]) == 1
+    assert [m["content"] for m in await store.messages("h", through_turn=0)] == ["one", "a1"]
+    assert len(await store.messages("h")) == 4

@@ -25,12 +25,19 @@ from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
 from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
 from headend.server.errors import EXCEPTION_HANDLERS
+from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
 from headend.server.routes.health import health
 from headend.server.routes.messages import count_tokens, create_message
 from headend.server.routes.models import list_models, retrieve_model
+from headend.server.routes.responses import (
+    create_response,
+    delete_response,
+    list_input_items,
+    retrieve_response,
+)
 from headend.server.routes.sessions import (
     create_session,
     delete_session,
@@ -51,6 +58,10 @@ log = logging.getLogger(__name__)
 ROUTES = [
     Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
     Route("/v1/completions", create_completion, methods=["POST"]),
+    Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
     Route("/v1/messages", create_message, methods=["POST"]),
     Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
@@ -142,6 +153,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     store=store,
                     auth=auth,
                     meter=meter,
+                    responses=ResponseService(store),
                     chat=ChatService(
                         agents,
                         routes,

@@ -171,6 +171,8 @@ class ChatService:
         context: RequestContext,
         headers: Mapping[str, str] | None = None,
         principal: Principal = OPEN,
+        *,
+        keep: bool = False,
     ) -> Plan:
         """Validate the request and, last, open its session turn (the only step that waits)."""
         headers = headers or {}
@@ -184,7 +186,7 @@ class ChatService:
         plan.ticket = await self.admission.check_rates(principal, plan.client_model)
         try:
             # The session first: a turn waiting for its session's previous one holds no slot.
-            await self._begin_session(plan, session_id, principal)
+            await self._begin_session(plan, session_id, principal, keep)
             await self.admission.enter(plan.ticket, self._agent_limit(plan.client_model))
         except BaseException:
             await self.release(plan)
@@ -217,10 +219,10 @@ class ChatService:
         return agent.spec.max_concurrency or self.admission.limits.agent_concurrency
 
     async def _begin_session(
-        self, plan: Plan, session_id: str | None, principal: Principal
+        self, plan: Plan, session_id: str | None, principal: Principal, keep: bool
     ) -> None:
-        if session_id is None and self.agents.get(plan.client_model) is None:
-            return  # a plain model route stays stateless unless asked to continue one
+        if session_id is None and not keep and self.agents.get(plan.client_model) is None:
+            return  # a plain model route stays stateless unless asked to keep or continue
         head = plan.call.body["messages"][: plan.prepended]  # the agent's own prompt
         sent = plan.call.body["messages"][plan.prepended :]
         turn = await self.sessions.begin(

@@ -11,6 +11,7 @@ from headend.config import Settings
 from headend.providers.routes import RouteTable
 from headend.server.auth import Authenticator
 from headend.server.chat import ChatService
+from headend.server.responses import ResponseService
 from headend.server.usage import UsageMeter
 from headend.store.base import Store
 
@@ -24,6 +25,7 @@ class Services:
     chat: ChatService
     auth: Authenticator
     meter: UsageMeter
+    responses: ResponseService
 
 
 def services(request: Request) -> Services:

@@ -62,6 +62,7 @@ class SessionTurn:
     gate: _Gate | None = None
     holder: str | None = None  # the store lease this turn holds
     renewer: asyncio.Task[None] | None = None
+    written: int | None = None  # the turn's index once committed
 
     def messages(self, system: list[Json]) -> list[Json]:
         return [*system, *self.history, *self.added]
@@ -113,7 +114,8 @@ class SessionService:
         return turn
 
     async def commit(self, turn: SessionTurn, produced: list[Json]) -> None:
-        await self.store.append_turn(turn.session_id, [*turn.added, *produced], turn.new)
+        messages = [*turn.added, *produced]
+        turn.written = await self.store.append_turn(turn.session_id, messages, turn.new)
 
     async def end(self, turn: SessionTurn) -> None:
         """Always called, committed or not: lets the next turn in."""

@@ -57,6 +57,19 @@ class UsageRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseRecord:
+    """A stored Responses API answer: its object, its input, and the session turn it made."""
+
+    id: str
+    owner: str | None
+    session_id: str | None
+    turn: int | None  # the session turn (0-based) this response wrote
+    created_at: float
+    body: Json
+    input_items: list[Json]
+
+
+@dataclass(frozen=True, slots=True)
 class NewSession:
     owner: str | None
     agent: str
@@ -85,13 +98,16 @@ class Store(Protocol):
 
     async def delete_session(self, session_id: str, owner: str | None) -> bool: ...
 
-    async def messages(self, session_id: str) -> list[Json]: ...
+    async def messages(self, session_id: str, through_turn: int | None = None) -> list[Json]:
+        """The session's messages in order; only those of turns up to ``through_turn``
+        when given."""
+        ...
 
     async def append_turn(
         self, session_id: str, messages: list[Json], new: NewSession | None = None
-    ) -> None:
+    ) -> int:
         """Add one turn's messages, all or nothing; ``new`` creates the session in the same
-        transaction (a session's first turn)."""
+        transaction (a session's first turn). The turn's index (0 for the first)."""
         ...
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
@@ -124,6 +140,14 @@ class Store(Protocol):
     async def usage(self, since_day: str, key_id: str | None = None) -> list[UsageRow]:
         """Totals from ``since_day`` on, by day, key and model."""
         ...
+
+    async def save_response(self, record: ResponseRecord) -> None: ...
+
+    async def get_response(self, response_id: str, owner: str | None) -> ResponseRecord | None:
+        """The response, or None when it does not exist or belongs to another owner."""
+        ...
+
+    async def delete_response(self, response_id: str, owner: str | None) -> bool: ...
 
     async def prune(self, updated_before: float) -> int:
         """Delete sessions last updated before the time; how many went."""

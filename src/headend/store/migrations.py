@@ -75,12 +75,27 @@ def m005_usage(db: sqlite3.Connection) -> None:
     )
 
 
+def m006_responses(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            session_id TEXT,
+            turn INTEGER,
+            created_at REAL NOT NULL,
+            body TEXT NOT NULL,
+            input_items TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
     m003_keys,
     m004_key_limits,
     m005_usage,
+    m006_responses,
 ]
 
 

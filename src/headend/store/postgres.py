@@ -13,13 +13,23 @@ from typing import Any
 import orjson
 
 from headend.errors import ConfigError
-from headend.store.base import Json, KeyRecord, NewSession, SessionRecord, UsageRow
+from headend.store.base import (
+    Json,
+    KeyRecord,
+    NewSession,
+    ResponseRecord,
+    SessionRecord,
+    UsageRow,
+)
 from headend.store.rows import (
     KEY_COLUMNS,
+    RESPONSE_COLUMNS,
     USAGE_COLUMNS,
     USAGE_SUMS,
     key_record,
     key_row,
+    response_record,
+    response_row,
     usage_row,
     usage_values,
 )
@@ -95,12 +105,27 @@ async def m005_usage(db: Any) -> None:
     )
 
 
+async def m006_responses(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            session_id TEXT,
+            turn INTEGER,
+            created_at DOUBLE PRECISION NOT NULL,
+            body JSONB NOT NULL,
+            input_items JSONB NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
     m003_keys,
     m004_key_limits,
     m005_usage,
+    m006_responses,
 ]
 
 
@@ -197,15 +222,18 @@ class PostgresStore:
         )
         return bool(status != "DELETE 0")
 
-    async def messages(self, session_id: str) -> list[Json]:
+    async def messages(self, session_id: str, through_turn: int | None = None) -> list[Json]:
         rows = await self._pool.fetch(
-            "SELECT message FROM messages WHERE session_id = $1 ORDER BY seq", session_id
+            "SELECT message FROM messages WHERE session_id = $1 "
+            "AND ($2::int IS NULL OR turn <= $2) ORDER BY seq",
+            session_id,
+            through_turn,
         )
         return [orjson.loads(row["message"]) for row in rows]
 
     async def append_turn(
         self, session_id: str, messages: list[Json], new: NewSession | None = None
-    ) -> None:
+    ) -> int:
         encoded = [orjson.dumps(m).decode() for m in messages]  # fails before any write
         now = time.time()
         async with self._pool.acquire() as db, db.transaction():
@@ -233,6 +261,7 @@ class PostgresStore:
                 "VALUES ($1, $2, $3, $4::jsonb)",
                 [(session_id, seq + i, turn, text) for i, text in enumerate(encoded)],
             )
+        return int(turn)
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
         status = await self._pool.execute(
@@ -305,6 +334,30 @@ class PostgresStore:
             key_id,
         )
         return [usage_row(tuple(row)) for row in rows]
+
+    async def save_response(self, record: ResponseRecord) -> None:
+        await self._pool.execute(
+            f"INSERT INTO responses ({RESPONSE_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
+            *response_row(record),
+        )
+
+    async def get_response(self, response_id: str, owner: str | None) -> ResponseRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {RESPONSE_COLUMNS} FROM responses "
+            "WHERE id = $1 AND owner IS NOT DISTINCT FROM $2",
+            response_id,
+            owner,
+        )
+        return response_record(tuple(row)) if row else None
+
+    async def delete_response(self, response_id: str, owner: str | None) -> bool:
+        status = await self._pool.execute(
+            "DELETE FROM responses WHERE id = $1 AND owner IS NOT DISTINCT FROM $2",
+            response_id,
+            owner,
+        )
+        return bool(status != "DELETE 0")
 
     async def prune(self, updated_before: float) -> int:
         status = await self._pool.execute(

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from headend.store.base import KeyRecord, UsageRow
+from headend.store.base import KeyRecord, ResponseRecord, UsageRow
 
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
@@ -70,4 +70,26 @@ def usage_values(row: UsageRow) -> tuple[Any, ...]:
         row.requests,
         row.prompt_tokens,
         row.completion_tokens,
+    )
+
+
+RESPONSE_COLUMNS = "id, owner, session_id, turn, created_at, body, input_items"
+
+
+def response_row(record: ResponseRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.owner,
+        record.session_id,
+        record.turn,
+        record.created_at,
+        orjson.dumps(record.body).decode(),
+        orjson.dumps(record.input_items).decode(),
+    )
+
+
+def response_record(row: Sequence[Any]) -> ResponseRecord:
+    id_, owner, session_id, turn, created, body, items = row
+    return ResponseRecord(
+        id_, owner, session_id, turn, created, orjson.loads(body), orjson.loads(items)
     )

@@ -20,14 +20,24 @@ from typing import Any, TypeVar
 
 import orjson
 
-from headend.store.base import Json, KeyRecord, NewSession, SessionRecord, UsageRow
+from headend.store.base import (
+    Json,
+    KeyRecord,
+    NewSession,
+    ResponseRecord,
+    SessionRecord,
+    UsageRow,
+)
 from headend.store.migrations import migrate
 from headend.store.rows import (
     KEY_COLUMNS,
+    RESPONSE_COLUMNS,
     USAGE_COLUMNS,
     USAGE_SUMS,
     key_record,
     key_row,
+    response_record,
+    response_row,
     usage_row,
     usage_values,
 )
@@ -165,10 +175,12 @@ class SqliteStore:
 
         return await self._run(delete)
 
-    async def messages(self, session_id: str) -> list[Json]:
+    async def messages(self, session_id: str, through_turn: int | None = None) -> list[Json]:
         def select(db: sqlite3.Connection) -> list[Json]:
             rows = db.execute(
-                "SELECT message FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+                "SELECT message FROM messages WHERE session_id = ? "
+                "AND (? IS NULL OR turn <= ?) ORDER BY seq",
+                (session_id, through_turn, through_turn),
             ).fetchall()
             return [orjson.loads(row[0]) for row in rows]
 
@@ -176,8 +188,8 @@ class SqliteStore:
 
     async def append_turn(
         self, session_id: str, messages: list[Json], new: NewSession | None = None
-    ) -> None:
-        def append(db: sqlite3.Connection) -> None:
+    ) -> int:
+        def append(db: sqlite3.Connection) -> int:
             with db:
                 if new is not None:
                     now = time.time()
@@ -208,8 +220,9 @@ class SqliteStore:
                     "UPDATE sessions SET turns = turns + 1, updated_at = ? WHERE id = ?",
                     (time.time(), session_id),
                 )
+                return int(turn)
 
-        await self._run(append)
+        return await self._run(append)
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
         now = time.time()
@@ -320,6 +333,37 @@ class SqliteStore:
             return [usage_row(row) for row in rows]
 
         return await self._run(select)
+
+    async def save_response(self, record: ResponseRecord) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    response_row(record),
+                )
+
+        await self._run(insert)
+
+    async def get_response(self, response_id: str, owner: str | None) -> ResponseRecord | None:
+        def select(db: sqlite3.Connection) -> ResponseRecord | None:
+            row = db.execute(
+                f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE id = ? AND owner IS ?",
+                (response_id, owner),
+            ).fetchone()
+            return response_record(row) if row else None
+
+        return await self._run(select)
+
+    async def delete_response(self, response_id: str, owner: str | None) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            with db:
+                return bool(
+                    db.execute(
+                        "DELETE FROM responses WHERE id = ? AND owner IS ?", (response_id, owner)
+                    ).rowcount
+                )
+
+        return await self._run(delete)
 
     async def prune(self, updated_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:

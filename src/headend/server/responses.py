@@ -1,0 +1,70 @@
+"""Stored responses: what ``previous_response_id`` continues and ``/v1/responses/{id}`` shows.
+
+A stored response (``store`` is true by default) remembers its session and the turn it
+wrote there. Continuing from the session's latest response continues the session; continuing
+from an earlier one forks: a new session starts with the history up to that response, so
+each branch keeps its own conversation.
+"""
+
+from __future__ import annotations
+
+import time
+
+from headend.errors import NotFound
+from headend.providers.base import Json
+from headend.server.chat import Plan
+from headend.server.sessions import new_session_id
+from headend.store.base import NewSession, ResponseRecord, Store
+from headend.surfaces.responses import stored_items
+
+
+class ResponseNotFound(NotFound):
+    default_code = "response_not_found"
+
+    def __init__(self, response_id: str, param: str | None = None) -> None:
+        super().__init__(f"No response '{response_id}'.", param=param)
+
+
+class ResponseService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def session_after(self, response_id: str, owner: str | None, model: str) -> str:
+        """The session a request with ``previous_response_id`` continues."""
+        record = await self.store.get_response(response_id, owner)
+        if record is None or record.session_id is None or record.turn is None:
+            raise ResponseNotFound(response_id, param="previous_response_id")
+        session = await self.store.get_session(record.session_id, owner)
+        if session is None:  # its conversation was deleted or pruned
+            raise ResponseNotFound(response_id, param="previous_response_id")
+        if session.turns - 1 == record.turn:
+            return session.id
+        history = await self.store.messages(session.id, through_turn=record.turn)
+        fork = new_session_id()
+        metadata = {"forked_from": session.id, "response_id": response_id}
+        await self.store.append_turn(fork, history, NewSession(owner, model, metadata))
+        return fork
+
+    async def save(self, response: Json, plan: Plan, items: list[Json], owner: str | None) -> None:
+        session = plan.session
+        await self.store.save_response(
+            ResponseRecord(
+                id=response["id"],
+                owner=owner,
+                session_id=session.session_id if session else None,
+                turn=session.written if session else None,
+                created_at=time.time(),
+                body=response,
+                input_items=stored_items(items),
+            )
+        )
+
+    async def get(self, response_id: str, owner: str | None) -> ResponseRecord:
+        record = await self.store.get_response(response_id, owner)
+        if record is None:
+            raise ResponseNotFound(response_id)
+        return record
+
+    async def delete(self, response_id: str, owner: str | None) -> None:
+        if not await self.store.delete_response(response_id, owner):
+            raise ResponseNotFound(response_id)

@@ -1,0 +1,117 @@
+"""``/v1/responses``: OpenAI's Responses API, over the same chat run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headend.errors import InvalidRequest
+from headend.providers.base import Json
+from headend.server.auth import principal_of
+from headend.server.cancel import until_disconnected
+from headend.server.chat import Plan
+from headend.server.context import request_context
+from headend.server.http import decode_json, json_response, read_body
+from headend.server.services import Services, services
+from headend.server.sse import EventStream
+from headend.surfaces.responses import ResponseEvents, ResponseShape, items_of, to_chat
+
+
+def event_frames(events: list[Json]) -> bytes:
+    return b"".join(
+        b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        for event in events
+    )
+
+
+async def create_response(request: Request) -> Response:
+    found = services(request)
+    body = decode_json(await read_body(request, found.settings.server.max_body_bytes))
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    items = items_of(body)
+    chat = to_chat(body, items)
+    principal = principal_of(request.scope)
+    keep = body.get("store", True) is not False
+    previous = body.get("previous_response_id")
+    if previous is not None:
+        if not isinstance(previous, str):
+            raise InvalidRequest(
+                "'previous_response_id' must be a string.", param="previous_response_id"
+            )
+        chat["session_id"] = await found.responses.session_after(
+            previous, principal.key_id, chat["model"]
+        )
+    plan = await found.chat.plan(
+        chat, request_context(request), request.headers, principal, keep=keep
+    )
+    shape = ResponseShape(body, plan.client_model)
+    shape.session_id = plan.session.session_id if plan.session else None
+    owner = principal.key_id
+    if plan.stream:
+        events = ResponseEvents(shape)
+        return EventStream(
+            response_frames(found, plan, events, items if keep else None, owner),
+            on_error=lambda error: event_frames([events.failed(error)]),
+            keepalive=found.settings.server.keepalive_seconds,
+            headers=plan.headers,
+            on_close=lambda: found.chat.release(plan),
+        )
+    answer = await until_disconnected(request, found.chat.answer(plan))
+    response = shape.from_answer(answer)
+    if keep:
+        await found.responses.save(response, plan, items, owner)
+    return json_response(response, headers=plan.headers)
+
+
+async def response_frames(
+    found: Services,
+    plan: Plan,
+    events: ResponseEvents,
+    items: list[Json] | None,
+    owner: str | None,
+) -> AsyncGenerator[bytes, None]:
+    yield event_frames(events.start())  # at once: a failure later is a response.failed
+    async for event in found.chat.events(plan):
+        if isinstance(event, list):
+            out = [e for chunk in event for e in events.feed(chunk)]
+            if out:
+                yield event_frames(out)
+    closing, response = events.finish_events()
+    if items is not None:  # stored before the client hears it is done
+        await found.responses.save(response, plan, items, owner)
+    yield event_frames(closing)
+
+
+async def retrieve_response(request: Request) -> Response:
+    record = await services(request).responses.get(
+        request.path_params["response_id"], principal_of(request.scope).key_id
+    )
+    return json_response(record.body)
+
+
+async def delete_response(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
+    await services(request).responses.delete(response_id, principal_of(request.scope).key_id)
+    return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+async def list_input_items(request: Request) -> Response:
+    record = await services(request).responses.get(
+        request.path_params["response_id"], principal_of(request.scope).key_id
+    )
+    items = record.input_items
+    if request.query_params.get("order", "desc") == "desc":
+        items = list(reversed(items))
+    return json_response(
+        {
+            "object": "list",
+            "data": items,
+            "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None,
+            "has_more": False,
+        }
+    )

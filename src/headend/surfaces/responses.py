@@ -1,0 +1,440 @@
+"""OpenAI's Responses API in front of the chat run: ``input`` items as chat messages, chat
+answers as ``response`` objects, chat chunks as the Responses stream events."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from headend.errors import APIError, InvalidRequest, UnsupportedValue
+from headend.providers.base import Json
+
+PASSED = {"temperature": "temperature", "top_p": "top_p", "user": "user", "stream": "stream"}
+RENAMED = {"max_output_tokens": "max_tokens", "parallel_tool_calls": "parallel_tool_calls"}
+ROLES = ("user", "system", "developer", "assistant")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def _text_parts(content: Any, where: str) -> str | list[Json]:
+    """A message's content as chat content: plain text, or parts when images are in it."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest("'content' must be a string or a list of parts.", param=where)
+    parts: list[Json] = []
+    for index, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": part.get("refusal", "")})
+        else:
+            raise UnsupportedValue(
+                f"Content parts of type {kind!r} are not supported.", param=f"{where}[{index}]"
+            )
+    if all(part["type"] == "text" for part in parts):
+        return "".join(part["text"] for part in parts)
+    return parts
+
+
+def items_of(body: Json) -> list[Json]:
+    """``input`` as a list of items; a string is one user message."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": raw}]
+    if isinstance(raw, list) and raw and all(isinstance(item, dict) for item in raw):
+        return list(raw)
+    raise InvalidRequest("'input' must be a string or a non-empty list of items.", param="input")
+
+
+def to_messages(items: list[Json]) -> list[Json]:
+    messages: list[Json] = []
+    for index, item in enumerate(items):
+        where = f"input[{index}]"
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ROLES:
+                raise InvalidRequest(f"'role' must be one of {', '.join(ROLES)}.", param=where)
+            messages.append({"role": role, "content": _text_parts(item.get("content"), where)})
+        elif kind == "function_call":
+            call = {
+                "id": item.get("call_id", ""),
+                "type": "function",
+                "function": {"name": item.get("name", ""), "arguments": item.get("arguments", "")},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)  # parallel calls: one assistant message
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else str(_text_parts(output, where))
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id", ""), "content": text}
+            )
+        elif kind == "reasoning":
+            continue
+        else:
+            raise UnsupportedValue(f"Input items of type {kind!r} are not supported.", param=where)
+    return messages
+
+
+def _tool(tool: Any, index: int) -> Json:
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        raise UnsupportedValue(
+            f"Only function tools are supported here, not {kind!r}.", param=f"tools[{index}]"
+        )
+    function: Json = {
+        "name": tool.get("name", ""),
+        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    if tool.get("strict") is not None:
+        function["strict"] = tool["strict"]
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: Any) -> Any:
+    if isinstance(choice, str):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice.get("name", "")}}
+    raise UnsupportedValue("Unsupported 'tool_choice'.", param="tool_choice")
+
+
+def _response_format(text: Any) -> Json | None:
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
+        return None
+    if fmt.get("type") == "json_object":
+        return {"type": "json_object"}
+    if fmt.get("type") == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        return {"type": "json_schema", "json_schema": schema}
+    raise UnsupportedValue("Unsupported 'text.format'.", param="text.format")
+
+
+def to_chat(body: Any, items: list[Json]) -> Json:
+    """A Responses request as a chat completions request (the session adds the history)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    messages = to_messages(items)
+    if isinstance(body.get("instructions"), str) and body["instructions"]:
+        messages.insert(0, {"role": "system", "content": body["instructions"]})
+    chat: Json = {"model": model, "messages": messages}
+    for key, renamed in (PASSED | RENAMED).items():
+        if body.get(key) is not None:
+            chat[renamed] = body[key]
+    if body.get("tools"):
+        chat["tools"] = [_tool(tool, i) for i, tool in enumerate(body["tools"])]
+        if body.get("tool_choice") is not None:
+            chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    response_format = _response_format(body.get("text"))
+    if response_format is not None:
+        chat["response_format"] = response_format
+    if chat.get("stream") is True:
+        chat["stream_options"] = {"include_usage": True}
+    return chat
+
+
+def stored_items(items: list[Json]) -> list[Json]:
+    """Input items as ``input_items`` lists them: each with an id and a type."""
+    out = []
+    for item in items:
+        kind = item.get("type", "message")
+        prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+        stored = {"id": new_id(prefix.get(kind, "item")), "type": kind, **item}
+        if kind == "message" and isinstance(stored.get("content"), str):
+            part = "output_text" if stored.get("role") == "assistant" else "input_text"
+            stored["content"] = [{"type": part, "text": stored["content"]}]
+        out.append(stored)
+    return out
+
+
+def usage_of(usage: Any) -> Json:
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+
+
+class ResponseShape:
+    """One response object, built up as its run goes."""
+
+    def __init__(self, body: Json, model: str) -> None:
+        self.id = new_id("resp")
+        self.created_at = int(time.time())
+        self.body = body
+        self.model = model
+        self.session_id: str | None = None
+
+    def envelope(
+        self,
+        status: str,
+        output: list[Json],
+        usage: Json | None = None,
+        error: Json | None = None,
+        incomplete: str | None = None,
+    ) -> Json:
+        body = self.body
+        response: Json = {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "error": error,
+            "incomplete_details": {"reason": incomplete} if incomplete else None,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "model": self.model,
+            "output": output,
+            "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "previous_response_id": body.get("previous_response_id"),
+            "reasoning": {"effort": None, "summary": None},
+            "store": body.get("store", True) is not False,
+            "temperature": body.get("temperature"),
+            "text": body.get("text") or {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "top_p": body.get("top_p"),
+            "truncation": body.get("truncation") or "disabled",
+            "usage": usage,
+            "user": body.get("user"),
+            "metadata": body.get("metadata") or {},
+        }
+        if self.session_id is not None:
+            response["session_id"] = self.session_id
+        return response
+
+    def from_answer(self, answer: Json) -> Json:
+        choice = answer["choices"][0]
+        message = choice.get("message") or {}
+        output: list[Json] = []
+        if message.get("content"):
+            output.append(text_item(new_id("msg"), message["content"], "completed"))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            output.append(
+                call_item(
+                    new_id("fc"),
+                    call.get("id", ""),
+                    function.get("name", ""),
+                    function.get("arguments", ""),
+                    "completed",
+                )
+            )
+        incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
+        status = "incomplete" if incomplete else "completed"
+        return self.envelope(status, output, usage_of(answer.get("usage")), None, incomplete)
+
+
+def text_part(text: str) -> Json:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def text_item(item_id: str, text: str | None, status: str) -> Json:
+    content = [text_part(text)] if text is not None else []
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> Json:
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+class ResponseEvents:
+    """Chat chunks in, the Responses stream's events out; one per stream."""
+
+    def __init__(self, shape: ResponseShape) -> None:
+        self.shape = shape
+        self.sequence = 0
+        self.output: list[Json] = []  # finished items
+        self.text: list[str] | None = None  # the open message's text
+        self.text_id = ""
+        self.calls: dict[int, Json] = {}  # chat tool call index -> open function_call item
+        self.finish: str | None = None
+        self.usage: Json = {}
+
+    def event(self, kind: str, **fields: Any) -> Json:
+        self.sequence += 1
+        return {"type": kind, "sequence_number": self.sequence - 1, **fields}
+
+    def start(self) -> list[Json]:
+        response = self.shape.envelope("in_progress", [])
+        return [
+            self.event("response.created", response=response),
+            self.event("response.in_progress", response=response),
+        ]
+
+    def feed(self, chunk: Json) -> list[Json]:
+        events: list[Json] = []
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                events += self._text(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                events += self._call(call)
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+        return events
+
+    def _index(self) -> int:
+        return len(self.output) + (self.text is not None) + len(self.calls)
+
+    def _text(self, delta: str) -> list[Json]:
+        events = []
+        if self.text is None:
+            events += self._close_calls()
+            self.text, self.text_id = [], new_id("msg")
+            index = self._index() - 1
+            events.append(
+                self.event(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=text_item(self.text_id, None, "in_progress"),
+                )
+            )
+            events.append(
+                self.event(
+                    "response.content_part.added",
+                    item_id=self.text_id,
+                    output_index=index,
+                    content_index=0,
+                    part=text_part(""),
+                )
+            )
+        self.text.append(delta)
+        events.append(
+            self.event(
+                "response.output_text.delta",
+                item_id=self.text_id,
+                output_index=len(self.output),
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
+        )
+        return events
+
+    def _close_text(self) -> list[Json]:
+        if self.text is None:
+            return []
+        text, self.text = "".join(self.text), None
+        index = len(self.output)
+        item = text_item(self.text_id, text, "completed")
+        self.output.append(item)
+        fields = {"item_id": self.text_id, "output_index": index, "content_index": 0}
+        return [
+            self.event("response.output_text.done", **fields, text=text, logprobs=[]),
+            self.event("response.content_part.done", **fields, part=text_part(text)),
+            self.event("response.output_item.done", output_index=index, item=item),
+        ]
+
+    def _call(self, call: Json) -> list[Json]:
+        events = []
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        if index not in self.calls:
+            events += self._close_text()
+            item = call_item(
+                new_id("fc"),
+                call.get("id") or new_id("call"),
+                function.get("name", ""),
+                "",
+                "in_progress",
+            )
+            item["output_index"] = self._index()
+            self.calls[index] = item
+            public = {k: v for k, v in item.items() if k != "output_index"}
+            events.append(
+                self.event(
+                    "response.output_item.added", output_index=item["output_index"], item=public
+                )
+            )
+        item = self.calls[index]
+        if function.get("arguments"):
+            item["arguments"] += function["arguments"]
+            events.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=item["output_index"],
+                    delta=function["arguments"],
+                )
+            )
+        return events
+
+    def _close_calls(self) -> list[Json]:
+        events = []
+        for index in sorted(self.calls):
+            item = self.calls[index]
+            position = item.pop("output_index")
+            item["status"] = "completed"
+            self.output.append(item)
+            events.append(
+                self.event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=position,
+                    arguments=item["arguments"],
+                )
+            )
+            events.append(self.event("response.output_item.done", output_index=position, item=item))
+        self.calls = {}
+        return events
+
+    def finish_events(self) -> tuple[list[Json], Json]:
+        """The closing events, and the finished response (to store)."""
+        events = self._close_text() + self._close_calls()
+        incomplete = "max_output_tokens" if self.finish == "length" else None
+        response = self.shape.envelope(
+            "incomplete" if incomplete else "completed",
+            self.output,
+            usage_of(self.usage),
+            None,
+            incomplete,
+        )
+        # Always response.completed (an answer cut at max_output_tokens says "incomplete" in
+        # its status): the SDKs' stream helpers and Codex wait for this event and no other.
+        events.append(self.event("response.completed", response=response))
+        return events, response
+
+    def failed(self, error: APIError) -> Json:
+        code = error.code or ("server_error" if error.status >= 500 else "invalid_request")
+        response = self.shape.envelope(
+            "failed", self.output, None, {"code": code, "message": error.message}
+        )
+        return self.event("response.failed", response=response)
