@@ -1,0 +1,210 @@
+"""OpenAI's Responses API through the openai SDK: answers, streams, function calls,
+stored responses, continuation and branching, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.upstream import FakeUpstream, Reply, Status
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = "admin-bootstrap-secret-responses-012345"
+CONFIG = """
+providers:
+  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
+models:
+  gpt: up/gpt
+"""
+WEATHER = {
+    "type": "function",
+    "name": "weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def served(
+    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    site = tmp_path_factory.mktemp("responses")
+    (site / "agents").mkdir()
+    (site / "agents" / "helper.md").write_text("---\nmodel: up/helper\n---\nBe helpful.\n")
+    (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("r")))
+    server = start_server(
+        site / "agents",
+        site / "server.log",
+        "--config",
+        str(site / "headend.yaml"),
+        env={"HEADEND_ADMIN_KEY": ADMIN},
+    )
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def client(served: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=served.api, api_key=ADMIN, max_retries=0)
+
+
+def sent(fake: FakeUpstream, index: int = -1) -> list[dict[str, object]]:
+    messages: list[dict[str, object]] = fake.received("r")[index].body["messages"]
+    return messages
+
+
+def test_a_response_and_its_continuation(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script("r", Reply(text="Paris.", usage=(9, 2)), Reply(text="About 2 million."))
+    first = client.responses.create(
+        model="gpt", input="Capital of France?", instructions="Be terse.", max_output_tokens=50
+    )
+    assert first.object == "response"
+    assert first.status == "completed"
+    assert first.output_text == "Paris."
+    assert first.output[0].type == "message"
+    assert first.usage is not None
+    assert (first.usage.input_tokens, first.usage.output_tokens, first.usage.total_tokens) == (
+        9,
+        2,
+        11,
+    )
+    assert sent(fake) == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    assert fake.received("r")[0].body["max_tokens"] == 50
+    second = client.responses.create(
+        model="gpt", input="Population?", previous_response_id=first.id
+    )
+    assert second.output_text == "About 2 million."
+    assert second.previous_response_id == first.id
+    # the history comes from the store; instructions are not carried over
+    assert sent(fake) == [
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "Population?"},
+    ]
+    assert client.responses.retrieve(first.id).output_text == "Paris."
+    items = list(client.responses.input_items.list(second.id))
+    assert [item.type for item in items] == ["message"]
+
+
+def test_branching_from_an_earlier_response(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script("r", Reply(text="A1"), Reply(text="B1"), Reply(text="C1"))
+    root = client.responses.create(model="helper", input="root")
+    client.responses.create(model="helper", input="left", previous_response_id=root.id)
+    client.responses.create(model="helper", input="right", previous_response_id=root.id)
+    contents = [m["content"] for m in sent(fake) if m["role"] != "system"]
+    assert contents == ["root", "A1", "right"]  # "left" and its answer are another branch
+
+
+def test_streaming_events(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script("r", Reply(text="one two three", usage=(3, 3)))
+    with client.responses.stream(model="gpt", input="Count") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert set(kinds[4:-4]) == {"response.output_text.delta"}
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert final.output_text == "one two three"
+    assert final.usage is not None
+    assert final.usage.output_tokens == 3
+    # stored before it said completed
+    assert client.responses.retrieve(final.id).output_text == "one two three"
+
+
+def test_function_calls_round_trip(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    call = {"id": "call_9", "name": "weather", "arguments": '{"city": "Oslo"}'}
+    fake.script("r", Reply(text="", tool_calls=[call]), Reply(text="", tool_calls=[call]))
+    asked = client.responses.create(model="gpt", input="Weather?", tools=[WEATHER])
+    function_call = asked.output[0]
+    assert function_call.type == "function_call"
+    assert (function_call.call_id, function_call.name) == ("call_9", "weather")
+    assert json.loads(function_call.arguments) == {"city": "Oslo"}
+    assert fake.received("r")[0].body["tools"][0]["function"]["name"] == "weather"
+    with client.responses.stream(model="gpt", input="Weather?", tools=[WEATHER]) as stream:
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds
+    assert streamed.output[0].type == "function_call"
+    assert json.loads(streamed.output[0].arguments) == {"city": "Oslo"}  # type: ignore[union-attr]
+    fake.script("r", Reply(text="Sunny in Oslo."))
+    answered = client.responses.create(
+        model="gpt",
+        previous_response_id=asked.id,
+        input=[{"type": "function_call_output", "call_id": "call_9", "output": "sunny"}],
+        tools=[WEATHER],
+    )
+    assert answered.output_text == "Sunny in Oslo."
+    history = sent(fake)
+    assert history[-2]["tool_calls"][0]["id"] == "call_9"  # type: ignore[index]
+    assert history[-1] == {"role": "tool", "tool_call_id": "call_9", "content": "sunny"}
+
+
+def test_items_as_input_and_not_storing(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script("r", Reply(text="ok"))
+    response = client.responses.create(
+        model="gpt",
+        store=False,
+        input=[
+            {"role": "developer", "content": "Rules."},
+            {"role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]},
+            {"role": "user", "content": "Again"},
+        ],
+    )
+    assert response.store is False
+    assert [m["role"] for m in sent(fake)] == ["developer", "user", "assistant", "user"]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+
+def test_errors(client: openai.OpenAI, served: RunningServer, fake: FakeUpstream) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.responses.create(model="gpt", input="x", previous_response_id="resp_nope")
+    assert missing.value.code == "response_not_found"
+    with pytest.raises(openai.BadRequestError) as tool:
+        client.responses.create(model="gpt", input="x", tools=[{"type": "web_search"}])
+    assert tool.value.code == "unsupported_value"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="nope", input="x")
+    fake.script("r", Status(500))
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.responses.create(model="gpt", input="x")
+    assert failed.value.status_code == 502
+    fake.script("r", Status(500))
+    with client.responses.stream(model="gpt", input="x") as stream:
+        kinds = [event.type for event in stream]
+    assert kinds[-1] == "response.failed"
+    # responses belong to the key that made them
+    fake.script("r", Reply(text="mine"))
+    mine = client.responses.create(model="gpt", input="x")
+    other = httpx.post(
+        served.base_url + "/admin/keys",
+        json={"name": "other", "scopes": ["chat"]},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    ).json()["secret"]
+    stranger = openai.OpenAI(base_url=served.api, api_key=other, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        stranger.responses.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        stranger.responses.create(model="gpt", input="x", previous_response_id=mine.id)
+    client.responses.delete(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(mine.id)
