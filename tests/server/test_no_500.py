@@ -54,12 +54,12 @@ bodies = st.one_of(
 )
 
 
-def run(app: Any, body: bytes) -> httpx.Response:
+def run(app: Any, body: bytes, path: str = "/v1/chat/completions") -> httpx.Response:
     async def go() -> httpx.Response:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                return await client.post("/v1/chat/completions", content=body)
+                return await client.post(path, content=body)
 
     return asyncio.run(go())
 
@@ -92,3 +92,92 @@ def test_any_bytes_get_a_non_500_answer(tmp_path: Path, raw: bytes) -> None:
         providers={"local": ScriptedProvider()},
     )
     assert run(app, raw).status_code < 500
+
+
+block = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "input_text", "x"])},
+    optional={
+        "text": json_values,
+        "content": json_values,
+        "input": json_values,
+        "source": json_values,
+        "image_url": json_values,
+    },
+)
+turn = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "developer", "x"])},
+    optional={
+        "type": st.sampled_from(["message", "function_call", "function_call_output", "x"]),
+        "content": st.lists(block, max_size=3) | json_values,
+        "call_id": json_values,
+        "output": json_values,
+    },
+)
+SURFACES = {
+    "/v1/responses": st.fixed_dictionaries(
+        {"model": st.sampled_from(["bot", "nope"]) | json_values},
+        optional={
+            "input": st.lists(turn, max_size=3) | json_values,
+            "instructions": json_values,
+            "tools": json_values,
+            "tool_choice": json_values,
+            "text": json_values,
+            "previous_response_id": json_values,
+            "store": json_values,
+            "stream": json_values,
+            "max_output_tokens": json_values,
+        },
+    ),
+    "/v1/completions": st.fixed_dictionaries(
+        {"model": st.sampled_from(["bot", "nope"]) | json_values},
+        optional={
+            "prompt": json_values,
+            "echo": json_values,
+            "n": json_values,
+            "suffix": json_values,
+            "stream": json_values,
+            "max_tokens": json_values,
+        },
+    ),
+    "/v1/messages": st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["bot", "nope"]) | json_values,
+            "messages": st.lists(turn, max_size=3) | json_values,
+        },
+        optional={
+            "max_tokens": st.integers(-1, 50) | json_values,
+            "system": json_values,
+            "tools": json_values,
+            "tool_choice": json_values,
+            "stop_sequences": json_values,
+            "metadata": json_values,
+            "stream": json_values,
+        },
+    ),
+}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_every_surface_answers_odd_bodies_with_a_4xx_in_its_shape(
+    tmp_path: Path, data: st.DataObject
+) -> None:
+    path = data.draw(st.sampled_from(sorted(SURFACES)))
+    body = data.draw(st.one_of(json_values, SURFACES[path]))
+    agents = tmp_path / "agents"
+    agents.mkdir(exist_ok=True)
+    (agents / "bot.md").write_text("---\nmodel: local\n---\nhi\n")
+    app = create_app(
+        Settings(agents_dir=agents, store="sqlite:///:memory:"),
+        providers={"local": ScriptedProvider()},
+    )
+    response = run(app, json.dumps(body).encode(), path)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        if path == "/v1/messages":
+            assert response.json()["type"] == "error"
+            assert set(response.json()["error"]) == {"type", "message"}
+        else:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
