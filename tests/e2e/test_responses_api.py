@@ -37,6 +37,7 @@ def served(
     site = tmp_path_factory.mktemp("responses")
     (site / "agents").mkdir()
     (site / "agents" / "helper.md").write_text("---\nmodel: up/helper\n---\nBe helpful.\n")
+    (site / "agents" / "maths.md").write_text("---\nmodel: up/maths\ntools: [calculator]\n---\n")
     (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("r")))
     server = start_server(
         site / "agents",
@@ -208,3 +209,25 @@ def test_errors(client: openai.OpenAI, served: RunningServer, fake: FakeUpstream
     client.responses.delete(mine.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(mine.id)
+
+
+@pytest.mark.parametrize("surface", ["responses", "responses stream", "messages stream"])
+def test_an_agent_with_tools_runs_its_loop_on_every_surface(
+    served: RunningServer, client: openai.OpenAI, fake: FakeUpstream, surface: str
+) -> None:
+    import anthropic
+
+    calc = {"id": "c1", "name": "calculator", "arguments": '{"expression": "6 * 7"}'}
+    fake.script("r", Reply(text="", tool_calls=[calc]), Reply(text="It is 42."))
+    if surface == "responses":
+        text = client.responses.create(model="maths", input="6*7?").output_text
+    elif surface == "responses stream":
+        with client.responses.stream(model="maths", input="6*7?") as stream:
+            text = stream.get_final_response().output_text
+    else:
+        sdk = anthropic.Anthropic(base_url=served.base_url, api_key=ADMIN, max_retries=0)
+        question = [{"role": "user", "content": "6*7?"}]
+        with sdk.messages.stream(model="maths", max_tokens=50, messages=question) as stream:
+            text = "".join(stream.text_stream)
+    assert text == "It is 42."
+    assert sent(fake)[-1] == {"role": "tool", "tool_call_id": "c1", "content": "42"}
