@@ -10,19 +10,12 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, stop_server
+from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
 from tests.upstream import FakeUpstream, Reply, Status
 
 pytestmark = pytest.mark.e2e
 
-ADMIN = "admin-bootstrap-secret-anthropic-0123456"
-CONFIG = """
-providers:
-  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
-models:
-  gpt: up/gpt
-"""
-HI = [{"role": "user", "content": "Hi"}]
 WEATHER = {
     "name": "weather",
     "description": "Weather in a city",
@@ -34,17 +27,8 @@ WEATHER = {
 def served(
     upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    site = tmp_path_factory.mktemp("anthropic")
-    (site / "agents").mkdir()
-    (site / "agents" / "helper.md").write_text("---\nmodel: up/helper\n---\nBe helpful.\n")
-    (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("m")))
-    server = start_server(
-        site / "agents",
-        site / "server.log",
-        "--config",
-        str(site / "headend.yaml"),
-        env={"HEADEND_ADMIN_KEY": ADMIN},
-    )
+    agents = {"helper": "---\nmodel: up/helper\n---\nBe helpful.\n"}
+    server = serve(make_site(tmp_path_factory.mktemp("anthropic"), upstream, "m", agents))
     yield server
     stop_server(server)
 
@@ -53,12 +37,8 @@ def client(server: RunningServer, key: str = ADMIN) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=server.base_url, api_key=key, max_retries=0)
 
 
-def issue(server: RunningServer, **body: object) -> str:
-    response = httpx.post(
-        server.base_url + "/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["secret"])
+def new_secret(server: RunningServer, **body: object) -> str:
+    return str(issue(server, **body)["secret"])
 
 
 def test_a_message_from_an_agent(served: RunningServer, fake: FakeUpstream) -> None:
@@ -170,10 +150,10 @@ def test_errors_in_anthropics_shape(served: RunningServer, fake: FakeUpstream) -
     with pytest.raises(anthropic.AuthenticationError) as unknown:
         client(served, "sk-he-wrong").messages.create(model="gpt", max_tokens=5, messages=HI)
     assert unknown.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
-    reader = issue(served, name="reader", scopes=["models:read"])
+    reader = new_secret(served, name="reader", scopes=["models:read"])
     with pytest.raises(anthropic.PermissionDeniedError):
         client(served, reader).messages.create(model="gpt", max_tokens=5, messages=HI)
-    only_helper = issue(served, name="helper-only", scopes=["chat"], agents=["helper"])
+    only_helper = new_secret(served, name="helper-only", scopes=["chat"], agents=["helper"])
     with pytest.raises(anthropic.NotFoundError):
         client(served, only_helper).messages.create(model="gpt", max_tokens=5, messages=HI)
     fake.script("m", Status(500))
@@ -191,7 +171,7 @@ def test_errors_in_anthropics_shape(served: RunningServer, fake: FakeUpstream) -
 
 
 def test_rate_limits_reach_anthropic_clients(served: RunningServer, fake: FakeUpstream) -> None:
-    sdk = client(served, issue(served, name="rpm1", scopes=["chat"], rpm=1))
+    sdk = client(served, new_secret(served, name="rpm1", scopes=["chat"], rpm=1))
     raw = sdk.messages.with_raw_response.create(model="gpt", max_tokens=5, messages=HI)
     assert raw.headers["x-ratelimit-remaining-requests"] == "0"
     with pytest.raises(anthropic.RateLimitError) as limited:

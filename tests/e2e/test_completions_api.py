@@ -7,37 +7,26 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, stop_server
+from tests.e2e.sites import ADMIN, make_site, serve
 from tests.upstream import FakeUpstream, Reply, Status
 
 pytestmark = pytest.mark.e2e
-
-CONFIG = """
-providers:
-  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
-models:
-  gpt: up/gpt
-"""
 
 
 @pytest.fixture(scope="module")
 def served(
     upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    site = tmp_path_factory.mktemp("completions")
-    (site / "agents").mkdir()
-    (site / "agents" / "poet.md").write_text("---\nmodel: up/poet\n---\nWrite verse.\n")
-    (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("c")))
-    server = start_server(
-        site / "agents", site / "server.log", "--config", str(site / "headend.yaml")
-    )
+    agents = {"poet": "---\nmodel: up/poet\n---\nWrite verse.\n"}
+    server = serve(make_site(tmp_path_factory.mktemp("completions"), upstream, "c", agents))
     yield server
     stop_server(server)
 
 
 @pytest.fixture
 def client(served: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=served.api, api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=served.api, api_key=ADMIN, max_retries=0)
 
 
 def test_a_prompt_and_a_list_of_prompts(client: openai.OpenAI, fake: FakeUpstream) -> None:

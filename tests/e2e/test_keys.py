@@ -12,48 +12,21 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import RunningServer, free_port, start_server, stop_server
+from tests.conftest import RunningServer, free_port, stop_server
+from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
 from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
-
-ADMIN = "admin-bootstrap-secret-0123456789abcdef"
-HI = [{"role": "user", "content": "Hi"}]
-CONFIG = """
-providers:
-  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
-models:
-  gpt: up/gpt
-"""
 
 
 @pytest.fixture(scope="module")
 def secured(
     upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    site = tmp_path_factory.mktemp("keys")
-    (site / "agents").mkdir()
-    for name in ("alpha", "beta"):
-        (site / "agents" / f"{name}.md").write_text(f"---\nmodel: up/{name}\n---\n")
-    (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("k")))
-    server = start_server(
-        site / "agents",
-        site / "server.log",
-        "--config",
-        str(site / "headend.yaml"),
-        env={"HEADEND_ADMIN_KEY": ADMIN},
-    )
+    agents = {name: f"---\nmodel: up/{name}\n---\n" for name in ("alpha", "beta")}
+    server = serve(make_site(tmp_path_factory.mktemp("keys"), upstream, "k", agents))
     yield server
     stop_server(server)
-
-
-def issue(server: RunningServer, **body: object) -> dict[str, object]:
-    response = httpx.post(
-        server.base_url + "/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
-    )
-    assert response.status_code == 200, response.text
-    created: dict[str, object] = response.json()
-    return created
 
 
 def sdk(server: RunningServer, secret: object) -> openai.OpenAI:

@@ -13,59 +13,34 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, stop_server
+from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
 from tests.upstream import FakeUpstream, Reply, Status
 
 pytestmark = pytest.mark.e2e
 
-ADMIN = "admin-bootstrap-secret-limits-0123456789"
-HI = [{"role": "user", "content": "Hi"}]
-CONFIG = """
-providers:
-  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
-models:
-  gpt: up/gpt
+LIMITS = """
 limits:
   max_queue: 1
   queue_timeout: 1s
 """
-
-
-def make_site(root: Path, upstream: FakeUpstream, prefix: str) -> Path:
-    (root / "agents").mkdir()
-    (root / "agents" / "solo.md").write_text("---\nmodel: up/solo\nmax_concurrency: 1\n---\n")
-    (root / "agents" / "crowd.md").write_text("---\nmodel: up/crowd\n---\n")
-    (root / "headend.yaml").write_text(CONFIG.format(url=upstream.url(prefix)))
-    return root
-
-
-def serve(site: Path, log: str, *extra: str) -> RunningServer:
-    return start_server(
-        site / "agents",
-        site / log,
-        "--config",
-        str(site / "headend.yaml"),
-        *extra,
-        env={"HEADEND_ADMIN_KEY": ADMIN},
-    )
+AGENTS = {
+    "solo": "---\nmodel: up/solo\nmax_concurrency: 1\n---\n",
+    "crowd": "---\nmodel: up/crowd\n---\n",
+}
 
 
 @pytest.fixture(scope="module")
 def limited(
     upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    site = make_site(tmp_path_factory.mktemp("limits"), upstream, "l")
-    server = serve(site, "server.log")
+    server = serve(make_site(tmp_path_factory.mktemp("limits"), upstream, "l", AGENTS, LIMITS))
     yield server
     stop_server(server)
 
 
-def issue(server: RunningServer, **body: object) -> str:
-    response = httpx.post(
-        server.base_url + "/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["secret"])
+def new_secret(server: RunningServer, **body: object) -> str:
+    return str(issue(server, **body)["secret"])
 
 
 def sdk(server: RunningServer, secret: str) -> openai.OpenAI:
@@ -96,7 +71,7 @@ def test_requests_per_minute(limited: RunningServer, fake: FakeUpstream) -> None
     )
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "rpm"
-    client = sdk(limited, issue(limited, name="rpm", scopes=["chat"], rpm=2))
+    client = sdk(limited, new_secret(limited, name="rpm", scopes=["chat"], rpm=2))
     first = client.chat.completions.with_raw_response.create(model="gpt", messages=HI)
     assert first.headers["x-ratelimit-limit-requests"] == "2"
     assert first.headers["x-ratelimit-remaining-requests"] == "1"
@@ -119,7 +94,7 @@ def test_requests_per_minute(limited: RunningServer, fake: FakeUpstream) -> None
 
 
 def test_tokens_per_minute(limited: RunningServer, fake: FakeUpstream) -> None:
-    secret = issue(limited, name="tpm", scopes=["chat"], tpm=20)
+    secret = new_secret(limited, name="tpm", scopes=["chat"], tpm=20)
     fake.script("l", Reply(usage=(5, 7)), Reply(usage=(5, 7)))
     first = chat(limited, "gpt", secret)
     assert first.headers["x-ratelimit-limit-tokens"] == "20"
@@ -172,7 +147,7 @@ def test_waiting_past_the_queue_timeout_is_a_429(
     waited = chat(limited, "solo")
     assert waited.status_code == 429
     assert 0.9 <= time.monotonic() - started < 1.8
-    assert "Waited 1s" in waited.json()["error"]["message"]
+    assert "Waited 1s for a free slot" in waited.json()["error"]["message"]
     slow.join(10)
 
 
@@ -211,7 +186,7 @@ def test_slots_come_back_after_disconnects_and_failures(
 
 
 def test_a_keys_own_concurrency(limited: RunningServer, fake: FakeUpstream) -> None:
-    secret = issue(limited, name="one-at-a-time", scopes=["chat"], max_concurrency=1)
+    secret = new_secret(limited, name="one-at-a-time", scopes=["chat"], max_concurrency=1)
     fake.script("l", Reply(first_delay=1.5))
     slow, _ = run_in_thread(lambda: chat(limited, "gpt", secret))
     time.sleep(0.2)
@@ -223,10 +198,10 @@ def test_a_keys_own_concurrency(limited: RunningServer, fake: FakeUpstream) -> N
 
 def test_usage_is_counted_per_key_and_model(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.reset()
-    site = make_site(tmp_path, upstream, "u")
-    server = serve(site, "server.log")
+    site = make_site(tmp_path, upstream, "u", AGENTS, LIMITS)
+    server = serve(site)
     try:
-        secret = issue(server, name="metered", scopes=["chat"])
+        secret = new_secret(server, name="metered", scopes=["chat"])
         upstream.script("u", Reply(usage=(10, 3)), Reply(usage=(20, 4)), Reply(usage=(1, 1)))
         assert chat(server, "gpt", secret).status_code == 200
         stream = chat(server, "gpt", secret, stream=True)

@@ -6,22 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import httpx
 import openai
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, stop_server
+from tests.e2e.sites import ADMIN, issue, make_site, serve
 from tests.upstream import FakeUpstream, Reply, Status
 
 pytestmark = pytest.mark.e2e
 
-ADMIN = "admin-bootstrap-secret-responses-012345"
-CONFIG = """
-providers:
-  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
-models:
-  gpt: up/gpt
-"""
 WEATHER = {
     "type": "function",
     "name": "weather",
@@ -34,18 +27,11 @@ WEATHER = {
 def served(
     upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    site = tmp_path_factory.mktemp("responses")
-    (site / "agents").mkdir()
-    (site / "agents" / "helper.md").write_text("---\nmodel: up/helper\n---\nBe helpful.\n")
-    (site / "agents" / "maths.md").write_text("---\nmodel: up/maths\ntools: [calculator]\n---\n")
-    (site / "headend.yaml").write_text(CONFIG.format(url=upstream.url("r")))
-    server = start_server(
-        site / "agents",
-        site / "server.log",
-        "--config",
-        str(site / "headend.yaml"),
-        env={"HEADEND_ADMIN_KEY": ADMIN},
-    )
+    agents = {
+        "helper": "---\nmodel: up/helper\n---\nBe helpful.\n",
+        "maths": "---\nmodel: up/maths\ntools: [calculator]\n---\n",
+    }
+    server = serve(make_site(tmp_path_factory.mktemp("responses"), upstream, "r", agents))
     yield server
     stop_server(server)
 
@@ -196,12 +182,8 @@ def test_errors(client: openai.OpenAI, served: RunningServer, fake: FakeUpstream
     # responses belong to the key that made them
     fake.script("r", Reply(text="mine"))
     mine = client.responses.create(model="gpt", input="x")
-    other = httpx.post(
-        served.base_url + "/admin/keys",
-        json={"name": "other", "scopes": ["chat"]},
-        headers={"Authorization": f"Bearer {ADMIN}"},
-    ).json()["secret"]
-    stranger = openai.OpenAI(base_url=served.api, api_key=other, max_retries=0)
+    other = issue(served, name="other", scopes=["chat"])["secret"]
+    stranger = openai.OpenAI(base_url=served.api, api_key=str(other), max_retries=0)
     with pytest.raises(openai.NotFoundError):
         stranger.responses.retrieve(mine.id)
     with pytest.raises(openai.NotFoundError):

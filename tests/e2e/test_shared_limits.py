@@ -11,7 +11,8 @@ import openai
 import pytest
 
 from tests.conftest import RunningServer, stop_server
-from tests.e2e.test_limits import ADMIN, HI, chat, issue, make_site, sdk, serve
+from tests.e2e.sites import ADMIN, HI, make_site, serve
+from tests.e2e.test_limits import AGENTS, LIMITS, chat, new_secret, sdk
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -21,9 +22,8 @@ pytestmark = pytest.mark.e2e
 def pair(
     upstream: FakeUpstream, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningServer, RunningServer]]:
-    site = make_site(tmp_path_factory.mktemp("shared"), upstream, "s")
-    with (site / "headend.yaml").open("a") as config:
-        config.write(f"redis: {redis_url}\n")
+    extra = LIMITS + f"redis: {redis_url}\n"
+    site = make_site(tmp_path_factory.mktemp("shared"), upstream, "s", AGENTS, extra)
     first = serve(site, "a.log")
     try:
         second = serve(site, "b.log")
@@ -39,7 +39,7 @@ def test_one_rate_limit_across_instances(
     pair: tuple[RunningServer, RunningServer], fake: FakeUpstream
 ) -> None:
     a, b = pair
-    secret = issue(a, name="shared-rpm", scopes=["chat"], rpm=3)
+    secret = new_secret(a, name="shared-rpm", scopes=["chat"], rpm=3)
     assert sdk(a, secret).chat.completions.create(model="gpt", messages=HI)
     assert sdk(b, secret).chat.completions.create(model="gpt", messages=HI)
     answer = sdk(a, secret).chat.completions.with_raw_response.create(model="gpt", messages=HI)
@@ -54,7 +54,7 @@ def test_a_revoked_key_is_refused_by_both_within_a_second(
     pair: tuple[RunningServer, RunningServer], fake: FakeUpstream
 ) -> None:
     a, b = pair
-    secret = issue(a, name="doomed", scopes=["chat"])
+    secret = new_secret(a, name="doomed", scopes=["chat"])
     assert chat(a, "gpt", secret).status_code == 200
     assert chat(b, "gpt", secret).status_code == 200
     key_id = httpx.get(

@@ -82,17 +82,14 @@ class Admission:
             for pool, size in self.pools(ticket, agent_limit):
                 try:
                     ticket.slots.append(await self.limiter.acquire(pool, size, self.queueing))
-                except QueueFull:
+                except (QueueFull, QueueTimeout) as exc:
+                    waited = (
+                        f"Waited {self.queueing.timeout:g}s for a free slot of '{pool}'"
+                        if isinstance(exc, QueueTimeout)
+                        else f"Too many requests wait for '{pool}'"
+                    )
                     raise RateLimited(
-                        f"Too many requests waiting for '{pool}' ({size} run at once). "
-                        "Try again shortly.",
-                        kind="concurrency",
-                        headers=ticket.headers | retry_headers(QUEUE_FULL_RETRY),
-                    ) from None
-                except QueueTimeout:
-                    raise RateLimited(
-                        f"Waited {self.queueing.timeout:g}s for '{pool}' ({size} run at once) "
-                        "without a free slot. Try again later.",
+                        f"{waited} ({size} run at once). Try again shortly.",
                         kind="concurrency",
                         headers=ticket.headers | retry_headers(QUEUE_FULL_RETRY),
                     ) from None

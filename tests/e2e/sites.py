@@ -1,0 +1,51 @@
+"""A headend site in front of the fake upstream: agents, a model route, an admin key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import RunningServer, start_server
+from tests.upstream import FakeUpstream
+
+ADMIN = "admin-bootstrap-secret-0123456789abcdef"
+HI = [{"role": "user", "content": "Hi"}]
+UPSTREAM_CONFIG = """
+providers:
+  up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
+models:
+  gpt: up/gpt
+"""
+
+
+def make_site(
+    root: Path, upstream: FakeUpstream, prefix: str, agents: dict[str, str], extra: str = ""
+) -> Path:
+    """``agents`` maps names to their files' text; ``gpt`` routes to the upstream's /prefix."""
+    (root / "agents").mkdir()
+    for name, text in agents.items():
+        (root / "agents" / f"{name}.md").write_text(text)
+    (root / "headend.yaml").write_text(UPSTREAM_CONFIG.format(url=upstream.url(prefix)) + extra)
+    return root
+
+
+def serve(site: Path, log: str = "server.log", *extra: str) -> RunningServer:
+    return start_server(
+        site / "agents",
+        site / log,
+        "--config",
+        str(site / "headend.yaml"),
+        *extra,
+        env={"HEADEND_ADMIN_KEY": ADMIN},
+    )
+
+
+def issue(server: RunningServer, **body: object) -> dict[str, object]:
+    """A new key through the admin API: its description and its secret."""
+    response = httpx.post(
+        server.base_url + "/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert response.status_code == 200, response.text
+    created: dict[str, object] = response.json()
+    return created
