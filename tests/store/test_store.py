@@ -223,6 +223,8 @@ async def test_responses_are_kept_per_owner(store: Store) -> None:
     assert await store.get_response("resp_1", "key_1") is None
     await store.save_response(ResponseRecord("resp_2", None, None, None, 6.0, {}, []))
     assert (await store.get_response("resp_2", None)) is not None
+    await store.prune(6.5)  # retention applies to stored responses too
+    assert await store.get_response("resp_2", None) is None
 
 
 async def test_history_through_a_turn(store: Store) -> None:

@@ -150,5 +150,6 @@ class Store(Protocol):
     async def delete_response(self, response_id: str, owner: str | None) -> bool: ...
 
     async def prune(self, updated_before: float) -> int:
-        """Delete sessions last updated before the time; how many went."""
+        """Delete sessions last updated, and stored responses made, before the time; how
+        many sessions went."""
         ...

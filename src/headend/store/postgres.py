@@ -360,7 +360,7 @@ class PostgresStore:
         return bool(status != "DELETE 0")
 
     async def prune(self, updated_before: float) -> int:
-        status = await self._pool.execute(
-            "DELETE FROM sessions WHERE updated_at < $1", updated_before
-        )
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute("DELETE FROM responses WHERE created_at < $1", updated_before)
+            status = await db.execute("DELETE FROM sessions WHERE updated_at < $1", updated_before)
         return int(status.split()[-1])

@@ -368,6 +368,7 @@ class SqliteStore:
     async def prune(self, updated_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:
             with db:
+                db.execute("DELETE FROM responses WHERE created_at < ?", (updated_before,))
                 return int(
                     db.execute(
                         "DELETE FROM sessions WHERE updated_at < ?", (updated_before,)
