@@ -183,3 +183,25 @@ async def test_an_unreachable_redis_fails_at_startup() -> None:
     assert "cannot reach" in str(caught.value)
     assert "hunter2" not in str(caught.value)
     await limiter.close()
+
+
+async def test_a_held_slot_outlives_its_lease_while_renewed(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_limiter, "LEASE", 0.5)
+    monkeypatch.setattr(redis_limiter, "RENEW_EVERY", 0.1)
+    a, b = RedisLimiter(redis_url), RedisLimiter(redis_url)
+    await a.start()
+    await b.start()
+    try:
+        await a._redis.flushdb()
+        held = await a.acquire("long", 1, QUEUE)
+        await asyncio.sleep(1.2)  # a long agent run: more than twice the lease
+        with pytest.raises(QueueFull):
+            await b.acquire("long", 1, Queueing(max_waiting=0, timeout=1))
+        await held.release()
+        slot = await b.acquire("long", 1, Queueing(max_waiting=0, timeout=1))
+        await slot.release()
+    finally:
+        await a.close()
+        await b.close()

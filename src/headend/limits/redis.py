@@ -159,8 +159,10 @@ class RedisLimiter:
     async def _forget(self, slot: _RedisSlot) -> None:
         slot.held = False
         self._held.pop(slot.id, None)
-        with contextlib.suppress(Exception):  # the slot's lease ends by itself otherwise
+        try:
             await self._release_script(keys=pool_keys(slot.pool)[:3], args=[slot.id])
+        except Exception as exc:  # its lease ends by itself, LEASE seconds on
+            log.warning("giving a concurrency slot of '%s' back failed: %s", slot.pool, exc)
 
     async def _release(self, slot: _RedisSlot) -> None:
         await asyncio.shield(self._forget(slot))

@@ -25,7 +25,8 @@ STOP_REASONS = {
 MAX_TEMPERATURE = 1.0
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
+    """The text of a message's content, whether a string or a list of parts or blocks."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -70,7 +71,8 @@ def _user_blocks(content: Any, where: str) -> list[Json]:
     return blocks
 
 
-def _tool_use(call: Json) -> Json:
+def tool_use_block(call: Json) -> Json:
+    """An OpenAI tool call as an Anthropic ``tool_use`` block."""
     function = call.get("function") or {}
     arguments = function.get("arguments") or "{}"
     try:
@@ -82,6 +84,18 @@ def _tool_use(call: Json) -> Json:
         "id": call.get("id", ""),
         "name": function.get("name", ""),
         "input": parsed if isinstance(parsed, dict) else {"value": parsed},
+    }
+
+
+def tool_call_of(block: Json) -> Json:
+    """An Anthropic ``tool_use`` block as an OpenAI tool call."""
+    return {
+        "id": block.get("id", ""),
+        "type": "function",
+        "function": {
+            "name": block.get("name", ""),
+            "arguments": orjson.dumps(block.get("input") or {}).decode(),
+        },
     }
 
 
@@ -120,15 +134,15 @@ def to_anthropic(body: Json, model: str, default_max_tokens: int) -> Json:
         content = message.get("content")
         where = f"messages[{index}].content"
         if role in ("system", "developer"):
-            system.append(_text_of(content))
+            system.append(text_of(content))
         elif role == "user":
             _append(messages, "user", _user_blocks(content, where))
         elif role == "assistant":
             blocks: list[Json] = []
-            text = _text_of(content)
+            text = text_of(content)
             if text:
                 blocks.append({"type": "text", "text": text})
-            blocks += [_tool_use(call) for call in message.get("tool_calls") or []]
+            blocks += [tool_use_block(call) for call in message.get("tool_calls") or []]
             _append(messages, "assistant", blocks or [{"type": "text", "text": ""}])
         elif role == "tool":
             _append(
@@ -138,7 +152,7 @@ def to_anthropic(body: Json, model: str, default_max_tokens: int) -> Json:
                     {
                         "type": "tool_result",
                         "tool_use_id": message.get("tool_call_id", ""),
-                        "content": _text_of(content),
+                        "content": text_of(content),
                     }
                 ],
             )
@@ -203,15 +217,7 @@ def from_anthropic(message: Json, model: str) -> Json:
     """An Anthropic message as an OpenAI ``chat.completion``."""
     blocks = message.get("content") or []
     text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-    tool_calls = [
-        {
-            "id": b["id"],
-            "type": "function",
-            "function": {"name": b["name"], "arguments": orjson.dumps(b.get("input", {})).decode()},
-        }
-        for b in blocks
-        if b.get("type") == "tool_use"
-    ]
+    tool_calls = [tool_call_of(b) for b in blocks if b.get("type") == "tool_use"]
     reply: Json = {
         "role": "assistant",
         "content": text if text or not tool_calls else None,

@@ -138,6 +138,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
             await check_exposure(auth, settings.server.host, settings.server.insecure_no_auth)
             await limiter.start()
         except BaseException:
+            await limiter.close()
             await store.close()
             raise
         meter = UsageMeter(store)

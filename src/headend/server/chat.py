@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import orjson
 
 from headend.agents.compose import agent_body, max_iterations
 from headend.agents.loop import Reply, Run, ToolLoop, ToolProgress, add_usage
-from headend.agents.registry import AgentRegistry
+from headend.agents.registry import Agent, AgentRegistry
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.providers.base import ChatCall, Json
 from headend.providers.router import Router
@@ -60,6 +60,7 @@ class Plan:
     run: Run | None = None  # an agent with tools runs the tool loop
     progress: ProgressFormat | None = None
     session: SessionTurn | None = None
+    agent: Agent | None = None  # None: a plain model route
     ticket: Ticket | None = None  # admitted by the limits; given back by ``release``
     frames: Frames | None = None  # an agent stream's chunk shapes
     released: bool = False
@@ -187,7 +188,7 @@ class ChatService:
         try:
             # The session first: a turn waiting for its session's previous one holds no slot.
             await self._begin_session(plan, session_id, principal, keep)
-            await self.admission.enter(plan.ticket, self._agent_limit(plan.client_model))
+            await self.admission.enter(plan.ticket, self._agent_limit(plan))
         except BaseException:
             await self.release(plan)
             raise
@@ -201,8 +202,7 @@ class ChatService:
         if not principal.may_use(body["model"]):
             raise ModelNotFound(body["model"])
         plan = self._plan(body, context, {})
-        counter = self.router.providers[plan.targets[0].provider].token_counter()
-        count = counting_with(counter) if counter is not None else estimate_tokens
+        count = self._counter(plan)
         messages = plan.call.body["messages"]
         tools = plan.call.body.get("tools")
 
@@ -212,16 +212,20 @@ class ChatService:
 
         return await asyncio.to_thread(total)
 
-    def _agent_limit(self, name: str) -> int | None:
-        agent = self.agents.get(name)
-        if agent is None:
+    def _counter(self, plan: Plan) -> Callable[[Json], int]:
+        """Message sizes by the first route's own tokenizer, or estimated without one."""
+        counter = self.router.providers[plan.targets[0].provider].token_counter()
+        return counting_with(counter) if counter is not None else estimate_tokens
+
+    def _agent_limit(self, plan: Plan) -> int | None:
+        if plan.agent is None:
             return None
-        return agent.spec.max_concurrency or self.admission.limits.agent_concurrency
+        return plan.agent.spec.max_concurrency or self.admission.limits.agent_concurrency
 
     async def _begin_session(
         self, plan: Plan, session_id: str | None, principal: Principal, keep: bool
     ) -> None:
-        if session_id is None and not keep and self.agents.get(plan.client_model) is None:
+        if session_id is None and not keep and plan.agent is None:
             return  # a plain model route stays stateless unless asked to keep or continue
         head = plan.call.body["messages"][: plan.prepended]  # the agent's own prompt
         sent = plan.call.body["messages"][plan.prepended :]
@@ -247,10 +251,8 @@ class ChatService:
         window = min(windows)
         asked = plan.call.body.get("max_completion_tokens") or plan.call.body.get("max_tokens")
         reserve = asked if isinstance(asked, int) else min(window // 4, 4096)
-        counter = providers[0].token_counter()
-        count = counting_with(counter) if counter is not None else estimate_tokens
         return await asyncio.to_thread(
-            trim, system, turn.history, turn.added, max(window - reserve, 0), count
+            trim, system, turn.history, turn.added, max(window - reserve, 0), self._counter(plan)
         )
 
     def _plan(self, body: Any, context: RequestContext, headers: Mapping[str, str]) -> Plan:
@@ -297,6 +299,7 @@ class ChatService:
             prepended=prepended,
             run=run,
             progress=progress,
+            agent=agent,
         )
 
     async def complete(self, plan: Plan) -> bytes:
@@ -361,6 +364,12 @@ class ChatService:
             raise in_client_terms(exc, plan.prepended) from None
         finally:
             await self.release(plan)
+
+    async def chunks(self, plan: Plan) -> AsyncGenerator[list[Json], None]:
+        """``events`` without tool progress: what the other API surfaces translate."""
+        async for event in self.events(plan):
+            if isinstance(event, list) and event:
+                yield event
 
     async def _loop_stream(self, plan: Plan) -> AsyncGenerator[list[Json] | ToolProgress, None]:
         assert plan.run is not None

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from headend.errors import InvalidRequest
+from headend.providers.anthropic_translate import text_of, tool_call_of, tool_use_block
 from headend.providers.base import Json
 
 # chat finish_reason -> Anthropic stop_reason
@@ -26,16 +27,6 @@ PASSED = ("max_tokens", "temperature", "top_p", "top_k", "stream", "session_id")
 
 def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
-        )
-    return ""
 
 
 def _image_part(block: Json, where: str) -> Json:
@@ -65,7 +56,7 @@ def _user_messages(content: Any, where: str) -> list[Json]:
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "tool_result":
-            result = _text(block.get("content"))
+            result = text_of(block.get("content"))
             if block.get("is_error"):
                 result = f"Error: {result}"
             out.append(
@@ -95,14 +86,7 @@ def _assistant_message(content: Any, where: str) -> Json:
         if block.get("type") == "text":
             text.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            calls.append(
-                {
-                    "id": block.get("id", ""),
-                    "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": arguments},
-                }
-            )
+            calls.append(tool_call_of(block))
     message: Json = {"role": "assistant", "content": "".join(text) or None}
     if calls:
         message["tool_calls"] = calls
@@ -123,15 +107,18 @@ def _tool_choice(choice: Any) -> Any:
     return mapped
 
 
-def to_chat(body: Any) -> Json:
-    """A Messages request as a chat completions request."""
+def to_chat(body: Any, *, counting: bool = False) -> Json:
+    """A Messages request as a chat completions request; ``counting``: for count_tokens,
+    which takes no ``max_tokens``."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required.", param="model")
     max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+    if not counting and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
         raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens")
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
@@ -139,7 +126,7 @@ def to_chat(body: Any) -> Json:
     messages: list[Json] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": _text(system)})
+        messages.append({"role": "system", "content": text_of(system)})
     for index, message in enumerate(raw):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
@@ -182,20 +169,6 @@ def _function_tool(tool: Any, index: int) -> Json:
     }
 
 
-def _tool_use_block(call: Json) -> Json:
-    function = call.get("function") or {}
-    try:
-        arguments = orjson.loads(function.get("arguments") or "{}")
-    except orjson.JSONDecodeError:
-        arguments = {}
-    return {
-        "type": "tool_use",
-        "id": call.get("id") or f"toolu_{secrets.token_hex(12)}",
-        "name": function.get("name", ""),
-        "input": arguments if isinstance(arguments, dict) else {},
-    }
-
-
 def usage_of(usage: Any) -> Json:
     usage = usage if isinstance(usage, dict) else {}
     return {
@@ -211,7 +184,7 @@ def to_message(answer: Json, model: str) -> Json:
     content: list[Json] = []
     if reply.get("content"):
         content.append({"type": "text", "text": reply["content"]})
-    content += [_tool_use_block(call) for call in reply.get("tool_calls") or []]
+    content += [tool_use_block(call) for call in reply.get("tool_calls") or []]
     return {
         "id": new_message_id(),
         "type": "message",

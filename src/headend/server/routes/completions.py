@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headend.server.agent_frames import chunk_frames
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
 from headend.server.chat import DONE_FRAME, Plan, error_frames
 from headend.server.context import request_context
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import services
-from headend.server.sse import EventStream, data_frame
+from headend.server.sse import EventStream
 from headend.surfaces.completions import (
     CompletionChunks,
     choice,
@@ -49,20 +49,17 @@ async def create_completion(request: Request) -> Response:
 
         async def frames() -> AsyncGenerator[bytes, None]:
             for index, chat in enumerate(bodies):
-                current = first if index == 0 else await plan(chat)
-                plans.append(current)
+                current = first
+                if index:
+                    current = await plan(chat)
+                    plans.append(current)
                 if echo is not None:
-                    yield data_frame(orjson.dumps(shape.chunk([choice(index, echo[index], None)])))
-                async for event in found.chat.events(current):
-                    if isinstance(event, list):
-                        out = [
-                            data_frame(orjson.dumps(c))
-                            for chunk in event
-                            for c in shape.feed(index, chunk)
-                        ]
-                        if out:
-                            yield b"".join(out)
-            yield b"".join(data_frame(orjson.dumps(c)) for c in shape.end()) + DONE_FRAME
+                    yield chunk_frames([shape.chunk([choice(index, echo[index], None)])])
+                async for batch in found.chat.chunks(current):
+                    out = [c for chunk in batch for c in shape.feed(index, chunk)]
+                    if out:
+                        yield chunk_frames(out)
+            yield chunk_frames(shape.end()) + DONE_FRAME
 
         async def release() -> None:
             for each in plans:

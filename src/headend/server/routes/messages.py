@@ -42,13 +42,10 @@ async def create_message(request: Request) -> Response:
 
 async def message_frames(found: Services, plan: Plan) -> AsyncGenerator[bytes, None]:
     shape = MessageEvents(plan.client_model)
-    async for event in found.chat.events(plan):
-        if isinstance(event, list):
-            frames = [
-                event_frame(name, data) for chunk in event for name, data in shape.feed(chunk)
-            ]
-            if frames:
-                yield b"".join(frames)
+    async for batch in found.chat.chunks(plan):
+        frames = [event_frame(name, data) for chunk in batch for name, data in shape.feed(chunk)]
+        if frames:
+            yield b"".join(frames)
     yield b"".join(event_frame(name, data) for name, data in shape.finish())
 
 
@@ -59,9 +56,7 @@ def error_frame(error: APIError) -> bytes:
 async def count_tokens(request: Request) -> Response:
     found = services(request)
     raw = decode_json(await read_body(request, found.settings.server.max_body_bytes))
-    if isinstance(raw, dict):
-        raw = {"max_tokens": 1, **raw}  # count_tokens takes no max_tokens
-    body = to_chat(raw)
+    body = to_chat(raw, counting=True)
     tokens = await found.chat.count_tokens(
         body, request_context(request), principal_of(request.scope)
     )

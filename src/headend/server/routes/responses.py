@@ -75,11 +75,10 @@ async def response_frames(
     owner: str | None,
 ) -> AsyncGenerator[bytes, None]:
     yield event_frames(events.start())  # at once: a failure later is a response.failed
-    async for event in found.chat.events(plan):
-        if isinstance(event, list):
-            out = [e for chunk in event for e in events.feed(chunk)]
-            if out:
-                yield event_frames(out)
+    async for batch in found.chat.chunks(plan):
+        out = [e for chunk in batch for e in events.feed(chunk)]
+        if out:
+            yield event_frames(out)
     closing, response = events.finish_events()
     if items is not None:  # stored before the client hears it is done
         await found.responses.save(response, plan, items, owner)
