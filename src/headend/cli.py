@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from headend.server.app import create_app
+    from headend.server.ingress import uvicorn_options
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -70,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         lifespan="on",
         access_log=args.access_log,
+        **uvicorn_options(settings.server),
     )
     return 0
 

@@ -41,7 +41,13 @@ class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
-    keepalive_seconds: float = Field(15.0, gt=0)
+    keepalive_seconds: float = Field(15.0, gt=0)  # SSE comment lines while a stream is quiet
+    # The way in (see headend.server.ingress): limits on what a client may send, and how slowly.
+    max_header_bytes: int = Field(65_536, ge=1024)  # request line and headers together
+    max_headers: int = Field(100, ge=8)
+    header_timeout: float = Field(10.0, gt=0)  # seconds from a request's first byte to its head
+    body_timeout: float = Field(60.0, gt=0)  # seconds from the head to the body's last byte
+    idle_timeout: float = Field(10.0, gt=0)  # seconds a connection may wait between requests
     admin_key: str | None = Field(None, repr=False)  # also from $HEADEND_ADMIN_KEY
     insecure_no_auth: bool = False  # serve without keys on a non-loopback address
 

@@ -5,6 +5,7 @@
     └── APIError                    becomes an HTTP status and the OpenAI error envelope
         ├── InvalidRequest          400 invalid_request_error (param names the field)
         │   ├── UnsupportedValue    400, a valid value headend does not serve
+        │   ├── SessionModelMismatch 400 a session continued with another agent or model
         │   └── UpstreamRejected    the upstream refused the request itself (its 4xx, relayed)
         ├── InvalidKey              401 invalid_api_key
         ├── InsufficientScope       403 insufficient_scope
@@ -12,8 +13,10 @@
         │   ├── ModelNotFound       404 code model_not_found
         │   └── SessionNotFound     404 code session_not_found
         ├── MethodNotAllowed        405
+        ├── RequestTimeout          408 the request's head or body came too slowly
         ├── SessionBusy             409 session_busy
         ├── PayloadTooLarge         413
+        ├── HeadersTooLarge         431 too many or too large request headers
         ├── RateLimited             429 rate_limit_exceeded, with Retry-After
         ├── ProviderError           502 a model provider failed
         │   ├── UpstreamFailure     502 one failed attempt; ``retryable`` says whether to try again
@@ -104,6 +107,18 @@ class MethodNotAllowed(APIError):
     default_code = "method_not_allowed"
 
 
+class RequestTimeout(APIError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(APIError):
+    status = 431
+    type = "invalid_request_error"
+    default_code = "headers_too_large"
+
+
 class PayloadTooLarge(APIError):
     status = 413
     type = "invalid_request_error"
@@ -171,6 +186,17 @@ class SessionNotFound(NotFound):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"No session '{session_id}'.", param="session_id")
+
+
+class SessionModelMismatch(InvalidRequest):
+    default_code = "session_model_mismatch"
+
+    def __init__(self, session_id: str, owner_model: str) -> None:
+        super().__init__(
+            f"Session '{session_id}' belongs to '{owner_model}': continue it with "
+            f'"model": "{owner_model}", or start a new session for another model.',
+            param="model",
+        )
 
 
 class SessionBusy(APIError):

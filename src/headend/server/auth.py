@@ -85,19 +85,32 @@ def required_scope(method: str, path: str) -> str | None:
         return "admin"
     if path.startswith("/v1/models"):
         return "models:read"
-    if path.startswith("/v1/sessions") and method == "GET":
+    if path.startswith("/v1/sessions") and method in READS:
         return "sessions:read"
     return "chat"
 
 
+READS = ("GET", "HEAD")  # HEAD is a GET without the body: the same scope
+
+
 def presented_secret(headers: list[tuple[bytes, bytes]]) -> str | None:
-    api_key = None
+    """The request's one credential; two (of one kind, or one of each) are refused, so no
+    rule about which one wins can be played against another part of the stack."""
+    secret = None
+    found = 0
     for name, value in headers:
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            return value[7:].strip().decode("latin-1") or None
-        if name == b"x-api-key":
-            api_key = value.strip().decode("latin-1") or None
-    return api_key
+        if name == b"authorization":
+            found += 1
+            if value[:7].lower() == b"bearer ":
+                secret = value[7:].strip().decode("latin-1") or None
+        elif name == b"x-api-key":
+            found += 1
+            secret = value.strip().decode("latin-1") or None
+    if found > 1:
+        raise InvalidKey(
+            "Send one credential: either 'Authorization: Bearer <key>' or 'x-api-key', once."
+        )
+    return secret
 
 
 class Authenticator:

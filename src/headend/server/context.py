@@ -2,19 +2,28 @@
 
 A pure ASGI middleware (no per-request task or body buffering, unlike Starlette's
 BaseHTTPMiddleware) puts it in ``scope["state"]`` and adds both headers to every response.
+It is also the last stop for a bug: an unexpected exception is logged with the request id
+and answered with a 500 in the surface's envelope, and the connection stays usable (an
+exception left to the server would close it without ``Connection: close``).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 
+import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from headend.errors import APIError
 from headend.providers.base import Timer
+from headend.server.error_shapes import envelope_for
+
+log = logging.getLogger(__name__)
 
 STATE_KEY = "headend"
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -63,8 +72,12 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})[STATE_KEY] = context
         request_id = context.request_id.encode()
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 overhead = f"{context.timer.overhead_ms():.3f}".encode()
                 message["headers"] = [
                     *message.get("headers", ()),
@@ -73,4 +86,22 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            log.error("unhandled error in request %s", context.request_id, exc_info=exc)
+            if started:  # too late for a status: the unfinished response makes the server close
+                return
+            error = APIError("The server had an error while processing your request.")
+            body = orjson.dumps(envelope_for(scope["path"])(error))
+            await send_with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": error.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_with_headers({"type": "http.response.body", "body": body})

@@ -1,8 +1,6 @@
-"""Every error leaves the server in the OpenAI envelope."""
+"""Every error leaves the server in its surface's envelope (OpenAI's unless the path says)."""
 
 from __future__ import annotations
-
-import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -11,8 +9,6 @@ from starlette.responses import Response
 from headend.errors import APIError, MethodNotAllowed, NotFound
 from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
-
-log = logging.getLogger(__name__)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -32,10 +28,5 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return json_response(body, status_code=error.status, headers=exc.headers)
 
 
-async def unexpected_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error", exc_info=exc)
-    error = APIError("The server had an error while processing your request.")
-    return json_response(envelope_for(request.url.path)(error), 500)
-
-
-EXCEPTION_HANDLERS = {APIError: api_error, HTTPException: http_error, Exception: unexpected_error}
+# Anything else is a bug: RequestContextMiddleware logs it and answers 500 with the request id.
+EXCEPTION_HANDLERS = {APIError: api_error, HTTPException: http_error}

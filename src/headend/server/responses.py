@@ -3,7 +3,9 @@
 A stored response (``store`` is true by default) remembers its session and the turn it
 wrote there. Continuing from the session's latest response continues the session; continuing
 from an earlier one forks: a new session starts with the history up to that response, so
-each branch keeps its own conversation.
+each branch keeps its own conversation. Continuing with another model forks too (the
+Responses API lets a conversation switch models; a session stays with the one it started
+with).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class ResponseService:
         session = await self.store.get_session(record.session_id, owner)
         if session is None:  # its conversation was deleted or pruned
             raise ResponseNotFound(response_id, param="previous_response_id")
-        if session.turns - 1 == record.turn:
+        if session.turns - 1 == record.turn and session.agent == model:
             return session.id
         history = await self.store.messages(session.id, through_turn=record.turn)
         fork = new_session_id()

@@ -1,6 +1,10 @@
 """Conversations that last: a turn on a session is its stored history plus the request's new
 messages; it is written, all at once, only when it has completed.
 
+A session belongs to the agent (or model route) that started it: every turn is answered by
+it, and continuing it with another ``model`` is refused rather than letting one agent answer
+over another's history.
+
 Two turns on one session never interleave: the second waits for the first (at most
 ``busy_wait`` seconds), then runs on the updated history, or gets 409 ``session_busy``.
 Within a process a FIFO lock orders them; across processes sharing a store, a lease in the
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from headend.errors import SessionBusy, SessionNotFound
+from headend.errors import SessionBusy, SessionModelMismatch, SessionNotFound
 from headend.store.base import Json, NewSession, Store
 
 LEASE = 10.0  # seconds a turn's lease lasts unless renewed
@@ -81,8 +85,11 @@ class SessionService:
             return SessionTurn(
                 new_session_id(), [], sent_without_system(sent), NewSession(owner, agent, {})
             )
-        if await self.store.get_session(session_id, owner) is None:
+        record = await self.store.get_session(session_id, owner)
+        if record is None:
             raise SessionNotFound(session_id)
+        if record.agent != agent:
+            raise SessionModelMismatch(session_id, record.agent)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.busy_wait
         busy = SessionBusy(

@@ -1,89 +1,22 @@
 """``http_fetch``: GET or POST a URL, fenced against server-side request forgery.
 
-Every address a host name resolves to is checked before connecting (so a name that points
-at 127.0.0.1 is refused like 127.0.0.1 itself); IP literals are checked directly; redirects
-are followed one hop at a time and each hop is checked again. Loopback, private, link-local
-(cloud metadata at 169.254.169.254 included), multicast, reserved and unspecified addresses
-are refused unless the agent file lists the host under ``allow_hosts``.
+Each hop (redirects are followed one at a time) goes through the address policy of
+``headend.tools.fence``: the host as the client reads it, every address it resolves to, and
+the address actually connected to are checked; fenced addresses are refused unless the
+agent file lists the host under ``allow_hosts``.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from urllib.parse import urljoin, urlsplit
-
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from headend.tools.base import Json, ToolContext, ToolError
+from headend.tools.fence import Fence
 
 MAX_BYTES = 100_000
 MAX_REDIRECTS = 5
 METHODS = ("GET", "POST")
-
-
-def refused_reason(address: str) -> str | None:
-    """Why an address may not be fetched, or None when it may."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for reason, flag in (
-        ("loopback", ip.is_loopback),
-        ("link-local", ip.is_link_local),
-        ("private", ip.is_private),
-        ("multicast", ip.is_multicast),
-        ("reserved", ip.is_reserved),
-        ("unspecified", ip.is_unspecified),
-    ):
-        if flag:
-            return f"{ip} is a {reason} address"
-    return None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like the system does, then refuses names that lead to fenced addresses."""
-
-    def __init__(self, allow_hosts: frozenset[str]) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._allow = allow_hosts
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if host.lower() not in self._allow:
-            for result in results:
-                reason = refused_reason(result["host"])
-                if reason is not None:
-                    raise ToolError(f"refused: {host} resolves to {reason}")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def check_url(url: str, allow_hosts: frozenset[str]) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ToolError("only http and https URLs can be fetched")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise ToolError("the URL has no host")
-    if host in allow_hosts:
-        return
-    if _is_ip(host):
-        reason = refused_reason(host.strip("[]"))
-        if reason is not None:
-            raise ToolError(f"refused: {reason}")
 
 
 class HttpFetch:
@@ -117,14 +50,14 @@ class HttpFetch:
         if not isinstance(headers, dict):
             raise ToolError("'headers' must be an object")
         body = arguments.get("body")
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(context.allow_hosts))
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as http:
+        fence = Fence(context.allow_hosts)
+        target = fence.target(url)
+        async with aiohttp.ClientSession(connector=fence.connector(), trust_env=False) as http:
             for _hop in range(MAX_REDIRECTS + 1):
-                check_url(url, context.allow_hosts)
                 try:
                     async with http.request(
                         method,
-                        url,
+                        target,
                         data=body if method == "POST" else None,
                         headers={str(k): str(v) for k, v in headers.items()},
                         allow_redirects=False,
@@ -132,7 +65,7 @@ class HttpFetch:
                         if response.status in (301, 302, 303, 307, 308) and (
                             location := response.headers.get("location")
                         ):
-                            url = urljoin(url, location)
+                            target = fence.target(_join(target, location))
                             method = "GET" if response.status == 303 else method
                             continue
                         return await _describe(response)
@@ -140,6 +73,8 @@ class HttpFetch:
                     if isinstance(exc.__cause__, ToolError):
                         raise exc.__cause__ from None
                     raise ToolError(f"cannot connect: {exc.os_error}") from None
+                except aiohttp.InvalidURL as exc:
+                    raise ToolError(f"refused: {exc}") from None
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     raise ToolError(f"request failed: {type(exc).__name__}: {exc}") from None
         raise ToolError(f"more than {MAX_REDIRECTS} redirects")
@@ -147,6 +82,13 @@ class HttpFetch:
     def label(self, arguments: Json) -> str:
         method = str(arguments.get("method") or "GET").upper()
         return f"{method} {str(arguments.get('url', ''))[:100]}"
+
+
+def _join(base: URL, location: str) -> URL:
+    try:
+        return base.join(URL(location))
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise ToolError(f"bad redirect location: {exc}") from None
 
 
 async def _describe(response: aiohttp.ClientResponse) -> str:

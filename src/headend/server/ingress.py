@@ -1,0 +1,160 @@
+"""The way in: limits and deadlines on every connection, before any request reaches the app.
+
+uvicorn's httptools protocol waits for a request's headers and body as long as the client
+likes and takes headers of any size. ``guarded_protocol`` adds, per connection:
+
+- a header budget: the request line and headers together at most ``max_header_bytes``, and
+  at most ``max_headers`` of them; over either, 431 and the connection closes;
+- a header deadline: a request's head must arrive within ``header_timeout`` seconds of its
+  first byte, else 408 and close (what a slow-loris client gets);
+- a body deadline: the body must arrive within ``body_timeout`` seconds of the head, else
+  408 (or, once the answer has started, a close);
+- an idle deadline: a connection with no request in flight closes after ``idle_timeout``
+  seconds, a new connection that sends nothing included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from headend.config import ServerSettings
+from headend.errors import APIError, HeadersTooLarge, RequestTimeout
+from headend.server.error_shapes import envelope_for
+
+LINGER_SECONDS = 2.0
+
+
+class _Refused(httptools.HttpParserError):
+    """Stops the parser: the connection has been answered and is closing."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    limits: ServerSettings  # set on the subclass that ``guarded_protocol`` makes
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_bytes = 0
+        self._header_count = 0
+        self._in_head = False
+        self._refused = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # Nothing sent yet counts as idle: the keep-alive timer closes it like any idle one.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        if self._in_head and not self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(
+                    HeadersTooLarge(f"Request headers exceed {self.limits.max_header_bytes} bytes.")
+                )
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # a refusal already answered; the parser error is ours
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._arm(self.limits.header_timeout, "Request headers were not received in time.")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_headers:
+            self._refuse(HeadersTooLarge(f"More than {self.limits.max_headers} request headers."))
+            raise _Refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._arm(self.limits.body_timeout, "The request body was not received in time.")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self, seconds: float, message: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expire, message)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self, message: str) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is not None and not self._in_head and cycle.response_started:
+            self.transport.close()  # the answer is under way: a status can no longer be sent
+            return
+        self._refuse(RequestTimeout(message))
+
+    def _refuse(self, error: APIError) -> None:
+        """Answer the error in its surface's envelope and close the connection."""
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        self._disarm()
+        path = "/" if self._in_head or self.cycle is None else self.cycle.scope["path"]
+        body = orjson.dumps(envelope_for(path)(error))
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[error.status],
+                    b"content-type: application/json\r\n",
+                    b"content-length: " + str(len(body)).encode() + b"\r\n",
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
+        # Lingering close: a client still sending would get a reset, and lose this answer,
+        # if the socket closed with its data unread. Send FIN, read and drop, close soon.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+
+def guarded_protocol(limits: ServerSettings) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class uvicorn builds per connection, bound to these limits."""
+    return type("HeadendHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+
+
+def uvicorn_options(limits: ServerSettings) -> dict[str, Any]:
+    """What ``uvicorn.run`` needs besides the app, host and port."""
+    return {
+        "http": guarded_protocol(limits),
+        "timeout_keep_alive": limits.idle_timeout,
+        "h11_max_incomplete_event_size": limits.max_header_bytes,
+    }
