@@ -178,3 +178,45 @@ def test_rate_limits_reach_anthropic_clients(served: RunningServer, fake: FakeUp
         sdk.messages.create(model="gpt", max_tokens=5, messages=HI)
     assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
     assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+def test_system_entries_inside_messages(served: RunningServer, fake: FakeUpstream) -> None:
+    body = {
+        "model": "gpt",
+        "max_tokens": 20,
+        "system": [
+            {"type": "text", "text": "You are terse."},
+            {"type": "text", "text": "Be kind."},
+        ],
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "system", "content": [{"type": "text", "text": "The user is tired."}]},
+            {"role": "user", "content": "How are you?"},
+        ],
+    }
+    response = httpx.post(
+        served.base_url + "/v1/messages", json=body, headers={"x-api-key": ADMIN}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    assert fake.received("m")[-1].body["messages"] == [
+        {"role": "system", "content": "You are terse.\n\nBe kind."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "system", "content": "The user is tired."},
+        {"role": "user", "content": "How are you?"},
+    ]
+
+
+def test_role_errors_use_anthropics_wording(served: RunningServer) -> None:
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client(served).messages.create(
+            model="gpt",
+            max_tokens=5,
+            messages=[{"role": "tool", "content": "x"}],  # type: ignore[list-item, misc]
+        )
+    error = bad.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == (
+        'messages: Unexpected role "tool". Allowed roles are "user", "assistant" or "system".'
+    )

@@ -167,8 +167,14 @@ def test_errors(client: openai.OpenAI, served: RunningServer, fake: FakeUpstream
         client.responses.create(model="gpt", input="x", previous_response_id="resp_nope")
     assert missing.value.code == "response_not_found"
     with pytest.raises(openai.BadRequestError) as tool:
-        client.responses.create(model="gpt", input="x", tools=[{"type": "web_search"}])
+        client.responses.create(
+            model="gpt",
+            input="x",
+            tools=[{"type": "web_search_preview"}],
+            tool_choice={"type": "web_search_preview"},
+        )
     assert tool.value.code == "unsupported_value"
+    assert tool.value.param == "tool_choice"
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="nope", input="x")
     fake.script("r", Status(500))
@@ -213,3 +219,109 @@ def test_an_agent_with_tools_runs_its_loop_on_every_surface(
             text = "".join(stream.text_stream)
     assert text == "It is 42."
     assert sent(fake)[-1] == {"role": "tool", "tool_call_id": "c1", "content": "42"}
+
+
+READ = {
+    "type": "function",
+    "name": "read",
+    "description": "Read a file",
+    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+    "strict": False,
+}
+
+
+def test_namespace_and_custom_tools_round_trip(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    tools: list[object] = [
+        {"type": "namespace", "name": "mcp__files", "description": "Files", "tools": [READ]},
+        {"type": "custom", "name": "apply_patch", "description": "Apply a patch"},
+        {"type": "web_search", "external_web_access": False},
+    ]
+    fake.script(
+        "r",
+        Reply(
+            text="",
+            tool_calls=[
+                {"id": "c1", "name": "mcp__files__read", "arguments": '{"path": "a.txt"}'},
+                {"id": "c2", "name": "apply_patch", "arguments": '{"input": "*** Begin Patch"}'},
+            ],
+        ),
+        Reply(text="Done."),
+    )
+    raw = client.responses.with_raw_response.create(
+        model="gpt",
+        input="Read a.txt",
+        tools=tools,
+        store=False,  # type: ignore[arg-type]
+    )
+    assert raw.headers["x-headend-dropped-tools"] == "web_search"
+    first = raw.parse()
+    offered = fake.received("r")[0].body["tools"]
+    assert [t["function"]["name"] for t in offered] == ["mcp__files__read", "apply_patch"]
+    assert offered[1]["function"]["parameters"]["required"] == ["input"]
+    call, patch = first.output[0].model_dump(), first.output[1].model_dump()
+    assert (call["type"], call["namespace"], call["name"]) == (
+        "function_call",
+        "mcp__files",
+        "read",
+    )
+    assert (patch["type"], patch["name"], patch["input"]) == (
+        "custom_tool_call",
+        "apply_patch",
+        "*** Begin Patch",
+    )
+    # The client sends everything back, with its outputs: the model sees one name per tool.
+    history = [
+        {"role": "user", "content": "Read a.txt"},
+        {k: v for k, v in call.items() if k not in ("id", "status")},
+        {k: v for k, v in patch.items() if k not in ("id", "status")},
+        {"type": "function_call_output", "call_id": "c1", "output": "hello"},
+        {"type": "custom_tool_call_output", "call_id": "c2", "output": "patched"},
+    ]
+    second = client.responses.create(
+        model="gpt",
+        input=history,
+        tools=tools,
+        store=False,  # type: ignore[arg-type]
+    )
+    assert second.output_text == "Done."
+    messages = sent(fake)
+    calls = messages[1]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["mcp__files__read", "apply_patch"]
+    assert json.loads(calls[1]["function"]["arguments"]) == {"input": "*** Begin Patch"}
+    assert messages[2:] == [
+        {"role": "tool", "tool_call_id": "c1", "content": "hello"},
+        {"role": "tool", "tool_call_id": "c2", "content": "patched"},
+    ]
+
+
+def test_item_references_resolve_to_stored_items(
+    client: openai.OpenAI, served: RunningServer, fake: FakeUpstream
+) -> None:
+    fake.script("r", Reply(text="Paris."), Reply(text="Two million."))
+    first = client.responses.create(model="gpt", input="Capital of France?")
+    answer_id = first.output[0].id
+    items: list[object] = [
+        {"role": "user", "content": "Capital of France?"},
+        {"type": "item_reference", "id": answer_id},
+        {"role": "user", "content": "Population?"},
+    ]
+    second = client.responses.create(model="gpt", input=items)  # type: ignore[arg-type]
+    assert second.output_text == "Two million."
+    assert sent(fake) == [
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "Population?"},
+    ]
+    calls = len(fake.received("r"))
+    for stranger_key in (ADMIN, str(issue(served, name="stranger", scopes=["chat"])["secret"])):
+        sdk = openai.OpenAI(base_url=served.api, api_key=stranger_key, max_retries=0)
+        ref = "msg_unknown" if stranger_key == ADMIN else answer_id
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.responses.create(
+                model="gpt",
+                input=[{"type": "item_reference", "id": ref}],  # type: ignore[list-item]
+            )
+        assert refused.value.code == "item_not_found"
+        assert refused.value.param == "input[0].id"
+        assert ref in str(refused.value.message)
+    assert len(fake.received("r")) == calls

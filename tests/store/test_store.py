@@ -35,7 +35,8 @@ async def wipe(url: str) -> None:
     db = await asyncpg.connect(url)
     try:
         await db.execute(
-            "DROP TABLE IF EXISTS messages, sessions, keys, usage, responses, _migrations"
+            "DROP TABLE IF EXISTS messages, sessions, keys, usage, response_items, responses, "
+            "_migrations"
         )
     finally:
         await db.close()
@@ -115,6 +116,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m004_key_limits",
         "m005_usage",
         "m006_responses",
+        "m007_response_items",
     ]
 
 
@@ -233,3 +235,24 @@ async def test_history_through_a_turn(store: Store) -> None:
     assert await store.append_turn("h", [msg("two"), msg("a2", "assistant")]) == 1
     assert [m["content"] for m in await store.messages("h", through_turn=0)] == ["one", "a1"]
     assert len(await store.messages("h")) == 4
+
+
+async def test_response_items_are_found_by_id_per_owner(store: Store) -> None:
+    from headend.store.base import ResponseRecord
+
+    said = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    asked = {"id": "msg_0", "type": "message", "role": "user", "content": []}
+    for owner, response_id in (("key_1", "resp_1"), (None, "resp_2")):
+        body = {"id": response_id, "output": [said, {"type": "no id here"}]}
+        await store.save_response(
+            ResponseRecord(response_id, owner, None, None, 5.0, body, [asked])
+        )
+    assert await store.response_item("msg_1", "key_1") == said
+    assert await store.response_item("msg_0", "key_1") == asked
+    assert await store.response_item("msg_1", None) == said  # open mode's own copy
+    assert await store.response_item("msg_1", "key_2") is None
+    assert await store.response_item("msg_9", "key_1") is None
+    assert await store.delete_response("resp_1", "key_1")
+    assert await store.response_item("msg_1", "key_1") is None  # gone with its response
+    await store.prune(10.0)
+    assert await store.response_item("msg_1", None) is None

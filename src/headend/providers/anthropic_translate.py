@@ -239,7 +239,6 @@ def from_anthropic(message: Json, model: str) -> Json:
             }
         ],
         "usage": _usage(message.get("usage") or {}),
-        "system_fingerprint": None,
     }
 
 
@@ -263,7 +262,6 @@ class StreamTranslator:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": None,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
 
@@ -334,7 +332,6 @@ class StreamTranslator:
                 "object": "chat.completion.chunk",
                 "created": self.created,
                 "model": self.model,
-                "system_fingerprint": None,
                 "choices": [],
                 "usage": _usage(self.usage, prompt=self.prompt_tokens),
             }

@@ -40,7 +40,6 @@ class Frames:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": None,
             "choices": choices,
         }
         if self.include_usage:
@@ -135,7 +134,6 @@ def loop_completion(end: LoopEnd, model: str) -> Json:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "system_fingerprint": None,
         "choices": [
             {"index": 0, "message": message, "logprobs": None, "finish_reason": end.finish_reason}
         ],

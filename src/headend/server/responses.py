@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from headend.errors import NotFound
+from headend.errors import InvalidRequest, NotFound
 from headend.providers.base import Json
 from headend.server.chat import Plan
 from headend.server.sessions import new_session_id
@@ -27,9 +27,36 @@ class ResponseNotFound(NotFound):
         super().__init__(f"No response '{response_id}'.", param=param)
 
 
+class ItemNotFound(InvalidRequest):
+    default_code = "item_not_found"
+
+
 class ResponseService:
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    async def resolve(self, items: list[Json], owner: str | None) -> list[Json]:
+        """``item_reference`` inputs replaced by the stored items they name (from the
+        caller's own stored responses: another key's are as unknown as missing ones)."""
+        if not any(item.get("type") == "item_reference" for item in items):
+            return items
+        resolved = []
+        for index, item in enumerate(items):
+            if item.get("type") != "item_reference":
+                resolved.append(item)
+                continue
+            item_id = item.get("id")
+            found = (
+                await self.store.response_item(item_id, owner) if isinstance(item_id, str) else None
+            )
+            if found is None:
+                raise ItemNotFound(
+                    f"No stored item '{item_id}' to reference: it is unknown, was deleted, "
+                    "or its response was not stored.",
+                    param=f"input[{index}].id",
+                )
+            resolved.append(found)
+        return resolved
 
     async def session_after(self, response_id: str, owner: str | None, model: str) -> str:
         """The session a request with ``previous_response_id`` continues."""

@@ -141,7 +141,14 @@ class Store(Protocol):
         """Totals from ``since_day`` on, by day, key and model."""
         ...
 
-    async def save_response(self, record: ResponseRecord) -> None: ...
+    async def save_response(self, record: ResponseRecord) -> None:
+        """Store the response and index its items (input and output) by id."""
+        ...
+
+    async def response_item(self, item_id: str, owner: str | None) -> Json | None:
+        """An item of one of the owner's stored responses, or None (unknown, or another
+        owner's)."""
+        ...
 
     async def get_response(self, response_id: str, owner: str | None) -> ResponseRecord | None:
         """The response, or None when it does not exist or belongs to another owner."""

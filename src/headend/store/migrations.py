@@ -89,6 +89,21 @@ def m006_responses(db: sqlite3.Connection) -> None:
     )
 
 
+def m007_response_items(db: sqlite3.Connection) -> None:
+    # Every item of a stored response (its input and its output) by id, for item_reference;
+    # owner '' stands for open mode (no key), so the primary key needs no NULL.
+    db.execute(
+        """CREATE TABLE response_items (
+            owner TEXT NOT NULL,
+            id TEXT NOT NULL,
+            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+            item TEXT NOT NULL,
+            PRIMARY KEY (owner, id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX response_items_by_response ON response_items (response_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -96,6 +111,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m004_key_limits,
     m005_usage,
     m006_responses,
+    m007_response_items,
 ]
 
 

@@ -28,6 +28,7 @@ from headend.store.rows import (
     USAGE_SUMS,
     key_record,
     key_row,
+    response_item_rows,
     response_record,
     response_row,
     usage_row,
@@ -119,6 +120,19 @@ async def m006_responses(db: Any) -> None:
     )
 
 
+async def m007_response_items(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE response_items (
+            owner TEXT NOT NULL,
+            id TEXT NOT NULL,
+            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+            item JSONB NOT NULL,
+            PRIMARY KEY (owner, id)
+        )"""
+    )
+    await db.execute("CREATE INDEX response_items_by_response ON response_items (response_id)")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -126,6 +140,7 @@ MIGRATIONS: list[Migration] = [
     m004_key_limits,
     m005_usage,
     m006_responses,
+    m007_response_items,
 ]
 
 
@@ -336,11 +351,25 @@ class PostgresStore:
         return [usage_row(tuple(row)) for row in rows]
 
     async def save_response(self, record: ResponseRecord) -> None:
-        await self._pool.execute(
-            f"INSERT INTO responses ({RESPONSE_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
-            *response_row(record),
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute(
+                f"INSERT INTO responses ({RESPONSE_COLUMNS}) "
+                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
+                *response_row(record),
+            )
+            await db.executemany(
+                "INSERT INTO response_items (owner, id, response_id, item) "
+                "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
+                response_item_rows(record),
+            )
+
+    async def response_item(self, item_id: str, owner: str | None) -> Json | None:
+        row = await self._pool.fetchrow(
+            "SELECT item FROM response_items WHERE owner = $1 AND id = $2",
+            owner or "",
+            item_id,
         )
+        return orjson.loads(row[0]) if row else None
 
     async def get_response(self, response_id: str, owner: str | None) -> ResponseRecord | None:
         row = await self._pool.fetchrow(

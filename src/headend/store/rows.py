@@ -88,6 +88,17 @@ def response_row(record: ResponseRecord) -> tuple[Any, ...]:
     )
 
 
+def response_item_rows(record: ResponseRecord) -> list[tuple[str, str, str, str]]:
+    """(owner, id, response_id, item) for each item of the response that has an id: what
+    ``item_reference`` inputs may point at. Open mode's owner is ''."""
+    items = [*record.input_items, *record.body.get("output", ())]
+    return [
+        (record.owner or "", item["id"], record.id, orjson.dumps(item).decode())
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("id"), str)
+    ]
+
+
 def response_record(row: Sequence[Any]) -> ResponseRecord:
     id_, owner, session_id, turn, created, body, items = row
     return ResponseRecord(

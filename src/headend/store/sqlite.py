@@ -36,6 +36,7 @@ from headend.store.rows import (
     USAGE_SUMS,
     key_record,
     key_row,
+    response_item_rows,
     response_record,
     response_row,
     usage_row,
@@ -341,8 +342,23 @@ class SqliteStore:
                     f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     response_row(record),
                 )
+                db.executemany(
+                    "INSERT OR IGNORE INTO response_items (owner, id, response_id, item) "
+                    "VALUES (?, ?, ?, ?)",
+                    response_item_rows(record),
+                )
 
         await self._run(insert)
+
+    async def response_item(self, item_id: str, owner: str | None) -> Json | None:
+        def select(db: sqlite3.Connection) -> Json | None:
+            row = db.execute(
+                "SELECT item FROM response_items WHERE owner = ? AND id = ?",
+                (owner or "", item_id),
+            ).fetchone()
+            return orjson.loads(row[0]) if row else None
+
+        return await self._run(select)
 
     async def get_response(self, response_id: str, owner: str | None) -> ResponseRecord | None:
         def select(db: sqlite3.Connection) -> ResponseRecord | None:

@@ -87,7 +87,6 @@ def to_completion(answers: list[Json], model: str, echo: list[str] | None) -> Js
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "system_fingerprint": None,
         "choices": choices,
         "usage": usage,
     }
@@ -109,7 +108,6 @@ class CompletionChunks:
             "object": "text_completion",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": None,
             "choices": choices,
             **extra,
         }

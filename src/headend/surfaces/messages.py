@@ -95,6 +95,15 @@ def _assistant_message(content: Any, where: str) -> Json:
     return message
 
 
+def system_text(content: Any) -> str:
+    """System text from a string or text blocks: blocks are separate paragraphs, never glued
+    together (Claude Code sends its prompt as several blocks)."""
+    if isinstance(content, list):
+        texts = [block.get("text", "") for block in content if isinstance(block, dict)]
+        return "\n\n".join(text for text in texts if text)
+    return text_of(content)
+
+
 def _tool_choice(choice: Any) -> Any:
     if not isinstance(choice, dict):
         raise InvalidRequest("'tool_choice' must be an object.", param="tool_choice")
@@ -126,18 +135,26 @@ def to_chat(body: Any, *, counting: bool = False) -> Json:
     messages: list[Json] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": text_of(system)})
+        messages.append({"role": "system", "content": system_text(system)})
     for index, message in enumerate(raw):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise InvalidRequest("Each message must be an object.", param=where)
+            raise InvalidRequest(f"messages.{index}: Input should be an object.", param=where)
         role = message.get("role")
         if role == "user":
             messages += _user_messages(message.get("content"), f"{where}.content")
         elif role == "assistant":
             messages.append(_assistant_message(message.get("content"), f"{where}.content"))
+        elif role == "system":
+            # Mid-conversation instructions (Claude Code sends them): where they stand; a
+            # provider that takes one system prompt merges them into it, in order.
+            messages.append({"role": "system", "content": system_text(message.get("content"))})
         else:
-            raise InvalidRequest("'role' must be 'user' or 'assistant'.", param=f"{where}.role")
+            raise InvalidRequest(
+                f'messages: Unexpected role "{role}". Allowed roles are "user", "assistant" '
+                'or "system".',
+                param=f"{where}.role",
+            )
     chat: Json = {"model": model, "messages": messages}
     for key in PASSED:
         if body.get(key) is not None:

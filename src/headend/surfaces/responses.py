@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from headend.errors import APIError, InvalidRequest, UnsupportedValue
 from headend.providers.base import Json
+from headend.surfaces.responses_tools import (
+    OfferedTools,
+    chat_tool_choice,
+    custom_arguments,
+    flat_name,
+    offered_tools,
+)
 
 PASSED = {"temperature": "temperature", "top_p": "top_p", "user": "user", "stream": "stream"}
 RENAMED = {"max_output_tokens": "max_tokens", "parallel_tool_calls": "parallel_tool_calls"}
@@ -63,18 +71,23 @@ def to_messages(items: list[Json]) -> list[Json]:
             if role not in ROLES:
                 raise InvalidRequest(f"'role' must be one of {', '.join(ROLES)}.", param=where)
             messages.append({"role": role, "content": _text_parts(item.get("content"), where)})
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
+            custom = kind == "custom_tool_call"
+            arguments = custom_arguments(str(item.get("input", ""))) if custom else None
             call = {
                 "id": item.get("call_id", ""),
                 "type": "function",
-                "function": {"name": item.get("name", ""), "arguments": item.get("arguments", "")},
+                "function": {
+                    "name": flat_name(item.get("namespace"), str(item.get("name", ""))),
+                    "arguments": arguments if custom else item.get("arguments", ""),
+                },
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)  # parallel calls: one assistant message
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             text = output if isinstance(output, str) else str(_text_parts(output, where))
             messages.append(
@@ -85,31 +98,6 @@ def to_messages(items: list[Json]) -> list[Json]:
         else:
             raise UnsupportedValue(f"Input items of type {kind!r} are not supported.", param=where)
     return messages
-
-
-def _tool(tool: Any, index: int) -> Json:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        raise UnsupportedValue(
-            f"Only function tools are supported here, not {kind!r}.", param=f"tools[{index}]"
-        )
-    function: Json = {
-        "name": tool.get("name", ""),
-        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-    }
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    if tool.get("strict") is not None:
-        function["strict"] = tool["strict"]
-    return {"type": "function", "function": function}
-
-
-def _tool_choice(choice: Any) -> Any:
-    if isinstance(choice, str):
-        return choice
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice.get("name", "")}}
-    raise UnsupportedValue("Unsupported 'tool_choice'.", param="tool_choice")
 
 
 def _response_format(text: Any) -> Json | None:
@@ -124,8 +112,9 @@ def _response_format(text: Any) -> Json | None:
     raise UnsupportedValue("Unsupported 'text.format'.", param="text.format")
 
 
-def to_chat(body: Any, items: list[Json]) -> Json:
-    """A Responses request as a chat completions request (the session adds the history)."""
+def to_chat(body: Any, items: list[Json], offered: OfferedTools | None = None) -> Json:
+    """A Responses request as a chat completions request (the session adds the history);
+    ``offered``: its tools, when the caller has translated them already."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
     model = body.get("model")
@@ -138,10 +127,13 @@ def to_chat(body: Any, items: list[Json]) -> Json:
     for key, renamed in (PASSED | RENAMED).items():
         if body.get(key) is not None:
             chat[renamed] = body[key]
-    if body.get("tools"):
-        chat["tools"] = [_tool(tool, i) for i, tool in enumerate(body["tools"])]
-        if body.get("tool_choice") is not None:
-            chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    offered = offered if offered is not None else offered_tools(body.get("tools"))
+    if offered.chat:
+        chat["tools"] = offered.chat
+    if body.get("tool_choice") is not None:
+        choice = chat_tool_choice(body["tool_choice"], offered)
+        if offered.chat:
+            chat["tool_choice"] = choice
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         chat["response_format"] = response_format
@@ -170,7 +162,7 @@ def usage_of(usage: Any) -> Json:
     completion = int(usage.get("completion_tokens") or 0)
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt + completion,
@@ -180,11 +172,12 @@ def usage_of(usage: Any) -> Json:
 class ResponseShape:
     """One response object, built up as its run goes."""
 
-    def __init__(self, body: Json, model: str) -> None:
+    def __init__(self, body: Json, model: str, offered: OfferedTools | None = None) -> None:
         self.id = new_id("resp")
         self.created_at = int(time.time())
         self.body = body
         self.model = model
+        self.offered = offered if offered is not None else offered_tools(body.get("tools"))
         self.session_id: str | None = None
 
     def envelope(
@@ -217,10 +210,12 @@ class ResponseShape:
             "tools": body.get("tools") or [],
             "top_p": body.get("top_p"),
             "truncation": body.get("truncation") or "disabled",
-            "usage": usage,
-            "user": body.get("user"),
             "metadata": body.get("metadata") or {},
         }
+        if usage is not None:  # an object or absent: never null
+            response["usage"] = usage
+        if isinstance(body.get("user"), str):  # a string or absent: never null
+            response["user"] = body["user"]
         if self.session_id is not None:
             response["session_id"] = self.session_id
         return response
@@ -234,7 +229,7 @@ class ResponseShape:
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
             output.append(
-                call_item(
+                self.offered.call_item(
                     new_id("fc"),
                     call.get("id", ""),
                     function.get("name", ""),
@@ -262,15 +257,12 @@ def text_item(item_id: str, text: str | None, status: str) -> Json:
     }
 
 
-def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> Json:
-    return {
-        "type": "function_call",
-        "id": item_id,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-        "status": status,
-    }
+@dataclass(slots=True)
+class _OpenCall:
+    item: Json  # as announced in response.output_item.added
+    name: str  # the flat name the model called
+    position: int  # output_index
+    arguments: str = ""
 
 
 class ResponseEvents:
@@ -282,7 +274,7 @@ class ResponseEvents:
         self.output: list[Json] = []  # finished items
         self.text: list[str] | None = None  # the open message's text
         self.text_id = ""
-        self.calls: dict[int, Json] = {}  # chat tool call index -> open function_call item
+        self.calls: dict[int, _OpenCall] = {}  # chat tool call index -> its open item
         self.finish: str | None = None
         self.usage: Json = {}
 
@@ -369,50 +361,56 @@ class ResponseEvents:
         function = call.get("function") or {}
         if index not in self.calls:
             events += self._close_text()
-            item = call_item(
-                new_id("fc"),
-                call.get("id") or new_id("call"),
-                function.get("name", ""),
-                "",
-                "in_progress",
-            )
-            item["output_index"] = self._index()
-            self.calls[index] = item
-            public = {k: v for k, v in item.items() if k != "output_index"}
+            name = function.get("name", "")
+            call_id = call.get("id") or new_id("call")
+            item = self.shape.offered.call_item(new_id("fc"), call_id, name, "", "in_progress")
+            position = self._index()
+            self.calls[index] = _OpenCall(item, name, position)
             events.append(
-                self.event(
-                    "response.output_item.added", output_index=item["output_index"], item=public
-                )
+                self.event("response.output_item.added", output_index=position, item=item)
             )
-        item = self.calls[index]
+        open_call = self.calls[index]
         if function.get("arguments"):
-            item["arguments"] += function["arguments"]
-            events.append(
-                self.event(
-                    "response.function_call_arguments.delta",
-                    item_id=item["id"],
-                    output_index=item["output_index"],
-                    delta=function["arguments"],
+            open_call.arguments += function["arguments"]
+            if not self.shape.offered.is_custom(open_call.name):  # its input comes whole
+                events.append(
+                    self.event(
+                        "response.function_call_arguments.delta",
+                        item_id=open_call.item["id"],
+                        output_index=open_call.position,
+                        delta=function["arguments"],
+                    )
                 )
-            )
         return events
 
     def _close_calls(self) -> list[Json]:
         events = []
         for index in sorted(self.calls):
-            item = self.calls[index]
-            position = item.pop("output_index")
-            item["status"] = "completed"
+            open_call = self.calls[index]
+            item = self.shape.offered.call_item(
+                open_call.item["id"],
+                open_call.item["call_id"],
+                open_call.name,
+                open_call.arguments,
+                "completed",
+            )
             self.output.append(item)
-            events.append(
-                self.event(
+            where = {"item_id": item["id"], "output_index": open_call.position}
+            if item["type"] == "custom_tool_call":
+                done = self.event(
+                    "response.custom_tool_call_input.done", **where, input=item["input"]
+                )
+            else:
+                done = self.event(
                     "response.function_call_arguments.done",
-                    item_id=item["id"],
-                    output_index=position,
+                    **where,
+                    name=item["name"],
                     arguments=item["arguments"],
                 )
+            events.append(done)
+            events.append(
+                self.event("response.output_item.done", output_index=open_call.position, item=item)
             )
-            events.append(self.event("response.output_item.done", output_index=position, item=item))
         self.calls = {}
         return events
 
@@ -433,8 +431,15 @@ class ResponseEvents:
         return events, response
 
     def failed(self, error: APIError) -> Json:
-        code = error.code or ("server_error" if error.status >= 500 else "invalid_request")
+        # The spec's codes for a failed response are few: headend's own code goes in the
+        # message, so that clients matching on the code see one they know.
+        code = (
+            "rate_limit_exceeded"
+            if error.status == 429
+            else ("server_error" if error.status >= 500 else "invalid_prompt")
+        )
+        message = f"{error.message} ({error.code})" if error.code else error.message
         response = self.shape.envelope(
-            "failed", self.output, None, {"code": code, "message": error.message}
+            "failed", self.output, None, {"code": code, "message": message}
         )
         return self.event("response.failed", response=response)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 
 import orjson
@@ -18,6 +19,12 @@ from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
 from headend.surfaces.responses import ResponseEvents, ResponseShape, items_of, to_chat
+from headend.surfaces.responses_tools import offered_tools
+
+log = logging.getLogger(__name__)
+
+# Hosted tools (web_search, file_search…) a request offered that headend cannot run.
+DROPPED_HEADER = "x-headend-dropped-tools"
 
 
 def event_frames(events: list[Json]) -> bytes:
@@ -32,9 +39,10 @@ async def create_response(request: Request) -> Response:
     body = decode_json(await read_body(request, found.settings.server.max_body_bytes))
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-    items = items_of(body)
-    chat = to_chat(body, items)
     principal = principal_of(request.scope)
+    items = await found.responses.resolve(items_of(body), principal.key_id)
+    offered = offered_tools(body.get("tools"))
+    chat = to_chat(body, items, offered)
     keep = body.get("store", True) is not False
     previous = body.get("previous_response_id")
     if previous is not None:
@@ -48,7 +56,11 @@ async def create_response(request: Request) -> Response:
     plan = await found.chat.plan(
         chat, request_context(request), request.headers, principal, keep=keep
     )
-    shape = ResponseShape(body, plan.client_model)
+    headers = plan.headers
+    if offered.dropped:
+        headers[DROPPED_HEADER] = ", ".join(offered.dropped)
+        log.info("tools not offered to the model (hosted): %s", ", ".join(offered.dropped))
+    shape = ResponseShape(body, plan.client_model, offered)
     shape.session_id = plan.session.session_id if plan.session else None
     owner = principal.key_id
     if plan.stream:
@@ -57,14 +69,14 @@ async def create_response(request: Request) -> Response:
             response_frames(found, plan, events, items if keep else None, owner),
             on_error=lambda error: event_frames([events.failed(error)]),
             keepalive=found.settings.server.keepalive_seconds,
-            headers=plan.headers,
+            headers=headers,
             on_close=lambda: found.chat.release(plan),
         )
     answer = await until_disconnected(request, found.chat.answer(plan))
     response = shape.from_answer(answer)
     if keep:
         await found.responses.save(response, plan, items, owner)
-    return json_response(response, headers=plan.headers)
+    return json_response(response, headers=headers)
 
 
 async def response_frames(
