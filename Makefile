@@ -1,7 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
 #   make serve   create .venv, install headend, serve the bundled agent on 127.0.0.1:8080
 #   make test    the same set-up plus dev tools, PostgreSQL and Redis (Debian's packages, for
-#                the store and limits tests), then lint, type-check and the whole test suite
+#                the store and limits tests), the real clients the suite drives (Codex CLI,
+#                Claude Code, the AI SDK, from the npm registry), then lint, type-check and
+#                the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test lint typecheck pytest services bench clean
+.PHONY: serve test lint typecheck pytest services clients bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +42,10 @@ typecheck: $(VENV)/.installed-dev
 services:
 	scripts/services.sh
 
-pytest: $(VENV)/.installed-dev services
+clients:
+	scripts/clients.sh
+
+pytest: $(VENV)/.installed-dev services clients
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -49,4 +54,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/local_stream.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/clients/node_modules
