@@ -13,6 +13,7 @@
         │   ├── ModelNotFound       404 code model_not_found
         │   └── SessionNotFound     404 code session_not_found
         ├── MethodNotAllowed        405
+        │   └── UpgradeRequired     426 a WebSocket upgrade: headend speaks HTTP only
         ├── RequestTimeout          408 the request's head or body came too slowly
         ├── SessionBusy             409 session_busy
         ├── PayloadTooLarge         413
@@ -117,6 +118,12 @@ class HeadersTooLarge(APIError):
     status = 431
     type = "invalid_request_error"
     default_code = "headers_too_large"
+
+
+class UpgradeRequired(MethodNotAllowed):
+    status = 426
+    default_code = "websocket_not_supported"
+    headers = {"Connection": "close"}  # noqa: RUF012 - read-only
 
 
 class PayloadTooLarge(APIError):

@@ -11,6 +11,7 @@ import pytest
 
 CLIENTS = Path(__file__).resolve().parent
 BIN = CLIENTS / "node_modules" / ".bin"
+MCP_TINY = CLIENTS / "mcp_tiny.py"
 REQUIRED_ENV = "HEADEND_REQUIRE_CLIENTS"
 
 # Nothing a client sends may leave the machine: telemetry, error reports, update checks off.

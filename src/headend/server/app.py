@@ -36,6 +36,7 @@ from headend.server.routes.responses import (
     create_response,
     delete_response,
     list_input_items,
+    responses_websocket,
     retrieve_response,
 )
 from headend.server.routes.sessions import (
@@ -59,6 +60,7 @@ ROUTES = [
     Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
     Route("/v1/completions", create_completion, methods=["POST"]),
     Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses", responses_websocket, methods=["GET"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),

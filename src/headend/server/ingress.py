@@ -11,6 +11,9 @@ likes and takes headers of any size. ``guarded_protocol`` adds, per connection:
   408 (or, once the answer has started, a close);
 - an idle deadline: a connection with no request in flight closes after ``idle_timeout``
   seconds, a new connection that sends nothing included.
+
+headend serves no WebSocket: an upgrade request reaches the app as plain HTTP (Codex CLI's
+attempt at the Responses WebSocket gets 426 and falls back to HTTP).
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(
                     HeadersTooLarge(f"Request headers exceed {self.limits.max_header_bytes} bytes.")
                 )
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """headend serves no WebSocket: an upgrade request is answered as HTTP (426)."""
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refusal already answered; the parser error is ours
@@ -156,5 +162,6 @@ def uvicorn_options(limits: ServerSettings) -> dict[str, Any]:
     return {
         "http": guarded_protocol(limits),
         "timeout_keep_alive": limits.idle_timeout,
+        "ws": "none",  # upgrade requests reach the app as HTTP, which answers 426
         "h11_max_incomplete_event_size": limits.max_header_bytes,
     }

@@ -56,7 +56,7 @@ def _user_messages(content: Any, where: str) -> list[Json]:
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "tool_result":
-            result = text_of(block.get("content"))
+            result = tool_result_text(block.get("content"))
             if block.get("is_error"):
                 result = f"Error: {result}"
             out.append(
@@ -93,6 +93,22 @@ def _assistant_message(content: Any, where: str) -> Json:
     elif message["content"] is None:
         message["content"] = ""
     return message
+
+
+def tool_result_text(content: Any) -> str:
+    """A tool result's text; a ``tool_reference`` block (Claude Code's answer to a tool
+    search: the tool is now loaded) is named so the model sees what happened."""
+    if not isinstance(content, list):
+        return text_of(content)
+    texts = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "tool_reference":
+            texts.append(f"[tool loaded: {block.get('tool_name', '')}]")
+        elif isinstance(block.get("text"), str):
+            texts.append(block["text"])
+    return "\n".join(texts)
 
 
 def system_text(content: Any) -> str:
@@ -187,10 +203,15 @@ def _function_tool(tool: Any, index: int) -> Json:
 
 
 def usage_of(usage: Any) -> Json:
+    """Anthropic's usage, cache counts included (Claude Code reads them; headend has none)."""
     usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return {
         "input_tokens": int(usage.get("prompt_tokens") or 0),
         "output_tokens": int(usage.get("completion_tokens") or 0),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": int(cached or 0),
     }
 
 
@@ -237,7 +258,7 @@ class MessageEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": usage_of(None),
         }
         return [("message_start", {"type": "message_start", "message": message}), PING]
 

@@ -15,12 +15,15 @@ from headend.surfaces.responses_tools import (
     chat_tool_choice,
     custom_arguments,
     flat_name,
-    offered_tools,
+    request_tools,
 )
 
 PASSED = {"temperature": "temperature", "top_p": "top_p", "user": "user", "stream": "stream"}
 RENAMED = {"max_output_tokens": "max_tokens", "parallel_tool_calls": "parallel_tool_calls"}
 ROLES = ("user", "system", "developer", "assistant")
+# Items that carry nothing for the model: reasoning (encrypted, another model's), the tools of
+# Codex's "responses-lite" requests (taken by request_tools), and its settings changes.
+SKIPPED_ITEMS = ("reasoning", "additional_tools", "configuration_update")
 
 
 def new_id(prefix: str) -> str:
@@ -93,7 +96,7 @@ def to_messages(items: list[Json]) -> list[Json]:
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id", ""), "content": text}
             )
-        elif kind == "reasoning":
+        elif kind in SKIPPED_ITEMS:
             continue
         else:
             raise UnsupportedValue(f"Input items of type {kind!r} are not supported.", param=where)
@@ -127,7 +130,7 @@ def to_chat(body: Any, items: list[Json], offered: OfferedTools | None = None) -
     for key, renamed in (PASSED | RENAMED).items():
         if body.get(key) is not None:
             chat[renamed] = body[key]
-    offered = offered if offered is not None else offered_tools(body.get("tools"))
+    offered = offered if offered is not None else request_tools(body)
     if offered.chat:
         chat["tools"] = offered.chat
     if body.get("tool_choice") is not None:
@@ -177,7 +180,7 @@ class ResponseShape:
         self.created_at = int(time.time())
         self.body = body
         self.model = model
-        self.offered = offered if offered is not None else offered_tools(body.get("tools"))
+        self.offered = offered if offered is not None else request_tools(body)
         self.session_id: str | None = None
 
     def envelope(

@@ -107,14 +107,27 @@ def custom_arguments(text: str) -> str:
     return orjson.dumps({"input": text}).decode()
 
 
-def offered_tools(tools: Any) -> OfferedTools:
-    offered = OfferedTools()
+def request_tools(body: Json) -> OfferedTools:
+    """The tools a request offers: its ``tools``, and those of ``additional_tools`` input items
+    (where Codex CLI's "responses-lite" requests put them)."""
+    offered = offered_tools(body.get("tools"))
+    items = body.get("input")
+    for index, item in enumerate(items if isinstance(items, list) else ()):
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            offered_tools(item.get("tools"), f"input[{index}].tools", offered)
+    return offered
+
+
+def offered_tools(
+    tools: Any, param: str = "tools", offered: OfferedTools | None = None
+) -> OfferedTools:
+    offered = offered if offered is not None else OfferedTools()
     if not tools:
         return offered
     if not isinstance(tools, list):
-        raise InvalidRequest("'tools' must be a list.", param="tools")
+        raise InvalidRequest(f"'{param}' must be a list.", param=param)
     for index, tool in enumerate(tools):
-        where = f"tools[{index}]"
+        where = f"{param}[{index}]"
         kind = tool.get("type") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or not isinstance(kind, str):
             raise InvalidRequest("Each tool must be an object with a 'type'.", param=where)

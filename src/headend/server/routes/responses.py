@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.errors import InvalidRequest
+from headend.errors import InvalidRequest, MethodNotAllowed, UpgradeRequired
 from headend.providers.base import Json
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
@@ -19,7 +19,7 @@ from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
 from headend.surfaces.responses import ResponseEvents, ResponseShape, items_of, to_chat
-from headend.surfaces.responses_tools import offered_tools
+from headend.surfaces.responses_tools import request_tools
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ async def create_response(request: Request) -> Response:
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
     principal = principal_of(request.scope)
     items = await found.responses.resolve(items_of(body), principal.key_id)
-    offered = offered_tools(body.get("tools"))
+    offered = request_tools(body)
     chat = to_chat(body, items, offered)
     keep = body.get("store", True) is not False
     previous = body.get("previous_response_id")
@@ -95,6 +95,14 @@ async def response_frames(
     if items is not None:  # stored before the client hears it is done
         await found.responses.save(response, plan, items, owner)
     yield event_frames(closing)
+
+
+async def responses_websocket(request: Request) -> Response:
+    """Codex CLI tries the Responses WebSocket transport first: 426 makes it use HTTP at
+    once (other statuses cost it five retries, 400 fails the run)."""
+    if request.headers.get("upgrade", "").lower() == "websocket":
+        raise UpgradeRequired("headend serves the Responses API over HTTP: POST /v1/responses.")
+    raise MethodNotAllowed(f"Method GET is not allowed on {request.url.path}.")
 
 
 async def retrieve_response(request: Request) -> Response:
