@@ -149,14 +149,28 @@ def test_an_mcp_tool_found_with_tool_search(claude: Claude, fake: FakeUpstream) 
     assert "5" in answer["content"]
 
 
-def test_a_resumed_conversation(claude: Claude, fake: FakeUpstream) -> None:
-    fake.script("c", Reply(text="My name is Headend."), Reply(text="I said Headend."))
-    first = claude.result("What is your name?")
-    second = claude.result("What did you just say?", "--resume", str(first["session_id"]))
-    assert second["result"] == "I said Headend."
+def test_a_resumed_conversation_after_a_tool(claude: Claude, fake: FakeUpstream) -> None:
+    note = {"id": "toolu_n", "name": "mcp__tiny__note", "arguments": '{"text": "remember"}'}
+    fake.script(
+        "c",
+        Reply(text="", tool_calls=[note]),
+        Reply(text="Noted."),
+        Reply(text="I wrote a note."),
+    )
+    allowed = ("--allowedTools", "mcp__tiny__note")
+    first = claude.result("Write a note with the tiny MCP server", *allowed)
+    assert first["result"] == "Noted."
+    second = claude.result("What did you just do?", "--resume", str(first["session_id"]), *allowed)
+    assert second["result"] == "I wrote a note."
+    assert claude.calls() == [{"name": "note", "arguments": {"text": "remember"}}]
     messages = fake.received("c")[-1].body["messages"]
-    said = [m["content"] for m in messages if m["role"] == "assistant"]
-    assert said == ["My name is Headend."]
-    asked = [str(m["content"]) for m in messages if m["role"] == "user"]
-    assert "What is your name?" in asked[0]
-    assert "What did you just say?" in asked[-1]
+    assert [m["role"] for m in messages if m["role"] != "system"] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+    call = next(m for m in messages if m.get("tool_calls"))
+    assert call["tool_calls"][0]["function"]["name"] == "mcp__tiny__note"
+    assert "What did you just do?" in str(messages[-1]["content"])

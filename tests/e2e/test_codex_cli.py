@@ -170,12 +170,31 @@ def test_an_mcp_namespace_tool_on_a_headend_model(codex: Codex, fake: FakeUpstre
     assert "42" in result["content"]
 
 
-def test_a_resumed_conversation(codex: Codex, fake: FakeUpstream) -> None:
-    fake.script("x", Reply(text="My name is Headend."), Reply(text="I said Headend."))
-    assert codex.run("What is your name?").returncode == 0
-    done = codex.run("resume", "--last", "What did you just say?")
+def test_a_resumed_conversation_after_a_tool(codex: Codex, fake: FakeUpstream) -> None:
+    call = {"id": "call_note", "name": "mcp__tiny__note", "arguments": '{"text": "remember"}'}
+    fake.script(
+        "x",
+        Reply(text="", tool_calls=[call]),
+        Reply(text="Noted."),
+        Reply(text="I wrote a note."),
+    )
+    first = codex.run("-m", "gpt", "Write a note with the tiny MCP server")
+    assert first.returncode == 0, first.stderr[-3000:]
+    done = codex.run("resume", "--last", "What did you just do?")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "I said Headend." in done.stdout
-    resumed = fake.received("x")[-1].body["messages"]
-    assert texts(resumed, "user")[-2:] == ["What is your name?", "What did you just say?"]
-    assert texts(resumed, "assistant")[-1] == "My name is Headend."
+    assert "I wrote a note." in done.stdout
+    assert codex.calls() == [{"name": "note", "arguments": {"text": "remember"}}]
+    resumed = fake.received("x")[-1].body
+    # Resumed on Codex's default model (resume does not keep -m): the whole history is
+    # resent, its namespace call flattened to the same name the first model saw.
+    assert resumed["model"] == "sol"
+    messages = resumed["messages"]
+    assert texts(messages, "user")[-2:] == [
+        "Write a note with the tiny MCP server",
+        "What did you just do?",
+    ]
+    kinds = [m["role"] for m in messages if m["role"] != "developer"]
+    assert kinds[-5:] == ["user", "assistant", "tool", "assistant", "user"]
+    calls = [m for m in messages if m.get("tool_calls")]
+    assert calls[-1]["tool_calls"][0]["function"]["name"] == "mcp__tiny__note"
+    assert texts(messages, "assistant")[-1] == "Noted."
