@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,13 @@ QUIET = {
     "NO_UPDATE_NOTIFIER": "1",
     "DO_NOT_TRACK": "1",
 }
+
+
+def mcp_calls(log: Path) -> list[dict[str, object]]:
+    """The tool calls ``mcp_tiny.py`` received (its ``$MCP_CALLS`` log), in order."""
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def require_clients() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, start_server, stop_server
 from tests.upstream import FakeUpstream
 
 ADMIN = "admin-bootstrap-secret-0123456789abcdef"
@@ -39,6 +42,29 @@ def serve(site: Path, log: str = "server.log", *extra: str) -> RunningServer:
         *extra,
         env={"HEADEND_ADMIN_KEY": ADMIN},
     )
+
+
+def site_fixture(
+    prefix: str,
+    agents: dict[str, str] | None = None,
+    extra: str = "",
+    before: Callable[[], None] | None = None,
+) -> Any:
+    """A module-scoped fixture: a headend site in front of the fake upstream's ``prefix``
+    (``before`` runs first, e.g. to skip when a client is missing)."""
+
+    @pytest.fixture(scope="module")
+    def served(
+        upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[RunningServer]:
+        if before is not None:
+            before()
+        root = make_site(tmp_path_factory.mktemp(prefix), upstream, prefix, agents or {}, extra)
+        server = serve(root)
+        yield server
+        stop_server(server)
+
+    return served
 
 
 def issue(server: RunningServer, **body: object) -> dict[str, object]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.clients import CLIENTS, node_env, require_clients
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import ADMIN, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -21,14 +20,7 @@ pytestmark = pytest.mark.e2e
 WEATHER_CALL = {"id": "call_w", "name": "weather", "arguments": json.dumps({"city": "Oslo"})}
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    require_clients()
-    server = serve(make_site(tmp_path_factory.mktemp("aisdk"), upstream, "v", {}))
-    yield server
-    stop_server(server)
+served = site_fixture("v", before=require_clients)
 
 
 @pytest.mark.parametrize("api", ["chat", "responses"])

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.clients import BIN, MCP_TINY, node_env, require_clients
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import issue, make_site, serve
+from tests.clients import BIN, MCP_TINY, mcp_calls, node_env, require_clients
+from tests.conftest import RunningServer
+from tests.e2e.sites import issue, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -70,18 +69,10 @@ class Codex:
         )
 
     def calls(self) -> list[dict[str, object]]:
-        log = self.home / "mcp_calls.jsonl"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return mcp_calls(self.home / "mcp_calls.jsonl")
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    require_clients()
-    server = serve(make_site(tmp_path_factory.mktemp("codex"), upstream, "x", {}, ROUTES))
-    yield server
-    stop_server(server)
+served = site_fixture("x", None, ROUTES, before=require_clients)
 
 
 @pytest.fixture

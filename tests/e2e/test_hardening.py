@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import ADMIN, HI, issue, site_fixture
 from tests.secret_site import SECRET, SecretSite
 from tests.upstream import FakeUpstream, Reply
 
@@ -45,14 +45,7 @@ def site() -> Iterator[SecretSite]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def hardened(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    root = make_site(tmp_path_factory.mktemp("hardening"), upstream, "h", AGENTS, LIMITS)
-    server = serve(root)
-    yield server
-    stop_server(server)
+hardened = site_fixture("h", AGENTS, LIMITS)
 
 
 def nested(depth: int) -> str:

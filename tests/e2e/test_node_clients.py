@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from tests.clients import CLIENTS, node_env, require_clients
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import ADMIN, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    require_clients()
-    server = serve(make_site(tmp_path_factory.mktemp("node"), upstream, "n", {}))
-    yield server
-    stop_server(server)
+served = site_fixture("n", before=require_clients)
 
 
 @pytest.mark.parametrize("client", ["openai", "langchain"])

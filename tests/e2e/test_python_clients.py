@@ -8,15 +8,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import issue, make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import issue, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -24,13 +23,7 @@ pytestmark = pytest.mark.e2e
 WEATHER_CALL = {"id": "call_w", "name": "weather", "arguments": json.dumps({"city": "Oslo"})}
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    server = serve(make_site(tmp_path_factory.mktemp("pyclients"), upstream, "p", {}))
-    yield server
-    stop_server(server)
+served = site_fixture("p")
 
 
 @pytest.fixture(scope="module")

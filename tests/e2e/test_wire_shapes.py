@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, HI, make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import ADMIN, HI, site_fixture
 from tests.spec import assert_anthropic, assert_openai, assert_sse
 from tests.upstream import FakeUpstream, Reply
 
@@ -31,13 +31,7 @@ LOOKUP = {
 }
 
 
-@pytest.fixture(scope="module")
-def site(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    server = serve(make_site(tmp_path_factory.mktemp("shapes"), upstream, "w", AGENTS))
-    yield server
-    stop_server(server)
+site = site_fixture("w", AGENTS)
 
 
 @pytest.fixture

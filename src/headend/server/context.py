@@ -15,13 +15,12 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError
 from headend.providers.base import Timer
-from headend.server.error_shapes import envelope_for
+from headend.server.error_shapes import envelope_for, send_error
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +92,4 @@ class RequestContextMiddleware:
             if started:  # too late for a status: the unfinished response makes the server close
                 return
             error = APIError("The server had an error while processing your request.")
-            body = orjson.dumps(envelope_for(scope["path"])(error))
-            await send_with_headers(
-                {
-                    "type": "http.response.start",
-                    "status": error.status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send_with_headers({"type": "http.response.body", "body": body})
+            await send_error(send_with_headers, error, envelope_for(scope["path"]))

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+from starlette.types import Send
+
 from headend.errors import APIError
 
 Envelope = Callable[[APIError], dict[str, Any]]
@@ -42,3 +45,22 @@ def envelope_for(path: str) -> Envelope:
         if path.startswith(prefix):
             return envelope
     return openai_envelope
+
+
+async def send_error(send: Send, error: APIError, envelope: Envelope) -> None:
+    """The error as a whole JSON response, straight on the ASGI channel (for the places
+    that answer before or outside a Starlette response)."""
+    body = orjson.dumps(envelope(error))
+    extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})

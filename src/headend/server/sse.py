@@ -12,12 +12,11 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from headend.errors import APIError
-from headend.server.error_shapes import Envelope, openai_envelope
+from headend.server.error_shapes import Envelope, openai_envelope, send_error
 
 log = logging.getLogger(__name__)
 
@@ -114,19 +113,7 @@ class EventStream(Response):
 
     async def _error_response(self, send: Send, exc: APIError) -> None:
         self._started = True
-        body = orjson.dumps(self.envelope(exc))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": exc.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_error(send, exc, self.envelope)
 
     async def _keep_alive(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
