@@ -131,3 +131,26 @@ def test_keys_create_refuses_limits_that_are_not_positive(
         main(["keys", "create", "--config", str(config), "--name", "x", "--rpm", "0"])
     assert exited.value.code == 2
     assert "not a positive whole number" in capsys.readouterr().err
+
+
+def test_keys_create_with_tool_grants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "headend.yaml"
+    config.write_text("store: sqlite:///h.db\n")
+    base = ["keys", "create", "--config", str(config)]
+    assert main([*base, "--name", "reader", "--read-only"]) == 0
+    assert main([*base, "--name", "sums", "--tool", "calculator", "--tool", "agent:x"]) == 0
+    assert main([*base, "--name", "bare", "--no-tools"]) == 0
+    capsys.readouterr()
+    assert main(["keys", "list", "--config", str(config)]) == 0
+    rows = {line.split()[2]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert " read-only " in rows["reader"]
+    assert " calculator,agent:x " in rows["sums"] or " agent:x,calculator " in rows["sums"]
+    assert " none " in rows["bare"]
+    assert main([*base, "--name", "x", "--tool", "rm_rf"]) == 1
+    assert "unknown tool 'rm_rf'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--name", "x", "--tool", "calculator", "--read-only"])
+    assert exited.value.code == 2

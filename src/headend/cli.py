@@ -147,12 +147,16 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from headend.config import parse_duration
-    from headend.server.keys import KeyLimits, create_key
+    from headend.server.keys import KeyLimits, create_key, tool_grant
 
     async def work(store: Store) -> int:
         expires = parse_duration(args.expires) if args.expires else None
         limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency)
-        issued = await create_key(store, args.name, args.scope or [], args.agent, expires, limits)
+        registry = builtin_tools(_settings(args).mcp_servers.keys())
+        grant = tool_grant(args.tool, args.no_tools, args.read_only, registry)
+        issued = await create_key(
+            store, args.name, args.scope or [], args.agent, expires, limits, grant
+        )
         print(f"{issued.record.id}  {', '.join(issued.record.scopes)}")
         print(issued.secret)
         print("(the secret is shown once; only its hash is stored)", file=sys.stderr)
@@ -170,7 +174,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
     async def work(store: Store) -> int:
         now = time.time()
-        rows = [("ID", "PREFIX", "NAME", "SCOPES", "AGENTS", "LIMITS", "LAST USED", "STATUS")]
+        rows = [
+            ("ID", "PREFIX", "NAME", "SCOPES", "AGENTS", "TOOLS", "LIMITS", "LAST USED", "STATUS")
+        ]
         for key in await store.list_keys():
             used = (
                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.last_used_at))
@@ -185,6 +191,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                     key.name,
                     ",".join(key.scopes),
                     ",".join(key.agents) if key.agents else "*",
+                    describe_tools(key),
                     describe_limits(key),
                     used,
                     status,
@@ -194,6 +201,13 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         return 0
 
     return _with_store(args, work)
+
+
+def describe_tools(key: KeyRecord) -> str:
+    from headend.tools.policy import ToolPolicy
+
+    shown = ToolPolicy.of(key.tools).describe()
+    return ",".join(shown) if isinstance(shown, list) else shown
 
 
 def describe_limits(key: KeyRecord) -> str:
@@ -325,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tpm", type=_positive, help="tokens per minute (prompt + completion)")
     create.add_argument(
         "--max-concurrency", type=_positive, help="requests running at once (more wait in line)"
+    )
+    tools = create.add_mutually_exclusive_group()
+    tools.add_argument(
+        "--tool",
+        action="append",
+        help="an agent tool its runs may use (as agent files name it); repeat",
+    )
+    tools.add_argument("--no-tools", action="store_true", help="its runs may use no agent tool")
+    tools.add_argument(
+        "--read-only", action="store_true", help="its runs may use only tools that read"
     )
     create.set_defaults(handler=cmd_keys_create)
     key_command("list", "list keys (never their secrets)").set_defaults(handler=cmd_keys_list)

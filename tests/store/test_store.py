@@ -117,6 +117,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m005_usage",
         "m006_responses",
         "m007_response_items",
+        "m008_key_tools",
     ]
 
 
@@ -183,6 +184,23 @@ async def test_a_key_keeps_its_limits(store: Store) -> None:
     await store.create_key(limited, "hash-x")
     assert await store.key_by_hash("hash-x") == limited
     assert (await store.list_keys())[0].max_concurrency == 2
+
+
+@pytest.mark.parametrize("grant", [None, "none", "read-only", ("calculator", "mcp:files")])
+async def test_a_key_keeps_its_tool_grant(store: Store, grant: object) -> None:
+    from headend.store.base import KeyRecord
+
+    record = KeyRecord(
+        id="key_t",
+        name="t",
+        prefix="sk-he-t",
+        scopes=("chat",),
+        agents=None,
+        created_at=1.0,
+        tools=grant,  # type: ignore[arg-type]
+    )
+    await store.create_key(record, "hash-t")
+    assert await store.key_by_hash("hash-t") == record
 
 
 async def test_usage_adds_up_per_day_key_and_model(store: Store) -> None:

@@ -28,6 +28,7 @@ from headend.providers.base import Batch, ChatCall, Json, Timer
 from headend.providers.router import Router
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
 from headend.tools.mcp import McpHub
+from headend.tools.policy import EVERY_TOOL, ToolPolicy
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Run:
     timer: Timer
     request_id: str
     depth: int = 0
+    tools: ToolPolicy = EVERY_TOOL  # what the calling key may use, down to agents it calls
 
 
 @dataclass(slots=True)
@@ -136,7 +138,8 @@ class ToolLoop:
     async def stream(self, run: Run) -> AsyncGenerator[LoopEvent, None]:
         agent = run.agent
         tools = [*agent.tools, *(await self.mcp.tools(list(agent.mcp)))]
-        own = {tool.name: tool for tool in tools}
+        tools = [tool for tool in tools if run.tools.allows(tool)]
+        own = {tool.name: tool for tool in tools}  # a call to anything else is refused
         client_tools: list[Json] = list(run.body.get("tools") or [])
         client_names = {t.get("function", {}).get("name") for t in client_tools}
         offered = [function_spec(tool) for tool in tools] + client_tools
@@ -150,6 +153,7 @@ class ToolLoop:
             scratch=scratch,
             depth=run.depth,
             allow_hosts=frozenset(h.lower() for h in agent.spec.allow_hosts),
+            read_only=run.tools.read_only,
             call_agent=self._call_agent(run),
         )
         role_sent = False
@@ -308,6 +312,7 @@ class ToolLoop:
                 timer=run.timer,
                 request_id=f"{run.request_id}.{agent_id}",
                 depth=depth,
+                tools=run.tools,
             )
             end = await self.finish(inner)
             return end.text or "(no answer)"

@@ -28,6 +28,7 @@ from headend.limits.base import NO_RATES, Rates
 from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
 from headend.store.base import KeyRecord, Store
+from headend.tools.policy import EVERY_TOOL, ToolPolicy
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,15 @@ CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: a key's id, scopes, agent allowlist (None: every agent) and limits."""
+    """The caller: a key's id, scopes, agent allowlist (None: every agent), limits and the
+    agent tools its runs may use."""
 
     key_id: str | None
     scopes: frozenset[str]
     agents: frozenset[str] | None = None
     rates: Rates = NO_RATES
     max_concurrency: int | None = None
+    tools: ToolPolicy = EVERY_TOOL
 
     def may_use(self, name: str) -> bool:
         return self.agents is None or name in self.agents
@@ -161,6 +164,7 @@ class Authenticator:
                 agents,
                 Rates(record.rpm, record.tpm),
                 record.max_concurrency,
+                ToolPolicy.of(record.tools),
             )
         if len(self._cache) > 10_000:
             self._cache.clear()

@@ -181,6 +181,8 @@ class ChatService:
         if isinstance(model, str) and not principal.may_use(model):
             raise ModelNotFound(model)  # reported exactly as if it did not exist
         plan = self._plan(body, context, headers)
+        if plan.run is not None:
+            plan.run.tools = principal.tools
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):
             raise InvalidRequest("'session_id' must be a string.", param="session_id")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from headend.server.auth import display_prefix, new_secret, normalize_scopes, secret_hash
 from headend.store.base import KeyRecord, Store
+from headend.tools.policy import NONE, READ_ONLY, ToolPolicy
+from headend.tools.registry import ToolRegistry, UnknownTool
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,26 @@ class KeyLimits:
                 raise ValueError(f"{name} must be a positive number")
 
 
+def tool_grant(
+    names: list[str] | None, no_tools: bool, read_only: bool, registry: ToolRegistry
+) -> str | tuple[str, ...] | None:
+    """What a new key's runs may use, from ``--tool``/``--no-tools``/``--read-only``."""
+    if sum((bool(names), no_tools, read_only)) > 1:
+        raise ValueError("give one of tools, no_tools and read_only")
+    if no_tools:
+        return NONE
+    if read_only:
+        return READ_ONLY
+    if not names:
+        return None
+    for name in names:
+        try:
+            registry.check(name)
+        except UnknownTool as exc:
+            raise ValueError(f"tools: {exc}") from None
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(frozen=True, slots=True)
 class Issued:
     record: KeyRecord
@@ -38,6 +60,7 @@ async def create_key(
     agents: list[str] | None = None,
     expires_in: float | None = None,
     limits: KeyLimits | None = None,
+    tools: str | tuple[str, ...] | None = None,
 ) -> Issued:
     limits = limits or KeyLimits()
     secret = new_secret()
@@ -53,6 +76,7 @@ async def create_key(
         rpm=limits.rpm,
         tpm=limits.tpm,
         max_concurrency=limits.max_concurrency,
+        tools=tools,
     )
     await store.create_key(record, secret_hash(secret))
     return Issued(record, secret)
@@ -82,4 +106,5 @@ def describe(record: KeyRecord) -> dict[str, object]:
         "rpm": record.rpm,
         "tpm": record.tpm,
         "max_concurrency": record.max_concurrency,
+        "tools": ToolPolicy.of(record.tools).describe(),
     }

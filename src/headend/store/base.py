@@ -39,6 +39,8 @@ class KeyRecord:
     rpm: int | None = None  # requests per minute; None: no limit
     tpm: int | None = None  # tokens per minute
     max_concurrency: int | None = None  # requests running at once
+    # The agent tools its runs may use: None every one, "none", "read-only", or these names.
+    tools: str | tuple[str, ...] | None = None
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -104,6 +104,10 @@ def m007_response_items(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX response_items_by_response ON response_items (response_id)")
 
 
+def m008_key_tools(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE keys ADD COLUMN tools TEXT")  # JSON; NULL: every tool
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -112,6 +116,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m005_usage,
     m006_responses,
     m007_response_items,
+    m008_key_tools,
 ]
 
 

@@ -133,6 +133,10 @@ async def m007_response_items(db: Any) -> None:
     await db.execute("CREATE INDEX response_items_by_response ON response_items (response_id)")
 
 
+async def m008_key_tools(db: Any) -> None:
+    await db.execute("ALTER TABLE keys ADD COLUMN tools TEXT")  # JSON; NULL: every tool
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -141,6 +145,7 @@ MIGRATIONS: list[Migration] = [
     m005_usage,
     m006_responses,
     m007_response_items,
+    m008_key_tools,
 ]
 
 
@@ -299,7 +304,7 @@ class PostgresStore:
     async def create_key(self, record: KeyRecord, secret_hash: str) -> None:
         await self._pool.execute(
             f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             *key_row(record),
             secret_hash,
         )

@@ -11,7 +11,7 @@ from headend.store.base import KeyRecord, ResponseRecord, UsageRow
 
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
-    "rpm, tpm, max_concurrency"
+    "rpm, tpm, max_concurrency, tools"
 )
 USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens"
 
@@ -31,11 +31,13 @@ def key_row(record: KeyRecord) -> tuple[Any, ...]:
         record.rpm,
         record.tpm,
         record.max_concurrency,
+        None if record.tools is None else orjson.dumps(record.tools).decode(),
     )
 
 
 def key_record(row: Sequence[Any]) -> KeyRecord:
-    id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most = row
+    id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most, tools = row
+    grant = None if tools is None else orjson.loads(tools)
     return KeyRecord(
         id=id_,
         name=name,
@@ -49,6 +51,7 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
         rpm=rpm,
         tpm=tpm,
         max_concurrency=most,
+        tools=tuple(grant) if isinstance(grant, list) else grant,
     )
 
 

@@ -256,7 +256,7 @@ class SqliteStore:
             with db:
                 db.execute(
                     f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*key_row(record), secret_hash),
                 )
 

@@ -27,15 +27,18 @@ class ToolContext:
     scratch: Path  # a directory of this conversation's own
     depth: int = 0  # how many agents deep this run is (agent tools call agents)
     allow_hosts: frozenset[str] = field(default_factory=frozenset)
+    read_only: bool = False  # the key may only read: a tool that can also write refuses to
     # (agent id, input, depth) -> the agent's answer; set by the loop for agent tools
     call_agent: Callable[[str, str, int], Awaitable[str]] | None = None
 
 
 class Tool(Protocol):
-    name: str
+    name: str  # as the model sees it
+    ref: str  # as an agent file names it: calculator, agent:<id>, mcp:<server>/<tool>
     description: str
     parameters: Json  # JSON schema of the arguments object
     timeout: float  # seconds
+    read_only: bool  # it only reads (see headend.tools.policy)
 
     async def run(self, arguments: Json, context: ToolContext) -> str:
         """The result the model reads."""

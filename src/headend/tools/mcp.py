@@ -190,6 +190,9 @@ class McpTool:
         self.connection = connection
         self.tool = str(spec.name)
         self.name = model_name(connection.name, self.tool)
+        self.ref = f"mcp:{connection.name}/{self.tool}"
+        annotations = getattr(spec, "annotations", None)
+        self.read_only = getattr(annotations, "read_only_hint", None) is True
         self.description = str(getattr(spec, "description", None) or self.tool)
         schema = getattr(spec, "input_schema", None) or getattr(spec, "inputSchema", None)
         self.parameters: Json = dict(schema) if schema else {"type": "object", "properties": {}}

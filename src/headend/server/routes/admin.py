@@ -12,9 +12,10 @@ from headend.config import parse_duration
 from headend.errors import InvalidRequest, NotFound
 from headend.schemas.validation import validate
 from headend.server.http import decode_json, json_response, read_body
-from headend.server.keys import KeyLimits, create_key, describe, rotate_key
+from headend.server.keys import KeyLimits, create_key, describe, rotate_key, tool_grant
 from headend.server.services import services
 from headend.server.usage import usage_entry, utc_day
+from headend.tools.registry import builtin_tools
 
 
 class CreateKey(BaseModel):
@@ -26,6 +27,9 @@ class CreateKey(BaseModel):
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
     max_concurrency: int | None = Field(None, ge=1)
+    tools: list[str] | None = None  # the agent tools its runs may use (names as agent files)
+    no_tools: bool = False
+    read_only: bool = False  # only tools that read
 
 
 async def list_keys(request: Request) -> Response:
@@ -38,10 +42,17 @@ async def post_key(request: Request) -> Response:
     body = validate(
         CreateKey, decode_json(await read_body(request, found.settings.server.max_body_bytes))
     )
+    registry = builtin_tools(found.settings.mcp_servers.keys())
+    try:
+        grant = tool_grant(body.tools, body.no_tools, body.read_only, registry)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="tools") from None
     try:
         expires = parse_duration(body.expires) if body.expires else None
         limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency)
-        issued = await create_key(found.store, body.name, body.scopes, body.agents, expires, limits)
+        issued = await create_key(
+            found.store, body.name, body.scopes, body.agents, expires, limits, grant
+        )
     except ValueError as exc:
         raise InvalidRequest(
             str(exc), param="scopes" if "scope" in str(exc) else "expires"

@@ -11,6 +11,8 @@ class AgentTool:
     def __init__(self, agent_id: str, description: str) -> None:
         self.agent_id = agent_id
         self.name = f"agent_{agent_id.replace('.', '_').replace('-', '_')}"
+        self.ref = f"agent:{agent_id}"
+        self.read_only = True  # the agent it calls runs under the caller's tool policy
         self.description = description or f"Ask the agent '{agent_id}'."
         self.parameters: Json = {
             "type": "object",

@@ -102,6 +102,8 @@ def evaluate(expression: str) -> float | int:
 
 class Calculator:
     name = "calculator"
+    ref = "calculator"
+    read_only = True
     description = (
         "Evaluate an arithmetic expression: + - * / // % ** and parentheses, the constants "
         "pi, e and tau, and sqrt, sin, cos, tan, log, log10, exp, floor, ceil, abs, round, "

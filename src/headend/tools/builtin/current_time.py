@@ -10,6 +10,8 @@ from headend.tools.base import Json, ToolContext, ToolError
 
 class CurrentTime:
     name = "current_time"
+    ref = "current_time"
+    read_only = True
     description = "The current date and time (ISO 8601), in UTC or the given IANA time zone."
     timeout = 5.0
 

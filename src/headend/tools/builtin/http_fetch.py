@@ -21,6 +21,8 @@ METHODS = ("GET", "POST")
 
 class HttpFetch:
     name = "http_fetch"
+    ref = "http_fetch"
+    read_only = True  # for GET: a read-only run refuses POST
     description = (
         "Fetch a web page or API over HTTP(S): GET, or POST with a body. Returns the status, "
         "the content type and the start of the body (at most 100 kB)."
@@ -46,6 +48,8 @@ class HttpFetch:
             raise ToolError("'url' must be a string")
         if method not in METHODS:
             raise ToolError(f"'method' must be one of {', '.join(METHODS)}")
+        if method != "GET" and context.read_only:
+            raise ToolError("refused: this key may only read, so only GET is allowed")
         headers = arguments.get("headers") or {}
         if not isinstance(headers, dict):
             raise ToolError("'headers' must be an object")

@@ -34,6 +34,8 @@ def scrubbed_environment(home: str) -> dict[str, str]:
 
 class Terminal:
     name = "terminal"
+    ref = "terminal"
+    read_only = False
     description = (
         "Run a shell command (sh -c) in a scratch directory kept for this conversation. "
         "Returns the exit code and the combined output (at most 20 kB)."

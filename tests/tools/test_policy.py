@@ -1,0 +1,76 @@
+"""Tool policies: which of an agent's tools a key's runs may use."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from headend.tools.base import Tool
+from headend.tools.builtin.agent_tool import AgentTool
+from headend.tools.builtin.calculator import Calculator
+from headend.tools.builtin.current_time import CurrentTime
+from headend.tools.builtin.http_fetch import HttpFetch
+from headend.tools.builtin.terminal import Terminal
+from headend.tools.mcp import McpTool
+from headend.tools.policy import EVERY_TOOL, ToolPolicy
+
+
+def mcp_tool(server: str, name: str, read_only: bool | None) -> Tool:
+    connection = SimpleNamespace(name=server, settings=SimpleNamespace(timeout=5.0))
+    annotations = None if read_only is None else SimpleNamespace(read_only_hint=read_only)
+    spec = SimpleNamespace(name=name, description="", input_schema=None, annotations=annotations)
+    return McpTool(connection, spec)  # type: ignore[arg-type]
+
+
+TOOLS: list[Tool] = [
+    Calculator(),
+    CurrentTime(),
+    HttpFetch(),
+    Terminal(),
+    AgentTool("helper", "Helps."),
+    mcp_tool("files", "read", True),
+    mcp_tool("files", "write", False),
+    mcp_tool("web", "search", None),
+]
+
+
+def allowed(policy: ToolPolicy) -> list[str]:
+    return [tool.ref for tool in TOOLS if policy.allows(tool)]
+
+
+def test_every_tool_by_default() -> None:
+    assert allowed(EVERY_TOOL) == [tool.ref for tool in TOOLS]
+    assert ToolPolicy.of(None) == EVERY_TOOL
+
+
+def test_none() -> None:
+    assert allowed(ToolPolicy.of("none")) == []
+
+
+def test_read_only_is_what_tools_say_of_themselves() -> None:
+    assert allowed(ToolPolicy.of("read-only")) == [
+        "calculator",
+        "current_time",
+        "http_fetch",
+        "agent:helper",
+        "mcp:files/read",
+    ]
+    assert ToolPolicy.of("read-only").read_only
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (("calculator",), ["calculator"]),
+        (("mcp:files",), ["mcp:files/read", "mcp:files/write"]),
+        (("mcp:files/write", "agent:helper"), ["agent:helper", "mcp:files/write"]),
+        (("mcp:file",), []),  # a server's name, not a prefix of one
+    ],
+)
+def test_a_list_of_names_as_agent_files_write_them(
+    names: tuple[str, ...], expected: list[str]
+) -> None:
+    policy = ToolPolicy.of(names)
+    assert sorted(allowed(policy)) == sorted(expected)
+    assert policy.describe() == sorted(names)
