@@ -36,6 +36,7 @@ async def wipe(url: str) -> None:
     try:
         await db.execute(
             "DROP TABLE IF EXISTS messages, sessions, keys, usage, response_items, responses, "
+            "console_logins, "
             "_migrations"
         )
     finally:
@@ -118,6 +119,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m006_responses",
         "m007_response_items",
         "m008_key_tools",
+        "m009_console_logins",
     ]
 
 
@@ -274,3 +276,15 @@ async def test_response_items_are_found_by_id_per_owner(store: Store) -> None:
     assert await store.response_item("msg_1", "key_1") is None  # gone with its response
     await store.prune(10.0)
     assert await store.response_item("msg_1", None) is None
+
+
+async def test_console_logins_end_when_signed_out_or_expired(store: Store) -> None:
+    from headend.store.base import ConsoleLogin
+
+    login = ConsoleLogin("key_1", "hash-of-secret", 100.0)
+    await store.save_console_login("token-hash", login)
+    assert await store.console_login("token-hash", 50.0) == login
+    assert await store.console_login("token-hash", 100.0) is None  # expired
+    assert await store.console_login("other", 50.0) is None
+    await store.end_console_login("token-hash")
+    assert await store.console_login("token-hash", 50.0) is None

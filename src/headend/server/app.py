@@ -15,6 +15,8 @@ from starlette.routing import Route
 
 from headend.agents.registry import load_agents
 from headend.config import Settings
+from headend.console.logins import ConsoleLogins
+from headend.console.routes import sign_in, sign_out, whoami
 from headend.limits.open import open_limiter
 from headend.providers.base import Provider, Resources
 from headend.providers.registry import builtin_provider_types
@@ -78,6 +80,9 @@ ROUTES = [
     Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/admin/usage", usage, methods=["GET"]),
+    Route("/console/api/session", sign_in, methods=["POST"]),
+    Route("/console/api/session", whoami, methods=["GET"]),
+    Route("/console/api/session", sign_out, methods=["DELETE"]),
     Route("/health", health, methods=["GET"]),
 ]
 
@@ -157,6 +162,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     auth=auth,
                     meter=meter,
                     responses=ResponseService(store),
+                    logins=ConsoleLogins(store, auth),
                     chat=ChatService(
                         agents,
                         routes,

@@ -8,7 +8,9 @@ a loopback address (see ``check_exposure``).
 
 Each request needs one scope, by method and path: ``chat`` (alias ``chat:write``) to chat and
 to write sessions, ``models:read`` for /v1/models, ``sessions:read`` to read sessions,
-``admin`` for /admin. A key limited to some agents sees only those, anywhere.
+``admin`` for /admin. A key limited to some agents sees only those, anywhere. A request with
+no key but the console's sign-in cookie acts as the key it signed in with
+(``headend.console``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from headend.console.cookies import check_origin, cookie_token
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.limits.base import NO_RATES, Rates
 from headend.server.error_shapes import envelope_for
@@ -33,6 +36,7 @@ from headend.tools.policy import EVERY_TOOL, ToolPolicy
 log = logging.getLogger(__name__)
 
 SCOPES = ("chat", "models:read", "sessions:read", "admin")
+CONSOLE_SESSION = "/console/api/session"  # sign-in and sign-out check for themselves
 SCOPE_ALIASES = {"chat:write": "chat"}
 SECRET_PREFIX = "sk-he-"
 CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
@@ -55,6 +59,7 @@ class Principal:
 
 
 OPEN = Principal(key_id=None, scopes=frozenset(SCOPES))
+ADMIN = Principal(key_id="admin", scopes=frozenset(SCOPES))  # the bootstrap key
 
 
 def normalize_scopes(scopes: list[str]) -> tuple[str, ...]:
@@ -81,8 +86,8 @@ def display_prefix(secret: str) -> str:
 
 
 def required_scope(method: str, path: str) -> str | None:
-    """The scope a request needs; None for what anyone may call (health)."""
-    if path == "/health":
+    """The scope a request needs; None for what anyone may call (health, console sign-in)."""
+    if path == "/health" or path == CONSOLE_SESSION:
         return None
     if path.startswith("/admin"):
         return "admin"
@@ -120,6 +125,7 @@ class Authenticator:
     def __init__(self, store: Store, admin_key: str | None) -> None:
         self.store = store
         self.admin_key = admin_key or None
+        self._admin_hash = secret_hash(self.admin_key) if self.admin_key else None
         self._cache: dict[str, tuple[float, KeyRecord | None, Principal | None]] = {}
         self._open_until = 0.0
         self._open = True
@@ -141,8 +147,13 @@ class Authenticator:
         if self.admin_key is not None and hmac.compare_digest(
             secret.encode(), self.admin_key.encode()
         ):
-            return Principal(key_id="admin", scopes=frozenset(SCOPES))
-        hashed = secret_hash(secret)
+            return ADMIN
+        return await self.principal_by_hash(secret_hash(secret))
+
+    async def principal_by_hash(self, hashed: str) -> Principal:
+        """The key whose secret has this SHA-256 (how console logins remember their key)."""
+        if self._admin_hash is not None and hmac.compare_digest(hashed, self._admin_hash):
+            return ADMIN
         cached = self._cache.get(hashed)
         if cached is None or cached[0] <= time.monotonic():
             cached = await self._lookup(hashed)
@@ -216,9 +227,17 @@ class AuthMiddleware:
             return
         needed = required_scope(scope["method"], scope["path"])
         if needed is not None:
-            authenticator: Authenticator = scope["app"].state.services.auth
+            services = scope["app"].state.services
+            authenticator: Authenticator = services.auth
+            headers = scope["headers"]
             try:
-                principal = await authenticator.principal(presented_secret(scope["headers"]))
+                secret = presented_secret(headers)
+                token = cookie_token(headers) if secret is None else None
+                if token is not None and not await authenticator.is_open():
+                    check_origin(scope["method"], headers)
+                    principal = await services.logins.principal(token)
+                else:
+                    principal = await authenticator.principal(secret)
                 if needed not in principal.scopes:
                     raise InsufficientScope(f"This key lacks the '{needed}' scope.")
             except APIError as exc:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from headend.agents.registry import AgentRegistry
 from headend.config import Settings
+from headend.console.logins import ConsoleLogins
 from headend.providers.routes import RouteTable
 from headend.server.auth import Authenticator
 from headend.server.chat import ChatService
@@ -26,6 +27,7 @@ class Services:
     auth: Authenticator
     meter: UsageMeter
     responses: ResponseService
+    logins: ConsoleLogins
 
 
 def services(request: Request) -> Services:

@@ -72,6 +72,16 @@ class ResponseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleLogin:
+    """A browser signed in to the console: the key it signed in with (by its secret's
+    hash, so revoking or rotating the key ends the login) and until when."""
+
+    key_id: str
+    secret_hash: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class NewSession:
     owner: str | None
     agent: str
@@ -157,6 +167,14 @@ class Store(Protocol):
         ...
 
     async def delete_response(self, response_id: str, owner: str | None) -> bool: ...
+
+    async def save_console_login(self, token_hash: str, login: ConsoleLogin) -> None: ...
+
+    async def console_login(self, token_hash: str, now: float) -> ConsoleLogin | None:
+        """The login behind a console cookie (by the cookie token's hash), unless expired."""
+        ...
+
+    async def end_console_login(self, token_hash: str) -> None: ...
 
     async def prune(self, updated_before: float) -> int:
         """Delete sessions last updated, and stored responses made, before the time; how

@@ -108,6 +108,17 @@ def m008_key_tools(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE keys ADD COLUMN tools TEXT")  # JSON; NULL: every tool
 
 
+def m009_console_logins(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE console_logins (
+            token_hash TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -117,6 +128,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m006_responses,
     m007_response_items,
     m008_key_tools,
+    m009_console_logins,
 ]
 
 

@@ -14,6 +14,7 @@ import orjson
 
 from headend.errors import ConfigError
 from headend.store.base import (
+    ConsoleLogin,
     Json,
     KeyRecord,
     NewSession,
@@ -137,6 +138,17 @@ async def m008_key_tools(db: Any) -> None:
     await db.execute("ALTER TABLE keys ADD COLUMN tools TEXT")  # JSON; NULL: every tool
 
 
+async def m009_console_logins(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE console_logins (
+            token_hash TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -146,6 +158,7 @@ MIGRATIONS: list[Migration] = [
     m006_responses,
     m007_response_items,
     m008_key_tools,
+    m009_console_logins,
 ]
 
 
@@ -393,8 +406,31 @@ class PostgresStore:
         )
         return bool(status != "DELETE 0")
 
+    async def save_console_login(self, token_hash: str, login: ConsoleLogin) -> None:
+        await self._pool.execute(
+            "INSERT INTO console_logins (token_hash, key_id, secret_hash, expires_at) "
+            "VALUES ($1, $2, $3, $4)",
+            token_hash,
+            login.key_id,
+            login.secret_hash,
+            login.expires_at,
+        )
+
+    async def console_login(self, token_hash: str, now: float) -> ConsoleLogin | None:
+        row = await self._pool.fetchrow(
+            "SELECT key_id, secret_hash, expires_at FROM console_logins "
+            "WHERE token_hash = $1 AND expires_at > $2",
+            token_hash,
+            now,
+        )
+        return ConsoleLogin(row[0], row[1], row[2]) if row else None
+
+    async def end_console_login(self, token_hash: str) -> None:
+        await self._pool.execute("DELETE FROM console_logins WHERE token_hash = $1", token_hash)
+
     async def prune(self, updated_before: float) -> int:
         async with self._pool.acquire() as db, db.transaction():
+            await db.execute("DELETE FROM console_logins WHERE expires_at < $1", time.time())
             await db.execute("DELETE FROM responses WHERE created_at < $1", updated_before)
             status = await db.execute("DELETE FROM sessions WHERE updated_at < $1", updated_before)
         return int(status.split()[-1])

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import orjson
 
 from headend.store.base import (
+    ConsoleLogin,
     Json,
     KeyRecord,
     NewSession,
@@ -381,9 +382,39 @@ class SqliteStore:
 
         return await self._run(delete)
 
+    async def save_console_login(self, token_hash: str, login: ConsoleLogin) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "INSERT INTO console_logins (token_hash, key_id, secret_hash, expires_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (token_hash, login.key_id, login.secret_hash, login.expires_at),
+                )
+
+        await self._run(insert)
+
+    async def console_login(self, token_hash: str, now: float) -> ConsoleLogin | None:
+        def select(db: sqlite3.Connection) -> ConsoleLogin | None:
+            row = db.execute(
+                "SELECT key_id, secret_hash, expires_at FROM console_logins "
+                "WHERE token_hash = ? AND expires_at > ?",
+                (token_hash, now),
+            ).fetchone()
+            return ConsoleLogin(row[0], row[1], row[2]) if row else None
+
+        return await self._run(select)
+
+    async def end_console_login(self, token_hash: str) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("DELETE FROM console_logins WHERE token_hash = ?", (token_hash,))
+
+        await self._run(delete)
+
     async def prune(self, updated_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:
             with db:
+                db.execute("DELETE FROM console_logins WHERE expires_at < ?", (time.time(),))
                 db.execute("DELETE FROM responses WHERE created_at < ?", (updated_before,))
                 return int(
                     db.execute(
