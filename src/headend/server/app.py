@@ -16,6 +16,7 @@ from starlette.routing import Route
 from headend.agents.registry import load_agents
 from headend.config import Settings
 from headend.console.logins import ConsoleLogins
+from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
 from headend.limits.open import open_limiter
 from headend.providers.base import Provider, Resources
@@ -80,6 +81,9 @@ ROUTES = [
     Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/admin/usage", usage, methods=["GET"]),
+    Route("/", root, methods=["GET"]),
+    Route("/console", console_page, methods=["GET"]),
+    Route("/console/static/{name}", console_asset, methods=["GET"]),
     Route("/console/api/session", sign_in, methods=["POST"]),
     Route("/console/api/session", whoami, methods=["GET"]),
     Route("/console/api/session", sign_out, methods=["DELETE"]),

@@ -36,7 +36,8 @@ from headend.tools.policy import EVERY_TOOL, ToolPolicy
 log = logging.getLogger(__name__)
 
 SCOPES = ("chat", "models:read", "sessions:read", "admin")
-CONSOLE_SESSION = "/console/api/session"  # sign-in and sign-out check for themselves
+# Health, the console's page and assets (it shows the sign-in), and the sign-in itself.
+PUBLIC_PATHS = frozenset({"/health", "/", "/console", "/console/api/session"})
 SCOPE_ALIASES = {"chat:write": "chat"}
 SECRET_PREFIX = "sk-he-"
 CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
@@ -86,8 +87,9 @@ def display_prefix(secret: str) -> str:
 
 
 def required_scope(method: str, path: str) -> str | None:
-    """The scope a request needs; None for what anyone may call (health, console sign-in)."""
-    if path == "/health" or path == CONSOLE_SESSION:
+    """The scope a request needs; None for what anyone may call (health, the console's
+    page and its sign-in)."""
+    if path in PUBLIC_PATHS or path.startswith("/console/static/"):
         return None
     if path.startswith("/admin"):
         return "admin"

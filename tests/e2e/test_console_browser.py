@@ -1,0 +1,123 @@
+"""The console in a real browser (Debian's Chromium, driven by Playwright): sign in, chat in
+the playground and watch the answer stream in with a tool's progress, sign out; the key
+never reaches the page's storage or its cookies, and the page's CSP forbids inline script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import RunningServer
+from tests.e2e.sites import issue, site_fixture
+from tests.upstream import FakeUpstream, Reply
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+WORKER = "---\nmodel: up/worker\ntools: [calculator]\n---\nYou compute.\n"
+served = site_fixture("b", {"worker": WORKER})
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None or not os.path.exists(CHROMIUM):
+        message = "browser tests need Debian's chromium and playwright (make test installs both)"
+        if os.environ.get("HEADEND_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()
+
+
+def test_sign_in_chat_with_streaming_and_tool_progress_then_sign_out(
+    served: RunningServer, browser: object, fake: FakeUpstream
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    key = str(issue(served, name="console", scopes=["chat", "models:read"])["secret"])
+    page = browser.new_page()
+    inline_blocked: list[str] = []
+    page.on("console", lambda message: inline_blocked.append(message.text))
+    response = page.goto(served.base_url + "/console")
+    assert response is not None
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    expect(page.locator("#sign-in")).to_be_visible()
+
+    page.fill("#key", key)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#playground")).to_be_visible()
+    expect(page.locator("#who")).to_contain_text("signed in")
+    stored = page.evaluate(
+        "() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])"
+    )
+    assert key not in stored
+    assert "headend_console" not in stored  # HttpOnly: scripts cannot read the sign-in
+
+    fake.script(
+        "b",
+        Reply(
+            text="",
+            tool_calls=[
+                {"id": "c1", "name": "calculator", "arguments": json.dumps({"expression": "2+2"})}
+            ],
+        ),
+        Reply(text="The answer is four, as computed.", chunk_delay=0.15),
+    )
+    page.select_option("#model", "worker")
+    page.fill("#message", "What is 2 + 2?")
+    page.click("#send")
+    answer = page.locator(".turn.assistant .text")
+    seen: list[str] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        text = answer.text_content() if answer.count() else ""
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
+        if text == "The answer is four, as computed.":
+            break
+        time.sleep(0.03)
+    assert seen[-1] == "The answer is four, as computed."
+    assert len(seen) >= 3, seen  # it grew while the stream ran, not all at once
+    expect(page.locator(".tool").first).to_contain_text("calculator")
+    expect(page.locator("#meta")).to_contain_text("request req_")
+    assert fake.received("b")[1].body["messages"][-1]["content"] == "4"
+
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    page.reload()
+    expect(page.locator("#sign-in")).to_be_visible()
+    assert not [text for text in inline_blocked if "Content Security Policy" in text]
+
+
+def test_the_root_is_the_console_for_browsers_only(served: RunningServer) -> None:
+    import httpx
+
+    page = httpx.get(served.base_url + "/", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/console/static/console.js">' in page.text
+    api = httpx.get(served.base_url + "/")
+    assert api.status_code == 404
+    assert api.json()["error"]["code"] == "unknown_url"
+    for name in ("console.js", "console.css"):
+        asset = httpx.get(f"{served.base_url}/console/static/{name}")
+        assert asset.status_code == 200
+        assert asset.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(served.base_url + "/console/static/..%2Fpages.py").status_code == 404
+    assert httpx.get(served.base_url + "/console/static/pages.py").status_code == 404
