@@ -121,3 +121,61 @@ def test_the_root_is_the_console_for_browsers_only(served: RunningServer) -> Non
         assert asset.headers["x-content-type-options"] == "nosniff"
     assert httpx.get(served.base_url + "/console/static/..%2Fpages.py").status_code == 404
     assert httpx.get(served.base_url + "/console/static/pages.py").status_code == 404
+
+
+def test_keys_page_creates_a_key_whose_secret_is_shown_once_and_revokes_it(
+    served: RunningServer, browser: object
+) -> None:
+    import httpx
+    from playwright.sync_api import Browser, expect
+
+    from tests.e2e.sites import ADMIN
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before revoking
+    page.goto(served.base_url + "/console")
+    page.fill("#key", ADMIN)
+    page.click("#sign-in-form button[type=submit]")
+    page.click("#nav-keys")
+    expect(page.locator("#keys")).to_be_visible()
+
+    page.fill("#key-name", "shop-bot")
+    page.select_option("#key-tools", "read-only")
+    page.fill("#key-rpm", "30")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#secret-box")).to_be_visible()
+    secret = page.locator("#secret-value").text_content() or ""
+    assert secret.startswith("sk-he-")
+    # The secret works, with what the form asked for.
+    models = httpx.get(served.api + "/models", headers={"Authorization": f"Bearer {secret}"})
+    assert models.status_code == 200
+    listed = page.locator("#keys-body tr", has_text="shop-bot")
+    expect(listed).to_contain_text("read-only")
+    expect(listed).to_contain_text("rpm 30")
+    expect(listed).to_contain_text("active")
+
+    page.reload()  # shown once: never again
+    page.click("#nav-keys")
+    expect(page.locator("#keys-body tr", has_text="shop-bot")).to_be_visible()
+    assert page.locator("#secret-box").is_hidden()
+    assert secret not in (page.content() or "")
+
+    page.locator("#keys-body tr", has_text="shop-bot").get_by_role("button", name="Revoke").click()
+    expect(page.locator("#keys-body tr", has_text="shop-bot")).to_contain_text("revoked")
+    time.sleep(1.1)  # revocation holds within a second everywhere
+    refused = httpx.get(served.api + "/models", headers={"Authorization": f"Bearer {secret}"})
+    assert refused.status_code == 401
+
+
+def test_a_key_without_admin_sees_no_keys_page(served: RunningServer, browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    key = str(issue(served, name="chatter", scopes=["chat", "models:read"])["secret"])
+    page = browser.new_page()
+    page.goto(served.base_url + "/console")
+    page.fill("#key", key)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#playground")).to_be_visible()
+    assert page.locator("#nav-keys").is_hidden()

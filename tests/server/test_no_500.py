@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +182,50 @@ def test_every_surface_answers_odd_bodies_with_a_4xx_in_its_shape(
             assert set(response.json()["error"]) == {"type", "message"}
         else:
             assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/messages",
+            {
+                "model": "bot",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": None}]}],
+            },
+        ),
+        (
+            "/v1/messages",
+            {
+                "model": "bot",
+                "max_tokens": 5,
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": [{"type": "text", "text": 7}]},
+                ],
+            },
+        ),
+        (
+            "/v1/responses",
+            {
+                "model": "bot",
+                "input": [{"role": "user", "content": [{"type": "input_text", "text": None}]}],
+            },
+        ),
+    ],
+)
+def test_a_text_block_whose_text_is_not_a_string_is_a_400(
+    tmp_path: Path, path: str, body: dict[str, Any]
+) -> None:
+    # Found by the property test above: a null text once reached str.join.
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "bot.md").write_text("---\nmodel: local\n---\nhi\n")
+    app = create_app(
+        Settings(agents_dir=agents, store="sqlite:///:memory:"),
+        providers={"local": ScriptedProvider()},
+    )
+    response = run(app, json.dumps(body).encode(), path)
+    assert response.status_code == 400, response.text
+    assert "'text' must be a string" in response.text

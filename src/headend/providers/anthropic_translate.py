@@ -32,7 +32,7 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
     return str(content)
 
 
@@ -60,7 +60,7 @@ def _user_blocks(content: Any, where: str) -> list[Json]:
             continue
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
+            blocks.append({"type": "text", "text": str(part.get("text") or "")})
         elif kind == "image_url":
             blocks.append(_image_block(part, f"{where}[{index}]"))
         else:
@@ -216,7 +216,7 @@ def _usage(usage: Json, prompt: int | None = None) -> Json:
 def from_anthropic(message: Json, model: str) -> Json:
     """An Anthropic message as an OpenAI ``chat.completion``."""
     blocks = message.get("content") or []
-    text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    text = "".join(str(b.get("text") or "") for b in blocks if b.get("type") == "text")
     tool_calls = [tool_call_of(b) for b in blocks if b.get("type") == "tool_use"]
     reply: Json = {
         "role": "assistant",
@@ -302,7 +302,7 @@ class StreamTranslator:
     def _on_content_block_delta(self, event: Json) -> list[Json]:
         delta = event.get("delta") or {}
         if delta.get("type") == "text_delta":
-            return [self._chunk({"content": delta.get("text", "")})]
+            return [self._chunk({"content": str(delta.get("text") or "")})]
         if delta.get("type") == "input_json_delta":
             index = self.tool_index.get(event.get("index", 0), 0)
             return [

@@ -11,6 +11,7 @@ import orjson
 from headend.errors import InvalidRequest
 from headend.providers.anthropic_translate import text_of, tool_call_of, tool_use_block
 from headend.providers.base import Json
+from headend.surfaces.fields import block_text
 
 # chat finish_reason -> Anthropic stop_reason
 STOP_REASONS = {
@@ -52,7 +53,7 @@ def _user_messages(content: Any, where: str) -> list[Json]:
         kind = block.get("type") if isinstance(block, dict) else None
         at = f"{where}[{index}]"
         if kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
+            parts.append({"type": "text", "text": block_text(block, at)})
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "tool_result":
@@ -80,11 +81,11 @@ def _assistant_message(content: Any, where: str) -> Json:
         raise InvalidRequest("'content' must be a string or a list of blocks.", param=where)
     text = []
     calls = []
-    for block in content:
+    for index, block in enumerate(content):
         if not isinstance(block, dict):
             continue
         if block.get("type") == "text":
-            text.append(block.get("text", ""))
+            text.append(block_text(block, f"{where}[{index}]"))
         elif block.get("type") == "tool_use":
             calls.append(tool_call_of(block))
     message: Json = {"role": "assistant", "content": "".join(text) or None}
@@ -115,7 +116,7 @@ def system_text(content: Any) -> str:
     """System text from a string or text blocks: blocks are separate paragraphs, never glued
     together (Claude Code sends its prompt as several blocks)."""
     if isinstance(content, list):
-        texts = [block.get("text", "") for block in content if isinstance(block, dict)]
+        texts = [str(block.get("text") or "") for block in content if isinstance(block, dict)]
         return "\n\n".join(text for text in texts if text)
     return text_of(content)
 

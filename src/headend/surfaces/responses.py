@@ -10,6 +10,7 @@ from typing import Any
 
 from headend.errors import APIError, InvalidRequest, UnsupportedValue
 from headend.providers.base import Json
+from headend.surfaces.fields import block_text
 from headend.surfaces.responses_tools import (
     OfferedTools,
     chat_tool_choice,
@@ -40,7 +41,7 @@ def _text_parts(content: Any, where: str) -> str | list[Json]:
     for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
-            parts.append({"type": "text", "text": part.get("text", "")})
+            parts.append({"type": "text", "text": block_text(part, f"{where}[{index}]")})
         elif kind == "input_image" and isinstance(part.get("image_url"), str):
             parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
         elif kind == "refusal":

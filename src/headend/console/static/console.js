@@ -1,62 +1,55 @@
-// The headend console: sign-in and the playground. No framework, no build step; text from
-// users and models goes in with textContent only.
+// The headend console: the shell (sign-in, sign-out, pages). No framework, no build step;
+// text from users and models goes in with textContent only.
+import { $, api, errorOf } from "./api.js";
+import { bindKeys, loadKeys } from "./keys.js";
+import { playground } from "./playground.js";
 
-const $ = (id) => document.getElementById(id);
+const PAGES = ["playground", "keys"];
 
 const app = {
-  sessionId: null,
-
-  async api(path, options = {}) {
-    const response = await fetch(path, {
-      credentials: "same-origin",
-      ...options,
-      headers: { "Content-Type": "application/json", ...(options.headers || {}) },
-    });
-    return response;
-  },
-
-  async errorOf(response) {
-    try {
-      const body = await response.json();
-      return body.error?.message || `HTTP ${response.status}`;
-    } catch {
-      return `HTTP ${response.status}`;
-    }
-  },
-
   async start() {
-    const response = await this.api("/console/api/session");
+    const response = await api("/console/api/session");
     if (!response.ok) {
-      this.show("sign-in");
+      this.signedOut();
       return;
     }
     const who = await response.json();
     $("who").textContent = who.open ? "open mode (no keys)" : `signed in: ${who.key_id}`;
     $("sign-out").hidden = who.open;
-    this.show("playground");
-    await this.loadModels();
+    $("sign-in").hidden = true;
+    $("nav").hidden = false;
+    $("nav-keys").hidden = !who.scopes.includes("admin");
+    await this.open("playground");
   },
 
-  show(section) {
-    $("sign-in").hidden = section !== "sign-in";
-    $("playground").hidden = section !== "playground";
-    if (section === "sign-in") {
-      $("who").textContent = "";
-      $("sign-out").hidden = true;
-      $("key").focus();
+  async open(page) {
+    for (const name of PAGES) {
+      $(name).hidden = name !== page;
+      $(`nav-${name}`).setAttribute("aria-current", name === page ? "page" : "false");
     }
+    if (page === "playground") await playground.loadModels();
+    if (page === "keys") await loadKeys();
+  },
+
+  signedOut() {
+    for (const name of PAGES) $(name).hidden = true;
+    $("nav").hidden = true;
+    $("who").textContent = "";
+    $("sign-out").hidden = true;
+    $("sign-in").hidden = false;
+    $("key").focus();
   },
 
   async signIn(event) {
     event.preventDefault();
     const key = $("key");
-    const response = await this.api("/console/api/session", {
+    const response = await api("/console/api/session", {
       method: "POST",
       body: JSON.stringify({ key: key.value }),
     });
     key.value = "";
     if (!response.ok) {
-      $("sign-in-error").textContent = await this.errorOf(response);
+      $("sign-in-error").textContent = await errorOf(response);
       return;
     }
     $("sign-in-error").textContent = "";
@@ -64,137 +57,15 @@ const app = {
   },
 
   async signOut() {
-    await this.api("/console/api/session", { method: "DELETE" });
-    this.sessionId = null;
-    $("transcript").replaceChildren();
-    this.show("sign-in");
-  },
-
-  async loadModels() {
-    const response = await this.api("/v1/models");
-    const select = $("model");
-    select.replaceChildren();
-    if (!response.ok) {
-      $("chat-error").textContent = await this.errorOf(response);
-      return;
-    }
-    for (const model of (await response.json()).data) {
-      const option = document.createElement("option");
-      option.value = model.id;
-      option.textContent = model.id;
-      select.append(option);
-    }
-  },
-
-  turn(role, text) {
-    const line = document.createElement("div");
-    line.className = `turn ${role}`;
-    const who = document.createElement("span");
-    who.className = "who";
-    who.textContent = role === "user" ? "You:" : "Agent:";
-    const body = document.createElement("span");
-    body.className = "text";
-    body.textContent = text;
-    line.append(who, body);
-    $("transcript").append(line);
-    return body;
-  },
-
-  // One line per tool call: "running" when it starts, its outcome when it ends.
-  progress(event, lines) {
-    const key = `${event.iteration}|${event.tool_name}|${event.label}`;
-    let line = lines.get(key);
-    if (!line) {
-      line = document.createElement("div");
-      line.className = "tool";
-      $("transcript").append(line);
-      lines.set(key, line);
-    }
-    const done = event.type === "tool.completed";
-    const outcome = done ? (event.success ? `done in ${event.duration_ms} ms` : "failed") : "running…";
-    line.textContent = `⚙ ${event.tool_name} ${event.label || ""} — ${outcome}`;
-  },
-
-  async send(event) {
-    event.preventDefault();
-    const message = $("message");
-    const text = message.value.trim();
-    if (!text) return;
-    message.value = "";
-    $("chat-error").textContent = "";
-    this.turn("user", text);
-    const body = {
-      model: $("model").value,
-      messages: [{ role: "user", content: text }],
-      stream: true,
-      stream_options: { include_usage: true, include_tool_progress: true },
-    };
-    if (this.sessionId) body.session_id = this.sessionId;
-    $("send").disabled = true;
-    try {
-      const response = await this.api("/v1/chat/completions", {
-        method: "POST",
-        body: JSON.stringify(body),
-      });
-      if (!response.ok) {
-        $("chat-error").textContent = await this.errorOf(response);
-        return;
-      }
-      const usage = await this.read(response);
-      const id = response.headers.get("x-request-id");
-      $("meta").textContent = [
-        usage ? `${usage.prompt_tokens} in, ${usage.completion_tokens} out` : "",
-        id ? `request ${id}` : "",
-        this.sessionId ? `session ${this.sessionId}` : "",
-      ].filter(Boolean).join(" · ");
-    } finally {
-      $("send").disabled = false;
-    }
-  },
-
-  // Server-sent events as they arrive: tool progress as lines, then the answer's text.
-  async read(response) {
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    const lines = new Map();
-    let answer = null;
-    let buffer = "";
-    let usage = null;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const frame = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const kind = frame.match(/^event: (.*)$/m)?.[1];
-        const data = frame.match(/^data: (.*)$/m)?.[1];
-        if (!data || data === "[DONE]") continue;
-        const payload = JSON.parse(data);
-        if (kind === "tool.progress") {
-          this.progress(payload, lines);
-          continue;
-        }
-        if (payload.session_id) this.sessionId = payload.session_id;
-        if (payload.usage) usage = payload.usage;
-        if (payload.error) $("chat-error").textContent = payload.error.message;
-        const delta = payload.choices?.[0]?.delta?.content;
-        if (delta) {
-          answer = answer || this.turn("assistant", "");
-          answer.textContent += delta;
-        }
-      }
-    }
-    return usage;
+    await api("/console/api/session", { method: "DELETE" });
+    playground.reset();
+    this.signedOut();
   },
 };
 
 $("sign-in-form").addEventListener("submit", (event) => app.signIn(event));
 $("sign-out").addEventListener("click", () => app.signOut());
-$("chat-form").addEventListener("submit", (event) => app.send(event));
-$("new-session").addEventListener("click", () => {
-  app.sessionId = null;
-  $("transcript").replaceChildren();
-  $("meta").textContent = "";
-});
+for (const name of PAGES) $(`nav-${name}`).addEventListener("click", () => app.open(name));
+playground.bind();
+bindKeys();
 app.start();

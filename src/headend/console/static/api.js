@@ -1,0 +1,40 @@
+// Talking to headend from the console: same-origin fetches that carry the sign-in cookie.
+
+export const $ = (id) => document.getElementById(id);
+
+export async function api(path, options = {}) {
+  return fetch(path, {
+    credentials: "same-origin",
+    ...options,
+    headers: { "Content-Type": "application/json", ...(options.headers || {}) },
+  });
+}
+
+export async function errorOf(response) {
+  try {
+    const body = await response.json();
+    return body.error?.message || `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+// A table row of text cells (never HTML: names and labels come from users).
+export function row(cells, tag = "td") {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement(tag);
+    if (cell instanceof Node) td.append(cell);
+    else td.textContent = cell ?? "";
+    tr.append(td);
+  }
+  return tr;
+}
+
+export function button(label, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = label;
+  element.addEventListener("click", onClick);
+  return element;
+}

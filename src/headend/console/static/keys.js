@@ -1,0 +1,126 @@
+// The Keys page (admin scope): create keys with scopes, agents, tools, limits and expiry —
+// the secret is shown once — and list, rotate and revoke them.
+import { $, api, button, errorOf, row } from "./api.js";
+
+function status(key) {
+  if (key.revoked_at) return "revoked";
+  if (key.expires_at && key.expires_at * 1000 < Date.now()) return "expired";
+  return "active";
+}
+
+function limits(key) {
+  const parts = [];
+  if (key.rpm) parts.push(`rpm ${key.rpm}`);
+  if (key.tpm) parts.push(`tpm ${key.tpm}`);
+  if (key.max_concurrency) parts.push(`at once ${key.max_concurrency}`);
+  return parts.join(", ") || "none";
+}
+
+function showSecret(label, secret) {
+  $("secret-label").textContent = label;
+  $("secret-value").textContent = secret;
+  $("secret-box").hidden = false;
+  $("copy-secret").focus();
+}
+
+export async function loadKeys() {
+  const response = await api("/admin/keys");
+  const body = $("keys-body");
+  body.replaceChildren();
+  if (!response.ok) {
+    $("keys-error").textContent = await errorOf(response);
+    return;
+  }
+  for (const key of (await response.json()).data) {
+    const state = status(key);
+    const actions = document.createElement("span");
+    if (state === "active") {
+      actions.append(
+        button("Rotate", () => rotate(key)),
+        button("Revoke", () => revoke(key)),
+      );
+    }
+    const tools = Array.isArray(key.tools) ? key.tools.join(", ") : key.tools;
+    body.append(row([
+      key.name, key.prefix + "…", key.scopes.join(", "), (key.agents || ["*"]).join(", "),
+      tools, limits(key), state, actions,
+    ]));
+  }
+}
+
+async function rotate(key) {
+  if (!confirm(`Rotate ${key.name}? Its current secret stops working at once.`)) return;
+  const response = await api(`/admin/keys/${encodeURIComponent(key.id)}/rotate`, { method: "POST" });
+  if (!response.ok) {
+    $("keys-error").textContent = await errorOf(response);
+    return;
+  }
+  showSecret(`New secret for ${key.name} (shown once):`, (await response.json()).secret);
+  await loadKeys();
+}
+
+async function revoke(key) {
+  if (!confirm(`Revoke ${key.name}? Requests with it fail from now on.`)) return;
+  const response = await api(`/admin/keys/${encodeURIComponent(key.id)}`, { method: "DELETE" });
+  if (!response.ok) $("keys-error").textContent = await errorOf(response);
+  await loadKeys();
+}
+
+function number(id) {
+  const value = $(id).value.trim();
+  return value ? Number(value) : null;
+}
+
+export async function createKey(event) {
+  event.preventDefault();
+  const form = $("key-form");
+  const scopes = [...form.querySelectorAll("input[name=scope]:checked")].map((box) => box.value);
+  const agents = $("key-agents").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const body = {
+    name: $("key-name").value.trim(),
+    scopes,
+    agents: agents.length ? agents : null,
+    rpm: number("key-rpm"),
+    tpm: number("key-tpm"),
+    max_concurrency: number("key-concurrency"),
+    expires: $("key-expires").value.trim() || null,
+  };
+  const tools = $("key-tools").value;
+  if (tools === "none") body.no_tools = true;
+  else if (tools === "read-only") body.read_only = true;
+  else if (tools === "list") {
+    body.tools = $("key-tool-names").value.split(",").map((s) => s.trim()).filter(Boolean);
+  }
+  const response = await api("/admin/keys", { method: "POST", body: JSON.stringify(body) });
+  if (!response.ok) {
+    $("keys-error").textContent = await errorOf(response);
+    return;
+  }
+  $("keys-error").textContent = "";
+  const created = await response.json();
+  form.reset();
+  showSecret(`Secret for ${created.name} (shown once; only its hash is kept):`, created.secret);
+  await loadKeys();
+}
+
+export function bindKeys() {
+  $("key-form").addEventListener("submit", (event) => createKey(event));
+  $("key-tools").addEventListener("change", () => {
+    $("key-tool-names").hidden = $("key-tools").value !== "list";
+  });
+  $("copy-secret").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("secret-value").textContent);
+      $("copy-secret").textContent = "Copied";
+    } catch {
+      // No clipboard outside a secure context (plain http off loopback): select it instead.
+      getSelection().selectAllChildren($("secret-value"));
+      $("copy-secret").textContent = "Selected: copy it now";
+    }
+  });
+  $("hide-secret").addEventListener("click", () => {
+    $("secret-value").textContent = "";
+    $("secret-box").hidden = true;
+    $("copy-secret").textContent = "Copy";
+  });
+}

@@ -1,0 +1,15 @@
+"""Reading the fields every surface's content blocks share, with a 400 for a wrong type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from headend.errors import InvalidRequest
+
+
+def block_text(block: dict[str, Any], where: str) -> str:
+    """A text block's ``text``: a string (missing counts as empty), never null or a number."""
+    text = block.get("text", "")
+    if not isinstance(text, str):
+        raise InvalidRequest("'text' must be a string.", param=f"{where}.text")
+    return text
