@@ -179,3 +179,34 @@ def test_a_key_without_admin_sees_no_keys_page(served: RunningServer, browser: o
     page.click("#sign-in-form button[type=submit]")
     expect(page.locator("#playground")).to_be_visible()
     assert page.locator("#nav-keys").is_hidden()
+
+
+def test_sessions_page_shows_a_transcript_with_its_tool_calls(
+    served: RunningServer, browser: object, fake: FakeUpstream
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    scopes = ["chat", "models:read", "sessions:read"]
+    key = str(issue(served, name="reader", scopes=scopes)["secret"])
+    page = browser.new_page()
+    page.goto(served.base_url + "/console")
+    page.fill("#key", key)
+    page.click("#sign-in-form button[type=submit]")
+    call = {"id": "c9", "name": "calculator", "arguments": json.dumps({"expression": "6*7"})}
+    fake.script("b", Reply(text="", tool_calls=[call]), Reply(text="It is 42."))
+    page.select_option("#model", "worker")
+    page.fill("#message", "What is 6 times 7?")
+    page.click("#send")
+    expect(page.locator(".turn.assistant .text")).to_have_text("It is 42.")
+
+    page.click("#nav-sessions")
+    rows = page.locator("#sessions-body tr")
+    expect(rows).to_have_count(1)  # only this key's own session
+    expect(rows.first).to_contain_text("worker")
+    rows.first.get_by_role("button", name="Open").click()
+    transcript = page.locator("#session-transcript")
+    expect(transcript).to_contain_text("What is 6 times 7?")
+    expect(transcript).to_contain_text('calculator({"expression": "6*7"})')
+    expect(transcript).to_contain_text("Result:42")
+    expect(transcript).to_contain_text("It is 42.")

@@ -3,8 +3,9 @@
 import { $, api, errorOf } from "./api.js";
 import { bindKeys, loadKeys } from "./keys.js";
 import { playground } from "./playground.js";
+import { loadSessions } from "./sessions.js";
 
-const PAGES = ["playground", "keys"];
+const PAGES = ["playground", "sessions", "keys"];
 
 const app = {
   async start() {
@@ -19,6 +20,7 @@ const app = {
     $("sign-in").hidden = true;
     $("nav").hidden = false;
     $("nav-keys").hidden = !who.scopes.includes("admin");
+    $("nav-sessions").hidden = !who.scopes.includes("sessions:read");
     await this.open("playground");
   },
 
@@ -29,6 +31,7 @@ const app = {
     }
     if (page === "playground") await playground.loadModels();
     if (page === "keys") await loadKeys();
+    if (page === "sessions") await loadSessions();
   },
 
   signedOut() {
