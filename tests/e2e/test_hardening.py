@@ -339,3 +339,12 @@ def test_a_response_continued_with_another_model_forks(
     assert fork["agent"] == "other"
     assert fork["metadata"]["forked_from"] == first["session_id"]
     assert client.get(f"/sessions/{first['session_id']}").json()["turns"] == 1
+
+
+def test_a_websocket_upgrade_on_responses_gets_426(hardened: RunningServer) -> None:
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", **ADMIN_HEADERS}
+    refused = httpx.get(hardened.api + "/responses", headers=upgrade)
+    assert refused.status_code == 426  # Codex falls back to HTTP at once on this one
+    assert refused.headers["connection"] == "close"
+    assert refused.json()["error"]["code"] == "websocket_not_supported"
+    assert httpx.get(hardened.api + "/responses", headers=ADMIN_HEADERS).status_code == 405

@@ -195,7 +195,11 @@ def test_a_failed_stream_is_a_valid_event(http: httpx.Client, fake: FakeUpstream
 @pytest.mark.parametrize("model", ["gpt", "helper", "worker"])
 def test_messages(http: httpx.Client, fake: FakeUpstream, model: str) -> None:
     body = {"model": model, "max_tokens": 50, "messages": HI}
-    assert_anthropic("Message", post(http, "/v1/messages", body).json())
+    message = post(http, "/v1/messages", body).json()
+    assert_anthropic("Message", message)
+    # Claude Code reads the cache counts: present, even though headend caches nothing.
+    assert message["usage"]["cache_creation_input_tokens"] == 0
+    assert message["usage"]["cache_read_input_tokens"] == 0
     stream = post(http, "/v1/messages", {**body, "stream": True})
     events = assert_sse("anthropic", "StreamEvent", stream.text)
     named = [line[7:] for line in stream.text.splitlines() if line.startswith("event: ")]

@@ -41,6 +41,7 @@ from headend.server.sessions import (
 )
 from headend.server.sse import data_frame
 from headend.tools.mcp import McpHub
+from headend.tools.policy import EVERY_TOOL, ToolPolicy
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +181,7 @@ class ChatService:
         model = body.get("model") if isinstance(body, dict) else None
         if isinstance(model, str) and not principal.may_use(model):
             raise ModelNotFound(model)  # reported exactly as if it did not exist
-        plan = self._plan(body, context, headers)
-        if plan.run is not None:
-            plan.run.tools = principal.tools
+        plan = self._plan(body, context, headers, principal.tools)
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):
             raise InvalidRequest("'session_id' must be a string.", param="session_id")
@@ -257,7 +256,13 @@ class ChatService:
             trim, system, turn.history, turn.added, max(window - reserve, 0), self._counter(plan)
         )
 
-    def _plan(self, body: Any, context: RequestContext, headers: Mapping[str, str]) -> Plan:
+    def _plan(
+        self,
+        body: Any,
+        context: RequestContext,
+        headers: Mapping[str, str],
+        tools: ToolPolicy = EVERY_TOOL,
+    ) -> Plan:
         if not isinstance(body, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
         name = body.get("model")
@@ -283,6 +288,7 @@ class ChatService:
                     max_iterations=max_iterations(agent.spec, request.max_iterations),
                     timer=context.timer,
                     request_id=context.request_id,
+                    tools=tools,
                 )
                 progress = progress_format(request, headers or {})
         else:

@@ -16,7 +16,6 @@ from headend.surfaces.responses_tools import (
     chat_tool_choice,
     custom_arguments,
     flat_name,
-    request_tools,
 )
 
 PASSED = {"temperature": "temperature", "top_p": "top_p", "user": "user", "stream": "stream"}
@@ -116,9 +115,9 @@ def _response_format(text: Any) -> Json | None:
     raise UnsupportedValue("Unsupported 'text.format'.", param="text.format")
 
 
-def to_chat(body: Any, items: list[Json], offered: OfferedTools | None = None) -> Json:
+def to_chat(body: Any, items: list[Json], offered: OfferedTools) -> Json:
     """A Responses request as a chat completions request (the session adds the history);
-    ``offered``: its tools, when the caller has translated them already."""
+    ``offered``: its tools, from ``request_tools``."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
     model = body.get("model")
@@ -131,11 +130,10 @@ def to_chat(body: Any, items: list[Json], offered: OfferedTools | None = None) -
     for key, renamed in (PASSED | RENAMED).items():
         if body.get(key) is not None:
             chat[renamed] = body[key]
-    offered = offered if offered is not None else request_tools(body)
     if offered.chat:
         chat["tools"] = offered.chat
     if body.get("tool_choice") is not None:
-        choice = chat_tool_choice(body["tool_choice"], offered)
+        choice = chat_tool_choice(body["tool_choice"])
         if offered.chat:
             chat["tool_choice"] = choice
     response_format = _response_format(body.get("text"))
@@ -176,12 +174,12 @@ def usage_of(usage: Any) -> Json:
 class ResponseShape:
     """One response object, built up as its run goes."""
 
-    def __init__(self, body: Json, model: str, offered: OfferedTools | None = None) -> None:
+    def __init__(self, body: Json, model: str, offered: OfferedTools) -> None:
         self.id = new_id("resp")
         self.created_at = int(time.time())
         self.body = body
         self.model = model
-        self.offered = offered if offered is not None else request_tools(body)
+        self.offered = offered
         self.session_id: str | None = None
 
     def envelope(

@@ -185,7 +185,7 @@ HOSTED_CHOICES = (
 )
 
 
-def chat_tool_choice(choice: Any, offered: OfferedTools) -> Any:
+def chat_tool_choice(choice: Any) -> Any:
     """A Responses ``tool_choice`` as a chat one."""
     if choice in ("auto", "none", "required"):
         return choice
