@@ -31,7 +31,9 @@ export async function loadKeys() {
     $("keys-error").textContent = await errorOf(response);
     return;
   }
-  for (const key of (await response.json()).data) {
+  const keys = (await response.json()).data;
+  $("keys-empty").hidden = keys.length > 0;
+  for (const key of keys) {
     const state = status(key);
     const actions = document.createElement("span");
     if (state === "active") {

@@ -60,7 +60,9 @@ export async function loadSessions() {
     return;
   }
   $("sessions-error").textContent = "";
-  for (const session of (await response.json()).data) {
+  const sessions = (await response.json()).data;
+  $("sessions-empty").hidden = sessions.length > 0;
+  for (const session of sessions) {
     body.append(row([
       session.agent, String(session.turns), when(session.updated_at), session.id,
       button("Open", () => show(session)),
