@@ -21,5 +21,14 @@ if [ -f "$stamp" ] && cmp -s package-lock.json "$stamp"; then
   exit 0
 fi
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-npm ci --no-audit --no-fund --loglevel=error
-cp package-lock.json "$stamp"
+# The registry sometimes stalls mid-download (EIDLETIMEOUT): retry, within npm and around it.
+for attempt in 1 2 3; do
+  if npm ci --no-audit --no-fund --loglevel=error --fetch-retries=5 \
+      --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=30000; then
+    cp package-lock.json "$stamp"
+    exit 0
+  fi
+  echo "npm ci failed (attempt $attempt of 3); trying again" >&2
+  sleep $((attempt * 5))
+done
+exit 1
