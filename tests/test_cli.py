@@ -154,3 +154,36 @@ def test_keys_create_with_tool_grants(
     with pytest.raises(SystemExit) as exited:
         main([*base, "--name", "x", "--tool", "calculator", "--read-only"])
     assert exited.value.code == 2
+
+
+def test_keys_create_publishable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "headend.yaml"
+    config.write_text("store: sqlite:///h.db\n")
+    base = ["keys", "create", "--config", str(config), "--name", "shop"]
+    site = ["--origin", "https://shop.example.com:443", "--origin", "http://localhost:3000"]
+    assert main([*base, "--publishable", "--agent", "support", *site, "--visitor-rpm", "5"]) == 0
+    key_id, secret, identity = capsys.readouterr().out.splitlines()[:3]
+    assert secret.startswith("pk-he-")
+    assert identity.startswith("identity secret (for data-user-hash): ")
+    assert main(["keys", "list", "--config", str(config)]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.startswith(key_id.split()[0])
+    assert " chat " in row
+    assert " support " in row
+    assert " read-only " in row
+    assert "rpm 300, visitor rpm 5" in row
+    assert "https://shop.example.com,http://localhost:3000" in row  # as browsers send them
+    assert main(["keys", "rotate", "--config", str(config), key_id.split()[0]]) == 0
+    assert capsys.readouterr().out.startswith("pk-he-")
+    for wrong, says in (
+        (["--publishable", "--agent", "support"], "at least one origin"),
+        (["--publishable", *site], "at least one agent"),
+        (["--agent", "support", *site], "for --publishable keys"),
+        (["--publishable", "--agent", "a", "--origin", "shop.example.com"], "scheme and host"),
+        (["--publishable", "--agent", "a", *site, "--scope", "admin"], "chat scope only"),
+    ):
+        assert main([*base, *wrong]) == 1
+        assert says in capsys.readouterr().err

@@ -147,19 +147,26 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from headend.config import parse_duration
-    from headend.server.keys import KeyLimits, create_key, tool_grant
+    from headend.server.keys import KeyLimits, Publishable, create_key, tool_grant
 
     async def work(store: Store) -> int:
         expires = parse_duration(args.expires) if args.expires else None
         limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency)
         registry = builtin_tools(_settings(args).mcp_servers.keys())
         grant = tool_grant(args.tool, args.no_tools, args.read_only, registry)
+        if (args.origin or args.visitor_rpm) and not args.publishable:
+            raise ValueError("--origin and --visitor-rpm are for --publishable keys")
+        publishable = Publishable.of(args.origin, args.visitor_rpm) if args.publishable else None
         issued = await create_key(
-            store, args.name, args.scope or [], args.agent, expires, limits, grant
+            store, args.name, args.scope or [], args.agent, expires, limits, grant, publishable
         )
         print(f"{issued.record.id}  {', '.join(issued.record.scopes)}")
         print(issued.secret)
-        print("(the secret is shown once; only its hash is stored)", file=sys.stderr)
+        if issued.identity_secret is not None:
+            print(f"identity secret (for data-user-hash): {issued.identity_secret}")
+            print("(publishable: put the pk-he- key in the widget tag)", file=sys.stderr)
+        else:
+            print("(the secret is shown once; only its hash is stored)", file=sys.stderr)
         return 0
 
     try:
@@ -175,7 +182,18 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     async def work(store: Store) -> int:
         now = time.time()
         rows = [
-            ("ID", "PREFIX", "NAME", "SCOPES", "AGENTS", "TOOLS", "LIMITS", "LAST USED", "STATUS")
+            (
+                "ID",
+                "PREFIX",
+                "NAME",
+                "SCOPES",
+                "AGENTS",
+                "TOOLS",
+                "LIMITS",
+                "SITES",
+                "LAST USED",
+                "STATUS",
+            )
         ]
         for key in await store.list_keys():
             used = (
@@ -193,6 +211,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                     ",".join(key.agents) if key.agents else "*",
                     describe_tools(key),
                     describe_limits(key),
+                    ",".join(key.origins) if key.origins else "-",
                     used,
                     status,
                 )
@@ -213,7 +232,12 @@ def describe_tools(key: KeyRecord) -> str:
 def describe_limits(key: KeyRecord) -> str:
     parts = [
         f"{label} {value}"
-        for label, value in (("rpm", key.rpm), ("tpm", key.tpm), ("at once", key.max_concurrency))
+        for label, value in (
+            ("rpm", key.rpm),
+            ("tpm", key.tpm),
+            ("at once", key.max_concurrency),
+            ("visitor rpm", key.visitor_rpm),
+        )
         if value
     ]
     return ", ".join(parts) or "-"
@@ -349,6 +373,19 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--no-tools", action="store_true", help="its runs may use no agent tool")
     tools.add_argument(
         "--read-only", action="store_true", help="its runs may use only tools that read"
+    )
+    create.add_argument(
+        "--publishable",
+        action="store_true",
+        help="a pk-he- key for the chat widget: chat only, on its --agent(s), from its --origin(s)",
+    )
+    create.add_argument(
+        "--origin", action="append", help="a site a publishable key works from; repeat"
+    )
+    create.add_argument(
+        "--visitor-rpm",
+        type=_positive,
+        help="a publishable key's requests per minute per visitor and per address (default 10)",
     )
     create.set_defaults(handler=cmd_keys_create)
     key_command("list", "list keys (never their secrets)").set_defaults(handler=cmd_keys_list)

@@ -9,6 +9,7 @@
         │   └── UpstreamRejected    the upstream refused the request itself (its 4xx, relayed)
         ├── InvalidKey              401 invalid_api_key
         ├── InsufficientScope       403 insufficient_scope
+        │   └── OriginNotAllowed    403 a publishable key's visitor from another site
         ├── NotFound                404 not_found_error
         │   ├── ModelNotFound       404 code model_not_found
         │   └── SessionNotFound     404 code session_not_found
@@ -186,6 +187,10 @@ class InsufficientScope(APIError):
     status = 403
     type = "invalid_request_error"
     default_code = "insufficient_scope"
+
+
+class OriginNotAllowed(InsufficientScope):
+    default_code = "origin_not_allowed"
 
 
 class SessionNotFound(NotFound):

@@ -5,10 +5,8 @@ never reaches the page's storage or its cookies, and the page's CSP forbids inli
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,28 +16,8 @@ from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WORKER = "---\nmodel: up/worker\ntools: [calculator]\n---\nYou compute.\n"
 served = site_fixture("b", {"worker": WORKER})
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if sync_playwright is None or not os.path.exists(CHROMIUM):
-        message = "browser tests need Debian's chromium and playwright (make test installs both)"
-        if os.environ.get("HEADEND_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        launched.close()
 
 
 def test_sign_in_chat_with_streaming_and_tool_progress_then_sign_out(
@@ -210,3 +188,157 @@ def test_sessions_page_shows_a_transcript_with_its_tool_calls(
     expect(transcript).to_contain_text('calculator({"expression": "6*7"})')
     expect(transcript).to_contain_text("Result:42")
     expect(transcript).to_contain_text("It is 42.")
+
+
+def signed_in(browser: object, served: RunningServer, key: str) -> Any:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page()
+    page.goto(served.base_url + "/console")
+    page.fill("#key", key)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#playground")).to_be_visible()
+    return page
+
+
+def test_agents_page_shows_routes_tools_defaults_and_the_prompt_to_admins_only(
+    served: RunningServer, browser: object
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    page = signed_in(browser, served, ADMIN)
+    page.click("#nav-agents")
+    card = page.get_by_role("article", name="worker")
+    expect(card).to_contain_text("up/worker")
+    expect(card).to_contain_text("calculator (reads only)")
+    expect(card).to_contain_text("at most 25 iterations")
+    card.get_by_text("System prompt").click()
+    expect(card.locator("pre")).to_have_text("You compute.\n")
+    expect(page.locator("#routes-body")).to_contain_text("gpt")
+
+    reader = str(issue(served, name="r", scopes=["chat", "models:read"], no_tools=True)["secret"])
+    page = signed_in(browser, served, reader)
+    page.click("#nav-agents")
+    card = page.get_by_role("article", name="worker")
+    expect(card).to_contain_text("calculator (reads only, not for this key)")
+    card.get_by_text("System prompt").click()
+    expect(card).to_contain_text("Shown to keys with the admin scope.")
+    assert "You compute." not in page.content()
+
+
+def test_playground_options_reach_the_model_and_the_call_copies_as_code(
+    served: RunningServer, browser: object, fake: FakeUpstream
+) -> None:
+    from playwright.sync_api import expect
+
+    key = str(issue(served, name="player", scopes=["chat", "models:read"])["secret"])
+    page = signed_in(browser, served, key)
+    page.select_option("#model", "worker")
+    page.click("#options summary")
+    page.fill("#opt-temperature", "0.3")
+    page.fill("#opt-max_tokens", "64")
+    fake.script("b", Reply(text="Sure."))
+    page.fill("#message", "Hello there")
+    page.click("#send")
+    expect(page.locator(".turn.assistant .text")).to_have_text("Sure.")
+    sent = fake.received("b")[0].body
+    assert sent["temperature"] == 0.3
+    assert sent["max_tokens"] == 64
+
+    for kind, marker in (
+        ("curl", "curl "),
+        ("Python", "OpenAI(base_url="),
+        ("JavaScript", "new OpenAI("),
+    ):
+        page.get_by_role("button", name=kind, exact=True).click()
+        snippet = page.locator("#snippet").text_content() or ""
+        assert marker in snippet
+        assert served.base_url + "/v1" in snippet
+        assert "HEADEND_API_KEY" in snippet
+        assert key not in snippet
+        assert '"temperature":0.3' in snippet.replace(" ", "")
+        assert "sess_" in snippet  # the call continues this session
+
+
+def test_usage_page_charts_tokens_per_day_with_the_table_beneath(
+    served: RunningServer, browser: object, fake: FakeUpstream
+) -> None:
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    created = issue(served, name="counted", scopes=["chat"])
+    fake.script("b", Reply(text="ok", usage=(11, 13)))
+    answer = httpx.post(
+        served.api + "/chat/completions",
+        json={"model": "worker", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {created['secret']}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    page = signed_in(browser, served, ADMIN)
+    page.click("#nav-usage")
+    chart = page.locator("#usage-chart svg")
+    expect(chart).to_be_visible()
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    bar = page.locator("#usage-chart g.day", has_text=today[5:])
+    title = bar.locator("title").text_content() or ""
+    assert title.startswith(today)
+    assert "requests" in title
+    heights = bar.locator("rect").evaluate_all(
+        "rs => rs.map(r => Number(r.getAttribute('height')))"
+    )
+    assert all(h > 0 for h in heights)
+    mine = page.locator("#usage-body tr", has_text=str(created["id"]))
+    expect(mine).to_contain_text("worker")
+    expect(mine).to_contain_text("11")
+    expect(mine).to_contain_text("13")
+    expect(page.locator("#usage-keys")).to_contain_text(str(created["id"]))
+    page.select_option("#usage-days", "30")
+    expect(page.locator("#usage-chart g.day")).to_have_count(30)
+
+
+def test_keys_page_creates_a_publishable_key_for_the_widget(
+    served: RunningServer, browser: object
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    page = signed_in(browser, served, ADMIN)
+    page.click("#nav-keys")
+    page.fill("#key-name", "storefront")
+    page.check("#key-publishable")
+    page.fill("#key-origins", "https://shop.example.com")
+    page.fill("#key-visitor-rpm", "4")
+    page.fill("#key-agents", "worker")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#secret-box")).to_be_visible()
+    assert (page.locator("#secret-value").text_content() or "").startswith("pk-he-")
+    expect(page.locator("#secret-label")).to_contain_text("Identity secret")
+    listed = page.locator("#keys-body tr", has_text="storefront")
+    expect(listed).to_contain_text("publishable: https://shop.example.com")
+    expect(listed).to_contain_text("visitor rpm 4")
+    expect(listed).to_contain_text("read-only")
+
+
+def test_the_agents_api_needs_models_read_and_shows_only_the_keys_agents(
+    served: RunningServer,
+) -> None:
+    import httpx
+
+    chat_only = issue(served, name="c", scopes=["chat"])["secret"]
+    refused = httpx.get(
+        served.base_url + "/console/api/agents", headers={"Authorization": f"Bearer {chat_only}"}
+    )
+    assert refused.status_code == 403
+    limited = issue(served, name="l", scopes=["models:read"], agents=["gpt"])["secret"]
+    found = httpx.get(
+        served.base_url + "/console/api/agents", headers={"Authorization": f"Bearer {limited}"}
+    ).json()
+    assert found["data"] == []
+    assert [route["id"] for route in found["routes"]] == ["gpt"]

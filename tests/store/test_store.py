@@ -120,6 +120,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m007_response_items",
         "m008_key_tools",
         "m009_console_logins",
+        "m010_publishable_keys",
     ]
 
 
@@ -203,6 +204,29 @@ async def test_a_key_keeps_its_tool_grant(store: Store, grant: object) -> None:
     )
     await store.create_key(record, "hash-t")
     assert await store.key_by_hash("hash-t") == record
+
+
+async def test_a_publishable_key_keeps_its_sites_rate_and_signing_secret(store: Store) -> None:
+    from headend.store.base import KeyRecord
+
+    record = KeyRecord(
+        id="key_p",
+        name="shop",
+        prefix="pk-he-abc",
+        scopes=("chat",),
+        agents=("support",),
+        created_at=1.0,
+        tools="read-only",
+        origins=("https://shop.example.com", "http://localhost:3000"),
+        visitor_rpm=7,
+        signing_secret="s3cret",
+    )
+    await store.create_key(record, "hash-p")
+    assert await store.key_by_hash("hash-p") == record
+    listed = (await store.list_keys())[0]
+    assert listed.publishable
+    assert listed.signing_secret == "s3cret"
+    assert "s3cret" not in repr(listed)  # never in a log line that prints a record
 
 
 async def test_usage_adds_up_per_day_key_and_model(store: Store) -> None:

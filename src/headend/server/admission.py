@@ -12,7 +12,7 @@ from typing import Any
 
 from headend.config import LimitSettings
 from headend.errors import RateLimited
-from headend.limits.base import Limiter, QueueFull, Queueing, QueueTimeout, Slot
+from headend.limits.base import Limiter, QueueFull, Queueing, QueueTimeout, Rates, Slot
 from headend.server.auth import Principal
 from headend.server.ratelimit_headers import rate_headers, retry_after, retry_headers
 from headend.server.usage import UsageMeter
@@ -35,6 +35,21 @@ class Ticket:
     done: bool = False
 
 
+async def take_visitor_rate(
+    limiter: Limiter, bucket: str, rates: Rates, who: str = "visitor"
+) -> None:
+    """One request from a widget visitor's (or client address's) bucket, or 429."""
+    levels = await limiter.take(bucket, rates)
+    if not levels.allowed:
+        wait = retry_after(rates, levels)
+        raise RateLimited(
+            f"Rate limit reached for this {who}: {rates.rpm} requests per minute. "
+            f"Try again in {wait:.1f}s.",
+            kind="requests",
+            headers=retry_headers(wait),
+        )
+
+
 class Admission:
     def __init__(self, limiter: Limiter, limits: LimitSettings, meter: UsageMeter) -> None:
         self.limiter = limiter
@@ -43,8 +58,15 @@ class Admission:
         self.queueing = Queueing(limits.max_queue, limits.queue_timeout)
 
     async def check_rates(self, principal: Principal, model: str) -> Ticket:
-        """Take one request from the key's rates, or refuse with 429 and when to come back."""
+        """Take one request from the key's rates (and a widget visitor's, and their
+        address's), or refuse with 429 and when to come back."""
         ticket = Ticket(principal, model)
+        if principal.visitor is not None and principal.visitor_rates:
+            key, rates = principal.key_id, principal.visitor_rates
+            await take_visitor_rate(self.limiter, f"visitor:{key}:{principal.visitor}", rates)
+            await take_visitor_rate(
+                self.limiter, f"address:{key}:{principal.address}", rates, "address"
+            )
         rates = principal.rates
         if rates and principal.key_id is not None:
             levels = await self.limiter.take(principal.key_id, rates)

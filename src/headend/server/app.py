@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from headend.agents.registry import load_agents
 from headend.config import Settings
+from headend.console.agents import list_agents
 from headend.console.logins import ConsoleLogins
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
@@ -56,6 +57,9 @@ from headend.store import open_store
 from headend.store.base import Store
 from headend.tools.mcp import McpHub
 from headend.tools.registry import builtin_tools
+from headend.widget.cors import WidgetCors
+from headend.widget.routes import conversation, start_visit, widget_script
+from headend.widget.visitors import Visitors
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,10 @@ ROUTES = [
     Route("/console/api/session", sign_in, methods=["POST"]),
     Route("/console/api/session", whoami, methods=["GET"]),
     Route("/console/api/session", sign_out, methods=["DELETE"]),
+    Route("/console/api/agents", list_agents, methods=["GET"]),
+    Route("/widget.js", widget_script, methods=["GET"]),
+    Route("/widget/api/visitor", start_visit, methods=["POST"]),
+    Route("/widget/api/conversation", conversation, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
 ]
 
@@ -167,6 +175,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     meter=meter,
                     responses=ResponseService(store),
                     logins=ConsoleLogins(store, auth),
+                    visitors=Visitors(store, auth, limiter),
                     chat=ChatService(
                         agents,
                         routes,
@@ -201,6 +210,10 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
     return Starlette(
         routes=ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(RequestContextMiddleware), Middleware(AuthMiddleware)],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(WidgetCors),
+            Middleware(AuthMiddleware),
+        ],
         lifespan=lifespan,
     )

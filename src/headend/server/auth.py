@@ -10,7 +10,9 @@ Each request needs one scope, by method and path: ``chat`` (alias ``chat:write``
 to write sessions, ``models:read`` for /v1/models, ``sessions:read`` to read sessions,
 ``admin`` for /admin. A key limited to some agents sees only those, anywhere. A request with
 no key but the console's sign-in cookie acts as the key it signed in with
-(``headend.console``).
+(``headend.console``). A publishable key (``pk-he-``) calls nothing itself: the chat widget
+trades it for a visitor token (``vt-he-``), which chats as one visitor of one site
+(``headend.widget``).
 """
 
 from __future__ import annotations
@@ -32,21 +34,28 @@ from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
+from headend.widget.tokens import VISITOR_PREFIX
 
 log = logging.getLogger(__name__)
 
 SCOPES = ("chat", "models:read", "sessions:read", "admin")
 # Health, the console's page and assets (it shows the sign-in), and the sign-in itself.
-PUBLIC_PATHS = frozenset({"/health", "/", "/console", "/console/api/session"})
+# The widget's script and its visitor sign-in (which checks the publishable key itself).
+PUBLIC_PATHS = frozenset(
+    {"/health", "/", "/console", "/console/api/session", "/widget.js", "/widget/api/visitor"}
+)
+# What a visitor token may call: chat, and read back its own conversation.
+VISITOR_PATHS = frozenset({"/v1/chat/completions", "/widget/api/conversation"})
 SCOPE_ALIASES = {"chat:write": "chat"}
 SECRET_PREFIX = "sk-he-"
+PUBLISHABLE_PREFIX = "pk-he-"
 CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller: a key's id, scopes, agent allowlist (None: every agent), limits and the
-    agent tools its runs may use."""
+    agent tools its runs may use; for a widget visitor, who and from where."""
 
     key_id: str | None
     scopes: frozenset[str]
@@ -54,9 +63,19 @@ class Principal:
     rates: Rates = NO_RATES
     max_concurrency: int | None = None
     tools: ToolPolicy = EVERY_TOOL
+    visitor: str | None = None  # a publishable key's visitor
+    address: str | None = None  # the visitor's client address
+    visitor_rates: Rates = NO_RATES  # per visitor, and per client address
 
     def may_use(self, name: str) -> bool:
         return self.agents is None or name in self.agents
+
+    @property
+    def owner(self) -> str | None:
+        """Whose sessions and stored responses these are: the key's, or one visitor's."""
+        if self.visitor is None:
+            return self.key_id
+        return f"{self.key_id}/{self.visitor}"
 
 
 OPEN = Principal(key_id=None, scopes=frozenset(SCOPES))
@@ -74,8 +93,8 @@ def normalize_scopes(scopes: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def new_secret() -> str:
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+def new_secret(prefix: str = SECRET_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 def secret_hash(secret: str) -> str:
@@ -83,7 +102,7 @@ def secret_hash(secret: str) -> str:
 
 
 def display_prefix(secret: str) -> str:
-    return secret[: len(SECRET_PREFIX) + 6]
+    return secret[: len(SECRET_PREFIX) + 6]  # both prefixes have the same length
 
 
 def required_scope(method: str, path: str) -> str | None:
@@ -93,7 +112,7 @@ def required_scope(method: str, path: str) -> str | None:
         return None
     if path.startswith("/admin"):
         return "admin"
-    if path.startswith("/v1/models"):
+    if path.startswith("/v1/models") or path == "/console/api/agents":
         return "models:read"
     if path.startswith("/v1/sessions") and method in READS:
         return "sessions:read"
@@ -163,8 +182,33 @@ class Authenticator:
         now = time.time()
         if record is None or principal is None or not record.active(now):
             raise InvalidKey("Incorrect, revoked or expired API key.")
+        if record.publishable:
+            raise InsufficientScope(
+                "This is a publishable key: the chat widget trades it, from one of its sites, "
+                "for a visitor token (POST /widget/api/visitor); it calls nothing else.",
+                code="publishable_key",
+            )
         self._used[record.id] = now
         return principal
+
+    async def publishable(self, secret: str) -> KeyRecord:
+        """The active publishable key with this secret."""
+        if not secret.startswith(PUBLISHABLE_PREFIX):
+            raise InvalidKey("The widget needs a publishable key (pk-he-...).")
+        hashed = secret_hash(secret)
+        cached = self._cache.get(hashed)
+        if cached is None or cached[0] <= time.monotonic():
+            cached = await self._lookup(hashed)
+        record = cached[1]
+        now = time.time()
+        if record is None or not record.publishable or not record.active(now):
+            raise InvalidKey("Incorrect, revoked or expired publishable key.")
+        self._used[record.id] = now
+        return record
+
+    def visited(self, key_id: str) -> None:
+        """A visitor token of this key was used (its last use is recorded with the others)."""
+        self._used[key_id] = time.time()
 
     async def _lookup(self, hashed: str) -> tuple[float, KeyRecord | None, Principal | None]:
         record = await self.store.key_by_hash(hashed)
@@ -235,11 +279,18 @@ class AuthMiddleware:
             try:
                 secret = presented_secret(headers)
                 token = cookie_token(headers) if secret is None else None
-                if token is not None and not await authenticator.is_open():
+                if secret is not None and secret.startswith(VISITOR_PREFIX):
+                    principal = await services.visitors.principal(secret, scope)
+                elif token is not None and not await authenticator.is_open():
                     check_origin(scope["method"], headers)
                     principal = await services.logins.principal(token)
                 else:
                     principal = await authenticator.principal(secret)
+                if principal.visitor is not None and scope["path"] not in VISITOR_PATHS:
+                    raise InsufficientScope(
+                        "A visitor token may only chat (POST /v1/chat/completions) and read "
+                        "its own conversation."
+                    )
                 if needed not in principal.scopes:
                     raise InsufficientScope(f"This key lacks the '{needed}' scope.")
             except APIError as exc:

@@ -42,6 +42,7 @@ from headend.server.sessions import (
 from headend.server.sse import data_frame
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
+from headend.widget.requests import visitor_request
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,17 @@ class Plan:
     ticket: Ticket | None = None  # admitted by the limits; given back by ``release``
     frames: Frames | None = None  # an agent stream's chunk shapes
     released: bool = False
+    ignored: tuple[str, ...] = ()  # a widget visitor's fields the agent overrides
 
     @property
     def headers(self) -> dict[str, str]:
-        """Response headers: the session's id and the key's rate limit state."""
+        """Response headers: the session's id, the key's rate limit state and what of a
+        widget visitor's request was ignored."""
         headers = dict(self.ticket.headers) if self.ticket is not None else {}
         if self.session is not None:
             headers["x-session-id"] = self.session.session_id
+        if self.ignored:
+            headers["x-headend-ignored-fields"] = ", ".join(self.ignored)
         return headers
 
     def count_usage(self, usage: object) -> None:
@@ -178,10 +183,16 @@ class ChatService:
     ) -> Plan:
         """Validate the request and, last, open its session turn (the only step that waits)."""
         headers = headers or {}
+        ignored: list[str] = []
+        if principal.visitor is not None:
+            body, ignored = visitor_request(body)
         model = body.get("model") if isinstance(body, dict) else None
         if isinstance(model, str) and not principal.may_use(model):
             raise ModelNotFound(model)  # reported exactly as if it did not exist
         plan = self._plan(body, context, headers, principal.tools)
+        if principal.visitor is not None and plan.agent is None:
+            raise ModelNotFound(plan.client_model)  # a visitor talks to agents only
+        plan.ignored = tuple(ignored)
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):
             raise InvalidRequest("'session_id' must be a string.", param="session_id")
@@ -230,9 +241,7 @@ class ChatService:
             return  # a plain model route stays stateless unless asked to keep or continue
         head = plan.call.body["messages"][: plan.prepended]  # the agent's own prompt
         sent = plan.call.body["messages"][plan.prepended :]
-        turn = await self.sessions.begin(
-            session_id, plan.client_model, sent, owner=principal.key_id
-        )
+        turn = await self.sessions.begin(session_id, plan.client_model, sent, owner=principal.owner)
         if turn.history:
             system = [*head, *(m for m in sent if m.get("role") in ("system", "developer"))]
             messages = await self._fit(plan, system, turn)

@@ -6,10 +6,19 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from headend.server.auth import display_prefix, new_secret, normalize_scopes, secret_hash
+from headend.server.auth import (
+    PUBLISHABLE_PREFIX,
+    SECRET_PREFIX,
+    display_prefix,
+    new_secret,
+    normalize_scopes,
+    secret_hash,
+)
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import NONE, READ_ONLY, ToolPolicy
 from headend.tools.registry import ToolRegistry, UnknownTool
+from headend.widget.origins import normalize_origin
+from headend.widget.tokens import identity_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +56,36 @@ def tool_grant(
     return tuple(dict.fromkeys(names))
 
 
+PUBLISHABLE_RPM = 300  # a publishable key's requests per minute unless given
+VISITOR_RPM = 10  # each visitor's (and client address's) unless given
+
+
+@dataclass(frozen=True, slots=True)
+class Publishable:
+    """What makes a key publishable: the sites it works from, each visitor's rate."""
+
+    origins: tuple[str, ...]
+    visitor_rpm: int | None = None
+
+    @classmethod
+    def of(cls, origins: list[str] | None, visitor_rpm: int | None) -> Publishable:
+        if not origins:
+            raise ValueError("a publishable key needs at least one origin (--origin)")
+        if visitor_rpm is not None and visitor_rpm < 1:
+            raise ValueError("visitor_rpm must be a positive number")
+        return cls(tuple(dict.fromkeys(normalize_origin(o) for o in origins)), visitor_rpm)
+
+
 @dataclass(frozen=True, slots=True)
 class Issued:
     record: KeyRecord
     secret: str
+
+    @property
+    def identity_secret(self) -> str | None:
+        """A publishable key's secret for signing its sites' user ids (``data-user-hash``)."""
+        signing = self.record.signing_secret
+        return identity_secret(signing) if signing is not None else None
 
 
 async def create_key(
@@ -61,10 +96,21 @@ async def create_key(
     expires_in: float | None = None,
     limits: KeyLimits | None = None,
     tools: str | tuple[str, ...] | None = None,
+    publishable: Publishable | None = None,
 ) -> Issued:
+    """A new key. A publishable one chats only, on its listed agents (one at least), from
+    its sites; by default its runs use only tools that read, and its rates are capped."""
     limits = limits or KeyLimits()
-    secret = new_secret()
+    secret = new_secret(PUBLISHABLE_PREFIX if publishable else SECRET_PREFIX)
     now = time.time()
+    if publishable is not None:
+        if not agents:
+            raise ValueError("a publishable key needs at least one agent (--agent)")
+        if scopes and normalize_scopes(scopes) != ("chat",):
+            raise ValueError("a publishable key has the chat scope only")
+        scopes = ["chat"]
+        tools = READ_ONLY if tools is None else tools
+        limits = KeyLimits(limits.rpm or PUBLISHABLE_RPM, limits.tpm, limits.max_concurrency)
     record = KeyRecord(
         id=f"key_{secrets.token_hex(8)}",
         name=name,
@@ -77,14 +123,20 @@ async def create_key(
         tpm=limits.tpm,
         max_concurrency=limits.max_concurrency,
         tools=tools,
+        origins=publishable.origins if publishable else None,
+        visitor_rpm=(publishable.visitor_rpm or VISITOR_RPM) if publishable else None,
+        signing_secret=secrets.token_urlsafe(32) if publishable else None,
     )
     await store.create_key(record, secret_hash(secret))
     return Issued(record, secret)
 
 
 async def rotate_key(store: Store, key_id: str) -> str | None:
-    """A fresh secret for the key (same scopes, agents and limits); None if no such key."""
-    secret = new_secret()
+    """A fresh secret for the key (same scopes, agents and limits); None if no such key.
+    A publishable key's visitors keep their tokens (they are signed with another secret)."""
+    found = [k for k in await store.list_keys() if k.id == key_id]
+    publishable = bool(found) and found[0].publishable
+    secret = new_secret(PUBLISHABLE_PREFIX if publishable else SECRET_PREFIX)
     if not await store.rotate_key(key_id, secret_hash(secret), display_prefix(secret)):
         return None
     return secret
@@ -107,4 +159,7 @@ def describe(record: KeyRecord) -> dict[str, object]:
         "tpm": record.tpm,
         "max_concurrency": record.max_concurrency,
         "tools": ToolPolicy.of(record.tools).describe(),
+        "publishable": record.publishable,
+        "origins": list(record.origins) if record.origins is not None else None,
+        "visitor_rpm": record.visitor_rpm,
     }

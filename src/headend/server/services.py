@@ -15,6 +15,7 @@ from headend.server.chat import ChatService
 from headend.server.responses import ResponseService
 from headend.server.usage import UsageMeter
 from headend.store.base import Store
+from headend.widget.visitors import Visitors
 
 
 @dataclass(slots=True)
@@ -28,6 +29,7 @@ class Services:
     meter: UsageMeter
     responses: ResponseService
     logins: ConsoleLogins
+    visitors: Visitors
 
 
 def services(request: Request) -> Services:

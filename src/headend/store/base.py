@@ -6,7 +6,7 @@ abandoned turn leaves nothing behind and a crash never leaves half a turn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Json = dict[str, Any]
@@ -41,6 +41,16 @@ class KeyRecord:
     max_concurrency: int | None = None  # requests running at once
     # The agent tools its runs may use: None every one, "none", "read-only", or these names.
     tools: str | tuple[str, ...] | None = None
+    # A publishable key (``pk-he-``, for the chat widget): the sites it works from, each
+    # visitor's requests per minute, and the secret that signs its visitor tokens and checks
+    # its sites' user hashes. None on every other key.
+    origins: tuple[str, ...] | None = None
+    visitor_rpm: int | None = None
+    signing_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def publishable(self) -> bool:
+        return self.origins is not None
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

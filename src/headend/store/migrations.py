@@ -119,6 +119,11 @@ def m009_console_logins(db: sqlite3.Connection) -> None:
     )
 
 
+def m010_publishable_keys(db: sqlite3.Connection) -> None:
+    for column in ("origins TEXT", "visitor_rpm INTEGER", "signing_secret TEXT"):
+        db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -129,6 +134,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m007_response_items,
     m008_key_tools,
     m009_console_logins,
+    m010_publishable_keys,
 ]
 
 

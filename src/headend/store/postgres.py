@@ -24,6 +24,7 @@ from headend.store.base import (
 )
 from headend.store.rows import (
     KEY_COLUMNS,
+    KEY_VALUES,
     RESPONSE_COLUMNS,
     USAGE_COLUMNS,
     USAGE_SUMS,
@@ -149,6 +150,11 @@ async def m009_console_logins(db: Any) -> None:
     )
 
 
+async def m010_publishable_keys(db: Any) -> None:
+    for column in ("origins TEXT", "visitor_rpm INTEGER", "signing_secret TEXT"):
+        await db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -159,6 +165,7 @@ MIGRATIONS: list[Migration] = [
     m007_response_items,
     m008_key_tools,
     m009_console_logins,
+    m010_publishable_keys,
 ]
 
 
@@ -317,7 +324,7 @@ class PostgresStore:
     async def create_key(self, record: KeyRecord, secret_hash: str) -> None:
         await self._pool.execute(
             f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            f"VALUES ({', '.join(f'${i}' for i in range(1, KEY_VALUES + 1))})",
             *key_row(record),
             secret_hash,
         )

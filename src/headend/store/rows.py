@@ -11,8 +11,9 @@ from headend.store.base import KeyRecord, ResponseRecord, UsageRow
 
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
-    "rpm, tpm, max_concurrency, tools"
+    "rpm, tpm, max_concurrency, tools, origins, visitor_rpm, signing_secret"
 )
+KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
 USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens"
 
 
@@ -32,11 +33,17 @@ def key_row(record: KeyRecord) -> tuple[Any, ...]:
         record.tpm,
         record.max_concurrency,
         None if record.tools is None else orjson.dumps(record.tools).decode(),
+        None if record.origins is None else orjson.dumps(list(record.origins)).decode(),
+        record.visitor_rpm,
+        record.signing_secret,
     )
 
 
 def key_record(row: Sequence[Any]) -> KeyRecord:
-    id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most, tools = row
+    (id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most, tools) = (
+        row[:13]
+    )
+    origins, visitor_rpm, signing_secret = row[13:]
     grant = None if tools is None else orjson.loads(tools)
     return KeyRecord(
         id=id_,
@@ -52,6 +59,9 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
         tpm=tpm,
         max_concurrency=most,
         tools=tuple(grant) if isinstance(grant, list) else grant,
+        origins=None if origins is None else tuple(orjson.loads(origins)),
+        visitor_rpm=visitor_rpm,
+        signing_secret=signing_secret,
     )
 
 

@@ -32,6 +32,7 @@ from headend.store.base import (
 from headend.store.migrations import migrate
 from headend.store.rows import (
     KEY_COLUMNS,
+    KEY_VALUES,
     RESPONSE_COLUMNS,
     USAGE_COLUMNS,
     USAGE_SUMS,
@@ -257,7 +258,7 @@ class SqliteStore:
             with db:
                 db.execute(
                     f"INSERT INTO keys ({KEY_COLUMNS}, secret_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"VALUES ({', '.join('?' * KEY_VALUES)})",
                     (*key_row(record), secret_hash),
                 )
 

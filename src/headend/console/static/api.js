@@ -38,3 +38,15 @@ export function button(label, onClick) {
   element.addEventListener("click", onClick);
   return element;
 }
+
+// Copy the text of `source` to the clipboard; outside a secure context (plain http off
+// loopback) there is no clipboard: select the text instead, for the user to copy.
+export async function copyText(trigger, source) {
+  try {
+    await navigator.clipboard.writeText(source.textContent);
+    trigger.textContent = "Copied";
+  } catch {
+    getSelection().selectAllChildren(source);
+    trigger.textContent = "Selected: copy it now";
+  }
+}

@@ -1,11 +1,20 @@
 // The headend console: the shell (sign-in, sign-out, pages). No framework, no build step;
 // text from users and models goes in with textContent only.
+import { loadAgents } from "./agents.js";
 import { $, api, errorOf } from "./api.js";
 import { bindKeys, loadKeys } from "./keys.js";
 import { playground } from "./playground.js";
 import { loadSessions } from "./sessions.js";
+import { bindUsage, loadUsage } from "./usage.js";
 
-const PAGES = ["playground", "sessions", "keys"];
+const PAGES = ["playground", "agents", "sessions", "keys", "usage"];
+const LOADERS = {
+  playground: () => playground.loadModels(),
+  agents: loadAgents,
+  sessions: loadSessions,
+  keys: loadKeys,
+  usage: loadUsage,
+};
 
 const app = {
   async start() {
@@ -20,6 +29,8 @@ const app = {
     $("sign-in").hidden = true;
     $("nav").hidden = false;
     $("nav-keys").hidden = !who.scopes.includes("admin");
+    $("nav-usage").hidden = !who.scopes.includes("admin");
+    $("nav-agents").hidden = !who.scopes.includes("models:read");
     $("nav-sessions").hidden = !who.scopes.includes("sessions:read");
     await this.open("playground");
   },
@@ -29,9 +40,7 @@ const app = {
       $(name).hidden = name !== page;
       $(`nav-${name}`).setAttribute("aria-current", name === page ? "page" : "false");
     }
-    if (page === "playground") await playground.loadModels();
-    if (page === "keys") await loadKeys();
-    if (page === "sessions") await loadSessions();
+    await LOADERS[page]();
   },
 
   signedOut() {
@@ -71,4 +80,5 @@ $("sign-out").addEventListener("click", () => app.signOut());
 for (const name of PAGES) $(`nav-${name}`).addEventListener("click", () => app.open(name));
 playground.bind();
 bindKeys();
+bindUsage();
 app.start();

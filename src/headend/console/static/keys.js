@@ -1,6 +1,6 @@
 // The Keys page (admin scope): create keys with scopes, agents, tools, limits and expiry —
 // the secret is shown once — and list, rotate and revoke them.
-import { $, api, button, errorOf, row } from "./api.js";
+import { $, api, button, copyText, errorOf, row } from "./api.js";
 
 function status(key) {
   if (key.revoked_at) return "revoked";
@@ -13,6 +13,7 @@ function limits(key) {
   if (key.rpm) parts.push(`rpm ${key.rpm}`);
   if (key.tpm) parts.push(`tpm ${key.tpm}`);
   if (key.max_concurrency) parts.push(`at once ${key.max_concurrency}`);
+  if (key.visitor_rpm) parts.push(`visitor rpm ${key.visitor_rpm}`);
   return parts.join(", ") || "none";
 }
 
@@ -43,8 +44,9 @@ export async function loadKeys() {
       );
     }
     const tools = Array.isArray(key.tools) ? key.tools.join(", ") : key.tools;
+    const name = key.publishable ? `${key.name} (publishable: ${key.origins.join(", ")})` : key.name;
     body.append(row([
-      key.name, key.prefix + "…", key.scopes.join(", "), (key.agents || ["*"]).join(", "),
+      name, key.prefix + "…", key.scopes.join(", "), (key.agents || ["*"]).join(", "),
       tools, limits(key), state, actions,
     ]));
   }
@@ -87,6 +89,12 @@ export async function createKey(event) {
     max_concurrency: number("key-concurrency"),
     expires: $("key-expires").value.trim() || null,
   };
+  if ($("key-publishable").checked) {
+    body.publishable = true;
+    body.scopes = null;
+    body.origins = $("key-origins").value.split(",").map((s) => s.trim()).filter(Boolean);
+    body.visitor_rpm = number("key-visitor-rpm");
+  }
   const tools = $("key-tools").value;
   if (tools === "none") body.no_tools = true;
   else if (tools === "read-only") body.read_only = true;
@@ -101,7 +109,16 @@ export async function createKey(event) {
   $("keys-error").textContent = "";
   const created = await response.json();
   form.reset();
-  showSecret(`Secret for ${created.name} (shown once; only its hash is kept):`, created.secret);
+  $("publishable-fields").hidden = true;
+  if (created.publishable) {
+    showSecret(
+      `Publishable key for ${created.name}, for the widget tag. Identity secret for ` +
+        `data-user-hash (shown once): ${created.identity_secret}`,
+      created.secret,
+    );
+  } else {
+    showSecret(`Secret for ${created.name} (shown once; only its hash is kept):`, created.secret);
+  }
   await loadKeys();
 }
 
@@ -110,15 +127,9 @@ export function bindKeys() {
   $("key-tools").addEventListener("change", () => {
     $("key-tool-names").hidden = $("key-tools").value !== "list";
   });
-  $("copy-secret").addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText($("secret-value").textContent);
-      $("copy-secret").textContent = "Copied";
-    } catch {
-      // No clipboard outside a secure context (plain http off loopback): select it instead.
-      getSelection().selectAllChildren($("secret-value"));
-      $("copy-secret").textContent = "Selected: copy it now";
-    }
+  $("copy-secret").addEventListener("click", () => copyText($("copy-secret"), $("secret-value")));
+  $("key-publishable").addEventListener("change", () => {
+    $("publishable-fields").hidden = !$("key-publishable").checked;
   });
   $("hide-secret").addEventListener("click", () => {
     $("secret-value").textContent = "";

@@ -1,9 +1,60 @@
 // The Playground: chat with any agent or model the key may use, the answer streaming in as
 // it arrives and each tool call shown live; continue the session or start a new one.
-import { $, api, errorOf } from "./api.js";
+import { $, api, copyText, errorOf } from "./api.js";
+
+const OPTIONS = ["temperature", "top_p", "max_tokens", "seed", "max_iterations"];
+
+// The same call for a terminal or a program; the key stays out of it ($HEADEND_API_KEY).
+const SNIPPETS = {
+  curl: (base, body) =>
+    `curl ${base}/v1/chat/completions \\\n` +
+    `  -H "Authorization: Bearer $HEADEND_API_KEY" \\\n` +
+    `  -H "Content-Type: application/json" \\\n` +
+    `  -d '${JSON.stringify(body).replaceAll("'", "'\\''")}'`,
+  python: (base, body) => {
+    const { model, messages, stream, ...rest } = body;
+    const extra = Object.keys(rest).length ? `,\n    extra_body=${JSON.stringify(rest)}` : "";
+    return (
+      "import os\nfrom openai import OpenAI\n\n" +
+      `client = OpenAI(base_url="${base}/v1", api_key=os.environ["HEADEND_API_KEY"])\n` +
+      `stream = client.chat.completions.create(\n    model=${JSON.stringify(model)},\n` +
+      `    messages=${JSON.stringify(messages)},\n    stream=True${extra},\n)\n` +
+      "for chunk in stream:\n    if chunk.choices:\n" +
+      '        print(chunk.choices[0].delta.content or "", end="", flush=True)\n'
+    );
+  },
+  js: (base, body) =>
+    'import OpenAI from "openai";\n\n' +
+    `const client = new OpenAI({ baseURL: "${base}/v1", apiKey: process.env.HEADEND_API_KEY });\n` +
+    `const stream = await client.chat.completions.create(${JSON.stringify(body, null, 2)});\n` +
+    "for await (const chunk of stream) {\n" +
+    '  process.stdout.write(chunk.choices[0]?.delta?.content ?? "");\n}\n',
+};
 
 export const playground = {
   sessionId: null,
+
+  // The request as the form stands: model, the message, options the user set.
+  body(text) {
+    const body = {
+      model: $("model").value,
+      messages: [{ role: "user", content: text }],
+      stream: true,
+    };
+    for (const name of OPTIONS) {
+      const value = $(`opt-${name}`).value.trim();
+      if (value !== "") body[name] = Number(value);
+    }
+    if (this.sessionId) body.session_id = this.sessionId;
+    return body;
+  },
+
+  showSnippet(kind) {
+    const text = $("message").value.trim() || this.lastText || "Hello";
+    $("snippet").textContent = SNIPPETS[kind](location.origin, this.body(text));
+    $("snippet-box").hidden = false;
+    $("copy-snippet").textContent = "Copy";
+  },
 
   async loadModels() {
     const response = await api("/v1/models");
@@ -64,13 +115,11 @@ export const playground = {
     message.value = "";
     $("chat-error").textContent = "";
     this.turn("user", text);
+    this.lastText = text;
     const body = {
-      model: $("model").value,
-      messages: [{ role: "user", content: text }],
-      stream: true,
+      ...this.body(text),
       stream_options: { include_usage: true, include_tool_progress: true },
     };
-    if (this.sessionId) body.session_id = this.sessionId;
     $("send").disabled = true;
     try {
       const response = await api("/v1/chat/completions", {
@@ -132,5 +181,9 @@ export const playground = {
   bind() {
     $("chat-form").addEventListener("submit", (event) => this.send(event));
     $("new-session").addEventListener("click", () => this.reset());
+    for (const trigger of document.querySelectorAll("[data-copy-as]")) {
+      trigger.addEventListener("click", () => this.showSnippet(trigger.dataset.copyAs));
+    }
+    $("copy-snippet").addEventListener("click", () => copyText($("copy-snippet"), $("snippet")));
   },
 };

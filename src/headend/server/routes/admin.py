@@ -12,7 +12,14 @@ from headend.config import parse_duration
 from headend.errors import InvalidRequest, NotFound
 from headend.schemas.validation import validate
 from headend.server.http import decode_json, json_response, read_body
-from headend.server.keys import KeyLimits, create_key, describe, rotate_key, tool_grant
+from headend.server.keys import (
+    KeyLimits,
+    Publishable,
+    create_key,
+    describe,
+    rotate_key,
+    tool_grant,
+)
 from headend.server.services import services
 from headend.server.usage import usage_entry, utc_day
 from headend.tools.registry import builtin_tools
@@ -21,7 +28,7 @@ from headend.tools.registry import builtin_tools
 class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default_factory=lambda: ["chat", "models:read"])
+    scopes: list[str] | None = None  # default: chat and models:read (publishable: chat)
     agents: list[str] | None = None
     expires: str | None = None  # a duration: 30d, 12h
     rpm: int | None = Field(None, ge=1)
@@ -30,6 +37,9 @@ class CreateKey(BaseModel):
     tools: list[str] | None = None  # the agent tools its runs may use (names as agent files)
     no_tools: bool = False
     read_only: bool = False  # only tools that read
+    publishable: bool = False  # a pk-he- key for the chat widget
+    origins: list[str] | None = None  # the sites a publishable key works from
+    visitor_rpm: int | None = Field(None, ge=1)
 
 
 async def list_keys(request: Request) -> Response:
@@ -47,17 +57,38 @@ async def post_key(request: Request) -> Response:
         grant = tool_grant(body.tools, body.no_tools, body.read_only, registry)
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="tools") from None
+    if (body.origins or body.visitor_rpm) and not body.publishable:
+        raise InvalidRequest(
+            "'origins' and 'visitor_rpm' are for publishable keys.", param="origins"
+        )
     try:
         expires = parse_duration(body.expires) if body.expires else None
         limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency)
+        publishable = Publishable.of(body.origins, body.visitor_rpm) if body.publishable else None
         issued = await create_key(
-            found.store, body.name, body.scopes, body.agents, expires, limits, grant
+            found.store,
+            body.name,
+            body.scopes or [],
+            body.agents,
+            expires,
+            limits,
+            grant,
+            publishable,
         )
     except ValueError as exc:
-        raise InvalidRequest(
-            str(exc), param="scopes" if "scope" in str(exc) else "expires"
-        ) from None
-    return json_response({**describe(issued.record), "secret": issued.secret})
+        raise InvalidRequest(str(exc), param=_param_of(str(exc))) from None
+    shown = {**describe(issued.record), "secret": issued.secret}
+    if issued.identity_secret is not None:
+        shown["identity_secret"] = issued.identity_secret
+    return json_response(shown)
+
+
+def _param_of(problem: str) -> str:
+    """The field a key creation problem is about."""
+    for word, param in (("origin", "origins"), ("agent", "agents"), ("scope", "scopes")):
+        if word in problem:
+            return param
+    return "expires"
 
 
 async def revoke_key(request: Request) -> Response:

@@ -40,7 +40,7 @@ async def create_response(request: Request) -> Response:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
     principal = principal_of(request.scope)
-    items = await found.responses.resolve(items_of(body), principal.key_id)
+    items = await found.responses.resolve(items_of(body), principal.owner)
     offered = request_tools(body)
     chat = to_chat(body, items, offered)
     keep = body.get("store", True) is not False
@@ -51,7 +51,7 @@ async def create_response(request: Request) -> Response:
                 "'previous_response_id' must be a string.", param="previous_response_id"
             )
         chat["session_id"] = await found.responses.session_after(
-            previous, principal.key_id, chat["model"]
+            previous, principal.owner, chat["model"]
         )
     plan = await found.chat.plan(
         chat, request_context(request), request.headers, principal, keep=keep
@@ -62,7 +62,7 @@ async def create_response(request: Request) -> Response:
         log.info("tools not offered to the model (hosted): %s", ", ".join(offered.dropped))
     shape = ResponseShape(body, plan.client_model, offered)
     shape.session_id = plan.session.session_id if plan.session else None
-    owner = principal.key_id
+    owner = principal.owner
     if plan.stream:
         events = ResponseEvents(shape)
         return EventStream(
@@ -107,20 +107,20 @@ async def responses_websocket(request: Request) -> Response:
 
 async def retrieve_response(request: Request) -> Response:
     record = await services(request).responses.get(
-        request.path_params["response_id"], principal_of(request.scope).key_id
+        request.path_params["response_id"], principal_of(request.scope).owner
     )
     return json_response(record.body)
 
 
 async def delete_response(request: Request) -> Response:
     response_id = request.path_params["response_id"]
-    await services(request).responses.delete(response_id, principal_of(request.scope).key_id)
+    await services(request).responses.delete(response_id, principal_of(request.scope).owner)
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
 async def list_input_items(request: Request) -> Response:
     record = await services(request).responses.get(
-        request.path_params["response_id"], principal_of(request.scope).key_id
+        request.path_params["response_id"], principal_of(request.scope).owner
     )
     items = record.input_items
     if request.query_params.get("order", "desc") == "desc":

@@ -46,7 +46,7 @@ async def create_session(request: Request) -> Response:
     if not exists or not principal.may_use(body.agent):
         raise ModelNotFound(body.agent)
     record = await found.store.create_session(
-        new_session_id(), principal.key_id, body.agent, body.metadata
+        new_session_id(), principal.owner, body.agent, body.metadata
     )
     return json_response(_session(record))
 
@@ -58,7 +58,7 @@ async def list_sessions(request: Request) -> Response:
         raise InvalidRequest(
             f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit"
         )
-    owner = principal_of(request.scope).key_id
+    owner = principal_of(request.scope).owner
     before = None
     if cursor := request.query_params.get("before"):
         anchor = await found.store.get_session(cursor, owner)
@@ -74,7 +74,7 @@ async def list_sessions(request: Request) -> Response:
 
 async def _record(request: Request) -> SessionRecord:
     session_id = request.path_params["session_id"]
-    owner = principal_of(request.scope).key_id
+    owner = principal_of(request.scope).owner
     record = await services(request).store.get_session(session_id, owner)
     if record is None:
         raise SessionNotFound(session_id)

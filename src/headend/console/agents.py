@@ -1,0 +1,65 @@
+"""``GET /console/api/agents``: what the console's Agents page shows, for the agents and
+model routes the key may use: each agent's routes, tools (and whether this key's runs may
+use them), sampling defaults and limits, its description, and its system prompt for keys
+with ``admin`` (an operator's prompt is not every caller's to read)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from headend.agents.registry import Agent
+from headend.providers.base import SAMPLING_FIELDS
+from headend.server.auth import Principal, principal_of
+from headend.server.http import json_response
+from headend.server.services import services
+
+
+def _agent(agent: Agent, principal: Principal) -> dict[str, Any]:
+    spec = agent.spec
+    tools = [
+        {
+            "name": tool.ref,
+            "description": tool.description,
+            "read_only": tool.read_only,
+            "allowed": principal.tools.allows(tool),
+        }
+        for tool in agent.tools
+    ]
+    tools += [
+        {
+            "name": f"mcp:{ref.server}" + (f"/{ref.tool}" if ref.tool else ""),
+            "description": "an MCP server's tools (listed when the agent runs)",
+            "read_only": None,
+            "allowed": None,
+        }
+        for ref in agent.mcp
+    ]
+    sampling = spec.model_dump(include=set(SAMPLING_FIELDS), exclude_none=True)
+    return {
+        "id": spec.id,
+        "object": "agent",
+        "description": spec.description,
+        "routes": spec.routes(),
+        "targets": [str(target) for target in agent.targets],
+        "tools": tools,
+        "sampling": sampling,
+        "pinned": spec.pinned,
+        "max_iterations": spec.max_iterations,
+        "max_concurrency": spec.max_concurrency,
+        "system_prompt": spec.system_prompt if "admin" in principal.scopes else None,
+    }
+
+
+async def list_agents(request: Request) -> Response:
+    found = services(request)
+    principal = principal_of(request.scope)
+    agents = [_agent(a, principal) for a in found.agents if principal.may_use(a.id)]
+    routes = [
+        {"id": name, "object": "model_route", "targets": [str(t) for t in targets]}
+        for name in found.routes.names()
+        if principal.may_use(name) and (targets := found.routes.for_client(name)) is not None
+    ]
+    return json_response({"object": "list", "data": agents, "routes": routes})

@@ -1,0 +1,1 @@
+"""The chat widget: a script any site can load, publishable keys and the visitors they serve."""

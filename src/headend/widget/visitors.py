@@ -1,0 +1,157 @@
+"""Visitors of the sites a publishable key serves: their tokens, and who they are.
+
+``start`` trades a publishable key, at the origin check, for a visitor token; ``principal``
+turns a token on a later request back into the caller. Both refuse a request whose
+``Origin`` is not one of the key's sites, or that has none: a browser always sends it on
+these calls, so a request without one is not the widget's.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+
+from headend.errors import InvalidKey, OriginNotAllowed
+from headend.limits.base import Limiter, Rates
+from headend.server.admission import take_visitor_rate
+from headend.server.auth import Authenticator, Principal
+from headend.store.base import KeyRecord, Store
+from headend.tools.policy import ToolPolicy
+from headend.widget import tokens
+from headend.widget.origins import request_origin
+from headend.widget.tokens import LIFETIME, RENEWABLE, VisitorClaims
+
+REFRESH_SECONDS = 1.0  # a revoked publishable key is refused everywhere within this
+MISS_REFRESH = 0.1  # an unknown key is looked for again at most this often (a new key)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    token: str
+    claims: VisitorClaims
+
+
+def _check_origin(record: KeyRecord, origin: str | None) -> str:
+    if origin is None:
+        raise OriginNotAllowed(
+            "A publishable key works only from a browser on one of its sites: the request "
+            "has no Origin header."
+        )
+    if origin not in (record.origins or ()):
+        raise OriginNotAllowed(
+            f"This publishable key does not work from {origin}: it works only from the "
+            "sites it was created for (headend keys create --publishable --origin ...)."
+        )
+    return origin
+
+
+class Visitors:
+    def __init__(self, store: Store, auth: Authenticator, limiter: Limiter) -> None:
+        self.store = store
+        self.auth = auth
+        self.limiter = limiter
+        self._keys: dict[str, KeyRecord] = {}
+        self._origins: frozenset[str] = frozenset()
+        self._fresh_until = 0.0
+
+    async def _refresh(self, missing: str | None = None) -> None:
+        """Read the keys again when a second has passed, or sooner for a key not seen yet."""
+        now = time.monotonic()
+        if now < self._fresh_until and (
+            missing is None
+            or missing in self._keys
+            or now < self._fresh_until - REFRESH_SECONDS + MISS_REFRESH
+        ):
+            return
+        keys = {k.id: k for k in await self.store.list_keys() if k.publishable}
+        self._keys = keys
+        self._origins = frozenset(o for k in keys.values() for o in k.origins or ())
+        self._fresh_until = time.monotonic() + REFRESH_SECONDS
+
+    async def origins(self) -> frozenset[str]:
+        """Every active publishable key's sites: the origins CORS answers for."""
+        await self._refresh()
+        return self._origins
+
+    async def start(
+        self,
+        secret: str,
+        headers: list[tuple[bytes, bytes]],
+        address: str | None,
+        previous: str | None = None,
+        user: str | None = None,
+        user_hash: str | None = None,
+    ) -> Started:
+        """A visitor token for whoever asks from one of the key's sites: the same visitor
+        as ``previous`` (a token of this key and site, issued within 30 days), or the
+        signed-in ``user`` when the site vouches for them with ``user_hash``, or a new one."""
+        record = await self.auth.publishable(secret)
+        origin = _check_origin(record, request_origin(headers))
+        assert record.signing_secret is not None
+        if record.visitor_rpm:
+            bucket = f"start:{record.id}:{address}"
+            await take_visitor_rate(self.limiter, bucket, Rates(record.visitor_rpm), "address")
+        now = time.time()
+        visitor, first = tokens.new_visitor(), now
+        if user is not None:
+            expected = tokens.user_hash(record.signing_secret, user)
+            if user_hash is None or not hmac.compare_digest(user_hash.lower(), expected):
+                raise InvalidKey(
+                    "The user's hash does not match: data-user-hash must be the hex "
+                    "HMAC-SHA256 of data-user under the key's identity secret.",
+                    code="invalid_user_hash",
+                )
+            visitor = tokens.signed_in_visitor(record.signing_secret, user)
+        elif previous is not None:
+            claims = tokens.verified(previous, record.signing_secret)
+            if (
+                claims is not None
+                and claims.key_id == record.id
+                and claims.origin == origin
+                and claims.issued_at + RENEWABLE > now
+                and not claims.visitor.startswith("u_")  # a signed-in user signs in again
+            ):
+                visitor, first = claims.visitor, claims.issued_at
+        claims = VisitorClaims(record.id, visitor, origin, first, now + LIFETIME)
+        return Started(tokens.mint(claims, record.signing_secret), claims)
+
+    async def principal(self, token: str, scope: dict[str, object]) -> Principal:
+        """The visitor a token names, if it is current, its key still active and the
+        request comes from the token's site."""
+        found = tokens.unverified(token)
+        if found is not None:
+            await self._refresh(found.key_id)
+        record = self._keys.get(found.key_id) if found is not None else None
+        claims = (
+            tokens.verified(token, record.signing_secret)
+            if record is not None and record.signing_secret is not None
+            else None
+        )
+        if record is None or claims is None or not record.active(time.time()):
+            raise InvalidKey("Incorrect or revoked visitor token.")
+        if claims.expires_at <= time.time():
+            raise InvalidKey(
+                "The visitor token has expired: trade it for a fresh one at "
+                "POST /widget/api/visitor.",
+                code="visitor_token_expired",
+            )
+        headers: list[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[assignment]
+        origin = _check_origin(record, request_origin(headers))
+        if origin != claims.origin:
+            raise OriginNotAllowed(
+                f"This visitor token was issued to {claims.origin}, not {origin}."
+            )
+        self.auth.visited(record.id)
+        client = scope.get("client")
+        return Principal(
+            key_id=record.id,
+            scopes=frozenset({"chat"}),
+            agents=frozenset(record.agents or ()),
+            rates=Rates(record.rpm, record.tpm),
+            max_concurrency=record.max_concurrency,
+            tools=ToolPolicy.of(record.tools),
+            visitor=claims.visitor,
+            address=client[0] if isinstance(client, tuple | list) else None,
+            visitor_rates=Rates(record.visitor_rpm),
+        )
