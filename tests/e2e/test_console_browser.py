@@ -342,3 +342,30 @@ def test_the_agents_api_needs_models_read_and_shows_only_the_keys_agents(
     ).json()
     assert found["data"] == []
     assert [route["id"] for route in found["routes"]] == ["gpt"]
+
+
+def test_every_page_fits_a_phone_without_scrolling_sideways(
+    served: RunningServer, browser: object, fake: FakeUpstream
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    from tests.e2e.sites import ADMIN
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 360, "height": 740})
+    page.goto(served.base_url + "/console")
+    page.fill("#key", ADMIN)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#playground")).to_be_visible()
+    fake.script("b", Reply(text="A long answer " * 20))
+    page.select_option("#model", "worker")
+    page.fill("#message", "Say something long")
+    page.click("#send")
+    expect(page.locator(".turn.assistant")).to_be_visible()
+    page.get_by_role("button", name="curl", exact=True).click()
+    for name in ("playground", "agents", "sessions", "keys", "usage"):
+        page.click(f"#nav-{name}")
+        expect(page.locator(f"#{name}")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 360, f"the {name} page is {width}px wide on a 360px screen"

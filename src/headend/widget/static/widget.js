@@ -154,7 +154,7 @@
 * { box-sizing: border-box; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; }
 .launcher { position: fixed; right: 20px; bottom: 20px; z-index: 2147483000; width: 56px;
   height: 56px; border-radius: 50%; border: 0; background: var(--accent); color: #fff;
-  cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); font-size: 24px; line-height: 1; }
+  cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); display: grid; place-items: center; }
 .launcher:focus-visible, button:focus-visible, textarea:focus-visible {
   outline: 3px solid #111; outline-offset: 2px; }
 .panel { position: fixed; right: 20px; bottom: 88px; z-index: 2147483000;
@@ -196,6 +196,21 @@ form button:disabled { opacity: .5; cursor: default; }
     return node;
   };
 
+  // A speech bubble, drawn: no emoji font or image needed.
+  function icon() {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "26");
+    svg.setAttribute("height", "26");
+    svg.setAttribute("aria-hidden", "true");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z");
+    svg.append(path);
+    return svg;
+  }
+
   function mount() {
     const host = make("div", { "data-headend-widget": agent });
     const root = host.attachShadow({ mode: "open" });
@@ -213,8 +228,8 @@ form button:disabled { opacity: .5; cursor: default; }
       "aria-label": `Open chat: ${title}`,
       "aria-expanded": "false",
       "aria-controls": `panel-${ids}`,
-      text: "💬",
     });
+    launcher.append(icon());
     const heading = make("h2", { id: `title-${ids}`, text: title });
     const fresh = make("button", { type: "button", text: "New chat" });
     const close = make("button", { type: "button", "aria-label": "Close chat", text: "✕" });
