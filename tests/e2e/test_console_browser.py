@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.e2e.sites import issue, site_fixture
+from tests.e2e.streaming import texts_until
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -61,15 +62,7 @@ def test_sign_in_chat_with_streaming_and_tool_progress_then_sign_out(
     page.fill("#message", "What is 2 + 2?")
     page.click("#send")
     answer = page.locator(".turn.assistant .text")
-    seen: list[str] = []
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        text = answer.text_content() if answer.count() else ""
-        if text and (not seen or seen[-1] != text):
-            seen.append(text)
-        if text == "The answer is four, as computed.":
-            break
-        time.sleep(0.03)
+    seen = texts_until(answer, "The answer is four, as computed.")
     assert seen[-1] == "The answer is four, as computed."
     assert len(seen) >= 3, seen  # it grew while the stream ran, not all at once
     expect(page.locator(".tool").first).to_contain_text("calculator")

@@ -5,16 +5,15 @@ keyboard: Escape closes it and gives the focus back."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.conftest import RunningServer
 from tests.e2e.sites import issue, site_fixture
+from tests.e2e.streaming import texts_until
 from tests.upstream import FakeUpstream, Reply
+from tests.web_page import Site
 
 pytestmark = pytest.mark.e2e
 
@@ -30,37 +29,6 @@ div {{ display: block; }} textarea {{ display: none !important; }}</style></head
 <script src="{headend}/widget.js" data-agent="support" data-key="{key}" data-title="Help desk"
   data-color="#0a7d32" data-greeting="Hi! Ask me anything." async></script>
 </body></html>"""
-
-
-class Site:
-    """A web page on its own loopback port: another origin than headend's."""
-
-    def __init__(self) -> None:
-        self.page = ""
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = site.page.encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/html; charset=utf-8")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def origin(self) -> str:
-        return f"http://localhost:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +74,7 @@ def test_the_widget_answers_on_its_site_and_keeps_the_conversation(
     message.fill("When do you ship?")
     message.press("Enter")
     answer = page.locator(".msg.assistant").nth(1)
-    seen: list[str] = []
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        text = answer.text_content() if answer.count() else ""
-        if text and (not seen or seen[-1] != text):
-            seen.append(text)
-        if text == "We ship within two days, to most countries.":
-            break
-        time.sleep(0.03)
+    seen = texts_until(answer, "We ship within two days, to most countries.")
     assert seen[-1] == "We ship within two days, to most countries."
     assert len(seen) >= 3, seen  # streamed, not all at once
     assert fake.received("g")[0].headers.get("origin") is None  # nothing of the page upstream
