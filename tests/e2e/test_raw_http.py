@@ -120,8 +120,11 @@ async def assert_model_is_free(http: httpx.AsyncClient, server: RunningServer) -
     assert time.monotonic() - started < 10
 
 
-async def test_a_disconnected_stream_frees_the_model_at_once(server: RunningServer) -> None:
-    async with httpx.AsyncClient(timeout=60) as http:
+PARALLEL = 4  # the embedded model's sequences at once (its default): fill them all
+
+
+async def test_disconnected_streams_free_the_model_at_once(server: RunningServer) -> None:
+    async def leave_early(http: httpx.AsyncClient) -> None:
         body = {**LONG_STORY, "stream": True}
         async with http.stream("POST", server.api + "/chat/completions", json=body) as response:
             seen = 0
@@ -129,13 +132,19 @@ async def test_a_disconnected_stream_frees_the_model_at_once(server: RunningServ
                 seen += line.startswith("data: ")
                 if seen >= 3:
                     break
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        await asyncio.gather(*(leave_early(http) for _ in range(PARALLEL)))
         await assert_model_is_free(http, server)
 
 
-async def test_a_disconnected_non_streaming_request_frees_the_model(server: RunningServer) -> None:
-    async with httpx.AsyncClient(timeout=60) as http:
+async def test_disconnected_non_streaming_requests_free_the_model(server: RunningServer) -> None:
+    async def leave_early(http: httpx.AsyncClient) -> None:
         with pytest.raises(httpx.ReadTimeout):
             await http.post(server.api + "/chat/completions", json=LONG_STORY, timeout=1.0)
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        await asyncio.gather(*(leave_early(http) for _ in range(PARALLEL)))
         await assert_model_is_free(http, server)
 
 

@@ -1,31 +1,30 @@
-"""The embedded provider: llama.cpp in-process, through llama-cpp-python.
+"""The embedded provider: llama.cpp in-process, through llama-cpp-python's low-level API.
 
-One ``Llama`` instance per provider. Generation runs on the provider's own worker thread;
-tokens come back to the event loop one by one through an asyncio queue. Calls wait their turn
-in FIFO order (``asyncio.Lock`` wakes waiters in order), and the lock is released only when
-the worker thread has really stopped, so two generations never share the model. Closing the
-stream sets a flag that llama.cpp's stopping criteria read after every token.
+One model and one context per provider. Requests are decoded together by a
+``BatchEngine`` (continuous batching, ``parallel`` sequences at once, more waiting in FIFO
+order); tokens come back to the event loop through an asyncio queue per request. Closing a
+stream cancels its sequence at the next step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
 from headend import __version__
 from headend.config import Settings
-from headend.errors import ConfigError, InvalidRequest, ProviderError, ServiceUnavailable
+from headend.errors import ConfigError, InvalidRequest, ServiceUnavailable
 from headend.providers.base import Batch, ChatCall, FinishReason, Json, Resources
+from headend.providers.llama_batch import BatchEngine, Finished, SequenceRequest
+from headend.providers.llama_sampling import sampler_for
 from headend.providers.local_request import LocalCall, local_call
 from headend.providers.resilience import ResilientConfig, Retry, Timeouts
 
@@ -57,6 +56,7 @@ class LlamaCppConfig(ResilientConfig):
     n_ctx: int = Field(4096, ge=256)
     n_threads: int | None = Field(None, ge=1)
     n_batch: int = Field(512, ge=1)
+    parallel: int = Field(4, ge=1, le=64)  # sequences decoded together; more wait in line
 
     @field_validator("model_path", mode="before")
     @classmethod
@@ -80,21 +80,14 @@ def bundled_model_path() -> Path:
 
 
 class _Run:
-    """One generation's hand-off between the worker thread and the event loop."""
+    """One generation's hand-off from the worker thread to the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.cancelled = threading.Event()
-        self.sampled = 0
 
     def put(self, item: object) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-
-    def keep_going(self, _ids: Any, _logits: Any) -> bool:
-        """llama.cpp stopping criterion: counts sampled tokens, stops on cancellation."""
-        self.sampled += 1
-        return self.cancelled.is_set()
 
 
 class _ChunkMaker:
@@ -135,51 +128,65 @@ class LlamaCppProvider:
             raise ConfigError(
                 [f"{settings.source}: providers.{name}.model_path: no file at {self._model_path}"]
             )
-        self._llama: Any = None
+        self._model: Any = None
+        self._context: Any = None
         self._formatter: Any = None
-        self._lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
+        self._engine: BatchEngine | None = None
 
     @property
     def model_path(self) -> Path:
         return self._model_path
 
     async def start(self, resources: Resources) -> None:
-        loop = asyncio.get_running_loop()
-        self._llama, self._formatter = await loop.run_in_executor(self._executor, self._load)
+        await asyncio.to_thread(self._load)
 
-    def _load(self) -> tuple[Any, Any]:
-        from llama_cpp import Llama
+    def _load(self) -> None:
+        import llama_cpp
+        from llama_cpp._internals import LlamaContext, LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        llama = Llama(
-            model_path=str(self._model_path),
-            n_ctx=self._config.n_ctx,
-            n_threads=self._config.n_threads or os.cpu_count() or 1,
-            n_batch=self._config.n_batch,
+        llama_cpp.llama_backend_init()
+        config = self._config
+        model = LlamaModel(
+            path_model=str(self._model_path),
+            params=llama_cpp.llama_model_default_params(),
             verbose=False,
         )
-        eos_id, bos_id = llama.token_eos(), llama.token_bos()
-        formatter = Jinja2ChatFormatter(
-            template=llama.metadata.get("tokenizer.chat_template", CHATML_TEMPLATE),
-            eos_token=llama._model.token_get_text(eos_id) if eos_id != -1 else "",
-            bos_token=llama._model.token_get_text(bos_id) if bos_id != -1 else "",
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = config.n_ctx
+        params.n_batch = params.n_ubatch = config.n_batch
+        params.n_threads = params.n_threads_batch = config.n_threads or os.cpu_count() or 1
+        params.n_seq_max = config.parallel
+        params.kv_unified = True  # the sequences share the whole context
+        context = LlamaContext(model=model, params=params, verbose=False)
+        eos_id, bos_id = model.token_eos(), model.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=model.metadata().get("tokenizer.chat_template", CHATML_TEMPLATE),
+            eos_token=model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=model.token_get_text(bos_id) if bos_id != -1 else "",
             stop_token_ids=[eos_id],
         )
-        return llama, formatter
+        self._model, self._context = model, context
+        self._engine = BatchEngine(
+            model, context, parallel=config.parallel, n_batch=config.n_batch, name=self.name
+        )
 
     def token_counter(self) -> Callable[[str], int] | None:
-        llama = self._llama
-        if llama is None:
+        model = self._model
+        if model is None:
             return None
         # Tokenizing reads only the vocabulary, so it may run beside a generation.
-        return lambda text: len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return lambda text: len(model.tokenize(text.encode("utf-8"), False, True))
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        llama, self._llama = self._llama, None
-        if llama is not None:
-            llama.close()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.close)
+        if self._context is not None:
+            self._context.close()
+        if self._model is not None:
+            self._model.close()
+        self._context = self._model = None
 
     async def complete(self, call: ChatCall) -> Json:
         texts: list[str] = []
@@ -213,28 +220,26 @@ class LlamaCppProvider:
         }
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[Batch, None]:
-        if self._llama is None:
+        engine = self._engine
+        if engine is None:
             raise ServiceUnavailable(f"the model of provider '{self.name}' is not loaded")
         request = local_call(call.body)
+        prompt, stops = await asyncio.to_thread(self._prompt, request)
         chunk = _ChunkMaker(self.name)
-        loop = asyncio.get_running_loop()
+        run = _Run(asyncio.get_running_loop())
+        sequence = SequenceRequest(
+            prompt=prompt,
+            sampler=sampler_for(request.sampling, self._model.n_vocab()),
+            stops=stops,
+            max_tokens=request.sampling.max_tokens,
+            emit=run.put,
+        )
         since = time.perf_counter()
-        await self._lock.acquire()
-        run = _Run(loop)
-        try:
-            future = loop.run_in_executor(self._executor, self._generate, request, run)
-        except BaseException:
-            self._lock.release()
-            raise
-        # The lock follows the worker thread, not this coroutine: a cancelled reader must
-        # not let the next call in while the thread is still decoding.
-        future.add_done_callback(lambda _: self._lock.release())
+        engine.submit(sequence)
         first = True
         try:
             while True:
                 item = await run.queue.get()
-                if item is _END:
-                    return
                 if isinstance(item, BaseException):
                     raise item
                 batch: Batch = []
@@ -242,40 +247,32 @@ class LlamaCppProvider:
                     call.timer.add_wait(since)
                     first = False
                     batch.append(chunk.delta({"role": "assistant", "content": "", "refusal": None}))
-                if isinstance(item, str):
-                    batch.append(chunk.delta({"content": item}))
-                else:
-                    reason, prompt, completion = cast(tuple[FinishReason, int, int], item)
-                    batch += [chunk.delta({}, reason), chunk.usage(prompt, completion)]
+                if isinstance(item, Finished):
+                    batch += [
+                        chunk.delta({}, item.reason),
+                        chunk.usage(item.prompt_tokens, item.completion_tokens),
+                    ]
+                    yield batch
+                    return
+                batch.append(chunk.delta({"content": item}))
                 yield batch
         finally:
-            run.cancelled.set()
+            sequence.cancelled.set()
+            engine.wake()
 
-    def _generate(self, call: LocalCall, run: _Run) -> None:
-        """Worker thread: format, tokenize, generate; every outcome goes through the queue."""
-        try:
-            self._generate_into(call, run)
-        except InvalidRequest as exc:
-            run.put(exc)
-        except Exception as exc:  # llama.cpp raises bare ValueError/RuntimeError
-            run.put(ProviderError(f"provider '{self.name}' failed: {type(exc).__name__}: {exc}"))
-        finally:
-            run.put(_END)
-
-    def _generate_into(self, call: LocalCall, run: _Run) -> None:
-        from llama_cpp import StoppingCriteriaList
-
-        llama = self._llama
+    def _prompt(self, call: LocalCall) -> tuple[list[int], list[str]]:
+        """The conversation as the model's chat template writes it, in tokens, and the
+        stop sequences (the request's and the template's)."""
         try:
             formatted = self._formatter(messages=call.messages)
         except Exception as exc:  # jinja2 errors and the template's own raise_exception
             raise InvalidRequest(
                 f"The model's chat template refused these messages: {exc}", param="messages"
             ) from exc
-        prompt = llama.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        prompt = self._model.tokenize(
+            formatted.prompt.encode("utf-8"), not formatted.added_special, True
         )
-        n_ctx = llama.n_ctx()
+        n_ctx = self._context.n_ctx()
         if len(prompt) >= n_ctx:
             raise InvalidRequest(
                 f"The messages take {len(prompt)} tokens; this model's context window is "
@@ -283,34 +280,9 @@ class LlamaCppProvider:
                 param="messages",
                 code="context_length_exceeded",
             )
-        criteria = StoppingCriteriaList([run.keep_going])
-        finish: FinishReason = "length"
-        for chunk in llama.create_completion(
-            prompt=prompt,
-            stream=True,
-            stop=call.sampling.stop_list() + list(formatted.stop),
-            stopping_criteria=criteria,
-            **self._sampling_kwargs(call),
-        ):
-            choice = chunk["choices"][0]
-            if choice["text"]:
-                run.put(choice["text"])
-            if choice["finish_reason"] is not None:
-                finish = choice["finish_reason"]
-        if run.cancelled.is_set():
-            return
-        # llama.cpp asks the stopping criteria once per sampled token and once more after the
-        # loop; an end-of-generation token is sampled but is not part of the answer. (When a
-        # stop sequence ends the answer this counts one token fewer than were sampled.)
-        completion = max(run.sampled - 1 - (1 if finish == "stop" else 0), 0)
-        run.put((finish, len(prompt), completion))
-
-    @staticmethod
-    def _sampling_kwargs(call: LocalCall) -> dict[str, Any]:
-        params = call.sampling.model_dump(exclude_none=True, exclude={"stop", "max_tokens"})
-        kwargs = {_RENAMED.get(key, key): value for key, value in params.items()}
-        kwargs["max_tokens"] = call.sampling.max_tokens  # None: up to the context window
-        return kwargs
+        stop = formatted.stop
+        template_stops = [stop] if isinstance(stop, str) else list(stop or [])
+        return prompt, call.sampling.stop_list() + template_stops
 
 
 def _build(name: str, config: LlamaCppConfig, settings: Settings) -> LlamaCppProvider:

@@ -1,0 +1,256 @@
+"""Continuous batching: every running request to one embedded model decoded together.
+
+One worker thread owns the llama.cpp context. Each step it builds one batch holding, for
+every running sequence, the token it sampled last, and, for sequences that just joined, the
+next chunk of their prompt; one ``llama_decode`` computes them all, and each sequence then
+samples its next token from its own row with its own sampler chain. A request joins at the
+next step (waiting in FIFO order while ``parallel`` sequences run), leaves when it ends or
+its reader goes away, and its cache is freed at once. The sequences share the context's
+cache (``kv_unified``): one with a long conversation may use what others do not.
+
+When the cache has no room left for a step, the sequence holding the most of it ends with
+``finish_reason: "length"``, and the step is tried again without it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from headend.errors import ProviderError
+from headend.providers.base import FinishReason
+from headend.providers.llama_text import AnswerText
+
+log = logging.getLogger(__name__)
+
+NO_ROOM = 1  # llama_decode: no cache slot for the batch
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(slots=True)
+class SequenceRequest:
+    """One generation: its prompt, how to sample, when to stop, and where its text goes
+    (``emit`` is called on the worker thread with text, a ``Finished`` or an error)."""
+
+    prompt: list[int]
+    sampler: Any  # a llama-cpp-python LlamaSampler chain, owned by the engine once submitted
+    stops: list[str]
+    max_tokens: int | None
+    emit: Callable[[object], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(slots=True)
+class _Running:
+    request: SequenceRequest
+    seq_id: int
+    text: AnswerText
+    fed: int = 0  # prompt tokens in the cache
+    pos: int = 0  # tokens of this sequence in the cache
+    last: int = -1  # the token sampled last, fed at the next step
+    generated: int = 0
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.request.prompt)
+
+
+class BatchEngine:
+    def __init__(self, model: Any, context: Any, *, parallel: int, n_batch: int, name: str) -> None:
+        import llama_cpp
+
+        self._llama = llama_cpp
+        self._model = model
+        self._context = context
+        self._parallel = parallel
+        self._n_batch = n_batch
+        self._n_ctx = context.n_ctx()
+        self._pending: deque[SequenceRequest] = deque()
+        self._running: list[_Running] = []
+        self._free_ids = list(range(parallel))
+        self._wake = threading.Condition()
+        self._closed = False
+        self._piece = ctypes.create_string_buffer(256)
+        self._thread = threading.Thread(target=self._work, name=f"llama-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: SequenceRequest) -> None:
+        with self._wake:
+            if self._closed:
+                raise ProviderError("the embedded model is shutting down")
+            self._pending.append(request)
+            self._wake.notify()
+
+    def wake(self) -> None:
+        """A reader went away: let the worker notice even when it is idle."""
+        with self._wake:
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    # ---- the worker thread
+    def _work(self) -> None:
+        batch = self._llama.llama_batch_init(self._n_batch, 0, 1)
+        try:
+            while self._admit():
+                try:
+                    self._step(batch)
+                except Exception as exc:  # llama.cpp failed: every running sequence ends
+                    log.exception("embedded model step failed")
+                    for running in list(self._running):
+                        self._end(running, ProviderError(f"the embedded model failed: {exc}"))
+        finally:
+            for running in list(self._running):
+                self._end(running, ProviderError("the embedded model is shutting down"))
+            for request in self._pending:
+                request.emit(ProviderError("the embedded model is shutting down"))
+                request.sampler.close()
+            self._llama.llama_batch_free(batch)
+
+    def _admit(self) -> bool:
+        """Let waiting requests in, in order, while slots are free; wait when there is
+        nothing to do. False once closed."""
+        with self._wake:
+            while True:
+                if self._closed:
+                    return False
+                self._running = [r for r in self._running if not self._gone(r)]
+                self._pending = deque(p for p in self._pending if not self._dropped(p))
+                while self._pending and self._free_ids:
+                    request = self._pending.popleft()
+                    seq_id = self._free_ids.pop(0)
+                    self._running.append(_Running(request, seq_id, AnswerText(request.stops)))
+                if self._running:
+                    return True
+                self._wake.wait()
+
+    def _dropped(self, request: SequenceRequest) -> bool:
+        if request.cancelled.is_set():
+            request.sampler.close()
+            return True
+        return False
+
+    def _gone(self, running: _Running) -> bool:
+        """A sequence whose reader left: its cache and slot are freed now."""
+        if not running.request.cancelled.is_set():
+            return False
+        self._release(running)
+        return True
+
+    def _step(self, batch: Any) -> None:
+        while self._running:
+            rows = self._fill(batch)
+            status = self._llama.llama_decode(self._context.ctx, batch)
+            if status == 0:
+                self._advance(rows)
+                return
+            if status != NO_ROOM:
+                raise RuntimeError(f"llama_decode returned {status}")
+            fullest = max(self._running, key=lambda r: r.pos)
+            self._end(fullest, self._finished(fullest, "length"))
+
+    def _fill(self, batch: Any) -> list[tuple[_Running, int, int]]:
+        """The step's batch: one token per decoding sequence, then prompt chunks in the
+        order sequences joined. Returns (sequence, tokens added, logits row or -1)."""
+        batch.n_tokens = 0
+        rows: list[tuple[_Running, int, int]] = []
+        room = self._n_batch
+        for running in self._running:
+            if not running.prefilling:
+                row = self._put(batch, running.last, running.pos, running.seq_id, True)
+                rows.append((running, 1, row))
+                room -= 1
+        for running in self._running:
+            if running.prefilling and room > 0:
+                prompt = running.request.prompt
+                chunk = prompt[running.fed : running.fed + room]
+                row = -1
+                for offset, token in enumerate(chunk):
+                    last = running.fed + offset == len(prompt) - 1
+                    added = self._put(batch, token, running.pos + offset, running.seq_id, last)
+                    row = added if last else row
+                rows.append((running, len(chunk), row))
+                room -= len(chunk)
+        return rows
+
+    @staticmethod
+    def _put(batch: Any, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        row: int = batch.n_tokens
+        batch.token[row] = token
+        batch.pos[row] = pos
+        batch.n_seq_id[row] = 1
+        batch.seq_id[row][0] = seq_id
+        batch.logits[row] = logits
+        batch.n_tokens = row + 1
+        return row
+
+    def _advance(self, rows: list[tuple[_Running, int, int]]) -> None:
+        for running, added, row in rows:
+            if running.prefilling:
+                running.fed += added
+            running.pos += added
+            if row >= 0 and running in self._running:
+                self._sample(running, row)
+
+    def _sample(self, running: _Running, row: int) -> None:
+        request = running.request
+        token = request.sampler.sample(self._context, row)
+        if self._llama.llama_vocab_is_eog(self._model.vocab, token):
+            self._end(running, self._finished(running, "stop"))
+            return
+        running.generated += 1
+        running.last = token
+        text = running.text.add(self._piece_of(token))
+        if text:
+            request.emit(text)
+        if running.text.stopped:
+            self._end(running, self._finished(running, "stop"))
+        elif (request.max_tokens is not None and running.generated >= request.max_tokens) or (
+            running.pos + 1 >= self._n_ctx
+        ):
+            self._end(running, self._finished(running, "length"))
+
+    def _piece_of(self, token: int) -> bytes:
+        size = self._llama.llama_token_to_piece(
+            self._model.vocab, token, self._piece, len(self._piece), 0, False
+        )
+        if size < 0:  # longer than the buffer: once, for this token
+            buffer = ctypes.create_string_buffer(-size)
+            size = self._llama.llama_token_to_piece(
+                self._model.vocab, token, buffer, -size, 0, False
+            )
+            return buffer.raw[:size]
+        return self._piece.raw[:size]
+
+    @staticmethod
+    def _finished(running: _Running, reason: FinishReason) -> Finished:
+        rest = running.text.finish()
+        if rest:
+            running.request.emit(rest)
+        return Finished(reason, len(running.request.prompt), running.generated)
+
+    def _end(self, running: _Running, outcome: object) -> None:
+        running.request.emit(outcome)
+        self._release(running)
+        if running in self._running:
+            self._running.remove(running)
+
+    def _release(self, running: _Running) -> None:
+        self._llama.llama_memory_seq_rm(self._context.memory, running.seq_id, -1, -1)
+        running.request.sampler.close()
+        self._free_ids.append(running.seq_id)
