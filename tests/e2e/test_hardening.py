@@ -68,21 +68,26 @@ def tool_call(name: str, arguments: dict[str, object]) -> dict[str, str]:
 # ---- SSRF through an agent
 
 
-@pytest.mark.parametrize("host", ["１２７.０.０.１", "127。0。0。1", "①②⑦.⓪.⓪.①", "127.0.0.1"])
-def test_an_agent_cannot_fetch_loopback_however_written(
-    hardened: RunningServer, fake: FakeUpstream, site: SecretSite, host: str
-) -> None:
-    url = f"http://{host}:{site.port}/secret"
+def fetched_by_agent(server: RunningServer, fake: FakeUpstream, url: str) -> dict[str, str]:
+    """What the fetcher agent's model was told after calling http_fetch on ``url``."""
     fake.script("h", Reply(text="", tool_calls=[tool_call("http_fetch", {"url": url})]), Reply())
-    before = len(site.hits)
     response = httpx.post(
-        hardened.api + "/chat/completions",
+        server.api + "/chat/completions",
         json={"model": "fetcher", "messages": HI},
         headers=ADMIN_HEADERS,
         timeout=30,
     )
     assert response.status_code == 200, response.text
-    fed_back = fake.received("h")[-1].body["messages"][-1]
+    fed_back: dict[str, str] = fake.received("h")[-1].body["messages"][-1]
+    return fed_back
+
+
+@pytest.mark.parametrize("host", ["１２７.０.０.１", "127。0。0。1", "①②⑦.⓪.⓪.①", "127.0.0.1"])
+def test_an_agent_cannot_fetch_loopback_however_written(
+    hardened: RunningServer, fake: FakeUpstream, site: SecretSite, host: str
+) -> None:
+    before = len(site.hits)
+    fed_back = fetched_by_agent(hardened, fake, f"http://{host}:{site.port}/secret")
     assert fed_back["role"] == "tool"
     assert "refused" in fed_back["content"]
     assert SECRET not in fed_back["content"]
@@ -94,15 +99,7 @@ def test_an_agent_cannot_be_redirected_to_loopback(
 ) -> None:
     to = f"http://１２７.０.０.１:{site.port}/secret"
     url = f"http://localhost:{site.port}/redirect?to={to}"
-    fake.script("h", Reply(text="", tool_calls=[tool_call("http_fetch", {"url": url})]), Reply())
-    response = httpx.post(
-        hardened.api + "/chat/completions",
-        json={"model": "fetcher", "messages": HI},
-        headers=ADMIN_HEADERS,
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    fed_back = fake.received("h")[-1].body["messages"][-1]["content"]
+    fed_back = fetched_by_agent(hardened, fake, url)["content"]
     assert "refused" in fed_back
     assert SECRET not in fed_back
 

@@ -88,6 +88,7 @@ class BatchEngine:
     def submit(self, request: SequenceRequest) -> None:
         with self._wake:
             if self._closed:
+                request.sampler.close()
                 raise ProviderError("the embedded model is shutting down")
             self._pending.append(request)
             self._wake.notify()

@@ -42,9 +42,6 @@ CHATML_TEMPLATE = (
 )
 
 SYSTEM_FINGERPRINT = f"fp_headend_{__version__}"
-# llama.cpp's names for the sampling fields whose OpenAI names differ.
-_RENAMED = {"mirostat": "mirostat_mode"}
-_END = object()
 
 
 class LlamaCppConfig(ResilientConfig):

@@ -175,10 +175,7 @@ class Authenticator:
         """The key whose secret has this SHA-256 (how console logins remember their key)."""
         if self._admin_hash is not None and hmac.compare_digest(hashed, self._admin_hash):
             return ADMIN
-        cached = self._cache.get(hashed)
-        if cached is None or cached[0] <= time.monotonic():
-            cached = await self._lookup(hashed)
-        _, record, principal = cached
+        _, record, principal = await self._cached(hashed)
         now = time.time()
         if record is None or principal is None or not record.active(now):
             raise InvalidKey("Incorrect, revoked or expired API key.")
@@ -195,11 +192,7 @@ class Authenticator:
         """The active publishable key with this secret."""
         if not secret.startswith(PUBLISHABLE_PREFIX):
             raise InvalidKey("The widget needs a publishable key (pk-he-...).")
-        hashed = secret_hash(secret)
-        cached = self._cache.get(hashed)
-        if cached is None or cached[0] <= time.monotonic():
-            cached = await self._lookup(hashed)
-        record = cached[1]
+        _, record, _ = await self._cached(secret_hash(secret))
         now = time.time()
         if record is None or not record.publishable or not record.active(now):
             raise InvalidKey("Incorrect, revoked or expired publishable key.")
@@ -209,6 +202,13 @@ class Authenticator:
     def visited(self, key_id: str) -> None:
         """A visitor token of this key was used (its last use is recorded with the others)."""
         self._used[key_id] = time.time()
+
+    async def _cached(self, hashed: str) -> tuple[float, KeyRecord | None, Principal | None]:
+        """The key with this secret hash, from the cache while it is fresh."""
+        cached = self._cache.get(hashed)
+        if cached is None or cached[0] <= time.monotonic():
+            cached = await self._lookup(hashed)
+        return cached
 
     async def _lookup(self, hashed: str) -> tuple[float, KeyRecord | None, Principal | None]:
         record = await self.store.key_by_hash(hashed)
