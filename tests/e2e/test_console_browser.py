@@ -306,6 +306,8 @@ def test_keys_page_creates_a_publishable_key_for_the_widget(
     page.click("#nav-keys")
     page.fill("#key-name", "storefront")
     page.check("#key-publishable")
+    expect(page.locator("#key-scopes input[value=admin]")).to_be_disabled()  # chat only
+    expect(page.locator("#key-tools")).to_have_value("read-only")  # what the key will get
     page.fill("#key-origins", "https://shop.example.com")
     page.fill("#key-visitor-rpm", "4")
     page.fill("#key-agents", "worker")

@@ -109,7 +109,7 @@ export async function createKey(event) {
   $("keys-error").textContent = "";
   const created = await response.json();
   form.reset();
-  $("publishable-fields").hidden = true;
+  $("key-publishable").dispatchEvent(new Event("change"));
   if (created.publishable) {
     showSecret(
       `Publishable key for ${created.name}, for the widget tag. Identity secret for ` +
@@ -128,8 +128,13 @@ export function bindKeys() {
     $("key-tool-names").hidden = $("key-tools").value !== "list";
   });
   $("copy-secret").addEventListener("click", () => copyText($("copy-secret"), $("secret-value")));
+  // A publishable key chats only and runs only tools that read unless given a list.
   $("key-publishable").addEventListener("change", () => {
-    $("publishable-fields").hidden = !$("key-publishable").checked;
+    const publishable = $("key-publishable").checked;
+    $("publishable-fields").hidden = !publishable;
+    $("key-scopes").disabled = publishable;
+    $("key-tools").querySelector("option[value=all]").disabled = publishable;
+    if (publishable && $("key-tools").value === "all") $("key-tools").value = "read-only";
   });
   $("hide-secret").addEventListener("click", () => {
     $("secret-value").textContent = "";
