@@ -33,6 +33,29 @@ You are a helpful assistant.
 """
 
 
+CAT_CARD_AGENT = """---
+description: Answers with a JSON card about a cat.
+model: local
+temperature: 0
+max_tokens: 96
+response_format:
+  type: json_schema
+  json_schema:
+    name: cat
+    strict: true
+    schema:
+      type: object
+      properties:
+        name: {type: string, maxLength: 24}
+        age: {type: integer, minimum: 0, maximum: 30}
+        indoor: {type: boolean}
+      required: [name, age, indoor]
+      additionalProperties: false
+---
+You describe cats as JSON.
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -131,14 +154,17 @@ def redis_url() -> Iterator[str]:
 def agents_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("site") / "agents"
     directory.mkdir()
-    packaged = ROOT / "src/headend/data/agents/assistant.md"
-    (directory / "assistant.md").write_text(packaged.read_text())
+    for packaged in ("assistant.md", "clock.md"):
+        (directory / packaged).write_text((ROOT / "src/headend/data/agents" / packaged).read_text())
+    (directory / "cat-card.md").write_text(CAT_CARD_AGENT)
     (directory / "pinned.md").write_text(PINNED_AGENT)
     # Found as ./headend.yaml by the server, which runs in the directory above.
     (directory / "tiny.md").write_text("---\nmodel: tiny\nmax_tokens: 8\n---\nBe brief.\n")
     (directory.parent / "headend.yaml").write_text(
         "providers:\n  local: {type: llama_cpp}\n  tiny: {type: llama_cpp, n_ctx: 512}\n"
-        "models:\n  smol: local\n"
+        f"  native: {{type: llama_cpp, n_ctx: 2048, parallel: 2, chat_template_file: "
+        f"{ROOT / 'tests/data/hermes_tools.jinja'}}}\n"
+        "models:\n  smol: local\n  smol-native: native\n"
     )
     return directory
 

@@ -86,14 +86,39 @@ def test_every_bad_file_is_reported_at_once(tmp_path: Path) -> None:
     assert any("two.md: model: 'nowhere': no provider named 'nowhere'" in p for p in problems)
 
 
-def test_the_packaged_assistant_serves_when_the_user_has_no_agents(tmp_path: Path) -> None:
+def test_the_packaged_agents_serve_when_the_user_has_no_agents(tmp_path: Path) -> None:
     registry = load_agents(tmp_path / "missing", routes=LOCAL)
-    assert [agent.id for agent in registry] == ["assistant"]
+    assert [agent.id for agent in registry] == ["assistant", "clock"]
+    clock = registry.get("clock")
+    assert clock is not None
+    assert [tool.name for tool in clock.tools] == ["current_time"]
+    assert clock.spec.tool_choice == "required"
     assert registry.directory is None
     user = tmp_path / "mine"
     user.mkdir()
     agent_file(user, "mine", "hello")
     assert [agent.id for agent in load_agents(user, routes=LOCAL)] == ["mine"]
+
+
+def test_an_agent_file_sets_its_first_tool_choice_and_its_answers_format(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "card.md"
+    path.write_text(
+        "---\ntool_choice: required\nparallel_tool_calls: false\n"
+        "response_format: {type: json_schema, json_schema: {schema: {type: object}}}\n---\nHi"
+    )
+    spec = parse_agent(path, builtin_tools())
+    assert spec.tool_choice == "required"
+    assert spec.parallel_tool_calls is False
+    assert spec.response_format == {
+        "type": "json_schema",
+        "json_schema": {"schema": {"type": "object"}, "name": "answer"},
+    }
+    path.write_text("---\nresponse_format: {type: yaml}\n---\nHi")
+    with pytest.raises(ConfigError) as caught:
+        parse_agent(path, builtin_tools())
+    assert "response_format" in str(caught.value)
 
 
 def test_pinned_fields_keep_the_agent_value(tmp_path: Path) -> None:

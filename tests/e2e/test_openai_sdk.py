@@ -155,7 +155,15 @@ def test_a_plain_model_route_reaches_the_embedded_model(client: openai.OpenAI) -
 
 def test_models_lists_every_agent_and_model_route(client: openai.OpenAI) -> None:
     models = client.models.list()
-    assert sorted(model.id for model in models) == ["assistant", "pinned", "smol", "tiny"]
+    assert sorted(model.id for model in models) == [
+        "assistant",
+        "cat-card",
+        "clock",
+        "pinned",
+        "smol",
+        "smol-native",
+        "tiny",
+    ]
     for model in models:
         assert model.object == "model"
         assert model.owned_by
@@ -180,7 +188,17 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
         ({"temperature": "hot"}, "temperature"),
         ({"temperature": 7}, "temperature"),
         ({"max_tokens": 0}, "max_tokens"),
-        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logit_bias": {"hello": 5}}, "logit_bias"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice.function.name",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format.json_schema.schema",
+        ),
+        ({"response_format": {"type": "yaml"}}, "response_format.type"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),

@@ -64,6 +64,15 @@ def agent_body(agent: Agent, request: ChatCompletionRequest) -> Json:
         sampling["max_completion_tokens"] = sampling.pop("max_tokens")
     body.update(sampling)
     body.update({key: sent[key] for key in FORWARDED if key in sent})
+    spec = agent.spec
+    if spec.response_format is not None:
+        if sent.get("response_format") not in (None, spec.response_format):
+            raise InvalidRequest(
+                f"The agent {spec.id!r} sets the answer's response_format itself; "
+                "leave response_format out.",
+                param="response_format",
+            )
+        body["response_format"] = spec.response_format
     return body
 
 

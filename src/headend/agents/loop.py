@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from headend.agents.registry import Agent
 from headend.providers.base import Batch, ChatCall, Json, Timer
+from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
 from headend.tools.mcp import McpHub
@@ -81,47 +82,6 @@ class Run:
     tools: ToolPolicy = EVERY_TOOL  # what the calling key may use, down to agents it calls
 
 
-@dataclass(slots=True)
-class Reply:
-    """One model call's streamed reply, put back together."""
-
-    text: list[str] = field(default_factory=list)
-    calls: dict[int, Json] = field(default_factory=dict)
-    finish: str | None = None
-
-    def add_calls(self, deltas: list[Json]) -> None:
-        for delta in deltas:
-            call = self.calls.setdefault(
-                delta.get("index", 0),
-                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
-            )
-            call["id"] = delta.get("id") or call["id"]
-            function = delta.get("function") or {}
-            call["function"]["name"] += function.get("name") or ""
-            call["function"]["arguments"] += function.get("arguments") or ""
-
-    def tool_calls(self) -> list[Json]:
-        return [self.calls[index] for index in sorted(self.calls)]
-
-    def absorb(self, chunk: Json) -> None:
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            if delta.get("tool_calls"):
-                self.add_calls(delta["tool_calls"])
-            if delta.get("content"):
-                self.text.append(delta["content"])
-            self.finish = choice.get("finish_reason") or self.finish
-
-    def message(self) -> Json:
-        """The assistant message these chunks made."""
-        message: Json = {"role": "assistant", "content": "".join(self.text) or None}
-        if self.calls:
-            message["tool_calls"] = self.tool_calls()
-        elif message["content"] is None:
-            message["content"] = ""
-        return message
-
-
 def add_usage(total: Json, usage: Any) -> None:
     if isinstance(usage, dict):
         for key in USAGE_KEYS:
@@ -156,6 +116,8 @@ class ToolLoop:
             read_only=run.tools.read_only,
             call_agent=self._call_agent(run),
         )
+        # The agent's tool_choice applies to the first call unless the client set one.
+        first_choice = run.body.get("tool_choice", agent.spec.tool_choice or "auto")
         role_sent = False
         try:
             for iteration in range(1, run.max_iterations + 2):
@@ -164,10 +126,10 @@ class ToolLoop:
                 if offered:
                     request["tools"] = offered
                     request["tool_choice"] = (
-                        "none"
-                        if last
-                        else (run.body.get("tool_choice", "auto") if iteration == 1 else "auto")
+                        "none" if last else (first_choice if iteration == 1 else "auto")
                     )
+                    if agent.spec.parallel_tool_calls is not None:
+                        request.setdefault("parallel_tool_calls", agent.spec.parallel_tool_calls)
                 reply = Reply()
                 call = ChatCall(body=request, timer=run.timer, request_id=run.request_id)
                 async for batch in self.router.stream(agent.targets, call):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, PositiveFloat, StringConstraints, ValidationError, field_validator
@@ -36,6 +36,11 @@ class AgentSpec(SamplingParams):
     tool_timeouts: dict[str, PositiveFloat] = Field(default_factory=dict)  # seconds, by tool
     # runs at once; more wait in a FIFO queue (None: limits.agent_concurrency of headend.yaml)
     max_concurrency: int | None = Field(None, ge=1)
+    # the first model call's tool_choice when the request has none (later calls: auto)
+    tool_choice: Literal["auto", "none", "required"] | None = None
+    parallel_tool_calls: bool | None = None  # None: the model's default
+    # the answer's shape, for every request: {"type": "json_object"} or a json_schema
+    response_format: dict[str, Any] | None = None
     system_prompt: str = ""
     source: str = Field("", exclude=True)
 
@@ -44,6 +49,21 @@ class AgentSpec(SamplingParams):
     def _routes_not_empty(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and not value:
             raise ValueError("a fallback list needs at least one route")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _json_formats(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        kind = value.get("type")
+        if kind not in ("json_object", "json_schema"):
+            raise ValueError("type must be json_object or json_schema")
+        if kind == "json_schema":
+            spec = value.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                raise ValueError("json_schema needs a name and a schema (a JSON schema object)")
+            spec.setdefault("name", "answer")
         return value
 
     @field_validator("pinned")

@@ -24,6 +24,7 @@ from typing import Any
 
 from headend.errors import ProviderError
 from headend.providers.base import FinishReason
+from headend.providers.llama_logprobs import LogprobReader, TokenLogprob
 from headend.providers.llama_text import AnswerText
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,19 @@ class Finished:
     completion_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Text with the log probabilities of the tokens that wrote it."""
+
+    text: str
+    logprobs: tuple[TokenLogprob, ...]
+
+
 @dataclass(slots=True)
 class SequenceRequest:
     """One generation: its prompt, how to sample, when to stop, and where its text goes
-    (``emit`` is called on the worker thread with text, a ``Finished`` or an error)."""
+    (``emit`` is called on the worker thread with text — a ``Piece`` when ``logprobs`` is
+    asked for —, a ``Finished`` or an error)."""
 
     prompt: list[int]
     sampler: Any  # a llama-cpp-python LlamaSampler chain, owned by the engine once submitted
@@ -49,6 +59,8 @@ class SequenceRequest:
     max_tokens: int | None
     emit: Callable[[object], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    logprobs: int | None = None  # top alternatives per token; None: none reported
+    special: bool = False  # write special tokens (tool-call markers) as their text
 
 
 @dataclass(slots=True)
@@ -60,6 +72,7 @@ class _Running:
     pos: int = 0  # tokens of this sequence in the cache
     last: int = -1  # the token sampled last, fed at the next step
     generated: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of text not yet released
 
     @property
     def prefilling(self) -> bool:
@@ -82,6 +95,7 @@ class BatchEngine:
         self._wake = threading.Condition()
         self._closed = False
         self._piece = ctypes.create_string_buffer(256)
+        self._logprobs = LogprobReader(context, model.n_vocab(), self._piece_of)
         self._thread = threading.Thread(target=self._work, name=f"llama-{name}", daemon=True)
         self._thread.start()
 
@@ -216,9 +230,11 @@ class BatchEngine:
             return
         running.generated += 1
         running.last = token
-        text = running.text.add(self._piece_of(token))
+        if request.logprobs is not None:
+            running.logprobs.append(self._logprobs.read(row, token, request.logprobs))
+        text = running.text.add(self._piece_of(token, request.special))
         if text:
-            request.emit(text)
+            self._emit_text(running, text)
         if running.text.stopped:
             self._end(running, self._finished(running, "stop"))
         elif (request.max_tokens is not None and running.generated >= request.max_tokens) or (
@@ -226,23 +242,30 @@ class BatchEngine:
         ):
             self._end(running, self._finished(running, "length"))
 
-    def _piece_of(self, token: int) -> bytes:
+    @staticmethod
+    def _emit_text(running: _Running, text: str) -> None:
+        if running.request.logprobs is None:
+            running.request.emit(text)
+            return
+        running.request.emit(Piece(text, tuple(running.logprobs)))
+        running.logprobs.clear()
+
+    def _piece_of(self, token: int, special: bool = False) -> bytes:
         size = self._llama.llama_token_to_piece(
-            self._model.vocab, token, self._piece, len(self._piece), 0, False
+            self._model.vocab, token, self._piece, len(self._piece), 0, special
         )
         if size < 0:  # longer than the buffer: once, for this token
             buffer = ctypes.create_string_buffer(-size)
             size = self._llama.llama_token_to_piece(
-                self._model.vocab, token, buffer, -size, 0, False
+                self._model.vocab, token, buffer, -size, 0, special
             )
             return buffer.raw[:size]
         return self._piece.raw[:size]
 
-    @staticmethod
-    def _finished(running: _Running, reason: FinishReason) -> Finished:
+    def _finished(self, running: _Running, reason: FinishReason) -> Finished:
         rest = running.text.finish()
         if rest:
-            running.request.emit(rest)
+            self._emit_text(running, rest)
         return Finished(reason, len(running.request.prompt), running.generated)
 
     def _end(self, running: _Running, outcome: object) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import AsyncGenerator, Callable
 from importlib import resources
 from pathlib import Path
@@ -19,13 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from headend import __version__
 from headend.config import Settings
 from headend.errors import ConfigError, InvalidRequest, ServiceUnavailable
-from headend.providers.base import Batch, ChatCall, FinishReason, Json, Resources
+from headend.providers.base import Batch, ChatCall, Json, Resources
 from headend.providers.llama_batch import BatchEngine, Finished, SequenceRequest
+from headend.providers.llama_chunks import ChunkMaker, Relay, completion
+from headend.providers.llama_grammar import json_grammar
+from headend.providers.llama_output import OutputReader
+from headend.providers.llama_prompt import PromptStyle, TemplateInput
 from headend.providers.llama_sampling import sampler_for
+from headend.providers.llama_tool_formats import ToolCallFormat, tool_grammar
 from headend.providers.local_request import LocalCall, local_call
+from headend.providers.reply import Reply
 from headend.providers.resilience import ResilientConfig, Retry, Timeouts
 
 if TYPE_CHECKING:
@@ -41,8 +45,6 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-SYSTEM_FINGERPRINT = f"fp_headend_{__version__}"
-
 
 class LlamaCppConfig(ResilientConfig):
     # A local model's failures are not transient, and its queue can be long.
@@ -50,6 +52,7 @@ class LlamaCppConfig(ResilientConfig):
     timeout: Timeouts = Field(default_factory=lambda: Timeouts(first_token=600, total=3600))
 
     model_path: Path | None = None
+    chat_template_file: Path | None = None  # a Jinja chat template instead of the GGUF's
     n_ctx: int = Field(4096, ge=256)
     n_threads: int | None = Field(None, ge=1)
     n_batch: int = Field(512, ge=1)
@@ -60,6 +63,18 @@ class LlamaCppConfig(ResilientConfig):
     def _empty_means_bundled(cls, value: object) -> object:
         # `model_path: ${MODEL:-}` interpolates to "" when MODEL is unset.
         return None if value == "" else value
+
+
+def _template_text(config: LlamaCppConfig, settings: Settings, name: str) -> str | None:
+    if config.chat_template_file is None:
+        return None
+    path = settings.resolve(config.chat_template_file)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [f"{settings.source}: providers.{name}.chat_template_file: cannot read {path}: {exc}"]
+        ) from exc
 
 
 def bundled_model_path() -> Path:
@@ -87,31 +102,6 @@ class _Run:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
 
-class _ChunkMaker:
-    """``chat.completion.chunk`` dicts for one stream."""
-
-    def __init__(self, model: str) -> None:
-        self.head = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-        }
-
-    def delta(self, delta: Json, finish: FinishReason | None = None) -> Json:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {**self.head, "choices": [choice]}
-
-    def usage(self, prompt: int, completion: int) -> Json:
-        usage = {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        }
-        return {**self.head, "choices": [], "usage": usage}
-
-
 class LlamaCppProvider:
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
         self.name = name
@@ -128,6 +118,8 @@ class LlamaCppProvider:
         self._model: Any = None
         self._context: Any = None
         self._formatter: Any = None
+        self._style = PromptStyle(CHATML_TEMPLATE)
+        self._template = _template_text(config, settings, name)
         self._engine: BatchEngine | None = None
 
     @property
@@ -157,8 +149,12 @@ class LlamaCppProvider:
         params.kv_unified = True  # the sequences share the whole context
         context = LlamaContext(model=model, params=params, verbose=False)
         eos_id, bos_id = model.token_eos(), model.token_bos()
+        template = self._template or model.metadata().get(
+            "tokenizer.chat_template", CHATML_TEMPLATE
+        )
+        self._style = PromptStyle(template)
         self._formatter = Jinja2ChatFormatter(
-            template=model.metadata().get("tokenizer.chat_template", CHATML_TEMPLATE),
+            template=template,
             eos_token=model.token_get_text(eos_id) if eos_id != -1 else "",
             bos_token=model.token_get_text(bos_id) if bos_id != -1 else "",
             stop_token_ids=[eos_id],
@@ -186,51 +182,24 @@ class LlamaCppProvider:
         self._context = self._model = None
 
     async def complete(self, call: ChatCall) -> Json:
-        texts: list[str] = []
-        reason: FinishReason = "stop"
-        usage: Json = {}
+        reply = Reply()
         batches = self.stream(call)
         try:
             async for batch in batches:
                 for chunk in batch:
-                    for choice in chunk["choices"]:
-                        texts.append(choice["delta"].get("content") or "")
-                        reason = choice["finish_reason"] or reason
-                    usage = chunk.get("usage") or usage
+                    reply.absorb(chunk)
         finally:
             await batches.aclose()
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(texts), "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": reason,
-                }
-            ],
-            "usage": usage,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-        }
+        return completion(self.name, reply, bool(call.body.get("logprobs")))
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[Batch, None]:
         engine = self._engine
         if engine is None:
             raise ServiceUnavailable(f"the model of provider '{self.name}' is not loaded")
         request = local_call(call.body)
-        prompt, stops = await asyncio.to_thread(self._prompt, request)
-        chunk = _ChunkMaker(self.name)
         run = _Run(asyncio.get_running_loop())
-        sequence = SequenceRequest(
-            prompt=prompt,
-            sampler=sampler_for(request.sampling, self._model.n_vocab()),
-            stops=stops,
-            max_tokens=request.sampling.max_tokens,
-            emit=run.put,
-        )
+        sequence, output = await asyncio.to_thread(self._sequence, request, run.put)
+        relay = Relay(ChunkMaker(self.name), OutputReader(output), request.logprobs is not None)
         since = time.perf_counter()
         engine.submit(sequence)
         first = True
@@ -239,29 +208,60 @@ class LlamaCppProvider:
                 item = await run.queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                batch: Batch = []
                 if first:
                     call.timer.add_wait(since)
                     first = False
-                    batch.append(chunk.delta({"role": "assistant", "content": "", "refusal": None}))
+                yield relay.batch(item)
                 if isinstance(item, Finished):
-                    batch += [
-                        chunk.delta({}, item.reason),
-                        chunk.usage(item.prompt_tokens, item.completion_tokens),
-                    ]
-                    yield batch
                     return
-                batch.append(chunk.delta({"content": item}))
-                yield batch
         finally:
             sequence.cancelled.set()
             engine.wake()
 
-    def _prompt(self, call: LocalCall) -> tuple[list[int], list[str]]:
+    def _sequence(
+        self, call: LocalCall, emit: Callable[[object], None]
+    ) -> tuple[SequenceRequest, ToolCallFormat | None]:
+        """The generation for a call (prompt, grammar, sampler), and the tool-call format its
+        answer is read in; off the event loop, as templates, tokenizing and grammars cost."""
+        template = self._style.input(call)
+        prompt, stops = self._prompt(template, call)
+        grammar = None
+        if template.format is not None:
+            grammar = tool_grammar(
+                template.format,
+                call.offered,
+                parallel=call.parallel_tool_calls,
+                forced=call.tool_choice.forced,
+                answer=call.answer_schema,
+            )
+        elif call.answer_schema is not None:
+            grammar = json_grammar(call.answer_schema, "response_format")
+        n_vocab = self._model.n_vocab()
+        for token in call.logit_bias:
+            if token >= n_vocab:
+                raise InvalidRequest(
+                    f"logit_bias names token {token}; this model has {n_vocab} tokens.",
+                    param="logit_bias",
+                )
+        sampler = sampler_for(
+            call.sampling, self._model, grammar=grammar, logit_bias=call.logit_bias
+        )
+        sequence = SequenceRequest(
+            prompt=prompt,
+            sampler=sampler,
+            stops=stops,
+            max_tokens=call.sampling.max_tokens,
+            emit=emit,
+            logprobs=call.logprobs,
+            special=template.format is not None and template.format.special_tokens,
+        )
+        return sequence, template.format
+
+    def _prompt(self, template: TemplateInput, call: LocalCall) -> tuple[list[int], list[str]]:
         """The conversation as the model's chat template writes it, in tokens, and the
         stop sequences (the request's and the template's)."""
         try:
-            formatted = self._formatter(messages=call.messages)
+            formatted = self._formatter(messages=template.messages, tools=template.tools)
         except Exception as exc:  # jinja2 errors and the template's own raise_exception
             raise InvalidRequest(
                 f"The model's chat template refused these messages: {exc}", param="messages"

@@ -1,28 +1,77 @@
 """How an OpenAI chat request becomes a call to the embedded model.
 
-The embedded model takes text messages and sampling fields. Everything else a request may
-carry is refused with a 400 naming the field, never silently dropped.
+The embedded model takes text messages (with past tool calls and results), sampling fields,
+``tools`` with ``tool_choice`` and ``parallel_tool_calls``, ``response_format``, ``logprobs``
+with ``top_logprobs``, and ``logit_bias``. Anything else a request may carry that would
+change the answer is refused with a 400 naming the field, never silently dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from headend.errors import UnsupportedValue
+from headend.errors import InvalidRequest, UnsupportedValue
 from headend.providers.base import Json, SamplingParams
+from headend.providers.llama_tool_formats import ToolSpec
 from headend.schemas.openai.chat import ChatCompletionRequest, ChatMessage
 from headend.schemas.validation import validate
+
+NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+LOGIT_BIAS_LIMIT = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: str  # "auto", "none" or "required"
+    name: str | None = None  # the one tool that must be called
+
+    @property
+    def forced(self) -> bool:
+        return self.mode == "required"
 
 
 @dataclass(slots=True)
 class LocalCall:
     messages: list[dict[str, Any]]
     sampling: SamplingParams
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: ToolChoice = ToolChoice("auto")
+    parallel_tool_calls: bool = True
+    answer_schema: Any = None  # response_format's JSON schema; None: free text
+    logprobs: int | None = None  # top alternatives per token; None: no logprobs
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def offered(self) -> list[ToolSpec]:
+        """The tools the model is told about: none with ``tool_choice: none``, only the named
+        one when one is named."""
+        if self.tool_choice.mode == "none":
+            return []
+        if self.tool_choice.name is not None:
+            return [t for t in self.tools if t.name == self.tool_choice.name]
+        return self.tools
+
+
+def _text(message: ChatMessage, index: int) -> str:
+    content = message.content
+    if not isinstance(content, list):
+        return content or ""
+    texts = []
+    for part_index, part in enumerate(content):
+        if part.type != "text" or part.text is None:
+            raise UnsupportedValue(
+                f"Content parts of type '{part.type}' are not supported by this "
+                "model; send text parts.",
+                param=f"messages[{index}].content[{part_index}].type",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
 
 
 def plain_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages as the chat template sees them: text content, ``developer`` as ``system``."""
+    """Messages as the chat template sees them: text content, ``developer`` as ``system``,
+    tool calls and the ids tool results answer kept."""
     out: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         if message.role == "function":
@@ -30,41 +79,141 @@ def plain_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
                 "The deprecated 'function' role is not supported; use 'tool' messages.",
                 param=f"messages[{index}].role",
             )
-        content = message.content
-        if isinstance(content, list):
-            texts = []
-            for part_index, part in enumerate(content):
-                if part.type != "text" or part.text is None:
-                    raise UnsupportedValue(
-                        f"Content parts of type '{part.type}' are not supported by this "
-                        "model; send text parts.",
-                        param=f"messages[{index}].content[{part_index}].type",
-                    )
-                texts.append(part.text)
-            content = "\n".join(texts)
         role = "system" if message.role == "developer" else message.role
-        out.append({"role": role, "content": content or ""})
+        entry: dict[str, Any] = {"role": role, "content": _text(message, index)}
+        if message.role == "assistant" and message.tool_calls:
+            entry["tool_calls"] = [
+                _past_call(call, f"messages[{index}].tool_calls[{n}]")
+                for n, call in enumerate(message.tool_calls)
+            ]
+        if message.role == "tool":
+            entry["tool_call_id"] = message.tool_call_id or ""
+        out.append(entry)
     return out
 
 
-def refuse_unsupported(request: ChatCompletionRequest) -> None:
-    if request.n is not None and request.n > 1:
-        raise UnsupportedValue("Only n=1 is supported by this model.", param="n")
-    if request.logprobs:
-        raise UnsupportedValue("logprobs are not supported by this model.", param="logprobs")
-    if request.logit_bias:
-        raise UnsupportedValue("logit_bias is not supported by this model.", param="logit_bias")
-    if request.tools and request.tool_choice != "none":
-        raise UnsupportedValue("This model does not support tools.", param="tools")
-    if request.response_format and request.response_format.get("type", "text") != "text":
-        raise UnsupportedValue(
-            "Only response_format type 'text' is supported by this model.",
-            param="response_format.type",
+def _past_call(call: dict[str, Any], param: str) -> dict[str, Any]:
+    function = call.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    arguments = function.get("arguments", "{}") if isinstance(function, dict) else None
+    if not isinstance(name, str) or not isinstance(arguments, str | dict):
+        raise InvalidRequest(
+            'A tool call is {"id", "type": "function", "function": {"name", "arguments"}}.',
+            param=param,
         )
+    return {
+        "id": str(call.get("id") or ""),
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
+def _tools(raw: list[dict[str, Any]] | None) -> list[ToolSpec]:
+    tools = []
+    for index, tool in enumerate(raw or []):
+        function = tool.get("function")
+        if tool.get("type", "function") != "function" or not isinstance(function, dict):
+            raise UnsupportedValue(
+                "Only tools of type 'function' are supported.", param=f"tools[{index}].type"
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("A tool needs a name.", param=f"tools[{index}].function.name")
+        parameters = function.get("parameters") or NO_PARAMETERS
+        if not isinstance(parameters, dict):
+            raise InvalidRequest(
+                "'parameters' must be a JSON schema object.",
+                param=f"tools[{index}].function.parameters",
+            )
+        tools.append(ToolSpec(name, str(function.get("description") or ""), parameters))
+    return tools
+
+
+def _tool_choice(choice: str | dict[str, Any] | None, tools: list[ToolSpec]) -> ToolChoice:
+    if choice is None:
+        return ToolChoice("auto")
+    if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):
+            raise InvalidRequest(
+                "'tool_choice' must be 'auto', 'none', 'required' or a named function.",
+                param="tool_choice",
+            )
+        if choice == "required" and not tools:
+            raise InvalidRequest(
+                "'tool_choice' requires a tool but none is offered.", param="tools"
+            )
+        return ToolChoice(choice)
+    name = (choice.get("function") or {}).get("name")
+    if choice.get("type") != "function" or not isinstance(name, str):
+        raise InvalidRequest(
+            'A named \'tool_choice\' is {"type": "function", "function": {"name": ...}}.',
+            param="tool_choice",
+        )
+    if name not in {tool.name for tool in tools}:
+        raise InvalidRequest(
+            f"'tool_choice' names {name!r}, which is not in 'tools'.",
+            param="tool_choice.function.name",
+        )
+    return ToolChoice("required", name)
+
+
+def _answer_schema(response_format: dict[str, Any] | None) -> Any:
+    if not response_format:
+        return None
+    kind = response_format.get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "A 'json_schema' response format needs 'json_schema.schema', a JSON schema.",
+                param="response_format.json_schema.schema",
+            )
+        return schema
+    raise UnsupportedValue(
+        f"Unsupported response_format type {kind!r}: use 'text', 'json_object' or 'json_schema'.",
+        param="response_format.type",
+    )
+
+
+def _logit_bias(raw: dict[str, float] | None) -> dict[int, float]:
+    bias = {}
+    for key, value in (raw or {}).items():
+        if not key.isdigit():
+            raise InvalidRequest(
+                f"logit_bias keys are token ids; {key!r} is not one.", param="logit_bias"
+            )
+        if not -LOGIT_BIAS_LIMIT <= value <= LOGIT_BIAS_LIMIT:
+            raise InvalidRequest(
+                f"logit_bias values lie between -100 and 100; {key} has {value}.",
+                param="logit_bias",
+            )
+        bias[int(key)] = float(value)
+    return bias
+
+
+def _logprobs(request: ChatCompletionRequest) -> int | None:
+    if request.top_logprobs is not None and not request.logprobs:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+    return (request.top_logprobs or 0) if request.logprobs else None
 
 
 def local_call(body: Json) -> LocalCall:
     request = validate(ChatCompletionRequest, {"model": "local", **body})
-    refuse_unsupported(request)
-    sampling = SamplingParams.model_construct(**request.sampling())
-    return LocalCall(messages=plain_messages(request.messages), sampling=sampling)
+    if request.n is not None and request.n > 1:
+        raise UnsupportedValue("Only n=1 is supported by this model.", param="n")
+    tools = _tools(request.tools)
+    return LocalCall(
+        messages=plain_messages(request.messages),
+        sampling=SamplingParams.model_construct(**request.sampling()),
+        tools=tools,
+        tool_choice=_tool_choice(request.tool_choice, tools),
+        parallel_tool_calls=request.parallel_tool_calls is not False,
+        answer_schema=_answer_schema(request.response_format),
+        logprobs=_logprobs(request),
+        logit_bias=_logit_bias(request.logit_bias),
+    )

@@ -15,10 +15,11 @@ from typing import Any
 import orjson
 
 from headend.agents.compose import agent_body, max_iterations
-from headend.agents.loop import Reply, Run, ToolLoop, ToolProgress, add_usage
+from headend.agents.loop import Run, ToolLoop, ToolProgress, add_usage
 from headend.agents.registry import Agent, AgentRegistry
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.providers.base import ChatCall, Json
+from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable, Target
 from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
