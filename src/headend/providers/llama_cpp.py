@@ -57,6 +57,8 @@ class LlamaCppConfig(ResilientConfig):
     n_threads: int | None = Field(None, ge=1)
     n_batch: int = Field(512, ge=1)
     parallel: int = Field(4, ge=1, le=64)  # sequences decoded together; more wait in line
+    # layers on the GPU (-1: all); needs llama-cpp-python built for one (README: GPUs)
+    n_gpu_layers: int = Field(0, ge=-1)
 
     @field_validator("model_path", mode="before")
     @classmethod
@@ -136,11 +138,9 @@ class LlamaCppProvider:
 
         llama_cpp.llama_backend_init()
         config = self._config
-        model = LlamaModel(
-            path_model=str(self._model_path),
-            params=llama_cpp.llama_model_default_params(),
-            verbose=False,
-        )
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = config.n_gpu_layers  # llama.cpp: -1 is every layer
+        model = LlamaModel(path_model=str(self._model_path), params=model_params, verbose=False)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = config.n_ctx
         params.n_batch = params.n_ubatch = config.n_batch
