@@ -7,14 +7,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from headend import __version__
 from headend.providers.base import Batch, FinishReason, Json
 from headend.providers.llama_batch import Finished, Piece
 from headend.providers.llama_logprobs import TokenLogprob
 from headend.providers.llama_output import OutputReader
-from headend.providers.reply import Reply
+from headend.providers.reply import Reply, chat_completion
 
 SYSTEM_FINGERPRINT = f"fp_headend_{__version__}"
 
@@ -95,23 +94,7 @@ class Relay:
 
 def completion(model: str, reply: Reply, logprobs: bool) -> Json:
     """The whole ``chat.completion`` a stream's chunks make."""
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {**reply.message(), "refusal": None},
-                "logprobs": _logprobs(reply) if logprobs else None,
-                "finish_reason": reply.finish or "stop",
-            }
-        ],
-        "usage": reply.usage or {},
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-    }
-
-
-def _logprobs(reply: Reply) -> dict[str, Any]:
-    return {"content": reply.logprobs or [], "refusal": None}
+    message = {**reply.message(), "refusal": None}
+    content = {"content": reply.logprobs or [], "refusal": None} if logprobs else None
+    answer = chat_completion(model, message, reply.finish or "stop", reply.usage or {}, content)
+    return {**answer, "system_fingerprint": SYSTEM_FINGERPRINT}

@@ -107,11 +107,10 @@ def _loads(text: str) -> Any:
         return None
 
 
-class Hermes:
-    name = "hermes"
-    special_tokens = False
-    OPEN, CLOSE = "<tool_call>", "</tool_call>"
-    _CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
+class _Marked:
+    """A format whose calls begin with a marker, which its templates also show."""
+
+    OPEN = ""
 
     def used_by(self, template: str) -> bool:
         return self.OPEN in template
@@ -122,6 +121,13 @@ class Hermes:
 
     def may_start(self, text: str) -> int:
         return _ending_prefix(text, self.OPEN)
+
+
+class Hermes(_Marked):
+    name = "hermes"
+    special_tokens = False
+    OPEN, CLOSE = "<tool_call>", "</tool_call>"
+    _CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
 
     def grammar(self, builder: GrammarBuilder, tools: list[ToolSpec], parallel: bool) -> str:
         call = _call_rule(builder, tools, "arguments")
@@ -179,20 +185,10 @@ class Llama3:
         return None if call is None else [call]
 
 
-class Mistral:
+class Mistral(_Marked):
     name = "mistral"
     special_tokens = True
     OPEN = "[TOOL_CALLS]"
-
-    def used_by(self, template: str) -> bool:
-        return self.OPEN in template
-
-    def call_start(self, text: str) -> int | None:
-        found = text.find(self.OPEN)
-        return None if found < 0 else found
-
-    def may_start(self, text: str) -> int:
-        return _ending_prefix(text, self.OPEN)
 
     def grammar(self, builder: GrammarBuilder, tools: list[ToolSpec], parallel: bool) -> str:
         call = _call_rule(builder, tools, "arguments")

@@ -3,7 +3,10 @@ logprobs and usage that a run of ``chat.completion.chunk`` dicts add up to."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from headend.providers.base import Json
 
@@ -54,3 +57,19 @@ class Reply:
         elif message["content"] is None:
             message["content"] = ""
         return message
+
+
+def chat_completion(
+    model: str, message: Json, finish: str, usage: Any, logprobs: Json | None = None
+) -> Json:
+    """A ``chat.completion`` holding one answer, in the official shape."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
+        ],
+        "usage": usage,
+    }

@@ -16,6 +16,7 @@ import orjson
 
 from headend.agents.loop import LoopEnd, LoopEvent, ToolProgress
 from headend.providers.base import Json
+from headend.providers.reply import chat_completion
 from headend.schemas.openai.chat import ProgressFormat
 from headend.server.sse import data_frame
 
@@ -129,13 +130,4 @@ def loop_completion(end: LoopEnd, model: str) -> Json:
         message["tool_calls"] = end.client_calls
     elif message["content"] is None:
         message["content"] = ""
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": end.finish_reason}
-        ],
-        "usage": end.usage,
-    }
+    return chat_completion(model, message, end.finish_reason, end.usage)
