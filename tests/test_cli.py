@@ -15,7 +15,7 @@ def test_check_passes_on_defaults(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HEADEND_CONFIG", raising=False)
     assert main(["check"]) == 0
-    assert "1 agent(s) from packaged agents" in capsys.readouterr().out
+    assert "2 agent(s) from packaged agents" in capsys.readouterr().out
 
 
 def test_check_fails_naming_file_and_key(
