@@ -24,10 +24,28 @@ from headend.providers.llama_tool_formats import (
     native_format,
     tool_grammar,
 )
-from headend.providers.local_request import local_call
+from headend.providers.local_request import LocalCall, local_call
 
 CITY = ToolSpec("weather", "", {"type": "object", "properties": {"city": {"type": "string"}}})
 HERMES_CALL = '<tool_call>\n{"name": "weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+
+
+ASKED = {"role": "user", "content": "Weather in Oslo?"}
+PAST_CALL = {
+    "role": "assistant",
+    "tool_calls": [{"id": "c1", "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}}],
+}
+
+
+def call_after_a_tool(*before: dict[str, Any]) -> LocalCall:
+    """A request whose conversation holds a weather call and its result."""
+    result = {"role": "tool", "tool_call_id": "c1", "content": "Snow."}
+    return local_call(
+        {
+            "messages": [*before, PAST_CALL, result],
+            "tools": [{"type": "function", "function": CITY.function()}],
+        }
+    )
 
 
 def read(reader: OutputReader, pieces: list[str]) -> str:
@@ -87,25 +105,7 @@ def test_the_template_says_which_format_the_model_writes(
 
 
 def test_templates_without_tools_get_them_in_the_system_message() -> None:
-    call = local_call(
-        {
-            "messages": [
-                {"role": "system", "content": "Be kind."},
-                {"role": "user", "content": "Weather in Oslo?"},
-                {
-                    "role": "assistant",
-                    "tool_calls": [
-                        {
-                            "id": "c1",
-                            "function": {"name": "weather", "arguments": '{"city":"Oslo"}'},
-                        }
-                    ],
-                },
-                {"role": "tool", "tool_call_id": "c1", "content": "Snow."},
-            ],
-            "tools": [{"type": "function", "function": CITY.function()}],
-        }
-    )
+    call = call_after_a_tool({"role": "system", "content": "Be kind."}, ASKED)
     given = PromptStyle("{{ messages }}").input(call)
     assert given.tools is None
     assert given.format is not None
@@ -121,23 +121,7 @@ def test_templates_without_tools_get_them_in_the_system_message() -> None:
 
 
 def test_templates_with_tools_get_them_as_they_expect() -> None:
-    call = local_call(
-        {
-            "messages": [
-                {
-                    "role": "assistant",
-                    "tool_calls": [
-                        {
-                            "id": "c1",
-                            "function": {"name": "weather", "arguments": '{"city":"Oslo"}'},
-                        }
-                    ],
-                },
-                {"role": "tool", "tool_call_id": "c1", "content": "Snow."},
-            ],
-            "tools": [{"type": "function", "function": CITY.function()}],
-        }
-    )
+    call = call_after_a_tool()
     given = PromptStyle("{% if tools %}<tool_call>{% endif %}").input(call)
     assert given.tools == [{"type": "function", "function": CITY.function()}]
     assert given.messages[0]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}

@@ -28,7 +28,7 @@ class OutputReader:
         self._text += text
         if self._calls_at is not None:
             return ""
-        start = self.format.call_start(self._text)
+        start = self.format.call_start(self._text, self._released)
         if start is not None:
             self._calls_at = start
             return self._release(start)

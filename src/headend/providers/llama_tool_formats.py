@@ -48,8 +48,9 @@ class ToolCallFormat(Protocol):
 
     def used_by(self, template: str) -> bool: ...
 
-    def call_start(self, text: str) -> int | None:
-        """Where a call begins in the output so far; None when none has."""
+    def call_start(self, text: str, since: int = 0) -> int | None:
+        """Where a call begins in the output so far, looking from ``since`` (text before it
+        is known to hold none); None when none has."""
         ...
 
     def may_start(self, text: str) -> int:
@@ -115,8 +116,8 @@ class _Marked:
     def used_by(self, template: str) -> bool:
         return self.OPEN in template
 
-    def call_start(self, text: str) -> int | None:
-        found = text.find(self.OPEN)
+    def call_start(self, text: str, since: int = 0) -> int | None:
+        found = text.find(self.OPEN, since)
         return None if found < 0 else found
 
     def may_start(self, text: str) -> int:
@@ -160,8 +161,8 @@ class Llama3:
     def used_by(self, template: str) -> bool:
         return self.TAG in template or "<|eom_id|>" in template
 
-    def call_start(self, text: str) -> int | None:
-        match = self._START.match(text)
+    def call_start(self, text: str, since: int = 0) -> int | None:
+        match = self._START.match(text)  # only ever at the start
         return 0 if match else None  # the whitespace before the call is not an answer
 
     def may_start(self, text: str) -> int:

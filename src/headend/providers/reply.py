@@ -44,7 +44,9 @@ class Reply:
                 self.text.append(delta["content"])
             logprobs = choice.get("logprobs")
             if logprobs is not None:
-                self.logprobs = (self.logprobs or []) + list(logprobs.get("content") or [])
+                if self.logprobs is None:
+                    self.logprobs = []
+                self.logprobs.extend(logprobs.get("content") or [])
             self.finish = choice.get("finish_reason") or self.finish
         if chunk.get("usage"):
             self.usage = chunk["usage"]
