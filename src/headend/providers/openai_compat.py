@@ -2,7 +2,8 @@
 OpenRouter, another headend.
 
 Requests pass through unchanged but for ``model`` (and, when streaming,
-``stream_options.include_usage``, so tokens are always counted).
+``stream_options.include_usage``, so tokens are always counted). Embeddings requests go to
+the upstream's ``/embeddings`` the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +34,23 @@ class OpenAIConfig(HttpUpstreamConfig):
 class OpenAICompatProvider(HttpProvider):
     def __init__(self, name: str, config: OpenAIConfig) -> None:
         auth = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        super().__init__(name, config, config.base_url.rstrip("/") + "/chat/completions", auth)
+        base_url = config.base_url.rstrip("/")
+        super().__init__(name, config, base_url + "/chat/completions", auth)
+        self._embeddings_url = base_url + "/embeddings"
+
+    def embeds(self) -> bool:
+        return True
+
+    async def embed(self, call: ChatCall) -> Json:
+        async with self._post(
+            call, call.upstream_body(self._default_model), self._embeddings_url
+        ) as response:
+            answer = await read_json(self.name, response, call.timer)
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+            raise UpstreamFailure(
+                f"provider '{self.name}' answered embeddings without data", retryable=False
+            )
+        return answer
 
     async def complete(self, call: ChatCall) -> Json:
         body = call.upstream_body(self._default_model)

@@ -22,8 +22,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass
 from typing import TypeVar
 
-from headend.errors import ProviderError, ProviderTimeout, UpstreamFailure
-from headend.providers.base import Batch, ChatCall, Json, Provider
+from headend.errors import ProviderError, ProviderTimeout, UnsupportedValue, UpstreamFailure
+from headend.providers.base import Batch, ChatCall, Json, Provider, embedder
 from headend.providers.resilience import Retry, backoff_delay
 from headend.providers.routes import Target
 
@@ -87,6 +87,30 @@ class Router:
                 raise ProviderTimeout(
                     f"provider '{provider.name}' did not answer within "
                     f"{min(timeout.total, timeout.first_token):g} s"
+                ) from None
+
+        return await self._first_success(targets, call, attempt)
+
+    def embedding_targets(self, targets: Sequence[Target]) -> tuple[Target, ...]:
+        """The targets whose provider embeds, in order."""
+        return tuple(t for t in targets if embedder(self.providers[t.provider]) is not None)
+
+    async def embed(self, targets: Sequence[Target], call: ChatCall) -> tuple[Json, Target]:
+        """Embeddings from the first of ``targets`` that answers (see ``embedding_targets``)."""
+
+        async def attempt(provider: Provider, target_call: ChatCall) -> Json:
+            found = embedder(provider)
+            if found is None:
+                raise UnsupportedValue(
+                    f"The provider '{provider.name}' does not serve embeddings.", param="model"
+                )
+            total = provider.resilience.timeout.total
+            try:
+                async with asyncio.timeout(total):
+                    return await found.embed(target_call)
+            except TimeoutError:
+                raise ProviderTimeout(
+                    f"provider '{provider.name}' did not answer within {total:g} s"
                 ) from None
 
         return await self._first_success(targets, call, attempt)

@@ -28,11 +28,13 @@ from headend.server.admission import Admission
 from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
 from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
+from headend.server.embeddings import EmbeddingService
 from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
+from headend.server.routes.embeddings import create_embeddings
 from headend.server.routes.health import health
 from headend.server.routes.messages import count_tokens, create_message
 from headend.server.routes.models import list_models, retrieve_model
@@ -66,6 +68,7 @@ log = logging.getLogger(__name__)
 ROUTES = [
     Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
     Route("/v1/completions", create_completion, methods=["POST"]),
+    Route("/v1/embeddings", create_embeddings, methods=["POST"]),
     Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/responses", responses_websocket, methods=["GET"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
@@ -166,6 +169,8 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                 for provider in built.values():
                     await provider.start(Resources(http=http))
                     started.append(provider)
+                router = Router(built)
+                admission = Admission(limiter, settings.limits, meter)
                 app.state.services = Services(
                     settings=settings,
                     agents=agents,
@@ -179,11 +184,12 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     chat=ChatService(
                         agents,
                         routes,
-                        Router(built),
+                        router,
                         mcp,
                         SessionService(store, settings.sessions.busy_wait),
-                        Admission(limiter, settings.limits, meter),
+                        admission,
                     ),
+                    embeddings=EmbeddingService(agents, routes, router, admission),
                 )
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())

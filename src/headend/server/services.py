@@ -12,6 +12,7 @@ from headend.console.logins import ConsoleLogins
 from headend.providers.routes import RouteTable
 from headend.server.auth import Authenticator
 from headend.server.chat import ChatService
+from headend.server.embeddings import EmbeddingService
 from headend.server.responses import ResponseService
 from headend.server.usage import UsageMeter
 from headend.store.base import Store
@@ -25,6 +26,7 @@ class Services:
     routes: RouteTable
     store: Store
     chat: ChatService
+    embeddings: EmbeddingService
     auth: Authenticator
     meter: UsageMeter
     responses: ResponseService

@@ -1,0 +1,71 @@
+"""Serving embeddings: ``model`` names a model route whose provider embeds (an
+OpenAI-compatible upstream, or an embedded GGUF loaded for embeddings). Agents chat; they
+do not embed. Keys' scopes, allowlists, rates and concurrency apply as they do to chat,
+and the tokens are counted the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from headend.agents.registry import AgentRegistry
+from headend.errors import ModelNotFound, UnsupportedValue
+from headend.providers.base import ChatCall, Json
+from headend.providers.router import Router
+from headend.providers.routes import RouteTable
+from headend.schemas.openai.embeddings import EmbeddingRequest
+from headend.schemas.validation import validate
+from headend.server.admission import Admission
+from headend.server.auth import Principal
+from headend.server.context import RequestContext
+
+
+class EmbeddingService:
+    def __init__(
+        self, agents: AgentRegistry, routes: RouteTable, router: Router, admission: Admission
+    ) -> None:
+        self.agents = agents
+        self.routes = routes
+        self.router = router
+        self.admission = admission
+
+    async def create(
+        self, body: Any, context: RequestContext, principal: Principal
+    ) -> tuple[Json, dict[str, str]]:
+        """The answer and its headers (the key's rate limit state)."""
+        request = validate(EmbeddingRequest, body)
+        name = request.model
+        if not principal.may_use(name):
+            raise ModelNotFound(name)  # reported exactly as if it did not exist
+        found = self.routes.for_client(name)
+        if found is None:
+            if self.agents.get(name) is not None:
+                raise UnsupportedValue(
+                    f"'{name}' is an agent; agents chat and do not embed. Name a model "
+                    "route that serves embeddings.",
+                    param="model",
+                )
+            raise ModelNotFound(name)
+        targets = self.router.embedding_targets(found)
+        if not targets:
+            raise UnsupportedValue(f"The model '{name}' does not serve embeddings.", param="model")
+        ticket = await self.admission.check_rates(principal, name)
+        try:
+            await self.admission.enter(ticket, None)
+            call = ChatCall(body=body, timer=context.timer, request_id=context.request_id)
+            answer, _target = await self.router.embed(targets, call)
+            answer["model"] = name
+            usage = answer.get("usage")
+            tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+            if isinstance(tokens, int):
+                ticket.usage = {"prompt_tokens": tokens, "completion_tokens": 0}
+        finally:
+            await self.admission.leave(ticket, lambda: _estimate(request))
+        return answer, ticket.headers
+
+
+def _estimate(request: EmbeddingRequest) -> int:
+    """Tokens charged when the model never said: about four characters a token."""
+    return sum(
+        len(given) // 4 + 1 if isinstance(given, str) else len(given) for given in request.inputs()
+    )
