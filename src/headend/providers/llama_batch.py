@@ -1,14 +1,20 @@
 """Continuous batching: every running request to one embedded model decoded together.
 
 One worker thread owns the llama.cpp context. Each step it builds one batch holding, for
-every running sequence, the token it sampled last, and, for sequences that just joined, the
-next chunk of their prompt; one ``llama_decode`` computes them all, and each sequence then
-samples its next token from its own row with its own sampler chain. A request joins at the
-next step (waiting in FIFO order while ``parallel`` sequences run), leaves when it ends or
-its reader goes away, and its cache is freed at once. The sequences share the context's
+every running sequence, the token it sampled last, and, for the first sequence still
+reading its prompt, the next chunk of it (see ``_fill``); one ``llama_decode`` computes them
+all, and each sequence then samples its next token from its own row with its own sampler
+chain. A request joins at the next step (waiting in FIFO order while ``parallel`` sequences
+run) and leaves when it ends or its reader goes away. The sequences share the context's
 cache (``kv_unified``): one with a long conversation may use what others do not.
 
-When the cache has no room left for a step, the sequence holding the most of it ends with
+A prompt starts from the longest prefix of it already in the cache (``llama_cache``): its
+sequence's own from an earlier request, or another's, shared by copying (in a unified
+cache a copy only marks the cells as the other sequence's too). A finished sequence's
+tokens stay in the cache for that.
+
+When the cache has no room left for a step, finished sequences' tokens go first (least
+recently used first); then the running sequence holding the most of it ends with
 ``finish_reason: "length"``, and the step is tried again without it.
 """
 
@@ -24,12 +30,14 @@ from typing import Any
 
 from headend.errors import ProviderError
 from headend.providers.base import FinishReason
+from headend.providers.llama_cache import CacheMap
 from headend.providers.llama_logprobs import LogprobReader, TokenLogprob
 from headend.providers.llama_text import AnswerText
 
 log = logging.getLogger(__name__)
 
 NO_ROOM = 1  # llama_decode: no cache slot for the batch
+SHARED_CHUNK = 128  # prompt tokens a step takes while other sequences decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class Finished:
     reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt, reused from the cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,7 @@ class _Running:
     text: AnswerText
     fed: int = 0  # prompt tokens in the cache
     pos: int = 0  # tokens of this sequence in the cache
+    reused: int = 0  # prompt tokens found in the cache when it joined
     last: int = -1  # the token sampled last, fed at the next step
     generated: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)  # of text not yet released
@@ -91,7 +101,12 @@ class BatchEngine:
         self._n_ctx = context.n_ctx()
         self._pending: deque[SequenceRequest] = deque()
         self._running: list[_Running] = []
-        self._free_ids = list(range(parallel))
+        self._cache = CacheMap(parallel)
+        # Recurrent and hybrid models cannot drop the end of a sequence's state.
+        self._reuses = not (
+            llama_cpp.llama_model_is_recurrent(model.model)
+            or llama_cpp.llama_model_is_hybrid(model.model)
+        )
         self._wake = threading.Condition()
         self._closed = False
         self._piece = ctypes.create_string_buffer(256)
@@ -129,6 +144,7 @@ class BatchEngine:
                     log.exception("embedded model step failed")
                     for running in list(self._running):
                         self._end(running, ProviderError(f"the embedded model failed: {exc}"))
+                    self._forget_all()
         finally:
             for running in list(self._running):
                 self._end(running, ProviderError("the embedded model is shutting down"))
@@ -146,13 +162,33 @@ class BatchEngine:
                     return False
                 self._running = [r for r in self._running if not self._gone(r)]
                 self._pending = deque(p for p in self._pending if not self._dropped(p))
-                while self._pending and self._free_ids:
-                    request = self._pending.popleft()
-                    seq_id = self._free_ids.pop(0)
-                    self._running.append(_Running(request, seq_id, AnswerText(request.stops)))
+                while self._pending and self._cache.has_free():
+                    self._running.append(self._join(self._pending.popleft()))
                 if self._running:
                     return True
                 self._wake.wait()
+
+    def _join(self, request: SequenceRequest) -> _Running:
+        """A sequence for the request, holding the longest cached prefix of its prompt."""
+        place = self._cache.place(request.prompt)
+        seq_id, memory = place.seq_id, self._context.memory
+        reused = place.reused if self._reuses else 0
+        if place.source == seq_id and self._llama.llama_memory_seq_rm(memory, seq_id, reused, -1):
+            self._cache.keep(seq_id, request.prompt[:reused])
+        else:
+            self._llama.llama_memory_seq_rm(memory, seq_id, -1, -1)
+            if place.source == seq_id:  # the model could not drop part of it
+                reused = 0
+            elif reused:
+                self._llama.llama_memory_seq_cp(memory, place.source, seq_id, 0, reused)
+            self._cache.keep(seq_id, request.prompt[:reused])
+        text = AnswerText(request.stops)
+        return _Running(request, seq_id, text, fed=reused, pos=reused, reused=reused)
+
+    def _forget_all(self) -> None:
+        self._llama.llama_memory_clear(self._context.memory, True)
+        for seq_id in range(self._parallel):
+            self._cache.forget(seq_id)
 
     def _dropped(self, request: SequenceRequest) -> bool:
         if request.cancelled.is_set():
@@ -176,31 +212,41 @@ class BatchEngine:
                 return
             if status != NO_ROOM:
                 raise RuntimeError(f"llama_decode returned {status}")
+            idle = self._cache.evictable()
+            if idle is not None:
+                self._llama.llama_memory_seq_rm(self._context.memory, idle, -1, -1)
+                self._cache.forget(idle)
+                continue
             fullest = max(self._running, key=lambda r: r.pos)
             self._end(fullest, self._finished(fullest, "length"))
 
     def _fill(self, batch: Any) -> list[tuple[_Running, int, int]]:
-        """The step's batch: one token per decoding sequence, then prompt chunks in the
-        order sequences joined. Returns (sequence, tokens added, logits row or -1)."""
+        """The step's batch: one token per decoding sequence, then a chunk of the prompt of
+        the first sequence still reading one (in the order they joined). Prompts take turns
+        so that the first of several arriving together answers after its own prompt, not
+        after all of them; while others decode, a chunk is at most ``SHARED_CHUNK`` tokens
+        so that their next token is not held up by a long prompt for long. Returns
+        (sequence, tokens added, logits row or -1)."""
         batch.n_tokens = 0
         rows: list[tuple[_Running, int, int]] = []
-        room = self._n_batch
         for running in self._running:
             if not running.prefilling:
                 row = self._put(batch, running.last, running.pos, running.seq_id, True)
                 rows.append((running, 1, row))
-                room -= 1
-        for running in self._running:
-            if running.prefilling and room > 0:
-                prompt = running.request.prompt
-                chunk = prompt[running.fed : running.fed + room]
-                row = -1
-                for offset, token in enumerate(chunk):
-                    last = running.fed + offset == len(prompt) - 1
-                    added = self._put(batch, token, running.pos + offset, running.seq_id, last)
-                    row = added if last else row
-                rows.append((running, len(chunk), row))
-                room -= len(chunk)
+        reading = next((r for r in self._running if r.prefilling), None)
+        if reading is None:
+            return rows
+        room = self._n_batch - len(rows)
+        if rows:
+            room = min(room, SHARED_CHUNK)
+        prompt = reading.request.prompt
+        chunk = prompt[reading.fed : reading.fed + room]
+        row = -1
+        for offset, token in enumerate(chunk):
+            last = reading.fed + offset == len(prompt) - 1
+            added = self._put(batch, token, reading.pos + offset, reading.seq_id, last)
+            row = added if last else row
+        rows.append((reading, len(chunk), row))
         return rows
 
     @staticmethod
@@ -217,7 +263,11 @@ class BatchEngine:
     def _advance(self, rows: list[tuple[_Running, int, int]]) -> None:
         for running, added, row in rows:
             if running.prefilling:
+                fed = running.request.prompt[running.fed : running.fed + added]
+                self._cache.extend(running.seq_id, fed)
                 running.fed += added
+            else:
+                self._cache.extend(running.seq_id, (running.last,))
             running.pos += added
             if row >= 0 and running in self._running:
                 self._sample(running, row)
@@ -266,7 +316,7 @@ class BatchEngine:
         rest = running.text.finish()
         if rest:
             self._emit_text(running, rest)
-        return Finished(reason, len(running.request.prompt), running.generated)
+        return Finished(reason, len(running.request.prompt), running.generated, running.reused)
 
     def _end(self, running: _Running, outcome: object) -> None:
         running.request.emit(outcome)
@@ -275,6 +325,6 @@ class BatchEngine:
             self._running.remove(running)
 
     def _release(self, running: _Running) -> None:
-        self._llama.llama_memory_seq_rm(self._context.memory, running.seq_id, -1, -1)
+        """The sequence's slot is free; its tokens stay in the cache for a later prompt."""
         running.request.sampler.close()
-        self._free_ids.append(running.seq_id)
+        self._cache.release(running.seq_id)

@@ -36,11 +36,12 @@ class ChunkMaker:
         choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
         return {**self.head, "choices": [choice]}
 
-    def usage(self, prompt: int, completion: int) -> Json:
+    def usage(self, prompt: int, completion: int, cached: int = 0) -> Json:
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
         }
         return {**self.head, "choices": [], "usage": usage}
 
@@ -88,7 +89,11 @@ class Relay:
             batch.append(self.chunks.delta({"tool_calls": calls}))
             reason = "tool_calls"
         batch.append(self.chunks.delta({}, reason))
-        batch.append(self.chunks.usage(finished.prompt_tokens, finished.completion_tokens))
+        batch.append(
+            self.chunks.usage(
+                finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens
+            )
+        )
         return batch
 
 
