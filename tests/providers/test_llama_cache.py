@@ -5,7 +5,7 @@ way when the cache is full."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -97,8 +97,12 @@ Tokens = list[dict[str, Any]]
 
 async def answer(provider: LlamaCppProvider, body: Json) -> tuple[Tokens, Json]:
     """The answer's tokens with their log-probabilities, and the usage."""
+    return await collect(provider.stream(ChatCall(body=body)))
+
+
+async def collect(batches: AsyncIterator[list[Json]]) -> tuple[Tokens, Json]:
     tokens, usage = [], {}
-    async for batch in provider.stream(ChatCall(body=body)):
+    async for batch in batches:
         for chunk in batch:
             if chunk.get("usage"):
                 usage = chunk["usage"]
@@ -127,10 +131,17 @@ def test_a_prompt_shares_the_cache_of_a_running_sequence(provider: LlamaCppProvi
     body = chat("Tell me about verbs.", 48)
 
     async def both() -> tuple[tuple[Tokens, Json], tuple[Tokens, Json]]:
-        running = asyncio.create_task(answer(provider, body))
-        await asyncio.sleep(0.3)  # the first is decoding on the other sequence
+        running = provider.stream(ChatCall(body=body))
+        first = await anext(running)  # its prompt is read: it is decoding now
+
+        async def rest() -> AsyncIterator[list[Json]]:
+            yield first
+            async for batch in running:
+                yield batch
+
+        finishing = asyncio.create_task(collect(rest()))
         second = await answer(provider, body)
-        return await running, second
+        return await finishing, second
 
     (tokens, _), (copied_tokens, copied) = asyncio.run(both())
     assert cached(copied) == copied["prompt_tokens"] - 1

@@ -138,7 +138,9 @@ class _Run:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
 
-class LlamaCppProvider:
+class LlamaBase:
+    """What every embedded provider holds: its section, its GGUF, the weights and context."""
+
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
         self.name = name
         self.resilience = config.resilience()
@@ -147,14 +149,27 @@ class LlamaCppProvider:
         self._model_path = model_path_of(config, settings, name)
         self._model: Any = None
         self._context: Any = None
-        self._formatter: Any = None
-        self._style = PromptStyle(CHATML_TEMPLATE)
-        self._template = _template_text(config, settings, name)
-        self._engine: BatchEngine | None = None
 
     @property
     def model_path(self) -> Path:
         return self._model_path
+
+    def _free(self) -> None:
+        """Release the context and the weights (after whatever uses them has stopped)."""
+        if self._context is not None:
+            self._context.close()
+        if self._model is not None:
+            self._model.close()
+        self._context = self._model = None
+
+
+class LlamaCppProvider(LlamaBase):
+    def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
+        super().__init__(name, config, settings)
+        self._formatter: Any = None
+        self._style = PromptStyle(CHATML_TEMPLATE)
+        self._template = _template_text(config, settings, name)
+        self._engine: BatchEngine | None = None
 
     async def start(self, resources: Resources) -> None:
         await asyncio.to_thread(self._load)
@@ -193,11 +208,7 @@ class LlamaCppProvider:
         engine, self._engine = self._engine, None
         if engine is not None:
             await asyncio.to_thread(engine.close)
-        if self._context is not None:
-            self._context.close()
-        if self._model is not None:
-            self._model.close()
-        self._context = self._model = None
+        self._free()
 
     async def complete(self, call: ChatCall) -> Json:
         reply = Reply()

@@ -12,31 +12,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
 
 from headend.config import Settings
 from headend.errors import InvalidRequest, ServiceUnavailable, UnsupportedValue
 from headend.providers.base import Batch, ChatCall, Json, Resources
-from headend.providers.llama_cpp import (
-    LlamaCppConfig,
-    context_params,
-    load_model,
-    model_path_of,
-)
+from headend.providers.llama_cpp import LlamaBase, LlamaCppConfig, context_params, load_model
 from headend.providers.llama_encoder import Encoder, normalized
 from headend.schemas.openai.embeddings import EmbeddingRequest, embedding_list
 from headend.schemas.validation import validate
 
 
-class LlamaEmbeddingProvider:
+class LlamaEmbeddingProvider(LlamaBase):
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
-        self.name = name
-        self.resilience = config.resilience()
-        self.context_window: int | None = config.n_ctx
-        self._config = config
-        self._model_path = model_path_of(config, settings, name)
-        self._model: Any = None
-        self._context: Any = None
+        super().__init__(name, config, settings)
         self._encoder: Encoder | None = None
         self._turn = asyncio.Lock()
 
@@ -60,11 +48,8 @@ class LlamaEmbeddingProvider:
     async def close(self) -> None:
         if self._encoder is not None:
             self._encoder.close()
-        if self._context is not None:
-            self._context.close()
-        if self._model is not None:
-            self._model.close()
-        self._encoder = self._context = self._model = None
+        self._encoder = None
+        self._free()
 
     def token_counter(self) -> Callable[[str], int] | None:
         model = self._model
