@@ -53,6 +53,14 @@ def test_a_new_prompt_spares_a_conversation_that_may_continue() -> None:
     assert cache.place([1, 2, 3, 4, 5, 6]) == Placement(0, 0, 5)
 
 
+def test_a_model_that_cannot_drop_part_of_a_sequence_reuses_nothing() -> None:
+    cache = CacheMap(2, reuse=False)
+    seq_id = cache.place([1, 2, 3]).seq_id
+    cache.keep(seq_id, [1, 2, 3])
+    cache.release(seq_id)
+    assert cache.place([1, 2, 3, 4]).reused == 0
+
+
 def test_evicting_takes_the_least_recently_used_free_sequence_first() -> None:
     cache = CacheMap(3)
     for seq in (0, 1, 2):

@@ -96,16 +96,17 @@ class BatchEngine:
         self._llama = llama_cpp
         self._model = model
         self._context = context
-        self._parallel = parallel
         self._n_batch = n_batch
         self._n_ctx = context.n_ctx()
         self._pending: deque[SequenceRequest] = deque()
         self._running: list[_Running] = []
-        self._cache = CacheMap(parallel)
         # Recurrent and hybrid models cannot drop the end of a sequence's state.
-        self._reuses = not (
-            llama_cpp.llama_model_is_recurrent(model.model)
-            or llama_cpp.llama_model_is_hybrid(model.model)
+        self._cache = CacheMap(
+            parallel,
+            reuse=not (
+                llama_cpp.llama_model_is_recurrent(model.model)
+                or llama_cpp.llama_model_is_hybrid(model.model)
+            ),
         )
         self._wake = threading.Condition()
         self._closed = False
@@ -171,24 +172,22 @@ class BatchEngine:
     def _join(self, request: SequenceRequest) -> _Running:
         """A sequence for the request, holding the longest cached prefix of its prompt."""
         place = self._cache.place(request.prompt)
-        seq_id, memory = place.seq_id, self._context.memory
-        reused = place.reused if self._reuses else 0
-        if place.source == seq_id and self._llama.llama_memory_seq_rm(memory, seq_id, reused, -1):
-            self._cache.keep(seq_id, request.prompt[:reused])
-        else:
+        seq_id, reused, memory = place.seq_id, place.reused, self._context.memory
+        if place.source != seq_id or not self._llama.llama_memory_seq_rm(
+            memory, seq_id, reused, -1
+        ):
             self._llama.llama_memory_seq_rm(memory, seq_id, -1, -1)
-            if place.source == seq_id:  # the model could not drop part of it
+            if place.source == seq_id:  # the model could not drop only part of it
                 reused = 0
             elif reused:
                 self._llama.llama_memory_seq_cp(memory, place.source, seq_id, 0, reused)
-            self._cache.keep(seq_id, request.prompt[:reused])
+        self._cache.keep(seq_id, request.prompt[:reused])
         text = AnswerText(request.stops)
         return _Running(request, seq_id, text, fed=reused, pos=reused, reused=reused)
 
     def _forget_all(self) -> None:
         self._llama.llama_memory_clear(self._context.memory, True)
-        for seq_id in range(self._parallel):
-            self._cache.forget(seq_id)
+        self._cache.forget_all()
 
     def _dropped(self, request: SequenceRequest) -> bool:
         if request.cancelled.is_set():
@@ -197,7 +196,7 @@ class BatchEngine:
         return False
 
     def _gone(self, running: _Running) -> bool:
-        """A sequence whose reader left: its cache and slot are freed now."""
+        """A sequence whose reader left: its slot is free now (its tokens stay cached)."""
         if not running.request.cancelled.is_set():
             return False
         self._release(running)

@@ -35,9 +35,10 @@ class Placement:
 
 
 class CacheMap:
-    def __init__(self, parallel: int) -> None:
+    def __init__(self, parallel: int, *, reuse: bool = True) -> None:
         self._tokens: dict[int, list[int]] = {seq: [] for seq in range(parallel)}
         self._free: deque[int] = deque(range(parallel))  # least recently used first
+        self._reuse = reuse  # False: a model that cannot drop the end of a sequence
 
     def has_free(self) -> bool:
         return bool(self._free)
@@ -48,24 +49,17 @@ class CacheMap:
         The sequence is the free one whose cached tokens the prompt would throw away the
         fewest of (an empty one, or one holding a prefix of the prompt), the least recently
         used among equals: a conversation that may continue keeps its cache. The prefix
-        may come from any sequence, running or not. At least the prompt's last token is
-        left to compute: its logits give the first answer token."""
-
-        def cost(seq: int) -> tuple[int, int]:
-            shared = common_prefix(self._tokens[seq], prompt)
-            return len(self._tokens[seq]) - shared, -shared
-
-        seq_id = min(self._free, key=cost)
+        may come from any sequence, running or not (the chosen one itself among equals).
+        At least the prompt's last token is left to compute: its logits give the first
+        answer token."""
+        shared = {seq: common_prefix(tokens, prompt) for seq, tokens in self._tokens.items()}
+        seq_id = min(
+            self._free, key=lambda seq: (len(self._tokens[seq]) - shared[seq], -shared[seq])
+        )
         self._free.remove(seq_id)
-        source, reused = seq_id, common_prefix(self._tokens[seq_id], prompt)
-        for other, tokens in self._tokens.items():
-            shared = common_prefix(tokens, prompt)
-            if shared > reused:
-                source, reused = other, shared
-        return Placement(seq_id, source, max(0, min(reused, len(prompt) - 1)))
-
-    def holds(self, seq_id: int) -> list[int]:
-        return self._tokens[seq_id]
+        source = max(self._tokens, key=lambda seq: (shared[seq], seq == seq_id))
+        reused = min(shared[source], len(prompt) - 1) if self._reuse else 0
+        return Placement(seq_id, source, max(0, reused))
 
     def keep(self, seq_id: int, tokens: Sequence[int]) -> None:
         """``seq_id`` holds exactly ``tokens`` now."""
@@ -84,3 +78,7 @@ class CacheMap:
 
     def forget(self, seq_id: int) -> None:
         self._tokens[seq_id] = []
+
+    def forget_all(self) -> None:
+        for tokens in self._tokens.values():
+            tokens.clear()

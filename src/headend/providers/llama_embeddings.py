@@ -3,8 +3,9 @@ that serves ``/v1/embeddings`` and nothing else, as llama.cpp's server ``--embed
 
 Inputs are strings (tokenized with the model's own special tokens, e.g. BERT's CLS and
 SEP) or token arrays; each must fit the context, which is capped at the length the model
-was trained for. Requests take turns on the one context; ``dimensions`` keeps a vector's
-first n values, normalized again (as OpenAI's ``text-embedding-3`` models do).
+was trained for. Requests take turns on the one context (see ``Encoder``), off the event
+loop, tokenizing included; ``dimensions`` keeps a vector's first n values, normalized again
+(as OpenAI's ``text-embedding-3`` models do).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class LlamaEmbeddingProvider(LlamaBase):
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
         super().__init__(name, config, settings)
         self._encoder: Encoder | None = None
-        self._turn = asyncio.Lock()
 
     async def start(self, resources: Resources) -> None:
         await asyncio.to_thread(self._load)
@@ -71,21 +71,22 @@ class LlamaEmbeddingProvider(LlamaBase):
                 f"{encoder.dimensions}.",
                 param="dimensions",
             )
-        inputs = self._tokens(request, encoder.max_tokens)
         cancelled = threading.Event()
         try:
-            async with self._turn:
-                vectors = await asyncio.to_thread(encoder.vectors, inputs, cancelled)
+            vectors, tokens = await asyncio.to_thread(self._vectors, request, encoder, cancelled)
         finally:
             cancelled.set()  # a client gone mid-request stops the work at the next batch
+        return embedding_list(vectors, call.model or self.name, tokens, request.encoding_format)
+
+    def _vectors(
+        self, request: EmbeddingRequest, encoder: Encoder, cancelled: threading.Event
+    ) -> tuple[list[list[float]], int]:
+        """Every input's vector, and the tokens they took; in a worker thread."""
+        inputs = self._tokens(request, encoder.max_tokens)
+        vectors = encoder.vectors(inputs, cancelled)
         if request.dimensions is not None:
             vectors = [normalized(vector[: request.dimensions]) for vector in vectors]
-        return embedding_list(
-            [vector.tolist() for vector in vectors],
-            call.model or self.name,
-            sum(len(tokens) for tokens in inputs),
-            request.encoding_format,
-        )
+        return [vector.tolist() for vector in vectors], sum(len(tokens) for tokens in inputs)
 
     def _tokens(self, request: EmbeddingRequest, limit: int) -> list[list[int]]:
         n_vocab = self._model.n_vocab()

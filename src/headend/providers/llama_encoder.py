@@ -6,7 +6,8 @@ into one batch while they fit (``max_sequences`` inputs, ``max_tokens`` tokens),
 sequence each, and the context's memory is cleared before each batch. Every vector is
 L2-normalized, as llama.cpp's server and OpenAI's models return them.
 
-Blocking: call it off the event loop, one caller at a time.
+Blocking: call it off the event loop. Callers take turns: a caller that stops waiting (a
+client gone) does not free the context before its work has stopped.
 """
 
 from __future__ import annotations
@@ -49,14 +50,16 @@ class Encoder:
         self._batch: Any = LlamaBatch(
             n_tokens=self.max_tokens, embd=0, n_seq_max=max_sequences, verbose=False
         )
+        self._turn = threading.Lock()
 
     def vectors(self, inputs: Sequence[list[int]], cancelled: threading.Event) -> list[Vector]:
         """One normalized vector per input (each at most ``max_tokens`` tokens)."""
         out: list[Vector] = []
-        for group in self._groups(inputs):
-            if cancelled.is_set():
-                raise ClientDisconnected("The client closed the connection.")
-            out += self._encode(group)
+        with self._turn:
+            for group in self._groups(inputs):
+                if cancelled.is_set():
+                    raise ClientDisconnected("The client closed the connection.")
+                out += self._encode(group)
         return out
 
     def _groups(self, inputs: Sequence[list[int]]) -> Iterator[list[list[int]]]:

@@ -10,7 +10,7 @@ import base64
 import sys
 from array import array
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from pydantic_core import PydanticCustomError
@@ -45,8 +45,8 @@ class EmbeddingRequest(BaseModel):
         if isinstance(given, str):
             return [given]
         if isinstance(given[0], int):
-            return [[token for token in given if isinstance(token, int)]]  # one token array
-        return [item for item in given if not isinstance(item, int)]
+            return [given]  # one token array
+        return cast(list[str | list[int]], given)
 
 
 SHAPES = (
