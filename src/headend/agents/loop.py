@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from headend.agents.registry import Agent
+from headend.observability.metrics import ToolOutcome
 from headend.providers.base import Batch, ChatCall, Json, Timer
 from headend.providers.reply import Reply
 from headend.providers.router import Router
@@ -214,10 +215,13 @@ class ToolLoop:
             progress.put_nowait(ToolProgress("tool.started", name, label, iteration))
             started = time.perf_counter()
             ok = False
+            outcome: ToolOutcome = "error"
             try:
-                result = await self._invoke(tool, name, arguments, context)
-                ok = not result.startswith("Error: ")
+                outcome, result = await self._invoke(tool, name, arguments, context)
+                ok = outcome == "ok"
             finally:
+                seconds = time.perf_counter() - started
+                self.router.metrics.tool_call(name if tool else "unknown", outcome, seconds)
                 progress.put_nowait(
                     ToolProgress(
                         "tool.completed",
@@ -225,7 +229,7 @@ class ToolLoop:
                         label,
                         iteration,
                         success=ok,
-                        duration_ms=round((time.perf_counter() - started) * 1000),
+                        duration_ms=round(seconds * 1000),
                     )
                 )
             return {"role": "tool", "tool_call_id": call["id"], "content": result}
@@ -241,22 +245,25 @@ class ToolLoop:
                 task.cancel()
 
     @staticmethod
-    async def _invoke(tool: Tool | None, name: str, arguments: Any, context: ToolContext) -> str:
+    async def _invoke(
+        tool: Tool | None, name: str, arguments: Any, context: ToolContext
+    ) -> tuple[ToolOutcome, str]:
         """A tool's result, or the reason it has none: every failure is text for the model."""
         if tool is None:
-            return f"Error: there is no tool named {name!r}."
+            return "unknown", f"Error: there is no tool named {name!r}."
         if not isinstance(arguments, dict):
-            return f"Error: the arguments for {name} must be a JSON object."
+            return "error", f"Error: the arguments for {name} must be a JSON object."
         try:
             async with asyncio.timeout(tool.timeout):
-                return await tool.run(arguments, context)
+                result = await tool.run(arguments, context)
         except TimeoutError:
-            return f"Error: {name} did not finish within {tool.timeout:g} s."
+            return "timeout", f"Error: {name} did not finish within {tool.timeout:g} s."
         except ToolError as exc:
-            return f"Error: {exc}"
+            return "error", f"Error: {exc}"
         except Exception as exc:  # a tool's bug must not fail the run: the model is told
             log.exception("tool %s failed", name)
-            return f"Error: {name} failed: {type(exc).__name__}: {exc}"
+            return "error", f"Error: {name} failed: {type(exc).__name__}: {exc}"
+        return ("error" if result.startswith("Error: ") else "ok"), result
 
     def _call_agent(self, run: Run) -> Callable[[str, str, int], Awaitable[str]]:
         async def call(agent_id: str, text: str, depth: int) -> str:

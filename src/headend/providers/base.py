@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     import aiohttp
 
+    from headend.observability.metrics import Metrics
     from headend.providers.resilience import Resilience
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -101,6 +102,7 @@ class Resources:
     """What the app shares with every provider; built in the lifespan."""
 
     http: aiohttp.ClientSession
+    metrics: Metrics
 
 
 class Provider(Protocol):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 NO_ROOM = 1  # llama_decode: no cache slot for the batch
 SHARED_CHUNK = 128  # prompt tokens a step takes while other sequences decode
+# After each step, from the worker thread: prompt tokens read, tokens sampled, seconds.
+StepReport = Callable[[int, int, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,16 @@ class _Running:
 
 
 class BatchEngine:
-    def __init__(self, model: Any, context: Any, *, parallel: int, n_batch: int, name: str) -> None:
+    def __init__(
+        self,
+        model: Any,
+        context: Any,
+        *,
+        parallel: int,
+        n_batch: int,
+        name: str,
+        on_step: StepReport | None = None,
+    ) -> None:
         import llama_cpp
 
         self._llama = llama_cpp
@@ -108,6 +120,7 @@ class BatchEngine:
                 or llama_cpp.llama_model_is_hybrid(model.model)
             ),
         )
+        self._on_step = on_step
         self._wake = threading.Condition()
         self._closed = False
         self._piece = ctypes.create_string_buffer(256)
@@ -205,8 +218,14 @@ class BatchEngine:
     def _step(self, batch: Any) -> None:
         while self._running:
             rows = self._fill(batch)
+            started = time.perf_counter()
             status = self._llama.llama_decode(self._context.ctx, batch)
             if status == 0:
+                if self._on_step is not None:
+                    decoding = sum(1 for running, _, _ in rows if not running.prefilling)
+                    sampled = sum(1 for _, _, row in rows if row >= 0)
+                    seconds = time.perf_counter() - started
+                    self._on_step(batch.n_tokens - decoding, sampled, seconds)
                 self._advance(rows)
                 return
             if status != NO_ROOM:

@@ -9,6 +9,7 @@ stream cancels its sequence at the next step.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -21,7 +22,7 @@ from pydantic import Field, field_validator
 from headend.config import Settings
 from headend.errors import ConfigError, InvalidRequest, ServiceUnavailable
 from headend.providers.base import Batch, ChatCall, Json, Provider, Resources
-from headend.providers.llama_batch import BatchEngine, Finished, SequenceRequest
+from headend.providers.llama_batch import BatchEngine, Finished, SequenceRequest, StepReport
 from headend.providers.llama_chunks import ChunkMaker, Relay, completion
 from headend.providers.llama_grammar import json_grammar
 from headend.providers.llama_output import OutputReader
@@ -172,9 +173,10 @@ class LlamaCppProvider(LlamaBase):
         self._engine: BatchEngine | None = None
 
     async def start(self, resources: Resources) -> None:
-        await asyncio.to_thread(self._load)
+        report = functools.partial(resources.metrics.embedded_step, self.name)
+        await asyncio.to_thread(self._load, report)
 
-    def _load(self) -> None:
+    def _load(self, on_step: StepReport | None = None) -> None:
         from llama_cpp._internals import LlamaContext
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -194,7 +196,12 @@ class LlamaCppProvider(LlamaBase):
         )
         self._model, self._context = model, context
         self._engine = BatchEngine(
-            model, context, parallel=config.parallel, n_batch=config.n_batch, name=self.name
+            model,
+            context,
+            parallel=config.parallel,
+            n_batch=config.n_batch,
+            name=self.name,
+            on_step=on_step,
         )
 
     def token_counter(self) -> Callable[[str], int] | None:

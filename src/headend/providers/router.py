@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from headend.errors import ProviderError, ProviderTimeout, UnsupportedValue, UpstreamFailure
+from headend.observability.metrics import Metrics
 from headend.providers.base import Batch, ChatCall, Json, Provider, embedder
 from headend.providers.resilience import Retry, backoff_delay
 from headend.providers.routes import Target
@@ -47,29 +48,48 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.providers = providers
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._health = {name: Health() for name in providers}
+        self.metrics = metrics or Metrics()
+        for name in providers:
+            self.metrics.cooling.labels(name).set(0)
 
     def cooling(self, provider: str) -> bool:
-        return self._health[provider].cooling_until > self._clock()
+        health = self._health[provider]
+        if health.cooling_until > self._clock():
+            return True
+        if health.cooling_until:  # the cooldown is over: say so once
+            health.cooling_until = 0.0
+            self.metrics.cooling.labels(provider).set(0)
+        return False
+
+    def report_cooling(self) -> None:
+        """Bring the cooldown gauges up to date (before a scrape: a cooldown ends by itself)."""
+        for name in self.providers:
+            self.cooling(name)
 
     def _order(self, targets: Sequence[Target]) -> list[Target]:
         ready = [target for target in targets if not self.cooling(target.provider)]
         return ready or list(targets)
 
     def _succeeded(self, provider: str) -> None:
+        if self._health[provider].cooling_until:
+            self.metrics.cooling.labels(provider).set(0)
         self._health[provider] = Health()
 
     def _failed(self, provider: str) -> None:
         health = self._health[provider]
         health.consecutive_failures += 1
+        self.metrics.upstream_failures.labels(provider).inc()
         cooldown = self.providers[provider].resilience.cooldown
         if health.consecutive_failures >= cooldown.after_failures:
             health.cooling_until = self._clock() + cooldown.seconds
+            self.metrics.cooling.labels(provider).set(1)
             log.warning(
                 "provider %s failed %d times in a row; cooling down for %.0f s",
                 provider,
@@ -180,6 +200,7 @@ class Router:
                 try:
                     result = await attempt(provider, target_call)
                 except ProviderError as exc:
+                    self.metrics.upstream_attempt(target.provider, False, number > 1)
                     timed_out = timed_out and isinstance(exc, ProviderTimeout)
                     wait = self._retry_wait(exc, retry, number)
                     log.warning(
@@ -195,6 +216,7 @@ class Router:
                         break
                     await self._sleep(wait)
                     continue
+                self.metrics.upstream_attempt(target.provider, True, number > 1)
                 self._succeeded(target.provider)
                 return result, target
         summary = "; ".join(failures)

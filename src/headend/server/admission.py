@@ -6,6 +6,7 @@ ends, its slots given back and its tokens counted.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from headend.config import LimitSettings
 from headend.errors import RateLimited
 from headend.limits.base import Limiter, QueueFull, Queueing, QueueTimeout, Rates, Slot
+from headend.observability.metrics import Metrics
 from headend.server.auth import Principal
 from headend.server.ratelimit_headers import rate_headers, retry_after, retry_headers
 from headend.server.usage import UsageMeter
@@ -50,11 +52,27 @@ async def take_visitor_rate(
         )
 
 
+def pool_labels(pool: str) -> tuple[str, str]:
+    """A pool's kind and name as metric labels; a key's pool is not named (key ids are
+    many, and not the metrics' business)."""
+    kind, _, name = pool.partition(":")
+    if kind == "key":
+        return kind, ""
+    return kind, name or kind
+
+
 class Admission:
-    def __init__(self, limiter: Limiter, limits: LimitSettings, meter: UsageMeter) -> None:
+    def __init__(
+        self,
+        limiter: Limiter,
+        limits: LimitSettings,
+        meter: UsageMeter,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.limiter = limiter
         self.limits = limits
         self.meter = meter
+        self.metrics = metrics or Metrics()
         self.queueing = Queueing(limits.max_queue, limits.queue_timeout)
 
     async def check_rates(self, principal: Principal, model: str) -> Ticket:
@@ -102,19 +120,27 @@ class Admission:
         """A slot in each pool, waiting in their queues; on failure none is kept."""
         try:
             for pool, size in self.pools(ticket, agent_limit):
+                labels = pool_labels(pool)
+                waiting = self.metrics.queued.labels(*labels)
+                waiting.inc()
+                started = time.perf_counter()
                 try:
                     ticket.slots.append(await self.limiter.acquire(pool, size, self.queueing))
+                    waited = time.perf_counter() - started
+                    self.metrics.queue_wait.labels(*labels).observe(waited)
                 except (QueueFull, QueueTimeout) as exc:
-                    waited = (
+                    why = (
                         f"Waited {self.queueing.timeout:g}s for a free slot of '{pool}'"
                         if isinstance(exc, QueueTimeout)
                         else f"Too many requests wait for '{pool}'"
                     )
                     raise RateLimited(
-                        f"{waited} ({size} run at once). Try again shortly.",
+                        f"{why} ({size} run at once). Try again shortly.",
                         kind="concurrency",
                         headers=ticket.headers | retry_headers(QUEUE_FULL_RETRY),
                     ) from None
+                finally:
+                    waiting.dec()
         except BaseException:
             await self.leave(ticket, lambda: 0, counted=False)
             raise
@@ -137,9 +163,12 @@ class Admission:
         if not usage:  # cut short before the model reported: charge what was sent
             usage = {"prompt_tokens": estimate_prompt(), "completion_tokens": 0}
         self.meter.add(ticket.principal.key_id, ticket.model, usage)
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        self.metrics.count_tokens(ticket.model, prompt, completion)
         rates = ticket.principal.rates
         if rates.tpm and ticket.principal.key_id is not None:
-            spent = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+            spent = prompt + completion
             try:
                 await self.limiter.spend(ticket.principal.key_id, rates, spent)
             except Exception:

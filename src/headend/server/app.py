@@ -20,6 +20,9 @@ from headend.console.logins import ConsoleLogins
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
 from headend.limits.open import open_limiter
+from headend.observability.metrics import Metrics
+from headend.observability.requests import RequestObserver
+from headend.observability.store import timed_store
 from headend.providers.base import Provider, Resources
 from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
@@ -37,6 +40,7 @@ from headend.server.routes.completions import create_completion
 from headend.server.routes.embeddings import create_embeddings
 from headend.server.routes.health import health
 from headend.server.routes.messages import count_tokens, create_message
+from headend.server.routes.metrics import metrics as metrics_route
 from headend.server.routes.models import list_models, retrieve_model
 from headend.server.routes.responses import (
     create_response,
@@ -99,6 +103,7 @@ ROUTES = [
     Route("/widget/api/visitor", start_visit, methods=["POST"]),
     Route("/widget/api/conversation", conversation, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
+    Route("/metrics", metrics_route, methods=["GET"]),
 ]
 
 
@@ -147,12 +152,13 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
     routes = RouteTable(settings.models, built.keys(), source=settings.source)
     tools = builtin_tools(settings.mcp_servers.keys())
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         started: list[Provider] = []
         mcp = McpHub(settings.mcp_servers)
-        store = open_store(settings.store, settings.base_dir)
+        store = timed_store(open_store(settings.store, settings.base_dir), metrics)
         await store.start()
         auth = Authenticator(store, settings.server.admin_key)
         limiter = open_limiter(settings.redis)
@@ -167,10 +173,10 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
         async with http_session() as http:
             try:
                 for provider in built.values():
-                    await provider.start(Resources(http=http))
+                    await provider.start(Resources(http=http, metrics=metrics))
                     started.append(provider)
-                router = Router(built)
-                admission = Admission(limiter, settings.limits, meter)
+                router = Router(built, metrics=metrics)
+                admission = Admission(limiter, settings.limits, meter, metrics)
                 app.state.services = Services(
                     settings=settings,
                     agents=agents,
@@ -190,6 +196,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                         admission,
                     ),
                     embeddings=EmbeddingService(agents, routes, router, admission),
+                    metrics=metrics,
                 )
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
@@ -217,7 +224,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
         routes=ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            Middleware(RequestContextMiddleware),
+            Middleware(RequestContextMiddleware, observer=RequestObserver(metrics)),
             Middleware(WidgetCors),
             Middleware(AuthMiddleware),
         ],

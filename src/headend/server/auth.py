@@ -8,11 +8,11 @@ a loopback address (see ``check_exposure``).
 
 Each request needs one scope, by method and path: ``chat`` (alias ``chat:write``) to chat and
 to write sessions, ``models:read`` for /v1/models, ``sessions:read`` to read sessions,
-``admin`` for /admin. A key limited to some agents sees only those, anywhere. A request with
-no key but the console's sign-in cookie acts as the key it signed in with
-(``headend.console``). A publishable key (``pk-he-``) calls nothing itself: the chat widget
-trades it for a visitor token (``vt-he-``), which chats as one visitor of one site
-(``headend.widget``).
+``metrics`` for /metrics (Prometheus), ``admin`` for /admin. A key limited to some agents
+sees only those, anywhere. A request with no key but the console's sign-in cookie acts as
+the key it signed in with (``headend.console``). A publishable key (``pk-he-``) calls
+nothing itself: the chat widget trades it for a visitor token (``vt-he-``), which chats as
+one visitor of one site (``headend.widget``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from headend.widget.tokens import VISITOR_PREFIX
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("chat", "models:read", "sessions:read", "admin")
+SCOPES = ("chat", "models:read", "sessions:read", "metrics", "admin")
 # Health, the console's page and assets (it shows the sign-in), and the sign-in itself.
 # The widget's script and its visitor sign-in (which checks the publishable key itself).
 PUBLIC_PATHS = frozenset(
@@ -112,6 +112,8 @@ def required_scope(method: str, path: str) -> str | None:
         return None
     if path.startswith("/admin"):
         return "admin"
+    if path == "/metrics":
+        return "metrics"
     if path.startswith("/v1/models") or path == "/console/api/agents":
         return "models:read"
     if path.startswith("/v1/sessions") and method in READS:

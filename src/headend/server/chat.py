@@ -307,6 +307,7 @@ class ChatService:
                 raise ModelNotFound(name)
             _passthrough_checks(body)
             upstream, targets, prepended = without_headend_fields(body), found, 0
+        context.model = name  # a configured name: bounded, so it may label metrics
         call = ChatCall(body=upstream, timer=context.timer, request_id=context.request_id)
         return Plan(
             client_model=name,

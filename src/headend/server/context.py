@@ -13,12 +13,14 @@ import itertools
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError
+from headend.observability.requests import RequestObserver, surface_of
 from headend.providers.base import Timer
 from headend.server.error_shapes import envelope_for, send_error
 
@@ -41,12 +43,26 @@ class RequestIds:
 
 @dataclass(slots=True)
 class RequestContext:
+    """One request as it goes: set by the middleware, the routes and the error handlers."""
+
     request_id: str
+    surface: str = "other"
     timer: Timer = field(default_factory=Timer)
+    model: str | None = None  # a configured agent's or route's name, once the request names one
+    status: int = 0
+    streaming: bool = False  # an event stream
+    first_event: float | None = None  # perf_counter when a stream's first event went out
+    error: APIError | None = None  # what the request was refused or failed with
 
 
 def request_context(request: Request) -> RequestContext:
     found: RequestContext = request.scope["state"][STATE_KEY]
+    return found
+
+
+def context_of(scope: Scope) -> RequestContext | None:
+    """The request's context, where the middleware made one."""
+    found: RequestContext | None = scope.get("state", {}).get(STATE_KEY)
     return found
 
 
@@ -58,38 +74,58 @@ def _client_request_id(scope: Scope) -> str | None:
     return None
 
 
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.startswith(b"text/event-stream")
+    return False
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observer: RequestObserver | None = None) -> None:
         self.app = app
+        self.observer = observer
         self._new_id = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        context = RequestContext(request_id=_client_request_id(scope) or self._new_id())
+        context = RequestContext(
+            request_id=_client_request_id(scope) or self._new_id(),
+            surface=surface_of(scope["path"]),
+        )
         scope.setdefault("state", {})[STATE_KEY] = context
         request_id = context.request_id.encode()
-
-        started = False
+        observer = self.observer
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                context.status = message["status"]
                 overhead = f"{context.timer.overhead_ms():.3f}".encode()
+                headers = message.get("headers", ())
                 message["headers"] = [
-                    *message.get("headers", ()),
+                    *headers,
                     (b"x-request-id", request_id),
                     (b"x-headend-overhead-ms", overhead),
                 ]
+                if observer is not None and _is_event_stream(headers):
+                    context.streaming = True
+                    observer.stream_started(context)
+            elif context.streaming and context.first_event is None:
+                body = message.get("body", b"")
+                if body and not body.startswith(b":"):  # a comment is a keepalive, not an event
+                    context.first_event = time.perf_counter()
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception as exc:
             log.error("unhandled error in request %s", context.request_id, exc_info=exc)
-            if started:  # too late for a status: the unfinished response makes the server close
-                return
-            error = APIError("The server had an error while processing your request.")
-            await send_error(send_with_headers, error, envelope_for(scope["path"]))
+            if not context.status:  # once the answer has started the server closes it unfinished
+                error = APIError("The server had an error while processing your request.")
+                context.error = error
+                await send_error(send_with_headers, error, envelope_for(scope["path"]))
+        finally:
+            if observer is not None:
+                observer.finished(context)

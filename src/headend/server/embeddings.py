@@ -46,6 +46,7 @@ class EmbeddingService:
                     param="model",
                 )
             raise ModelNotFound(name)
+        context.model = name
         targets = self.router.embedding_targets(found)
         if not targets:
             raise UnsupportedValue(f"The model '{name}' does not serve embeddings.", param="model")

@@ -7,12 +7,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import APIError, MethodNotAllowed, NotFound
+from headend.server.context import context_of
 from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
+    context = context_of(request.scope)
+    if context is not None:
+        context.error = exc
     body = envelope_for(request.url.path)(exc)
     return json_response(body, status_code=exc.status, headers=exc.headers or None)
 

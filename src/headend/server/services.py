@@ -9,6 +9,7 @@ from starlette.requests import Request
 from headend.agents.registry import AgentRegistry
 from headend.config import Settings
 from headend.console.logins import ConsoleLogins
+from headend.observability.metrics import Metrics
 from headend.providers.routes import RouteTable
 from headend.server.auth import Authenticator
 from headend.server.chat import ChatService
@@ -32,6 +33,7 @@ class Services:
     responses: ResponseService
     logins: ConsoleLogins
     visitors: Visitors
+    metrics: Metrics
 
 
 def services(request: Request) -> Services:

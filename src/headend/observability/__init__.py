@@ -1,0 +1,1 @@
+"""Seeing headend run: Prometheus metrics, the access log, OpenTelemetry traces."""

@@ -1,0 +1,199 @@
+"""Prometheus metrics: one ``Metrics`` per app, its own registry, named by Prometheus
+conventions (``headend_…_total`` counters, ``_seconds`` histograms).
+
+Label values are bounded: surfaces and pool kinds are fixed words, models are names an
+operator configured (a request naming anything else is labelled ``""``), tools are the
+agent's own (a call to a tool the model made up is ``unknown``). Never a key secret, a key
+id, a session id or free text.
+
+Under several worker processes (``headend serve --workers N``) prometheus-client writes
+every value to a shared directory and ``exposition`` adds the workers' values up; gauges
+say how (``livesum``: the sum over live workers).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+FAST_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+ToolOutcome = Literal["ok", "error", "timeout", "unknown"]
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_ENV))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "headend_requests",
+            "HTTP requests answered, by API surface, model and status code.",
+            ["surface", "model", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "headend_request_duration_seconds",
+            "From a request's arrival to its answer's last byte (a stream's end).",
+            ["surface", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.first_token = Histogram(
+            "headend_time_to_first_token_seconds",
+            "From a streamed request's arrival to its first event.",
+            ["surface", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "headend_overhead_seconds",
+            "headend's own time in a request: its duration less the time spent waiting on "
+            "upstreams (the x-headend-overhead-ms header).",
+            ["surface"],
+            buckets=FAST_BUCKETS,
+            registry=registry,
+        )
+        self.open_streams = Gauge(
+            "headend_open_streams",
+            "Streamed answers being sent now.",
+            ["surface"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.tokens = Counter(
+            "headend_tokens",
+            "Tokens by model and direction (input: the prompt, output: the answer).",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.tool_calls = Counter(
+            "headend_tool_calls",
+            "Tool calls an agent made, by tool and outcome (ok, error, timeout, unknown).",
+            ["tool", "outcome"],
+            registry=registry,
+        )
+        self.tool_duration = Histogram(
+            "headend_tool_call_duration_seconds",
+            "How long a tool call took.",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queued = Gauge(
+            "headend_queue_depth",
+            "Requests waiting for a slot of a concurrency pool (kind: global, agent, model, "
+            "key; the name of a key's pool is left out).",
+            ["kind", "pool"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.queue_wait = Histogram(
+            "headend_queue_wait_seconds",
+            "How long a request waited for a slot of a concurrency pool.",
+            ["kind", "pool"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.refused = Counter(
+            "headend_rate_limited",
+            "Requests refused with 429, by kind: requests or tokens (a rate), concurrency "
+            "(a full queue, or waited too long).",
+            ["kind"],
+            registry=registry,
+        )
+        self.upstream_attempts = Counter(
+            "headend_upstream_attempts",
+            "Calls to a provider, retries included, by outcome (ok, error).",
+            ["provider", "outcome"],
+            registry=registry,
+        )
+        self.upstream_retries = Counter(
+            "headend_upstream_retries",
+            "Calls to a provider that were a retry of a failed one.",
+            ["provider"],
+            registry=registry,
+        )
+        self.upstream_failures = Counter(
+            "headend_upstream_failures",
+            "Requests a provider failed after its retries (what counts towards its cooldown).",
+            ["provider"],
+            registry=registry,
+        )
+        self.cooling = Gauge(
+            "headend_upstream_cooling_down",
+            "1 while a provider is skipped after failing too often in a row, else 0.",
+            ["provider"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.store_ops = Histogram(
+            "headend_store_operation_duration_seconds",
+            "Store (SQLite or PostgreSQL) operations, by operation.",
+            ["operation"],
+            buckets=FAST_BUCKETS,
+            registry=registry,
+        )
+        self.embedded_tokens = Counter(
+            "headend_embedded_tokens",
+            "Tokens the embedded model computed, by phase (prompt: read, generated: sampled); "
+            "rate() of the generated ones is its tokens per second.",
+            ["provider", "phase"],
+            registry=registry,
+        )
+        self.embedded_busy = Counter(
+            "headend_embedded_busy_seconds",
+            "Seconds the embedded model spent computing: generated tokens over this is its "
+            "speed while busy.",
+            ["provider"],
+            registry=registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The text format of every metric (of every worker, under several)."""
+        if multiprocess():
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+    # ---- what the rest of headend reports
+    def count_tokens(self, model: str, prompt: int, completion: int) -> None:
+        if prompt:
+            self.tokens.labels(model, "input").inc(prompt)
+        if completion:
+            self.tokens.labels(model, "output").inc(completion)
+
+    def tool_call(self, tool: str, outcome: ToolOutcome, seconds: float) -> None:
+        self.tool_calls.labels(tool, outcome).inc()
+        self.tool_duration.labels(tool).observe(seconds)
+
+    def upstream_attempt(self, provider: str, ok: bool, retry: bool) -> None:
+        self.upstream_attempts.labels(provider, "ok" if ok else "error").inc()
+        if retry:
+            self.upstream_retries.labels(provider).inc()
+
+    def embedded_step(self, provider: str, prompt: int, generated: int, seconds: float) -> None:
+        """One step of the embedded model (called from its worker thread)."""
+        if prompt:
+            self.embedded_tokens.labels(provider, "prompt").inc(prompt)
+        if generated:
+            self.embedded_tokens.labels(provider, "generated").inc(generated)
+        self.embedded_busy.labels(provider).inc(seconds)
