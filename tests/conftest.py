@@ -78,7 +78,11 @@ class RunningServer:
 
 
 def start_server(
-    agents_dir: Path, log: Path, *extra: str, env: dict[str, str] | None = None
+    agents_dir: Path,
+    log: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    access_log: bool = False,
 ) -> RunningServer:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")} | (env or {})
@@ -93,7 +97,7 @@ def start_server(
                 str(port),
                 "--agents",
                 str(agents_dir),
-                "--no-access-log",
+                *([] if access_log else ["--no-access-log"]),
                 *extra,
             ],
             stdout=sink,
@@ -107,7 +111,7 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"headend exited early:\n{server.output()}")
         try:
-            if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
+            if httpx.get(server.base_url + "/health/ready", timeout=3).status_code == 200:
                 return server
         except httpx.TransportError:
             time.sleep(0.1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -32,6 +31,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
     if getattr(args, "insecure_no_auth", False):
         server = server.model_copy(update={"insecure_no_auth": True})
+    if getattr(args, "log_format", None) is not None:
+        server = server.model_copy(update={"log_format": args.log_format})
+    if getattr(args, "access_log", None) is False:
+        server = server.model_copy(update={"access_log": False})
     update: dict[str, object] = {"server": server}
     if args.agents is not None:
         update["agents_dir"] = args.agents.resolve()
@@ -54,25 +57,13 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from headend.observability.logs import configure_logging
     from headend.server.app import create_app
-    from headend.server.ingress import uvicorn_options
+    from headend.server.serving import serve
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = _settings(args)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level=args.log_level,
-        lifespan="on",
-        access_log=args.access_log,
-        **uvicorn_options(settings.server),
-    )
+    configure_logging(settings.server.log_format, args.log_level)
+    serve(create_app(settings), settings, log_level=args.log_level)
     return 0
 
 
@@ -322,7 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text (default) or json: one JSON object per line, uvicorn's lines included",
+    )
+    serve.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        default=None,
+        help="no line per request",
+    )
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",

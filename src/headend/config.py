@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -50,6 +50,14 @@ class ServerSettings(_Strict):
     idle_timeout: float = Field(10.0, gt=0)  # seconds a connection may wait between requests
     admin_key: str | None = Field(None, repr=False)  # also from $HEADEND_ADMIN_KEY
     insecure_no_auth: bool = False  # serve without keys on a non-loopback address
+    drain_seconds: float = Field(30.0, ge=0)  # on SIGTERM, how long running requests may finish
+    log_format: Literal["text", "json"] = "text"  # json: every line one JSON object
+    access_log: bool = True  # one line per request (headend's own; uvicorn's is off)
+
+    @field_validator("drain_seconds", mode="before")
+    @classmethod
+    def _drain(cls, value: object) -> float:
+        return parse_duration(value)
 
 
 class ProviderSection(BaseModel):

@@ -33,7 +33,9 @@ def make_site(
     return root
 
 
-def serve(site: Path, log: str = "server.log", *extra: str) -> RunningServer:
+def serve(
+    site: Path, log: str = "server.log", *extra: str, access_log: bool = False
+) -> RunningServer:
     return start_server(
         site / "agents",
         site / log,
@@ -41,6 +43,7 @@ def serve(site: Path, log: str = "server.log", *extra: str) -> RunningServer:
         str(site / "headend.yaml"),
         *extra,
         env={"HEADEND_ADMIN_KEY": ADMIN},
+        access_log=access_log,
     )
 
 

@@ -78,6 +78,9 @@ class Limiter(Protocol):
         """
         ...
 
+    async def ping(self) -> None:
+        """Raise unless the limiter's shared state answers (what readiness asks)."""
+
     async def close(self) -> None: ...
 
 

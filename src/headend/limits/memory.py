@@ -121,5 +121,8 @@ class MemoryLimiter:
     async def start(self) -> None:
         pass
 
+    async def ping(self) -> None:
+        """This process's memory always answers."""
+
     async def close(self) -> None:
         self._buckets.clear()

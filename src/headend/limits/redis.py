@@ -85,6 +85,9 @@ class RedisLimiter:
             raise ConfigError([f"redis: cannot reach {self._where()}: {exc}"]) from exc
         self._renewer = asyncio.create_task(self._renew_forever())
 
+    async def ping(self) -> None:
+        await self._redis.ping()
+
     def _where(self) -> str:
         """The URL without a password."""
         if "@" in self.url:

@@ -6,14 +6,20 @@ it here when the answer is done; nothing on the request's path waits for this.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from headend.errors import RateLimited
+from headend.observability.logs import ACCESS_LOGGER
 from headend.observability.metrics import Metrics
 
 if TYPE_CHECKING:
+    from starlette.types import Scope
+
     from headend.server.context import RequestContext
+
+access = logging.getLogger(ACCESS_LOGGER)
 
 # The API surface a path belongs to: a fixed set of words, whatever the path was.
 EXACT = {
@@ -50,22 +56,63 @@ def surface_of(path: str) -> str:
 
 
 class RequestObserver:
-    def __init__(self, metrics: Metrics) -> None:
+    """Counts each request in the metrics and, unless ``access_log`` is off, logs one line."""
+
+    def __init__(self, metrics: Metrics, *, access_log: bool = True) -> None:
         self.metrics = metrics
+        self.access_log = access_log
 
     def stream_started(self, context: RequestContext) -> None:
         self.metrics.open_streams.labels(context.surface).inc()
 
-    def finished(self, context: RequestContext) -> None:
+    def finished(self, context: RequestContext, scope: Scope) -> None:
         metrics, surface, model = self.metrics, context.surface, context.model or ""
         timer = context.timer
         elapsed = time.perf_counter() - timer.started
+        overhead = max(elapsed - timer.upstream, 0.0)
         metrics.requests.labels(surface, model, str(context.status)).inc()
         metrics.duration.labels(surface, model).observe(elapsed)
-        metrics.overhead.labels(surface).observe(max(elapsed - timer.upstream, 0.0))
+        metrics.overhead.labels(surface).observe(overhead)
         if context.first_event is not None:
             metrics.first_token.labels(surface, model).observe(context.first_event - timer.started)
         if context.streaming:
             metrics.open_streams.labels(surface).dec()
         if isinstance(context.error, RateLimited):
             metrics.refused.labels(context.error.type).inc()
+        if self.access_log and access.isEnabledFor(logging.INFO):
+            self._log(context, scope, elapsed, overhead)
+
+    @staticmethod
+    def _log(context: RequestContext, scope: Scope, elapsed: float, overhead: float) -> None:
+        """The access line: who, what, how it ended, how long; never a secret or a body."""
+        fields: dict[str, Any] = {
+            "request_id": context.request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": context.status,
+            "surface": context.surface,
+            "model": context.model,
+            "key_id": context.key_id,
+            "duration_ms": round(elapsed * 1000, 2),
+            "overhead_ms": round(overhead * 1000, 3),
+        }
+        if context.tokens is not None:
+            fields["prompt_tokens"], fields["completion_tokens"] = context.tokens
+        if context.error is not None:
+            fields["error"] = context.error.code or context.error.type
+        tokens = (
+            f" tokens={context.tokens[0]}+{context.tokens[1]}" if context.tokens is not None else ""
+        )
+        access.info(
+            "%s %s %s %s model=%s key=%s%s %.1fms overhead=%.2fms",
+            context.request_id,
+            scope["method"],
+            scope["path"],
+            context.status,
+            context.model or "-",
+            context.key_id or "-",
+            tokens,
+            elapsed * 1000,
+            overhead * 1000,
+            extra=fields,
+        )

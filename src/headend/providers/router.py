@@ -27,6 +27,7 @@ from headend.observability.metrics import Metrics
 from headend.providers.base import Batch, ChatCall, Json, Provider, embedder
 from headend.providers.resilience import Retry, backoff_delay
 from headend.providers.routes import Target
+from headend.providers.startup import ProviderStartup
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ class Router:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        startup: ProviderStartup | None = None,
     ) -> None:
         self.providers = providers
+        self.startup = startup  # None: every provider is started already
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -198,6 +201,10 @@ class Router:
             retry = provider.resilience.retry
             for number in range(1, retry.attempts + 1):
                 try:
+                    if self.startup is not None:
+                        await self.startup.wait(
+                            target.provider, provider.resilience.timeout.first_token
+                        )
                     result = await attempt(provider, target_call)
                 except ProviderError as exc:
                     self.metrics.upstream_attempt(target.provider, False, number > 1)

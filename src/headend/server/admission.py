@@ -16,6 +16,7 @@ from headend.errors import RateLimited
 from headend.limits.base import Limiter, QueueFull, Queueing, QueueTimeout, Rates, Slot
 from headend.observability.metrics import Metrics
 from headend.server.auth import Principal
+from headend.server.context import RequestContext
 from headend.server.ratelimit_headers import rate_headers, retry_after, retry_headers
 from headend.server.usage import UsageMeter
 
@@ -31,6 +32,7 @@ class Ticket:
 
     principal: Principal
     model: str
+    context: RequestContext | None = None  # told the tokens charged, for the access log
     headers: dict[str, str] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)  # as the model reported it
@@ -75,10 +77,12 @@ class Admission:
         self.metrics = metrics or Metrics()
         self.queueing = Queueing(limits.max_queue, limits.queue_timeout)
 
-    async def check_rates(self, principal: Principal, model: str) -> Ticket:
+    async def check_rates(
+        self, principal: Principal, model: str, context: RequestContext | None = None
+    ) -> Ticket:
         """Take one request from the key's rates (and a widget visitor's, and their
         address's), or refuse with 429 and when to come back."""
-        ticket = Ticket(principal, model)
+        ticket = Ticket(principal, model, context)
         if principal.visitor is not None and principal.visitor_rates:
             key, rates = principal.key_id, principal.visitor_rates
             await take_visitor_rate(self.limiter, f"visitor:{key}:{principal.visitor}", rates)
@@ -166,6 +170,8 @@ class Admission:
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         self.metrics.count_tokens(ticket.model, prompt, completion)
+        if ticket.context is not None:
+            ticket.context.tokens = (prompt, completion)
         rates = ticket.principal.rates
         if rates.tpm and ticket.principal.key_id is not None:
             spent = prompt + completion

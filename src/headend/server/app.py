@@ -27,18 +27,20 @@ from headend.providers.base import Provider, Resources
 from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable
+from headend.providers.startup import ProviderStartup
 from headend.server.admission import Admission
 from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
 from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
 from headend.server.embeddings import EmbeddingService
 from headend.server.errors import EXCEPTION_HANDLERS
+from headend.server.readiness import Readiness
 from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
 from headend.server.routes.embeddings import create_embeddings
-from headend.server.routes.health import health
+from headend.server.routes.health import health, ready
 from headend.server.routes.messages import count_tokens, create_message
 from headend.server.routes.metrics import metrics as metrics_route
 from headend.server.routes.models import list_models, retrieve_model
@@ -103,6 +105,7 @@ ROUTES = [
     Route("/widget/api/visitor", start_visit, methods=["POST"]),
     Route("/widget/api/conversation", conversation, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
+    Route("/health/ready", ready, methods=["GET"]),
     Route("/metrics", metrics_route, methods=["GET"]),
 ]
 
@@ -154,9 +157,10 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
     metrics = Metrics()
 
+    readiness = Readiness()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        started: list[Provider] = []
         mcp = McpHub(settings.mcp_servers)
         store = timed_store(open_store(settings.store, settings.base_dir), metrics)
         await store.start()
@@ -170,12 +174,12 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
             await store.close()
             raise
         meter = UsageMeter(store)
+        startup = ProviderStartup(built)
         async with http_session() as http:
+            # Providers start in the background: the server answers (not ready) meanwhile.
+            loading = asyncio.create_task(startup.run(Resources(http=http, metrics=metrics)))
             try:
-                for provider in built.values():
-                    await provider.start(Resources(http=http, metrics=metrics))
-                    started.append(provider)
-                router = Router(built, metrics=metrics)
+                router = Router(built, metrics=metrics, startup=startup)
                 admission = Admission(limiter, settings.limits, meter, metrics)
                 app.state.services = Services(
                     settings=settings,
@@ -198,6 +202,10 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                     embeddings=EmbeddingService(agents, routes, router, admission),
                     metrics=metrics,
                 )
+                readiness.startup = startup
+                readiness.pings = {"store": store.ping}
+                if settings.redis:
+                    readiness.pings["redis"] = limiter.ping
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
@@ -214,19 +222,26 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                 if pruner is not None:
                     pruner.cancel()
             finally:
+                loading.cancel()  # a model still loading is left to the process's exit
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loading
                 await mcp.close()
                 await limiter.close()
                 await store.close()
-                for provider in reversed(started):
-                    await provider.close()
+                await startup.close()
 
-    return Starlette(
+    app = Starlette(
         routes=ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            Middleware(RequestContextMiddleware, observer=RequestObserver(metrics)),
+            Middleware(
+                RequestContextMiddleware,
+                observer=RequestObserver(metrics, access_log=settings.server.access_log),
+            ),
             Middleware(WidgetCors),
             Middleware(AuthMiddleware),
         ],
         lifespan=lifespan,
     )
+    app.state.readiness = readiness  # the server's drain reaches it before the lifespan
+    return app

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from headend.console.cookies import check_origin, cookie_token
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.limits.base import NO_RATES, Rates
+from headend.server.context import context_of
 from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
 from headend.store.base import KeyRecord, Store
@@ -42,7 +43,15 @@ SCOPES = ("chat", "models:read", "sessions:read", "metrics", "admin")
 # Health, the console's page and assets (it shows the sign-in), and the sign-in itself.
 # The widget's script and its visitor sign-in (which checks the publishable key itself).
 PUBLIC_PATHS = frozenset(
-    {"/health", "/", "/console", "/console/api/session", "/widget.js", "/widget/api/visitor"}
+    {
+        "/health",
+        "/health/ready",
+        "/",
+        "/console",
+        "/console/api/session",
+        "/widget.js",
+        "/widget/api/visitor",
+    }
 )
 # What a visitor token may call: chat, and read back its own conversation.
 VISITOR_PATHS = frozenset({"/v1/chat/completions", "/widget/api/conversation"})
@@ -300,6 +309,9 @@ class AuthMiddleware:
                 await json_response(body, exc.status)(scope, receive, send)
                 return
             scope["state"]["principal"] = principal
+            context = context_of(scope)
+            if context is not None:
+                context.key_id = principal.key_id
         await self.app(scope, receive, send)
 
 

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError
+from headend.observability.logs import current_request
 from headend.observability.requests import RequestObserver, surface_of
 from headend.providers.base import Timer
 from headend.server.error_shapes import envelope_for, send_error
@@ -53,6 +54,8 @@ class RequestContext:
     streaming: bool = False  # an event stream
     first_event: float | None = None  # perf_counter when a stream's first event went out
     error: APIError | None = None  # what the request was refused or failed with
+    key_id: str | None = None  # the caller's key, once authenticated
+    tokens: tuple[int, int] | None = None  # prompt and completion tokens charged
 
 
 def request_context(request: Request) -> RequestContext:
@@ -97,6 +100,7 @@ class RequestContextMiddleware:
         )
         scope.setdefault("state", {})[STATE_KEY] = context
         request_id = context.request_id.encode()
+        current = current_request.set(context.request_id)
         observer = self.observer
 
         async def send_with_headers(message: Message) -> None:
@@ -128,4 +132,5 @@ class RequestContextMiddleware:
                 await send_error(send_with_headers, error, envelope_for(scope["path"]))
         finally:
             if observer is not None:
-                observer.finished(context)
+                observer.finished(context, scope)
+            current_request.reset(current)

@@ -104,6 +104,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise unless the store answers (what readiness asks)."""
+
     async def create_session(
         self, session_id: str, owner: str | None, agent: str, metadata: Json
     ) -> SessionRecord: ...

@@ -335,6 +335,11 @@ class PostgresStore:
         )
         return key_record(tuple(row)) if row else None
 
+    async def ping(self) -> None:
+        if self._pool is None:
+            raise RuntimeError("the store is closed")
+        await self._pool.fetchval("SELECT 1")
+
     async def list_keys(self) -> list[KeyRecord]:
         rows = await self._pool.fetch(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at")
         return [key_record(tuple(row)) for row in rows]

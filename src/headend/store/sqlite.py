@@ -273,6 +273,9 @@ class SqliteStore:
 
         return await self._run(select)
 
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
     async def list_keys(self) -> list[KeyRecord]:
         def select(db: sqlite3.Connection) -> list[KeyRecord]:
             rows = db.execute(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at").fetchall()

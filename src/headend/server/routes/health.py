@@ -1,4 +1,5 @@
-"""``GET /health``: the process is up and its models are loaded."""
+"""``GET /health``: liveness (the process answers); ``GET /health/ready``: readiness
+(503 with the reasons until it should get traffic, see ``headend.server.readiness``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ from starlette.responses import Response
 
 from headend import __version__
 from headend.server.http import json_response
-from headend.server.services import services
+from headend.server.readiness import Readiness
+
+
+def readiness(request: Request) -> Readiness:
+    found: Readiness = request.app.state.readiness
+    return found
 
 
 async def health(request: Request) -> Response:
-    found = services(request)
-    return json_response({"status": "ok", "version": __version__, "agents": len(found.agents)})
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def ready(request: Request) -> Response:
+    reasons = await readiness(request).reasons()
+    if reasons:
+        return json_response({"status": "not_ready", "reasons": reasons}, status_code=503)
+    return json_response({"status": "ready", "version": __version__})

@@ -1,0 +1,61 @@
+"""Running the app under uvicorn: its options, and the drain on SIGTERM.
+
+On SIGTERM (or a first Ctrl-C) the process drains: ``/health/ready`` answers 503 from then
+on, uvicorn stops accepting connections and closes idle ones, running requests and streams
+get up to ``server.drain_seconds`` to finish (then they are cancelled), the lifespan's end
+flushes key use and token usage to the store, and the process exits 0. A second Ctrl-C
+stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from headend.config import Settings
+from headend.server.ingress import uvicorn_options
+from headend.server.readiness import Readiness
+
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, readiness: Readiness) -> None:
+        super().__init__(config)
+        self.readiness = readiness
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not recorded for uvicorn to raise again once it has stopped: a drained process
+        # exits 0, not by the signal.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+            return
+        if not self.should_exit:
+            log.info(
+                "%s: draining (up to %g s for running requests)",
+                signal.Signals(sig).name,
+                self.config.timeout_graceful_shutdown,
+            )
+        self.readiness.drain()
+        self.should_exit = True
+
+
+def serve(app: Starlette, settings: Settings, *, log_level: str) -> None:
+    """Serve until drained; logging is set up already (``configure_logging``), so uvicorn
+    gets no config of its own, and its access line gives way to headend's."""
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=settings.server.drain_seconds,  # type: ignore[arg-type]
+        **uvicorn_options(settings.server),
+    )
+    DrainingServer(config, app.state.readiness).run()
