@@ -17,6 +17,7 @@
         │   └── UpgradeRequired     426 a WebSocket upgrade: headend speaks HTTP only
         ├── RequestTimeout          408 the request's head or body came too slowly
         ├── SessionBusy             409 session_busy
+        ├── IdempotencyConflict     409 an Idempotency-Key still running, or with another body
         ├── PayloadTooLarge         413
         ├── HeadersTooLarge         431 too many or too large request headers
         ├── RateLimited             429 rate_limit_exceeded, with Retry-After
@@ -215,6 +216,14 @@ class SessionBusy(APIError):
     status = 409
     type = "invalid_request_error"
     default_code = "session_busy"
+
+
+class IdempotencyConflict(APIError):
+    """An ``Idempotency-Key`` reused while its first request runs, or with another body."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "idempotency_conflict"
 
 
 class RateLimited(APIError):

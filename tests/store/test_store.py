@@ -36,7 +36,7 @@ async def wipe(url: str) -> None:
     try:
         await db.execute(
             "DROP TABLE IF EXISTS messages, sessions, keys, usage, response_items, responses, "
-            "console_logins, "
+            "console_logins, idempotency, "
             "_migrations"
         )
     finally:
@@ -121,6 +121,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m008_key_tools",
         "m009_console_logins",
         "m010_publishable_keys",
+        "m011_idempotency",
     ]
 
 
@@ -312,3 +313,34 @@ async def test_console_logins_end_when_signed_out_or_expired(store: Store) -> No
     assert await store.console_login("other", 50.0) is None
     await store.end_console_login("token-hash")
     assert await store.console_login("token-hash", 50.0) is None
+
+
+async def test_an_idempotency_key_is_claimed_once_answered_and_expires(store: Store) -> None:
+    assert await store.claim_idempotency("key_a", "k1", "h1", 1000.0, 60) is None
+    running = await store.claim_idempotency("key_a", "k1", "h1", 1001.0, 60)
+    assert running is not None
+    assert (running.body_hash, running.status) == ("h1", None)
+    # Another caller's key of the same name is theirs.
+    assert await store.claim_idempotency("key_b", "k1", "h2", 1001.0, 60) is None
+    answer = (200, {"content-type": "application/json"}, b'{"ok": true}')
+    await store.finish_idempotency("key_a", "k1", "h1", answer, 5000.0)
+    done = await store.claim_idempotency("key_a", "k1", "h9", 4999.0, 60)
+    assert done is not None
+    assert (done.body_hash, done.status, done.headers, done.body) == ("h1", *answer)
+    # Kept until its expiry, then claimable anew, and pruned.
+    assert await store.claim_idempotency("key_a", "k1", "h3", 5000.0, 60) is None
+    assert await store.prune_idempotency(5061.0) == 2  # key_a's new claim and key_b's
+    assert await store.claim_idempotency("key_a", "k1", "h4", 5062.0, 60) is None
+
+
+async def test_a_released_or_lapsed_claim_may_be_taken_again(store: Store) -> None:
+    assert await store.claim_idempotency("", "k", "h", 100.0, 10) is None
+    await store.release_idempotency("", "k", "h")
+    assert await store.claim_idempotency("", "k", "h", 101.0, 10) is None
+    assert await store.claim_idempotency("", "k", "h", 110.0, 10) is not None  # leased
+    assert await store.claim_idempotency("", "k", "h", 111.0, 10) is None  # lapsed
+    # Finishing needs the claim's own body: a stale runner cannot overwrite another's.
+    await store.finish_idempotency("", "k", "other", (200, {}, b"x"), 999.0)
+    found = await store.claim_idempotency("", "k", "h", 112.0, 10)
+    assert found is not None
+    assert found.status is None

@@ -34,6 +34,7 @@ from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
 from headend.server.embeddings import EmbeddingService
 from headend.server.errors import EXCEPTION_HANDLERS
+from headend.server.idempotency import IdempotencyMiddleware
 from headend.server.readiness import Readiness
 from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
@@ -121,13 +122,16 @@ def http_session() -> aiohttp.ClientSession:
 PRUNE_EVERY = 3600.0
 
 
-async def prune_forever(store: Store, ttl: float) -> None:
-    """Delete sessions idle for longer than ``ttl``, now and every hour after."""
+async def prune_forever(store: Store, ttl: float | None) -> None:
+    """Forget expired idempotency keys and, with a ``ttl``, delete sessions idle for longer,
+    now and every hour after."""
     while True:
         try:
-            gone = await store.prune(time.time() - ttl)
+            now = time.time()
+            await store.prune_idempotency(now)
+            gone = await store.prune(now - ttl) if ttl is not None else 0
         except Exception:  # a failed prune must not take the server down; it is retried
-            log.exception("pruning sessions failed")
+            log.exception("pruning the store failed")
         else:
             if gone:
                 log.info("pruned %d session(s) idle for more than %g s", gone, ttl)
@@ -209,18 +213,13 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
-                pruner = (
-                    asyncio.create_task(prune_forever(store, settings.sessions.ttl))
-                    if settings.sessions.ttl is not None
-                    else None
-                )
+                pruner = asyncio.create_task(prune_forever(store, settings.sessions.ttl))
                 recorder = asyncio.create_task(record_use(auth, meter))
                 yield
                 recorder.cancel()
                 await auth.flush_usage()
                 await meter.flush()
-                if pruner is not None:
-                    pruner.cancel()
+                pruner.cancel()
             finally:
                 loading.cancel()  # a model still loading is left to the process's exit
                 with contextlib.suppress(asyncio.CancelledError):
@@ -240,6 +239,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
             ),
             Middleware(WidgetCors),
             Middleware(AuthMiddleware),
+            Middleware(IdempotencyMiddleware),
         ],
         lifespan=lifespan,
     )

@@ -98,6 +98,17 @@ class NewSession:
     metadata: Json
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotentRequest:
+    """A request made under an ``Idempotency-Key``: still running (``status`` None), or
+    its answer as sent."""
+
+    body_hash: str
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+
+
 class Store(Protocol):
     async def start(self) -> None:
         """Open, and bring the schema up to date."""
@@ -188,6 +199,31 @@ class Store(Protocol):
         ...
 
     async def end_console_login(self, token_hash: str) -> None: ...
+
+    async def claim_idempotency(
+        self, owner: str, key: str, body_hash: str, now: float, lease: float
+    ) -> IdempotentRequest | None:
+        """Claim ``key`` for a new run until ``now + lease`` and return None, or return the
+        request already made with it, unless that one expired (a finished one is kept until
+        its ``keep``, a running one's claim lapses with its lease). Atomic across processes."""
+        ...
+
+    async def finish_idempotency(
+        self,
+        owner: str,
+        key: str,
+        body_hash: str,
+        answer: tuple[int, dict[str, str], bytes],
+        keep_until: float,
+    ) -> None:
+        """Store the claimed run's answer (status, headers, body) until ``keep_until``."""
+
+    async def release_idempotency(self, owner: str, key: str, body_hash: str) -> None:
+        """Give a claim up (the run failed or was cut short): the key may be used again."""
+
+    async def prune_idempotency(self, now: float) -> int:
+        """Forget the expired ones; how many."""
+        ...
 
     async def prune(self, updated_before: float) -> int:
         """Delete sessions last updated, and stored responses made, before the time; how

@@ -124,6 +124,22 @@ def m010_publishable_keys(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
 
 
+def m011_idempotency(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE idempotency (
+            owner TEXT NOT NULL,
+            key TEXT NOT NULL,
+            body_hash TEXT NOT NULL,
+            status INTEGER,
+            headers TEXT,
+            body BLOB,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (owner, key)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX idempotency_expiry ON idempotency (expires_at)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -135,6 +151,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m008_key_tools,
     m009_console_logins,
     m010_publishable_keys,
+    m011_idempotency,
 ]
 
 

@@ -15,6 +15,7 @@ import orjson
 from headend.errors import ConfigError
 from headend.store.base import (
     ConsoleLogin,
+    IdempotentRequest,
     Json,
     KeyRecord,
     NewSession,
@@ -23,11 +24,13 @@ from headend.store.base import (
     UsageRow,
 )
 from headend.store.rows import (
+    CLAIM_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
     RESPONSE_COLUMNS,
     USAGE_COLUMNS,
     USAGE_SUMS,
+    idempotent_request,
     key_record,
     key_row,
     response_item_rows,
@@ -155,6 +158,22 @@ async def m010_publishable_keys(db: Any) -> None:
         await db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
 
 
+async def m011_idempotency(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE idempotency (
+            owner TEXT NOT NULL,
+            key TEXT NOT NULL,
+            body_hash TEXT NOT NULL,
+            status INTEGER,
+            headers TEXT,
+            body BYTEA,
+            expires_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (owner, key)
+        )"""
+    )
+    await db.execute("CREATE INDEX idempotency_expiry ON idempotency (expires_at)")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -166,7 +185,14 @@ MIGRATIONS: list[Migration] = [
     m008_key_tools,
     m009_console_logins,
     m010_publishable_keys,
+    m011_idempotency,
 ]
+
+
+def _dollars(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1``, ``$2``…"""
+    parts = sql.split("?")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
 
 
 # One migrator at a time across instances: a transaction-scoped advisory lock.
@@ -439,6 +465,55 @@ class PostgresStore:
 
     async def end_console_login(self, token_hash: str) -> None:
         await self._pool.execute("DELETE FROM console_logins WHERE token_hash = $1", token_hash)
+
+    async def claim_idempotency(
+        self, owner: str, key: str, body_hash: str, now: float, lease: float
+    ) -> IdempotentRequest | None:
+        async with self._pool.acquire() as db:
+            status = await db.execute(_dollars(CLAIM_SQL), owner, key, body_hash, now + lease, now)
+            if status.endswith(" 1"):
+                return None
+            row = await db.fetchrow(
+                "SELECT body_hash, status, headers, body FROM idempotency "
+                "WHERE owner = $1 AND key = $2",
+                owner,
+                key,
+            )
+        return idempotent_request(tuple(row))
+
+    async def finish_idempotency(
+        self,
+        owner: str,
+        key: str,
+        body_hash: str,
+        answer: tuple[int, dict[str, str], bytes],
+        keep_until: float,
+    ) -> None:
+        status, headers, body = answer
+        await self._pool.execute(
+            "UPDATE idempotency SET status = $4, headers = $5, body = $6, expires_at = $7 "
+            "WHERE owner = $1 AND key = $2 AND body_hash = $3 AND status IS NULL",
+            owner,
+            key,
+            body_hash,
+            status,
+            orjson.dumps(headers).decode(),
+            body,
+            keep_until,
+        )
+
+    async def release_idempotency(self, owner: str, key: str, body_hash: str) -> None:
+        await self._pool.execute(
+            "DELETE FROM idempotency "
+            "WHERE owner = $1 AND key = $2 AND body_hash = $3 AND status IS NULL",
+            owner,
+            key,
+            body_hash,
+        )
+
+    async def prune_idempotency(self, now: float) -> int:
+        status = await self._pool.execute("DELETE FROM idempotency WHERE expires_at <= $1", now)
+        return int(status.rsplit(" ", 1)[1])
 
     async def prune(self, updated_before: float) -> int:
         async with self._pool.acquire() as db, db.transaction():

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from headend.store.base import KeyRecord, ResponseRecord, UsageRow
+from headend.store.base import IdempotentRequest, KeyRecord, ResponseRecord, UsageRow
 
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
@@ -15,6 +15,22 @@ KEY_COLUMNS = (
 )
 KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
 USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens"
+# A new claim on an Idempotency-Key, taking over only an expired one (one statement, so two
+# processes cannot both claim it). Parameters: owner, key, body_hash, expires_at, now.
+CLAIM_SQL = (
+    "INSERT INTO idempotency (owner, key, body_hash, status, headers, body, expires_at) "
+    "VALUES (?, ?, ?, NULL, NULL, NULL, ?) "
+    "ON CONFLICT (owner, key) DO UPDATE SET body_hash = excluded.body_hash, status = NULL, "
+    "headers = NULL, body = NULL, expires_at = excluded.expires_at "
+    "WHERE idempotency.expires_at <= ?"
+)
+
+
+def idempotent_request(row: Sequence[Any]) -> IdempotentRequest:
+    body_hash, status, headers, body = row
+    return IdempotentRequest(
+        body_hash, status, orjson.loads(headers) if headers else {}, bytes(body or b"")
+    )
 
 
 def key_row(record: KeyRecord) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ import orjson
 
 from headend.store.base import (
     ConsoleLogin,
+    IdempotentRequest,
     Json,
     KeyRecord,
     NewSession,
@@ -31,11 +32,13 @@ from headend.store.base import (
 )
 from headend.store.migrations import migrate
 from headend.store.rows import (
+    CLAIM_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
     RESPONSE_COLUMNS,
     USAGE_COLUMNS,
     USAGE_SUMS,
+    idempotent_request,
     key_record,
     key_row,
     response_item_rows,
@@ -414,6 +417,71 @@ class SqliteStore:
                 db.execute("DELETE FROM console_logins WHERE token_hash = ?", (token_hash,))
 
         await self._run(delete)
+
+    async def claim_idempotency(
+        self, owner: str, key: str, body_hash: str, now: float, lease: float
+    ) -> IdempotentRequest | None:
+        def claim(db: sqlite3.Connection) -> IdempotentRequest | None:
+            with db:
+                taken = db.execute(CLAIM_SQL, (owner, key, body_hash, now + lease, now)).rowcount
+                if taken:
+                    return None
+                row = db.execute(
+                    "SELECT body_hash, status, headers, body FROM idempotency "
+                    "WHERE owner = ? AND key = ?",
+                    (owner, key),
+                ).fetchone()
+            return idempotent_request(row)
+
+        return await self._run(claim)
+
+    async def finish_idempotency(
+        self,
+        owner: str,
+        key: str,
+        body_hash: str,
+        answer: tuple[int, dict[str, str], bytes],
+        keep_until: float,
+    ) -> None:
+        status, headers, body = answer
+
+        def update(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "UPDATE idempotency SET status = ?, headers = ?, body = ?, expires_at = ? "
+                    "WHERE owner = ? AND key = ? AND body_hash = ? AND status IS NULL",
+                    (
+                        status,
+                        orjson.dumps(headers).decode(),
+                        body,
+                        keep_until,
+                        owner,
+                        key,
+                        body_hash,
+                    ),
+                )
+
+        await self._run(update)
+
+    async def release_idempotency(self, owner: str, key: str, body_hash: str) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "DELETE FROM idempotency "
+                    "WHERE owner = ? AND key = ? AND body_hash = ? AND status IS NULL",
+                    (owner, key, body_hash),
+                )
+
+        await self._run(delete)
+
+    async def prune_idempotency(self, now: float) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            with db:
+                return int(
+                    db.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,)).rowcount
+                )
+
+        return await self._run(delete)
 
     async def prune(self, updated_before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:
