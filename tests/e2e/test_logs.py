@@ -84,6 +84,7 @@ def test_json_logs(upstream: FakeUpstream, tmp_path: Path) -> None:
     unauthorised: dict[str, Any] = access[wrong_key.headers["x-request-id"]]
     assert unauthorised["status"] == 401
     assert unauthorised["key_id"] is None
+    assert unauthorised["error"] == "invalid_api_key"  # refused before any route: still named
 
 
 def test_text_logs_have_one_access_line_per_request(upstream: FakeUpstream, tmp_path: Path) -> None:

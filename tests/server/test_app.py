@@ -144,7 +144,9 @@ async def test_body_limit_counts_the_bytes_received(http: httpx.AsyncClient) -> 
 
 
 async def test_health_and_models(http: httpx.AsyncClient) -> None:
-    assert (await http.get("/health")).json()["status"] == "ok"
+    health = (await http.get("/health")).json()
+    assert health["status"] == "ok"
+    assert health["agents"] == 1
     models = (await http.get("/v1/models")).json()
     assert models["object"] == "list"
     assert [m["id"] for m in models["data"]] == ["bot"]

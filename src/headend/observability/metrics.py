@@ -5,15 +5,10 @@ Label values are bounded: surfaces and pool kinds are fixed words, models are na
 operator configured (a request naming anything else is labelled ``""``), tools are the
 agent's own (a call to a tool the model made up is ``unknown``). Never a key secret, a key
 id, a session id or free text.
-
-Under several worker processes (``headend serve --workers N``) prometheus-client writes
-every value to a shared directory and ``exposition`` adds the workers' values up; gauges
-say how (``livesum``: the sum over live workers).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from prometheus_client import (
@@ -23,7 +18,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -31,13 +25,8 @@ LATENCY_BUCKETS = (
 FAST_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )  # fmt: skip
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 ToolOutcome = Literal["ok", "error", "timeout", "unknown"]
-
-
-def multiprocess() -> bool:
-    return bool(os.environ.get(MULTIPROCESS_ENV))
 
 
 class Metrics:
@@ -76,7 +65,6 @@ class Metrics:
             "Streamed answers being sent now.",
             ["surface"],
             registry=registry,
-            multiprocess_mode="livesum",
         )
         self.tokens = Counter(
             "headend_tokens",
@@ -103,7 +91,6 @@ class Metrics:
             "key; the name of a key's pool is left out).",
             ["kind", "pool"],
             registry=registry,
-            multiprocess_mode="livesum",
         )
         self.queue_wait = Histogram(
             "headend_queue_wait_seconds",
@@ -142,7 +129,6 @@ class Metrics:
             "1 while a provider is skipped after failing too often in a row, else 0.",
             ["provider"],
             registry=registry,
-            multiprocess_mode="max",
         )
         self.store_ops = Histogram(
             "headend_store_operation_duration_seconds",
@@ -167,11 +153,7 @@ class Metrics:
         )
 
     def exposition(self) -> bytes:
-        """The text format of every metric (of every worker, under several)."""
-        if multiprocess():
-            merged = CollectorRegistry()
-            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-            return generate_latest(merged)
+        """The text format of every metric."""
         return generate_latest(self.registry)
 
     # ---- what the rest of headend reports

@@ -36,7 +36,7 @@ class ProviderStartup:
         provider = self.providers[name]
         try:
             await provider.start(resources)
-        except Exception:
+        except Exception:  # reported: logged, readiness says so, calls move to other targets
             log.exception("provider %s failed to start", name)
             self.state[name] = "failed"
         else:
@@ -73,5 +73,5 @@ class ProviderStartup:
         for provider in reversed(self.started):
             try:
                 await provider.close()
-            except Exception:
+            except Exception:  # reported; the others must still be closed
                 log.exception("closing provider %s failed", provider.name)

@@ -30,9 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from headend.console.cookies import check_origin, cookie_token
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.limits.base import NO_RATES, Rates
-from headend.server.context import context_of
-from headend.server.error_shapes import envelope_for
-from headend.server.http import json_response
+from headend.server.context import context_of, refuse
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
 from headend.widget.tokens import VISITOR_PREFIX
@@ -305,8 +303,7 @@ class AuthMiddleware:
                 if needed not in principal.scopes:
                     raise InsufficientScope(f"This key lacks the '{needed}' scope.")
             except APIError as exc:
-                body = envelope_for(scope["path"])(exc)
-                await json_response(body, exc.status)(scope, receive, send)
+                await refuse(scope, send, exc)
                 return
             scope["state"]["principal"] = principal
             context = context_of(scope)

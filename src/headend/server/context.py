@@ -69,6 +69,15 @@ def context_of(scope: Scope) -> RequestContext | None:
     return found
 
 
+async def refuse(scope: Scope, send: Send, error: APIError) -> None:
+    """Answer ``error`` from a middleware (before any route runs), in the path's envelope,
+    noted on the request's context for the metrics and the access line."""
+    context = context_of(scope)
+    if context is not None:
+        context.error = error
+    await send_error(send, error, envelope_for(scope["path"]))
+
+
 def _client_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _CLIENT_ID.match(value):

@@ -12,18 +12,18 @@ a retry runs anew. A claim whose process died lapses after ``LEASE`` seconds.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
+from dataclasses import dataclass
+from hashlib import sha256
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError, IdempotencyConflict, InvalidRequest
 from headend.server.auth import principal_of
-from headend.server.context import context_of
-from headend.server.error_shapes import envelope_for
-from headend.server.http import json_response, read_body
+from headend.server.context import refuse
+from headend.server.http import read_body
 from headend.store.base import IdempotentRequest, Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,17 @@ def idempotency_key(scope: Scope) -> str | None:
                 )
             return key
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A request's hold on its key, and the body it was made with."""
+
+    store: Store
+    owner: str
+    key: str
+    body: bytes
+    body_hash: str
 
 
 class _Recorder:
@@ -100,37 +111,40 @@ class IdempotencyMiddleware:
             return
         try:
             key = idempotency_key(scope)
-            if key is None:
-                await self.app(scope, receive, send)
-                return
-            services = scope["app"].state.services
-            body = await read_body(Request(scope, receive), services.settings.server.max_body_bytes)
-            await self._once(services.store, key, body, scope, receive, send)
+            claim = None if key is None else await self._claim(key, scope, receive, send)
         except APIError as exc:
-            context = context_of(scope)
-            if context is not None:
-                context.error = exc
-            payload = envelope_for(scope["path"])(exc)
-            await json_response(payload, exc.status, headers=exc.headers or None)(
-                scope, receive, send
-            )
-
-    async def _once(
-        self, store: Store, key: str, body: bytes, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        owner = principal_of(scope).owner or ""
-        body_hash = hashlib.sha256(body).hexdigest()
-        earlier = await store.claim_idempotency(owner, key, body_hash, time.time(), LEASE)
-        if earlier is not None:
-            await _replay(earlier, body_hash, scope, receive, send)
+            await refuse(scope, send, exc)
             return
+        if key is None:
+            await self.app(scope, receive, send)
+        elif claim is not None:
+            await self._run_once(claim, scope, receive, send)
+
+    @staticmethod
+    async def _claim(key: str, scope: Scope, receive: Receive, send: Send) -> _Claim | None:
+        """This request's claim on ``key``; None when an earlier answer was replayed.
+        Raises what to refuse it with."""
+        services = scope["app"].state.services
+        body = await read_body(Request(scope, receive), services.settings.server.max_body_bytes)
+        claim = _Claim(
+            services.store, principal_of(scope).owner or "", key, body, sha256(body).hexdigest()
+        )
+        earlier = await claim.store.claim_idempotency(
+            claim.owner, key, claim.body_hash, time.time(), LEASE
+        )
+        if earlier is None:
+            return claim
+        await _replay(earlier, claim.body_hash, send)
+        return None
+
+    async def _run_once(self, claim: _Claim, scope: Scope, receive: Receive, send: Send) -> None:
         sent = False
 
         async def replay_body() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": claim.body, "more_body": False}
             return await receive()
 
         recorder = _Recorder(send)
@@ -141,18 +155,16 @@ class IdempotencyMiddleware:
         finally:
             try:
                 if answer is not None:
-                    await store.finish_idempotency(
-                        owner, key, body_hash, answer, time.time() + KEEP
+                    await claim.store.finish_idempotency(
+                        claim.owner, claim.key, claim.body_hash, answer, time.time() + KEEP
                     )
                 else:
-                    await store.release_idempotency(owner, key, body_hash)
-            except Exception:  # the answer went out; only a retry's replay is lost
+                    await claim.store.release_idempotency(claim.owner, claim.key, claim.body_hash)
+            except Exception:  # reported; the answer went out, only a retry's replay is lost
                 log.exception("recording an idempotent request's answer failed")
 
 
-async def _replay(
-    earlier: IdempotentRequest, body_hash: str, scope: Scope, receive: Receive, send: Send
-) -> None:
+async def _replay(earlier: IdempotentRequest, body_hash: str, send: Send) -> None:
     if earlier.body_hash != body_hash:
         raise IdempotencyConflict(
             "This Idempotency-Key was used with a different request body. "

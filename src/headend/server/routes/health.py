@@ -9,6 +9,7 @@ from starlette.responses import Response
 from headend import __version__
 from headend.server.http import json_response
 from headend.server.readiness import Readiness
+from headend.server.services import services
 
 
 def readiness(request: Request) -> Readiness:
@@ -17,7 +18,8 @@ def readiness(request: Request) -> Readiness:
 
 
 async def health(request: Request) -> Response:
-    return json_response({"status": "ok", "version": __version__})
+    found = services(request)
+    return json_response({"status": "ok", "version": __version__, "agents": len(found.agents)})
 
 
 async def ready(request: Request) -> Response:
