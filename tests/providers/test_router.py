@@ -161,3 +161,16 @@ def test_backoff_is_bounded_and_jittered() -> None:
 def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
     now = 1795320000.0  # 2026-11-22 04:00:00 UTC
     assert parse_retry_after(headers, now=now) == expected
+
+
+async def test_the_cooldown_gauge_clears_when_the_cooldown_ends_by_itself() -> None:
+    clock = Clock()
+    cool = {"retry": Retry(attempts=1), "cooldown": Cooldown(after_failures=1, seconds=30)}
+    route = router(clock, Failing("a", retryable(), **cool), Failing("b"))
+    gauge = route.metrics.cooling.labels("a")
+    await route.complete([A, B], ChatCall(body={}))
+    assert gauge._value.get() == 1
+    clock.now += 31
+    assert gauge._value.get() == 1  # nothing has asked since
+    route.report_cooling()  # what a scrape does first
+    assert gauge._value.get() == 0

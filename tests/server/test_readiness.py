@@ -7,13 +7,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
 from headend.config import Settings
+from headend.errors import ServiceUnavailable
 from headend.providers.base import Resources
+from headend.providers.startup import ProviderStartup
 from headend.server.app import create_app
 from tests.fakes import ScriptedProvider
 
@@ -112,3 +115,16 @@ async def test_not_ready_while_draining_or_when_the_store_fails(
     draining = (await http.get("/health/ready")).json()["reasons"]
     assert draining[0] == "draining: shutting down"
     assert (await http.get("/health")).status_code == 200  # still alive: it is finishing
+
+
+async def test_a_call_waits_for_a_starting_provider_only_so_long() -> None:
+    slow = SlowStart(name="slow")
+    startup = ProviderStartup({"slow": slow})
+    running = asyncio.ensure_future(startup.run(cast(Resources, None)))
+    with pytest.raises(ServiceUnavailable) as refused:
+        await startup.wait("slow", 0.05)
+    assert refused.value.headers == {"retry-after": "5"}
+    slow.gate.set()
+    await startup.wait("slow", 1)
+    await running
+    assert startup.not_ready() == []

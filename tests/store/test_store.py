@@ -344,3 +344,7 @@ async def test_a_released_or_lapsed_claim_may_be_taken_again(store: Store) -> No
     found = await store.claim_idempotency("", "k", "h", 112.0, 10)
     assert found is not None
     assert found.status is None
+
+
+async def test_ping_answers_while_open(store: Store) -> None:
+    await store.ping()  # what /health/ready asks
