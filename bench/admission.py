@@ -25,22 +25,37 @@ from headend.server.usage import UsageMeter
 BIG = 10**9  # limits never reached: the cost of checking them, not of refusing
 
 
+def count_round_trips(limiter: Limiter) -> list[int]:
+    """Counts the commands a Redis limiter sends (each one round trip); none in memory."""
+    sent = [0]
+    client = getattr(limiter, "_redis", None)
+    if client is not None:
+        send = client.execute_command
+
+        async def counted(*args: Any, **options: Any) -> Any:
+            sent[0] += 1
+            return await send(*args, **options)
+
+        client.execute_command = counted
+    return sent
+
+
 async def per_request(
     limiter: Limiter, principal: Principal, agent_limit: int | None, n: int
-) -> float:
+) -> tuple[float, float]:
+    """µs and round trips per request."""
     admission = Admission(limiter, LimitSettings(), UsageMeter(store=None))  # type: ignore[arg-type]
     usage: dict[str, Any] = {"prompt_tokens": 5, "completion_tokens": 7}
     for _ in range(n // 10):  # warm up
-        ticket = await admission.check_rates(principal, "agent")
-        await admission.enter(ticket, agent_limit)
+        ticket = await admission.admit(principal, "agent", agent_limit)
         await admission.leave(ticket, lambda: 0)
+    sent = count_round_trips(limiter)
     started = time.perf_counter()
     for _ in range(n):
-        ticket = await admission.check_rates(principal, "agent")
-        await admission.enter(ticket, agent_limit)
+        ticket = await admission.admit(principal, "agent", agent_limit)
         ticket.usage = usage
         await admission.leave(ticket, lambda: 0)
-    return (time.perf_counter() - started) / n * 1e6
+    return (time.perf_counter() - started) / n * 1e6, sent[0] / n
 
 
 async def main() -> None:
@@ -55,8 +70,8 @@ async def main() -> None:
         from headend.limits.redis import RedisLimiter
 
         backends.append(("redis", RedisLimiter(args.redis)))
-    print("| limiter | key | agent pool | µs per request |")
-    print("|---|---|---|---:|")
+    print("| limiter | key | agent pool | round trips | µs per request |")
+    print("|---|---|---|---:|---:|")
     for name, limiter in backends:
         await limiter.start()
         for label, principal, agent_limit in (
@@ -64,9 +79,9 @@ async def main() -> None:
             ("no limits", open_key, 4),
             ("rpm + tpm + max_concurrency", limited, 4),
         ):
-            cost = await per_request(limiter, principal, agent_limit, args.requests)
+            cost, trips = await per_request(limiter, principal, agent_limit, args.requests)
             pool = "yes" if agent_limit else "no"
-            print(f"| {name} | {label} | {pool} | {cost:.1f} |")
+            print(f"| {name} | {label} | {pool} | {trips:.2f} | {cost:.1f} |")
         await limiter.close()
 
 

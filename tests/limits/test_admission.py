@@ -26,20 +26,17 @@ def admission(store: SqliteStore | None = None, **limits: object) -> Admission:
 
 async def test_global_and_model_route_pools() -> None:
     gate = admission(concurrency=2, model_concurrency=1)
-    first = await gate.check_rates(KEY, "gpt")
-    await gate.enter(first, None)  # a model route: its pool and the global one
+    first = await gate.admit(KEY, "gpt", None)  # a model route: its pool and the global one
     with pytest.raises(RateLimited) as refused:
-        await gate.enter(await gate.check_rates(KEY, "gpt"), None)
+        await gate.admit(KEY, "gpt", None)
     assert "'model:gpt'" in refused.value.message
-    other = await gate.check_rates(KEY, "other")
-    await gate.enter(other, None)  # another route, the second global slot
+    await gate.admit(KEY, "other", None)  # another route, the second global slot
     with pytest.raises(RateLimited) as full:
-        await gate.enter(await gate.check_rates(KEY, "agent"), 4)
+        await gate.admit(KEY, "agent", 4)
     assert "'global'" in full.value.message
     await gate.leave(first, lambda: 0)
-    again = await gate.check_rates(KEY, "agent")
-    await gate.enter(again, 4)
-    assert [pool for pool, _ in gate.pools(again, 4)] == ["agent:agent", "global"]
+    await gate.admit(KEY, "agent", 4)
+    assert [pool.name for pool in gate.pools(KEY, "agent", 4)] == ["agent:agent", "global"]
 
 
 async def test_a_request_cut_before_its_usage_is_charged_its_prompt(tmp_path: Path) -> None:
@@ -47,8 +44,7 @@ async def test_a_request_cut_before_its_usage_is_charged_its_prompt(tmp_path: Pa
     await store.start()
     try:
         gate = admission(store)
-        ticket = await gate.check_rates(KEY, "gpt")
-        await gate.enter(ticket, None)
+        ticket = await gate.admit(KEY, "gpt", None)
         await gate.leave(ticket, lambda: 40)  # no usage was reported
         await gate.leave(ticket, lambda: 999)  # a second leave counts nothing
         await gate.meter.flush()

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from headend.limits.base import (
+    Bucket,
+    Entry,
     Levels,
+    Pool,
     QueueFull,
     Queueing,
     QueueTimeout,
-    Rates,
+    Slot,
+    Waiting,
     decide,
+    not_watched,
     refilled,
 )
 
@@ -32,14 +37,15 @@ class FifoPool:
     running: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
-    async def acquire(self, size: int, queueing: Queueing) -> None:
-        if self.running < size and not self.waiters:
+    async def acquire(self, pool: Pool, queueing: Queueing, waiting: Waiting) -> None:
+        if self.running < pool.size and not self.waiters:
             self.running += 1
             return
         if len(self.waiters) >= queueing.max_waiting:
-            raise QueueFull
+            raise QueueFull(pool.name)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
+        waiting(pool.name, True)
         try:
             async with asyncio.timeout(queueing.timeout):
                 await waiter
@@ -49,8 +55,10 @@ class FifoPool:
             elif waiter in self.waiters:  # a release may have dropped it already
                 self.waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
-                raise QueueTimeout from None
+                raise QueueTimeout(pool.name) from None
             raise
+        finally:
+            waiting(pool.name, False)
 
     def release(self) -> None:
         while self.waiters:
@@ -92,25 +100,57 @@ class MemoryLimiter:
             bucket.at = now
         return bucket
 
-    async def take(self, key: str, rates: Rates) -> Levels:
+    async def enter(
+        self,
+        buckets: Sequence[Bucket],
+        pools: Sequence[Pool],
+        queueing: Queueing,
+        waiting: Waiting = not_watched,
+    ) -> Entry:
+        entry = Entry(self._take(buckets))
+        if entry.refused is not None:
+            return entry
+        try:
+            for pool in pools:
+                found = self._pools.get(pool.name)
+                if found is None:
+                    found = self._pools[pool.name] = FifoPool()
+                started = time.perf_counter()
+                await found.acquire(pool, queueing, waiting)
+                entry.slots.append(_MemorySlot(self, pool.name))
+                entry.waited.append(time.perf_counter() - started)
+        except BaseException:
+            await self.leave(entry.slots, None, 0)
+            raise
+        return entry
+
+    def _take(self, buckets: Sequence[Bucket]) -> list[Levels]:
+        """Every bucket's decision; requests taken only when all allow."""
         now = self._clock()
-        requests = self._level(f"{key}:r", rates.rpm, now) if rates.rpm else None
-        tokens = self._level(f"{key}:t", rates.tpm, now) if rates.tpm else None
-        levels = decide(rates, requests.level if requests else 0.0, tokens.level if tokens else 0.0)
-        if requests is not None:
-            requests.level = levels.requests
-        return levels
+        found, decided = [], []
+        for bucket in buckets:
+            rates = bucket.rates
+            requests = self._level(f"{bucket.name}:r", rates.rpm, now) if rates.rpm else None
+            tokens = self._level(f"{bucket.name}:t", rates.tpm, now) if rates.tpm else None
+            found.append(requests)
+            decided.append(
+                decide(rates, requests.level if requests else 0.0, tokens.level if tokens else 0.0)
+            )
+        if not all(levels.allowed for levels in decided):  # nothing taken: as they were
+            return [
+                Levels(levels.allowed, requests.level if requests else 0.0, levels.tokens)
+                for requests, levels in zip(found, decided, strict=True)
+            ]
+        for requests, levels in zip(found, decided, strict=True):
+            if requests is not None:
+                requests.level = levels.requests
+        return decided
 
-    async def spend(self, key: str, rates: Rates, tokens: int) -> None:
-        if rates.tpm:
-            self._level(f"{key}:t", rates.tpm, self._clock()).level -= tokens
-
-    async def acquire(self, pool: str, size: int, queueing: Queueing) -> _MemorySlot:
-        found = self._pools.get(pool)
-        if found is None:
-            found = self._pools[pool] = FifoPool()
-        await found.acquire(size, queueing)
-        return _MemorySlot(self, pool)
+    async def leave(self, slots: Sequence[Slot], spend: Bucket | None, tokens: int) -> None:
+        for slot in slots:
+            await slot.release()
+        if spend is not None and spend.rates.tpm:
+            self._level(f"{spend.name}:t", spend.rates.tpm, self._clock()).level -= tokens
 
     def _release(self, pool: str) -> None:
         found = self._pools[pool]

@@ -1,9 +1,13 @@
 """Limits shared by every instance through Redis (``redis: redis://…`` in headend.yaml).
 
-Each decision is one Lua script run atomically on Redis (see ``headend.limits.scripts``).
-Slots are leases: held ones are renewed every few seconds, so an instance that dies gives its
-slots back within ``LEASE`` seconds. A waiter asks again every ``POLL`` seconds, or at once
-when a slot of its pool is given back on the same instance.
+A request enters in one round trip (the ``ENTER`` script takes its buckets and every pool's
+slot) and leaves in one (``LEAVE``: slots back, tokens spent), unless it has to wait for a
+slot: a waiter asks again every ``POLL`` seconds, or at once when a slot of its pool is given
+back on the same instance. Slots are leases: held ones are renewed every few seconds, so an
+instance that dies gives its slots back within ``LEASE`` seconds.
+
+Every key carries one hash tag, so a Redis Cluster keeps them on one node, as scripts that
+touch several keys need.
 
 When Redis cannot be reached, each instance falls back to limits of its own (in memory) and
 logs it, rather than refusing every request: limits degrade, serving goes on.
@@ -15,18 +19,31 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from headend.errors import ConfigError
-from headend.limits.base import Levels, QueueFull, Queueing, QueueTimeout, Rates, Slot
+from headend.limits.base import (
+    Bucket,
+    Entry,
+    Levels,
+    Pool,
+    QueueFull,
+    Queueing,
+    QueueTimeout,
+    Slot,
+    Waiting,
+    not_watched,
+)
 from headend.limits.memory import MemoryLimiter
-from headend.limits.scripts import ACQUIRE, RATE, RELEASE, RENEW
+from headend.limits.scripts import ENTER, LEAVE, RENEW
 
 log = logging.getLogger(__name__)
 
-PREFIX = "headend:"
+PREFIX = "headend:{limits}:"  # the one hash tag
 LEASE = 30.0  # seconds a held slot lasts without renewal
 RENEW_EVERY = 5.0
 WAITER_LEASE = 3.0  # seconds a queued request stays queued without asking again
@@ -34,9 +51,15 @@ POLL = 0.05
 
 
 def pool_keys(pool: str) -> list[str]:
-    # One hash tag per pool: a Redis Cluster keeps a pool's keys on one node.
-    base = f"{PREFIX}pool:{{{pool}}}"
+    """A pool's holders, queue, waiters' heartbeats and ticket counter."""
+    base = f"{PREFIX}pool:{pool}"
     return [f"{base}:holders", f"{base}:queue", f"{base}:waiting", f"{base}:tickets"]
+
+
+def bucket_keys(name: str) -> list[str]:
+    """A bucket's request and token levels."""
+    base = f"{PREFIX}rate:{name}"
+    return [f"{base}:requests", f"{base}:tokens"]
 
 
 class RedisDown(Exception):
@@ -51,9 +74,7 @@ class _RedisSlot:
     held: bool = True
 
     async def release(self) -> None:
-        if self.held:
-            self.held = False
-            await self.limiter._release(self)
+        await self.limiter.leave([self], None, 0)
 
 
 class RedisLimiter:
@@ -70,11 +91,10 @@ class RedisLimiter:
         )
         self._local = MemoryLimiter()
         self._warned_at = -1e9
-        self._rate = self._redis.register_script(RATE)
-        self._acquire = self._redis.register_script(ACQUIRE)
-        self._release_script = self._redis.register_script(RELEASE)
+        self._enter = self._redis.register_script(ENTER)
+        self._leave = self._redis.register_script(LEAVE)
         self._renew = self._redis.register_script(RENEW)
-        self._held: dict[str, _RedisSlot] = {}
+        self._held: dict[tuple[str, str], _RedisSlot] = {}
         self._freed: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._renewer: asyncio.Task[None] | None = None
 
@@ -105,71 +125,136 @@ class RedisLimiter:
                 log.error("redis failed (%s): limits are per instance until it is back", exc)
             raise RedisDown from exc
 
-    async def take(self, key: str, rates: Rates) -> Levels:
+    async def enter(
+        self,
+        buckets: Sequence[Bucket],
+        pools: Sequence[Pool],
+        queueing: Queueing,
+        waiting: Waiting = not_watched,
+    ) -> Entry:
+        entry = Entry([])
         try:
-            return await self._rate_step(key, rates, -1)
+            await self._enter_shared(entry, buckets, pools, queueing, waiting)
         except RedisDown:
-            return await self._local.take(key, rates)
+            self._drop(entry.slots)  # their leases end by themselves
+            local = await self._local.enter(
+                [] if entry.levels else buckets, pools, queueing, waiting
+            )
+            entry.levels = entry.levels or local.levels
+            entry.slots, entry.waited = local.slots, local.waited
+        except BaseException:
+            await asyncio.shield(self.leave(entry.slots, None, 0))
+            raise
+        return entry
 
-    async def spend(self, key: str, rates: Rates, tokens: int) -> None:
-        if rates.tpm:
-            try:
-                await self._rate_step(key, rates, tokens)
-            except RedisDown:
-                await self._local.spend(key, rates, tokens)
-
-    async def _rate_step(self, key: str, rates: Rates, spend: int) -> Levels:
-        base = f"{PREFIX}rate:{{{key}}}"
-        allowed, requests, tokens = await self._call(
-            self._rate,
-            [f"{base}:requests", f"{base}:tokens"],
-            [rates.rpm or 0, rates.tpm or 0, spend],
-        )
-        return Levels(bool(int(allowed)), float(requests), float(tokens))
-
-    async def acquire(self, pool: str, size: int, queueing: Queueing) -> Slot:
+    async def _enter_shared(
+        self,
+        entry: Entry,
+        buckets: Sequence[Bucket],
+        pools: Sequence[Pool],
+        queueing: Queueing,
+        waiting: Waiting,
+    ) -> None:
+        """Buckets and pools in one round trip; more only while waiting for a slot."""
+        id = secrets.token_hex(8)
+        fixed = [id, queueing.max_waiting, int(LEASE * 1000), int(WAITER_LEASE * 1000)]
+        keys = [key for bucket in buckets for key in bucket_keys(bucket.name)]
+        rates = [n for bucket in buckets for n in (bucket.rates.rpm or 0, bucket.rates.tpm or 0)]
+        deadline = asyncio.get_running_loop().time() + queueing.timeout
+        started = time.perf_counter()
+        rest = list(pools)
         try:
-            return await self._acquire_shared(pool, size, queueing)
-        except RedisDown:
-            return await self._local.acquire(pool, size, queueing)
-
-    async def _acquire_shared(self, pool: str, size: int, queueing: Queueing) -> _RedisSlot:
-        slot = _RedisSlot(self, pool, secrets.token_hex(8))
-        keys = pool_keys(pool)
-        args = [slot.id, size, queueing.max_waiting, int(LEASE * 1000), int(WAITER_LEASE * 1000)]
-        freed = self._freed[pool]
-        try:
-            async with asyncio.timeout(queueing.timeout):
-                while True:
-                    answer = int(await self._call(self._acquire, keys, args))
-                    if answer == 1:
-                        self._held[slot.id] = slot
-                        return slot
-                    if answer == -1:
-                        raise QueueFull
-                    freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(POLL):
-                            await freed.wait()
+            while True:
+                answer = await self._call(
+                    self._enter,
+                    keys + [key for pool in rest for key in pool_keys(pool.name)],
+                    [len(keys) // 2, len(rest), *fixed, *rates, *(pool.size for pool in rest)],
+                )
+                verdict, granted = int(answer[0]), int(answer[1])
+                if keys:  # the buckets are taken (or refused) once, by the first call
+                    entry.levels = levels_of(answer[2:])
+                    keys, rates = [], []
+                    if verdict == -2:
+                        return
+                for pool in rest[:granted]:
+                    slot = _RedisSlot(self, pool.name, id)
+                    self._held[pool.name, id] = slot
+                    entry.slots.append(slot)
+                    now = time.perf_counter()
+                    entry.waited.append(now - started)
+                    started = now
+                rest = rest[granted:]
+                if verdict == 1:
+                    return
+                if verdict == -1:
+                    raise QueueFull(rest[0].name)
+                await self._wait(rest[0].name, deadline, waiting)
         except BaseException as exc:
-            # Leave the queue (or the slot, if it was granted as the wait ended).
-            if not isinstance(exc, RedisDown):
-                await asyncio.shield(self._forget(slot))
-            if isinstance(exc, TimeoutError):
-                raise QueueTimeout from None
+            # Out of the queue, or of a slot granted by a call whose answer never came.
+            if rest and not isinstance(exc, RedisDown):
+                await asyncio.shield(self._forget([_RedisSlot(self, p.name, id) for p in rest]))
             raise
 
-    async def _forget(self, slot: _RedisSlot) -> None:
-        slot.held = False
-        self._held.pop(slot.id, None)
+    async def _wait(self, pool: str, deadline: float, waiting: Waiting) -> None:
+        """Until a slot of ``pool`` may have come free (then the caller asks again)."""
+        loop = asyncio.get_running_loop()
+        left = deadline - loop.time()
+        if left <= 0:
+            raise QueueTimeout(pool)
+        freed = self._freed[pool]
+        freed.clear()
+        waiting(pool, True)
         try:
-            await self._release_script(keys=pool_keys(slot.pool)[:3], args=[slot.id])
-        except Exception as exc:  # its lease ends by itself, LEASE seconds on
-            log.warning("giving a concurrency slot of '%s' back failed: %s", slot.pool, exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(POLL, left)):
+                    await freed.wait()
+        finally:
+            waiting(pool, False)
 
-    async def _release(self, slot: _RedisSlot) -> None:
-        await asyncio.shield(self._forget(slot))
-        self._freed[slot.pool].set()
+    async def leave(self, slots: Sequence[Slot], spend: Bucket | None, tokens: int) -> None:
+        shared = [slot for slot in slots if isinstance(slot, _RedisSlot) and slot.held]
+        for slot in slots:
+            if not isinstance(slot, _RedisSlot):
+                await slot.release()  # taken while Redis was away
+        if spend is not None and not spend.rates.tpm:
+            spend = None
+        if not shared and spend is None:
+            return
+        try:
+            await asyncio.shield(self._give_back(shared, spend, tokens))
+        except RedisDown:
+            if spend is not None:
+                await self._local.leave([], spend, tokens)
+        finally:
+            for slot in shared:
+                self._freed[slot.pool].set()
+
+    async def _give_back(
+        self, slots: Sequence[_RedisSlot], spend: Bucket | None, tokens: int
+    ) -> None:
+        """One round trip per request's slots (they share an id), the spending with the first."""
+        self._drop(slots)
+        requests: dict[str, list[_RedisSlot]] = {}
+        for slot in slots:
+            requests.setdefault(slot.id, []).append(slot)
+        for id, mine in list(requests.items()) or [("", [])]:
+            keys = [key for slot in mine for key in pool_keys(slot.pool)[:3]]
+            tpm = 0
+            if spend is not None:
+                keys.append(bucket_keys(spend.name)[1])
+                tpm, spend = spend.rates.tpm or 0, None
+            await self._call(self._leave, keys, [id, len(mine), tpm, tokens])
+
+    def _drop(self, slots: Sequence[Slot]) -> None:
+        for slot in slots:
+            if isinstance(slot, _RedisSlot):
+                slot.held = False
+                self._held.pop((slot.pool, slot.id), None)
+
+    async def _forget(self, slots: list[_RedisSlot]) -> None:
+        """Leave queues (or slots granted as a wait ended); a failure is left to leases."""
+        with contextlib.suppress(RedisDown):
+            await self._give_back(slots, None, 0)
 
     async def _renew_forever(self) -> None:
         while True:
@@ -188,3 +273,11 @@ class RedisLimiter:
         for slot in list(self._held.values()):
             await slot.release()
         await self._redis.aclose()
+
+
+def levels_of(flat: Sequence[Any]) -> list[Levels]:
+    """The ``ENTER`` script's levels: allowed, requests, tokens per bucket."""
+    return [
+        Levels(bool(int(flat[i])), float(flat[i + 1]), float(flat[i + 2]))
+        for i in range(0, len(flat), 3)
+    ]

@@ -1,19 +1,29 @@
-"""Letting a request in: its key's rates first, then a slot in each concurrency pool it
-belongs to (its key's, its agent's or model's, everyone's), taken in that order; and, when it
-ends, its slots given back and its tokens counted.
+"""Letting a request in: its key's rates (and a widget visitor's), then a slot in each
+concurrency pool it belongs to (its key's, its agent's or model's, everyone's), taken in that
+order in one step of the limiter; and, when it ends, its slots given back and its tokens
+counted in another.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from headend.config import LimitSettings
 from headend.errors import RateLimited
-from headend.limits.base import Limiter, QueueFull, Queueing, QueueTimeout, Rates, Slot
+from headend.limits.base import (
+    Bucket,
+    Limiter,
+    Pool,
+    QueueFull,
+    Queueing,
+    QueueTimeout,
+    Rates,
+    Slot,
+    take,
+)
 from headend.observability.metrics import Metrics
 from headend.server.auth import Principal
 from headend.server.context import RequestContext
@@ -39,19 +49,22 @@ class Ticket:
     done: bool = False
 
 
+def visitor_refusal(rates: Rates, wait: float, who: str) -> RateLimited:
+    return RateLimited(
+        f"Rate limit reached for this {who}: {rates.rpm} requests per minute. "
+        f"Try again in {wait:.1f}s.",
+        kind="requests",
+        headers=retry_headers(wait),
+    )
+
+
 async def take_visitor_rate(
     limiter: Limiter, bucket: str, rates: Rates, who: str = "visitor"
 ) -> None:
     """One request from a widget visitor's (or client address's) bucket, or 429."""
-    levels = await limiter.take(bucket, rates)
+    levels = await take(limiter, bucket, rates)
     if not levels.allowed:
-        wait = retry_after(rates, levels)
-        raise RateLimited(
-            f"Rate limit reached for this {who}: {rates.rpm} requests per minute. "
-            f"Try again in {wait:.1f}s.",
-            kind="requests",
-            headers=retry_headers(wait),
-        )
+        raise visitor_refusal(rates, retry_after(rates, levels), who)
 
 
 def pool_labels(pool: str) -> tuple[str, str]:
@@ -77,92 +90,102 @@ class Admission:
         self.metrics = metrics or Metrics()
         self.queueing = Queueing(limits.max_queue, limits.queue_timeout)
 
-    async def check_rates(
-        self, principal: Principal, model: str, context: RequestContext | None = None
-    ) -> Ticket:
-        """Take one request from the key's rates (and a widget visitor's, and their
-        address's), or refuse with 429 and when to come back."""
-        ticket = Ticket(principal, model, context)
+    def buckets(self, principal: Principal) -> list[tuple[Bucket, str]]:
+        """The rates a request takes one request from, each with who it limits: a widget
+        visitor's and their address's, then the key's."""
+        found = []
+        key = principal.key_id
         if principal.visitor is not None and principal.visitor_rates:
-            key, rates = principal.key_id, principal.visitor_rates
-            await take_visitor_rate(self.limiter, f"visitor:{key}:{principal.visitor}", rates)
-            await take_visitor_rate(
-                self.limiter, f"address:{key}:{principal.address}", rates, "address"
-            )
-        rates = principal.rates
-        if rates and principal.key_id is not None:
-            levels = await self.limiter.take(principal.key_id, rates)
-            ticket.headers = rate_headers(rates, levels)
-            if not levels.allowed:
-                kind = "requests" if rates.rpm and levels.requests < 1 else "tokens"
-                limit = rates.rpm if kind == "requests" else rates.tpm
-                wait = retry_after(rates, levels)
-                raise RateLimited(
-                    f"Rate limit reached for this key on {kind} per minute: limit {limit}. "
-                    f"Try again in {wait:.1f}s.",
-                    kind=kind,
-                    headers=ticket.headers | retry_headers(wait),
-                )
-        return ticket
+            rates = principal.visitor_rates
+            found.append((Bucket(f"visitor:{key}:{principal.visitor}", rates), "visitor"))
+            found.append((Bucket(f"address:{key}:{principal.address}", rates), "address"))
+        if principal.rates and key is not None:
+            found.append((Bucket(key, principal.rates), "key"))
+        return found
 
-    def pools(self, ticket: Ticket, agent_limit: int | None) -> list[tuple[str, int]]:
+    def pools(self, principal: Principal, model: str, agent_limit: int | None) -> list[Pool]:
         """The pools a request takes a slot in: the key's, then its agent's (or model
         route's), then everyone's."""
         found = []
-        principal = ticket.principal
         if principal.max_concurrency and principal.key_id is not None:
-            found.append((f"key:{principal.key_id}", principal.max_concurrency))
+            found.append(Pool(f"key:{principal.key_id}", principal.max_concurrency))
         if agent_limit is not None:
-            found.append((f"agent:{ticket.model}", agent_limit))
+            found.append(Pool(f"agent:{model}", agent_limit))
         elif self.limits.model_concurrency is not None:
-            found.append((f"model:{ticket.model}", self.limits.model_concurrency))
+            found.append(Pool(f"model:{model}", self.limits.model_concurrency))
         if self.limits.concurrency is not None:
-            found.append((GLOBAL_POOL, self.limits.concurrency))
+            found.append(Pool(GLOBAL_POOL, self.limits.concurrency))
         return found
 
-    async def enter(self, ticket: Ticket, agent_limit: int | None) -> None:
-        """A slot in each pool, waiting in their queues; on failure none is kept."""
+    async def admit(
+        self,
+        principal: Principal,
+        model: str,
+        agent_limit: int | None,
+        context: RequestContext | None = None,
+    ) -> Ticket:
+        """Take a request from every rate and a slot in every pool, or refuse with 429
+        and when to come back (holding nothing)."""
+        ticket = Ticket(principal, model, context)
+        buckets = self.buckets(principal)
+        pools = self.pools(principal, model, agent_limit)
+        if not buckets and not pools:
+            return ticket
         try:
-            for pool, size in self.pools(ticket, agent_limit):
-                labels = pool_labels(pool)
-                waiting = self.metrics.queued.labels(*labels)
-                waiting.inc()
-                started = time.perf_counter()
-                try:
-                    ticket.slots.append(await self.limiter.acquire(pool, size, self.queueing))
-                    waited = time.perf_counter() - started
-                    self.metrics.queue_wait.labels(*labels).observe(waited)
-                except (QueueFull, QueueTimeout) as exc:
-                    why = (
-                        f"Waited {self.queueing.timeout:g}s for a free slot of '{pool}'"
-                        if isinstance(exc, QueueTimeout)
-                        else f"Too many requests wait for '{pool}'"
-                    )
-                    raise RateLimited(
-                        f"{why} ({size} run at once). Try again shortly.",
-                        kind="concurrency",
-                        headers=ticket.headers | retry_headers(QUEUE_FULL_RETRY),
-                    ) from None
-                finally:
-                    waiting.dec()
-        except BaseException:
-            await self.leave(ticket, lambda: 0, counted=False)
-            raise
+            entry = await self.limiter.enter(
+                [bucket for bucket, _ in buckets], pools, self.queueing, self._watch
+            )
+        except (QueueFull, QueueTimeout) as exc:
+            raise self._queue_refusal(exc, pools) from None
+        ticket.slots = entry.slots
+        for (bucket, who), levels in zip(buckets, entry.levels, strict=True):
+            if who == "key":
+                ticket.headers = rate_headers(bucket.rates, levels)
+        refused = entry.refused
+        if refused is not None:
+            bucket, who = buckets[refused]
+            levels = entry.levels[refused]
+            wait = retry_after(bucket.rates, levels)
+            if who != "key":
+                raise visitor_refusal(bucket.rates, wait, who)
+            rates = bucket.rates
+            kind = "requests" if rates.rpm and levels.requests < 1 else "tokens"
+            limit = rates.rpm if kind == "requests" else rates.tpm
+            raise RateLimited(
+                f"Rate limit reached for this key on {kind} per minute: limit {limit}. "
+                f"Try again in {wait:.1f}s.",
+                kind=kind,
+                headers=ticket.headers | retry_headers(wait),
+            )
+        for pool, waited in zip(pools, entry.waited, strict=True):
+            self.metrics.queue_wait.labels(*pool_labels(pool.name)).observe(waited)
+        return ticket
 
-    async def leave(
-        self, ticket: Ticket, estimate_prompt: Callable[[], int], *, counted: bool = True
-    ) -> None:
+    def _watch(self, pool: str, waiting: bool) -> None:
+        gauge = self.metrics.queued.labels(*pool_labels(pool))
+        if waiting:
+            gauge.inc()
+        else:
+            gauge.dec()
+
+    def _queue_refusal(self, exc: QueueFull | QueueTimeout, pools: list[Pool]) -> RateLimited:
+        size = next(pool.size for pool in pools if pool.name == exc.pool)
+        why = (
+            f"Waited {self.queueing.timeout:g}s for a free slot of '{exc.pool}'"
+            if isinstance(exc, QueueTimeout)
+            else f"Too many requests wait for '{exc.pool}'"
+        )
+        return RateLimited(
+            f"{why} ({size} run at once). Try again shortly.",
+            kind="concurrency",
+            headers=retry_headers(QUEUE_FULL_RETRY),
+        )
+
+    async def leave(self, ticket: Ticket, estimate_prompt: Callable[[], int]) -> None:
         """Give every slot back and count the tokens; once, whatever happened."""
         if ticket.done:
             return
         ticket.done = True
-        for slot in ticket.slots:
-            try:
-                await slot.release()
-            except Exception:  # a lease left behind ends by itself
-                log.exception("giving a concurrency slot back failed")
-        if not counted:
-            return
         usage: dict[str, Any] = ticket.usage
         if not usage:  # cut short before the model reported: charge what was sent
             usage = {"prompt_tokens": estimate_prompt(), "completion_tokens": 0}
@@ -172,10 +195,11 @@ class Admission:
         self.metrics.count_tokens(ticket.model, prompt, completion)
         if ticket.context is not None:
             ticket.context.tokens = (prompt, completion)
-        rates = ticket.principal.rates
-        if rates.tpm and ticket.principal.key_id is not None:
-            spent = prompt + completion
-            try:
-                await self.limiter.spend(ticket.principal.key_id, rates, spent)
-            except Exception:
-                log.exception("counting tokens against a key's rate failed")
+        rates, key = ticket.principal.rates, ticket.principal.key_id
+        spend = Bucket(key, rates) if rates.tpm and key is not None else None
+        if not ticket.slots and spend is None:
+            return
+        try:
+            await self.limiter.leave(ticket.slots, spend, prompt + completion)
+        except Exception:  # a lease left behind ends by itself
+            log.exception("giving slots back or counting tokens against a key's rate failed")

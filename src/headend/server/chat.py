@@ -197,11 +197,12 @@ class ChatService:
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):
             raise InvalidRequest("'session_id' must be a string.", param="session_id")
-        plan.ticket = await self.admission.check_rates(principal, plan.client_model, context)
         try:
             # The session first: a turn waiting for its session's previous one holds no slot.
             await self._begin_session(plan, session_id, principal, keep)
-            await self.admission.enter(plan.ticket, self._agent_limit(plan))
+            plan.ticket = await self.admission.admit(
+                principal, plan.client_model, self._agent_limit(plan), context
+            )
         except BaseException:
             await self.release(plan)
             raise

@@ -50,9 +50,8 @@ class EmbeddingService:
         targets = self.router.embedding_targets(found)
         if not targets:
             raise UnsupportedValue(f"The model '{name}' does not serve embeddings.", param="model")
-        ticket = await self.admission.check_rates(principal, name, context)
+        ticket = await self.admission.admit(principal, name, None, context)
         try:
-            await self.admission.enter(ticket, None)
             call = ChatCall(body=body, timer=context.timer, request_id=context.request_id)
             answer, _target = await self.router.embed(targets, call)
             answer["model"] = name
