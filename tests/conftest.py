@@ -85,7 +85,9 @@ def start_server(
     access_log: bool = False,
 ) -> RunningServer:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")} | (env or {})
+    # Only what the test gives: none of the developer's headend or OpenTelemetry settings.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("HEADEND_", "OTEL_"))}
+    env = inherited | (env or {})
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [

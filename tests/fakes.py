@@ -35,6 +35,8 @@ class ScriptedProvider:
     calls: list[ChatCall] = field(default_factory=list)
     resilience: Resilience = field(default_factory=lambda: Resilience(retry=Retry(attempts=1)))
     context_window: int | None = None
+    genai_system: str = "openai"
+    remote: bool = True
 
     async def start(self, resources: Resources) -> None:
         return None

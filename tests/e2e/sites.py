@@ -34,7 +34,11 @@ def make_site(
 
 
 def serve(
-    site: Path, log: str = "server.log", *extra: str, access_log: bool = False
+    site: Path,
+    log: str = "server.log",
+    *extra: str,
+    access_log: bool = False,
+    env: dict[str, str] | None = None,
 ) -> RunningServer:
     return start_server(
         site / "agents",
@@ -42,7 +46,7 @@ def serve(
         "--config",
         str(site / "headend.yaml"),
         *extra,
-        env={"HEADEND_ADMIN_KEY": ADMIN},
+        env={"HEADEND_ADMIN_KEY": ADMIN, **(env or {})},
         access_log=access_log,
     )
 

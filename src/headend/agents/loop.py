@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from headend.agents.registry import Agent
+from headend.observability.genai import agent_span, tool_result, tool_span
 from headend.observability.metrics import ToolOutcome
+from headend.observability.tracing import UNTRACED, Span
 from headend.providers.base import Batch, ChatCall, Json, Timer
 from headend.providers.reply import Reply
 from headend.providers.router import Router
@@ -81,6 +83,7 @@ class Run:
     request_id: str
     depth: int = 0
     tools: ToolPolicy = EVERY_TOOL  # what the calling key may use, down to agents it calls
+    span: Span = UNTRACED  # the agent's ``invoke_agent`` span: model and tool calls go under it
 
 
 def add_usage(total: Json, usage: Any) -> None:
@@ -132,7 +135,9 @@ class ToolLoop:
                     if agent.spec.parallel_tool_calls is not None:
                         request.setdefault("parallel_tool_calls", agent.spec.parallel_tool_calls)
                 reply = Reply()
-                call = ChatCall(body=request, timer=run.timer, request_id=run.request_id)
+                call = ChatCall(
+                    body=request, timer=run.timer, request_id=run.request_id, span=run.span
+                )
                 async for batch in self.router.stream(agent.targets, call):
                     forward = self._absorb(batch, reply, usage, role_sent)
                     if forward:
@@ -159,7 +164,7 @@ class ToolLoop:
                     )
                     return
                 messages.append({"role": "assistant", "content": text or None, "tool_calls": calls})
-                async for event in self._run_tools(calls, own, context, iteration):
+                async for event in self._run_tools(calls, own, context, iteration, run.span):
                     if isinstance(event, ToolProgress):
                         yield event
                     else:
@@ -198,7 +203,12 @@ class ToolLoop:
         return forward
 
     async def _run_tools(
-        self, calls: list[Json], own: dict[str, Tool], context: ToolContext, iteration: int
+        self,
+        calls: list[Json],
+        own: dict[str, Tool],
+        context: ToolContext,
+        iteration: int,
+        parent: Span,
     ) -> AsyncGenerator[ToolProgress | Json, None]:
         """Run every call at once; progress as it happens, then the results in call order."""
         progress: asyncio.Queue[ToolProgress] = asyncio.Queue()
@@ -213,13 +223,16 @@ class ToolLoop:
                 arguments = None
             label = tool.label(arguments) if tool and isinstance(arguments, dict) else name
             progress.put_nowait(ToolProgress("tool.started", name, label, iteration))
+            span = tool_span(parent, name, call["id"], call["function"]["arguments"] or "")
             started = time.perf_counter()
             ok = False
             outcome: ToolOutcome = "error"
+            result: str | None = None  # None: the run was cut short while the tool ran
             try:
                 outcome, result = await self._invoke(tool, name, arguments, context)
                 ok = outcome == "ok"
             finally:
+                tool_result(span, outcome if result is not None else "cancelled", result or "")
                 seconds = time.perf_counter() - started
                 self.router.metrics.tool_call(name if tool else "unknown", outcome, seconds)
                 progress.put_nowait(
@@ -282,8 +295,12 @@ class ToolLoop:
                 request_id=f"{run.request_id}.{agent_id}",
                 depth=depth,
                 tools=run.tools,
+                span=agent_span(run.span, agent.id, None),
             )
-            end = await self.finish(inner)
+            try:
+                end = await self.finish(inner)
+            finally:
+                inner.span.end()
             return end.text or "(no answer)"
 
         return call

@@ -81,6 +81,19 @@ class RequestObserver:
             metrics.refused.labels(context.error.type).inc()
         if self.access_log and access.isEnabledFor(logging.INFO):
             self._log(context, scope, elapsed, overhead)
+        span = context.span
+        if span.recording:
+            attributes: dict[str, str | int] = {"http.response.status_code": context.status}
+            if model:
+                attributes["headend.model"] = model
+            if context.key_id is not None:
+                attributes["headend.key_id"] = context.key_id
+            span.set(attributes)
+            if context.error is not None and context.status >= 500:
+                span.fail(context.error.code or context.error.type, context.error.message)
+            elif context.status >= 500:
+                span.fail(str(context.status))
+            span.end()
 
     @staticmethod
     def _log(context: RequestContext, scope: Scope, elapsed: float, overhead: float) -> None:

@@ -31,6 +31,8 @@ class AnthropicConfig(HttpUpstreamConfig):
 
 
 class AnthropicProvider(HttpProvider):
+    genai_system = "anthropic"
+
     def __init__(self, name: str, config: AnthropicConfig) -> None:
         headers = {"anthropic-version": API_VERSION}
         if config.api_key:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from headend.observability.tracing import UNTRACED, Span
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -85,6 +87,7 @@ class ChatCall:
     model: str | None = None  # the upstream's own model name; None: the provider's default
     timer: Timer = field(default_factory=Timer)
     request_id: str = ""
+    span: Span = UNTRACED  # the span the call is made under (its trace context goes upstream)
 
     def upstream_body(self, default_model: str | None = None) -> Json:
         """The body with ``model`` set to the upstream's name, or left out when there is none."""
@@ -111,6 +114,8 @@ class Provider(Protocol):
     name: str
     resilience: Resilience
     context_window: int | None  # tokens; None when unknown (history is then not trimmed)
+    genai_system: str  # its API in traces' ``gen_ai.provider.name``: openai, anthropic, llama.cpp
+    remote: bool  # called over the network (a client span), or in this process
 
     async def start(self, resources: Resources) -> None:
         """Acquire resources (load weights, keep the HTTP session); called once at startup."""

@@ -206,6 +206,9 @@ class HttpProvider:
     """Base of the providers that call an HTTP upstream: the shared session, the request id
     forwarded, and the provider's secrets kept out of every error message."""
 
+    genai_system = "openai"
+    remote = True
+
     def __init__(
         self, name: str, config: HttpUpstreamConfig, url: str, headers: Mapping[str, str]
     ) -> None:
@@ -233,9 +236,9 @@ class HttpProvider:
         """POST to the provider's chat endpoint, or to ``url``."""
         if self._http is None:
             raise ServiceUnavailable(f"provider '{self.name}' is not started")
-        headers = self._headers
+        headers = {**self._headers, **call.span.headers()}
         if call.request_id:
-            headers = {**headers, "x-request-id": call.request_id}
+            headers["x-request-id"] = call.request_id
         return post(
             self._http,
             self.name,

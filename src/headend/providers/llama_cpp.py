@@ -142,6 +142,9 @@ class _Run:
 class LlamaBase:
     """What every embedded provider holds: its section, its GGUF, the weights and context."""
 
+    genai_system = "llama.cpp"
+    remote = False
+
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
         self.name = name
         self.resilience = config.resilience()

@@ -6,6 +6,7 @@ errors, 408, 429, 5xx), waiting an exponential backoff with jitter or the upstre
 ``cooldown.after_failures`` times in a row is skipped for ``cooldown.seconds`` while another
 target can serve; when every target is cooling down they are tried anyway.
 
+Each attempt is one model call, traced as a ``chat {model}`` span under the call's span.
 Nothing is retried once a chunk has been handed to the caller: after the first chunk of a
 stream, a failure is the caller's to report. A request the upstream rejects as invalid
 (``UpstreamRejected``) is the client's to fix: it is neither retried nor counted against the
@@ -22,7 +23,14 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass
 from typing import TypeVar
 
-from headend.errors import ProviderError, ProviderTimeout, UnsupportedValue, UpstreamFailure
+from headend.errors import (
+    APIError,
+    ProviderError,
+    ProviderTimeout,
+    UnsupportedValue,
+    UpstreamFailure,
+)
+from headend.observability.genai import ModelCallRecord, model_span
 from headend.observability.metrics import Metrics
 from headend.providers.base import Batch, ChatCall, Json, Provider, embedder
 from headend.providers.resilience import Retry, backoff_delay
@@ -112,7 +120,10 @@ class Router:
                     f"{min(timeout.total, timeout.first_token):g} s"
                 ) from None
 
-        return await self._first_success(targets, call, attempt)
+        answer, target, record = await self._first_success(targets, call, attempt, "chat")
+        record.answer(answer)
+        record.end()
+        return answer, target
 
     def embedding_targets(self, targets: Sequence[Target]) -> tuple[Target, ...]:
         """The targets whose provider embeds, in order."""
@@ -136,7 +147,10 @@ class Router:
                     f"provider '{provider.name}' did not answer within {total:g} s"
                 ) from None
 
-        return await self._first_success(targets, call, attempt)
+        answer, target, record = await self._first_success(targets, call, attempt, "embeddings")
+        record.answer(answer)
+        record.end()
+        return answer, target
 
     async def stream(
         self, targets: Sequence[Target], call: ChatCall
@@ -165,10 +179,14 @@ class Router:
                 await chunks.aclose()
                 raise
 
-        (first, chunks), target = await self._first_success(targets, call, attempt)
+        (first, chunks), target, record = await self._first_success(targets, call, attempt, "chat")
         provider = self.providers[target.provider]
         deadline = asyncio.get_running_loop().time() + provider.resilience.timeout.total
+        recording = record.span.recording
         try:
+            if recording:
+                for one in first:
+                    record.chunk(one)
             yield first
             while True:
                 try:
@@ -181,8 +199,15 @@ class Router:
                         f"provider '{provider.name}' did not finish within "
                         f"{provider.resilience.timeout.total:g} s"
                     ) from None
+                if recording:
+                    for one in chunk:
+                        record.chunk(one)
                 yield chunk
+        except BaseException as exc:
+            record.span.fail(_error_type(exc))
+            raise
         finally:
+            record.end()
             await chunks.aclose()
 
     async def _first_success(
@@ -190,23 +215,42 @@ class Router:
         targets: Sequence[Target],
         call: ChatCall,
         attempt: Callable[[Provider, ChatCall], Awaitable[T]],
-    ) -> tuple[T, Target]:
+        operation: str,
+    ) -> tuple[T, Target, ModelCallRecord]:
+        """The first attempt that succeeds, with what records its model call's span."""
         failures: list[str] = []
         timed_out = True
         for target in self._order(targets):
             provider = self.providers[target.provider]
-            target_call = ChatCall(
-                body=call.body, model=target.model, timer=call.timer, request_id=call.request_id
-            )
             retry = provider.resilience.retry
             for number in range(1, retry.attempts + 1):
+                span = model_span(
+                    call.span,
+                    operation,
+                    provider.name,
+                    provider.genai_system,
+                    provider.remote,
+                    target.model or provider.name,  # a route to a provider's default model
+                    call.body,
+                )
+                target_call = ChatCall(
+                    body=call.body,
+                    model=target.model,
+                    timer=call.timer,
+                    request_id=call.request_id,
+                    span=span,
+                )
                 try:
                     if self.startup is not None:
                         await self.startup.wait(
                             target.provider, provider.resilience.timeout.first_token
                         )
                     result = await attempt(provider, target_call)
-                except ProviderError as exc:
+                except BaseException as exc:
+                    span.fail(_error_type(exc), str(exc))
+                    span.end()
+                    if not isinstance(exc, ProviderError):
+                        raise
                     self.metrics.upstream_attempt(target.provider, False, number > 1)
                     timed_out = timed_out and isinstance(exc, ProviderTimeout)
                     wait = self._retry_wait(exc, retry, number)
@@ -225,7 +269,7 @@ class Router:
                     continue
                 self.metrics.upstream_attempt(target.provider, True, number > 1)
                 self._succeeded(target.provider)
-                return result, target
+                return result, target, ModelCallRecord(span)
         summary = "; ".join(failures)
         if timed_out:
             raise ProviderTimeout(f"Every upstream timed out: {summary}")
@@ -238,3 +282,12 @@ class Router:
         if exc.retry_after is not None:
             return exc.retry_after if exc.retry_after <= retry.max_retry_after else None
         return backoff_delay(retry, number, self._rng)
+
+
+def _error_type(exc: BaseException) -> str:
+    """A span's ``error.type``: the API error's code or type, else the exception's class."""
+    if isinstance(exc, APIError):
+        return exc.code or exc.type
+    if isinstance(exc, GeneratorExit | asyncio.CancelledError):
+        return "cancelled"
+    return type(exc).__qualname__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -23,6 +24,7 @@ from headend.limits.open import open_limiter
 from headend.observability.metrics import Metrics
 from headend.observability.requests import RequestObserver
 from headend.observability.store import timed_store
+from headend.observability.tracing import Tracing, tracing_from_env
 from headend.providers.base import Provider, Resources
 from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
@@ -149,8 +151,14 @@ async def record_use(auth: Authenticator, meter: UsageMeter) -> None:
             log.exception("recording key use failed")
 
 
-def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None = None) -> Starlette:
-    """The app for ``settings``; ``providers`` replaces the configured ones (tests, embedding).
+def create_app(
+    settings: Settings,
+    *,
+    providers: Mapping[str, Provider] | None = None,
+    tracing: Tracing | None = None,
+) -> Starlette:
+    """The app for ``settings``; ``providers`` replaces the configured ones (tests, embedding);
+    ``tracing`` is what the ``OTEL_*`` environment variables ask for unless given.
 
     Agent files, routes and provider sections are validated here, before anything is
     served, so a bad file fails at startup with the same messages as ``headend check``.
@@ -160,7 +168,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
     tools = builtin_tools(settings.mcp_servers.keys())
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
     metrics = Metrics()
-
+    tracing = tracing or tracing_from_env(os.environ)
     readiness = Readiness()
 
     @contextlib.asynccontextmanager
@@ -228,6 +236,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
                 await limiter.close()
                 await store.close()
                 await startup.close()
+                await asyncio.to_thread(tracing.close)  # sends the spans still buffered
 
     app = Starlette(
         routes=ROUTES,
@@ -236,6 +245,7 @@ def create_app(settings: Settings, *, providers: Mapping[str, Provider] | None =
             Middleware(
                 RequestContextMiddleware,
                 observer=RequestObserver(metrics, access_log=settings.server.access_log),
+                tracing=tracing,
             ),
             Middleware(WidgetCors),
             Middleware(AuthMiddleware),

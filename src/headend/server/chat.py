@@ -18,6 +18,8 @@ from headend.agents.compose import agent_body, max_iterations
 from headend.agents.loop import Run, ToolLoop, ToolProgress, add_usage
 from headend.agents.registry import Agent, AgentRegistry
 from headend.errors import APIError, InvalidRequest, ModelNotFound
+from headend.observability.genai import agent_span
+from headend.observability.tracing import Span
 from headend.providers.base import ChatCall, Json
 from headend.providers.reply import Reply
 from headend.providers.router import Router
@@ -68,6 +70,7 @@ class Plan:
     frames: Frames | None = None  # an agent stream's chunk shapes
     released: bool = False
     ignored: tuple[str, ...] = ()  # a widget visitor's fields the agent overrides
+    agent_span: Span | None = None  # an agent's run, traced from admission to release
 
     @property
     def headers(self) -> dict[str, str]:
@@ -203,6 +206,7 @@ class ChatService:
             plan.ticket = await self.admission.admit(
                 principal, plan.client_model, self._agent_limit(plan), context
             )
+            self._trace(plan, context.span)
         except BaseException:
             await self.release(plan)
             raise
@@ -230,6 +234,17 @@ class ChatService:
         """Message sizes by the first route's own tokenizer, or estimated without one."""
         counter = self.router.providers[plan.targets[0].provider].token_counter()
         return counting_with(counter) if counter is not None else estimate_tokens
+
+    @staticmethod
+    def _trace(plan: Plan, parent: Span) -> None:
+        """Model calls go under the request's span, or under the agent's run."""
+        span = parent
+        if plan.agent is not None:
+            session = plan.session.session_id if plan.session is not None else None
+            span = plan.agent_span = agent_span(parent, plan.agent.id, session)
+        plan.call.span = span
+        if plan.run is not None:
+            plan.run.span = span
 
     def _agent_limit(self, plan: Plan) -> int | None:
         if plan.agent is None:
@@ -351,6 +366,8 @@ class ChatService:
         if plan.released:
             return
         plan.released = True
+        if plan.agent_span is not None:
+            plan.agent_span.end()
         if plan.session is not None:
             await self.sessions.end(plan.session)
         if plan.ticket is not None:

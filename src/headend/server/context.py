@@ -21,13 +21,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError
 from headend.observability.logs import current_request
-from headend.observability.requests import RequestObserver, surface_of
+from headend.observability.requests import EXACT, RequestObserver, surface_of
+from headend.observability.tracing import UNTRACED, Span, Tracing, TracingOff
 from headend.providers.base import Timer
 from headend.server.error_shapes import envelope_for, send_error
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "headend"
+UNTRACED_SURFACES = frozenset({"health", "metrics"})  # probes and scrapes: noise in traces
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -56,6 +58,7 @@ class RequestContext:
     error: APIError | None = None  # what the request was refused or failed with
     key_id: str | None = None  # the caller's key, once authenticated
     tokens: tuple[int, int] | None = None  # prompt and completion tokens charged
+    span: Span = UNTRACED  # the request's span: agent runs and model calls go under it
 
 
 def request_context(request: Request) -> RequestContext:
@@ -86,6 +89,13 @@ def _client_request_id(scope: Scope) -> str | None:
     return None
 
 
+def _span_name(scope: Scope) -> str:
+    """``{method} {route}``: the path when it is one of the API's fixed ones, else the method
+    alone (paths with ids in them would make every span name different)."""
+    path: str = scope["path"]
+    return f"{scope['method']} {path}" if path in EXACT else scope["method"]
+
+
 def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name == b"content-type":
@@ -94,9 +104,15 @@ def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, observer: RequestObserver | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        observer: RequestObserver | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.app = app
         self.observer = observer
+        self.tracing = tracing or TracingOff()
         self._new_id = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,6 +123,16 @@ class RequestContextMiddleware:
             request_id=_client_request_id(scope) or self._new_id(),
             surface=surface_of(scope["path"]),
         )
+        if context.surface not in UNTRACED_SURFACES:
+            context.span = self.tracing.request(
+                _span_name(scope),
+                scope["headers"],
+                {
+                    "http.request.method": scope["method"],
+                    "url.path": scope["path"],
+                    "headend.request_id": context.request_id,
+                },
+            )
         scope.setdefault("state", {})[STATE_KEY] = context
         request_id = context.request_id.encode()
         current = current_request.set(context.request_id)

@@ -52,7 +52,9 @@ class EmbeddingService:
             raise UnsupportedValue(f"The model '{name}' does not serve embeddings.", param="model")
         ticket = await self.admission.admit(principal, name, None, context)
         try:
-            call = ChatCall(body=body, timer=context.timer, request_id=context.request_id)
+            call = ChatCall(
+                body=body, timer=context.timer, request_id=context.request_id, span=context.span
+            )
             answer, _target = await self.router.embed(targets, call)
             answer["model"] = name
             usage = answer.get("usage")
