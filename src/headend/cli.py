@@ -25,6 +25,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             for key, value in (
                 ("host", getattr(args, "host", None)),
                 ("port", getattr(args, "port", None)),
+                ("workers", getattr(args, "workers", None)),
             )
             if value is not None
         }
@@ -58,11 +59,17 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from headend.observability.logs import configure_logging
+    from headend.observability.tracing import TracingOff
     from headend.server.app import create_app
     from headend.server.serving import serve
+    from headend.server.workers import Supervisor, check_workers
 
     settings = _settings(args)
     configure_logging(settings.server.log_format, args.log_level)
+    if settings.server.workers > 1:
+        check_workers(settings)
+        create_app(settings, tracing=TracingOff())  # agents, routes, providers: checked once
+        return Supervisor(settings, args.log_level).run()
     serve(create_app(settings), settings, log_level=args.log_level)
     return 0
 
@@ -312,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add("serve", "serve the API")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving the port (default 1); more than one needs redis: in the config",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--log-format",

@@ -53,6 +53,7 @@ class ServerSettings(_Strict):
     drain_seconds: float = Field(30.0, ge=0)  # on SIGTERM, how long running requests may finish
     log_format: Literal["text", "json"] = "text"  # json: every line one JSON object
     access_log: bool = True  # one line per request (headend's own; uvicorn's is off)
+    workers: int = Field(1, ge=1, le=64)  # processes serving one port (see headend.server.workers)
 
     @field_validator("drain_seconds", mode="before")
     @classmethod

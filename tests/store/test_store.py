@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -348,3 +349,27 @@ async def test_a_released_or_lapsed_claim_may_be_taken_again(store: Store) -> No
 
 async def test_ping_answers_while_open(store: Store) -> None:
     await store.ping()  # what /health/ready asks
+
+
+def test_processes_starting_together_on_a_new_sqlite_file_migrate_once(tmp_path: Path) -> None:
+    """Workers start at once on a fresh file: one migrates, the others wait and find it done."""
+    import multiprocessing
+
+    path = tmp_path / "fresh.db"
+    context = multiprocessing.get_context("spawn")
+    at = time.time() + 3  # every process begins at this moment, once its interpreter is up
+    with context.Pool(4) as pool:
+        applied = pool.starmap(_migrate_file, [(path, at)] * 4)
+    assert sorted(len(names) for names in applied)[-1] == len(MIGRATIONS)
+    assert sum(len(names) for names in applied) == len(MIGRATIONS)  # each applied once
+
+
+def _migrate_file(path: Path, at: float) -> list[str]:
+    time.sleep(max(0.0, at - time.time()))
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    try:
+        return migrate(db)
+    finally:
+        db.close()

@@ -17,6 +17,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
 LATENCY_BUCKETS = (
@@ -30,7 +31,12 @@ ToolOutcome = Literal["ok", "error", "timeout", "unknown"]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """``multiprocess_dir``: set under ``--workers``, where every worker's values are kept
+    (prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` at import to write them there); a
+    scrape of any worker then sums them all."""
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "headend_requests",
@@ -65,6 +71,7 @@ class Metrics:
             "Streamed answers being sent now.",
             ["surface"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.tokens = Counter(
             "headend_tokens",
@@ -91,6 +98,7 @@ class Metrics:
             "key; the name of a key's pool is left out).",
             ["kind", "pool"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.queue_wait = Histogram(
             "headend_queue_wait_seconds",
@@ -126,9 +134,11 @@ class Metrics:
         )
         self.cooling = Gauge(
             "headend_upstream_cooling_down",
-            "1 while a provider is skipped after failing too often in a row, else 0.",
+            "1 while a provider is skipped after failing too often in a row, else 0 (with "
+            "workers: 1 while any worker skips it).",
             ["provider"],
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.store_ops = Histogram(
             "headend_store_operation_duration_seconds",
@@ -153,8 +163,12 @@ class Metrics:
         )
 
     def exposition(self) -> bytes:
-        """The text format of every metric."""
-        return generate_latest(self.registry)
+        """The text format of every metric (every worker's, summed, under ``--workers``)."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
 
     # ---- what the rest of headend reports
     def count_tokens(self, model: str, prompt: int, completion: int) -> None:

@@ -167,7 +167,7 @@ def create_app(
     routes = RouteTable(settings.models, built.keys(), source=settings.source)
     tools = builtin_tools(settings.mcp_servers.keys())
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
-    metrics = Metrics()
+    metrics = Metrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by ``--workers``
     tracing = tracing or tracing_from_env(os.environ)
     readiness = Readiness()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -44,10 +45,10 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(app: Starlette, settings: Settings, *, log_level: str) -> None:
-    """Serve until drained; logging is set up already (``configure_logging``), so uvicorn
-    gets no config of its own, and its access line gives way to headend's."""
-    config = uvicorn.Config(
+def uvicorn_config(app: Starlette | str, settings: Settings, log_level: str) -> uvicorn.Config:
+    """Logging is set up already (``configure_logging``), so uvicorn gets no config of its
+    own, and its access line gives way to headend's."""
+    return uvicorn.Config(
         app,
         host=settings.server.host,
         port=settings.server.port,
@@ -58,4 +59,15 @@ def serve(app: Starlette, settings: Settings, *, log_level: str) -> None:
         timeout_graceful_shutdown=settings.server.drain_seconds,  # type: ignore[arg-type]
         **uvicorn_options(settings.server),
     )
-    DrainingServer(config, app.state.readiness).run()
+
+
+def serve(
+    app: Starlette,
+    settings: Settings,
+    *,
+    log_level: str,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve until drained, on ``sockets`` when a supervisor bound them."""
+    config = uvicorn_config(app, settings, log_level)
+    DrainingServer(config, app.state.readiness).run(sockets=sockets)

@@ -156,18 +156,30 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
-    """Apply the migrations not yet recorded; their names, in order."""
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-    applied = []
-    for migration in MIGRATIONS:
-        if migration.__name__ in done:
-            continue
-        with db:
+    """Apply the migrations not yet recorded; their names, in order.
+
+    All in one write transaction taken at once (``BEGIN IMMEDIATE``): processes starting
+    together on a new file (workers) migrate one at a time, the others waiting on the
+    connection's busy timeout and then finding the work done.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+        )
+        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.__name__ in done:
+                continue
             migration(db)
             db.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                 (migration.__name__, time.time()),
             )
-        applied.append(migration.__name__)
+            applied.append(migration.__name__)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
     return applied

@@ -1,0 +1,160 @@
+"""``headend serve --workers N``: one port served by N processes that share limits through
+Redis and sum their metrics, a worker that dies replaced, SIGTERM draining them all to exit
+0; and the set-ups that workers would get wrong refused at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import RunningServer, stop_server
+from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
+from tests.upstream import FakeUpstream, Reply
+
+pytestmark = pytest.mark.e2e
+
+
+def workers_of(server: RunningServer) -> list[int]:
+    """The worker processes' ids (the supervisor's children running a worker)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"multiprocessing.spawn" in command and b"resource_tracker" not in command:
+            found.append(int(child))
+    return found
+
+
+def process_prefix(response: httpx.Response) -> str:
+    """Each process numbers its request ids after a random prefix of its own."""
+    return response.headers["x-request-id"][:-8]
+
+
+def ready_workers(server: RunningServer, n: int) -> None:
+    """Until ``n`` workers (told apart by their request ids) have answered readiness."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    while len(seen) < n:
+        assert time.monotonic() < deadline, f"only {len(seen)} worker(s) ready"
+        with httpx.Client() as client:
+            ready = client.get(server.base_url + "/health/ready")
+        if ready.status_code == 200:
+            seen.add(process_prefix(ready))
+    assert len(workers_of(server)) == n
+
+
+def chat(base: str, secret: str = ADMIN) -> httpx.Response:
+    with httpx.Client() as client:  # a connection of its own: any worker may accept it
+        return client.post(
+            base + "/v1/chat/completions",
+            json={"model": "gpt", "messages": HI},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
+        )
+
+
+def counted(base: str, status: int) -> float:
+    text = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
+    pattern = rf'^headend_requests_total{{[^}}]*model="gpt"[^}}]*status="{status}"[^}}]*}} (\S+)$'
+    return sum(float(m) for m in re.findall(pattern, text, re.M))
+
+
+def test_workers_share_a_port_limits_and_metrics(
+    upstream: FakeUpstream, redis_url: str, tmp_path: Path
+) -> None:
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "wk", {}, f"redis: {redis_url}\n")
+    server = serve(site, "server.log", "--workers", "2")
+    try:
+        ready_workers(server, 2)
+        upstream.script("wk", *[Reply(first_delay=0.05) for _ in range(30)])
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: chat(server.base_url), range(30)))
+        assert all(a.status_code == 200 for a in answers)
+        assert len({process_prefix(a) for a in answers}) == 2  # both workers answered
+
+        # A key's rate holds across the workers: 20 a minute in all, not 20 each.
+        secret = str(issue(server, name="limited", scopes=["chat"], rpm=20)["secret"])
+        upstream.script("wk", *[Reply(first_delay=0.05) for _ in range(30)])
+        with ThreadPoolExecutor(8) as pool:
+            limited = list(pool.map(lambda _: chat(server.base_url, secret), range(30)))
+        assert [r.status_code for r in limited].count(200) == 20
+        assert len({process_prefix(r) for r in limited}) == 2
+
+        # Whichever worker answers the scrape, it counts every worker's requests.
+        for _ in range(4):
+            assert counted(server.base_url, 200) == 50
+            assert counted(server.base_url, 429) == 10
+
+        # A worker that dies is replaced; the port is served meanwhile.
+        first, second = workers_of(server)
+        os.kill(first, signal.SIGKILL)
+        upstream.script("wk", *[Reply() for _ in range(10)])
+        assert all(chat(server.base_url).status_code == 200 for _ in range(5))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = workers_of(server)
+            if len(now) == 2 and first not in now:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no worker replaced {first}: {workers_of(server)}")
+        assert second in workers_of(server)
+
+        # SIGTERM: every worker drains, the supervisor exits 0 and leaves nothing behind.
+        upstream.script("wk", Reply(chunk_delay=0.3, text="one two three four"))
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(chat, server.base_url)
+            time.sleep(0.3)
+            workers = workers_of(server)
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=30) == 0
+            assert running.result().status_code == 200  # the request in flight finished
+        for pid in workers:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or b"zombie" in Path(f"/proc/{pid}/status").read_bytes()
+            )
+    finally:
+        stop_server(server)
+    assert "Traceback" not in server.output()
+
+
+def refused(*args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "headend", "serve", "--port", "0", "--workers", "2", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")},
+    )
+    assert result.returncode == 1, result.stderr
+    return result.stderr
+
+
+def test_set_ups_workers_would_get_wrong_are_refused(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    site = make_site(tmp_path, upstream, "wr", {})
+    without_redis = refused("--config", str(site / "headend.yaml"), cwd=site)
+    assert "need redis:" in without_redis
+    (tmp_path / "embedded").mkdir()
+    (tmp_path / "embedded" / "headend.yaml").write_text(
+        "redis: redis://127.0.0.1:1/0\nproviders:\n  local: {type: llama_cpp}\n"
+    )
+    embedded = refused(cwd=tmp_path / "embedded")
+    assert "load the embedded model(s) local" in embedded
