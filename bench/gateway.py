@@ -187,7 +187,14 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument(
+        "--workers", default="1", help="headend's worker counts to measure, e.g. 1,2"
+    )
+    parser.add_argument("--redis", help="redis URL for headend (more than one worker needs it)")
     args = parser.parse_args()
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    if max(worker_counts) > 1 and not args.redis:
+        sys.exit("--workers above 1 needs --redis redis://127.0.0.1:PORT/0")
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: run bench/setup.sh")
@@ -195,14 +202,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="headend-bench-"))
     json_port, sse_port, headend_port, litellm_port = (free_port() for _ in range(4))
     (work / "nginx.conf").write_text(nginx_conf(work, json_port, sse_port))
-    (work / "headend.yaml").write_text(f"""
+    (work / "headend.yaml").write_text(
+        f"""
 providers:
   json: {{type: openai, base_url: "http://127.0.0.1:{json_port}/v1", api_key: sk-up}}
   sse: {{type: openai, base_url: "http://127.0.0.1:{sse_port}/v1", api_key: sk-up}}
 models:
   bench-json: [json/bench-model, sse/bench-model]
   bench-sse: [sse/bench-model, json/bench-model]
-""")
+"""
+        + (f"redis: {args.redis}\n" if args.redis else "")
+    )
     (work / "agents").mkdir()
     (work / "litellm.yaml").write_text(f"""
 model_list:
@@ -239,9 +249,10 @@ model_list:
         env=env,
     )
     keys = {"headend": created.stdout.split("\n")[1].strip()}
-    commands: dict[str, tuple[list[str], dict[str, str], int] | None] = {
-        "direct": None,
-        "headend": (
+    commands: dict[str, tuple[list[str], dict[str, str], int] | None] = {"direct": None}
+    for workers in worker_counts:
+        name = "headend" if workers == 1 else f"headend x{workers}"
+        commands[name] = (
             [
                 sys.executable,
                 "-m",
@@ -256,11 +267,12 @@ model_list:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                "--workers",
+                str(workers),
             ],
             env,
             headend_port,
-        ),
-    }
+        )
     if LITELLM.exists() and not args.skip_litellm:
         commands["litellm"] = (
             [
@@ -298,7 +310,13 @@ model_list:
                 for mode, model, upstream_port in modes:
                     port = upstream_port if command is None else command[2]
                     results += measure(
-                        target, mode, model, port, connections, args.duration, keys.get(target, KEY)
+                        target,
+                        mode,
+                        model,
+                        port,
+                        connections,
+                        args.duration,
+                        keys.get(target.split()[0], KEY),
                     )
             finally:
                 if proxy is not None:
