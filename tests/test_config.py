@@ -143,3 +143,19 @@ def test_limits_with_durations(tmp_path: Path) -> None:
     assert settings.limits.queue_timeout == 120.0
     assert settings.limits.agent_concurrency == 4  # as the ai-agent headend runs them
     assert settings.redis == "redis://127.0.0.1:6379/0"
+
+
+def test_the_admin_key_may_come_from_a_file(tmp_path: Path) -> None:
+    """As Docker and Kubernetes hand secrets over: a file, named by HEADEND_ADMIN_KEY_FILE."""
+    secret = tmp_path / "admin_key"
+    secret.write_text("from-a-file-0123456789abcdef\n")
+    settings = load_settings(None, {"HEADEND_ADMIN_KEY_FILE": str(secret)})
+    assert settings.server.admin_key == "from-a-file-0123456789abcdef"
+    both = {"HEADEND_ADMIN_KEY": "from-env-0123456789", "HEADEND_ADMIN_KEY_FILE": str(secret)}
+    assert load_settings(None, both).server.admin_key == "from-env-0123456789"
+    for broken in (tmp_path / "missing", tmp_path / "empty"):
+        if broken.name == "empty":
+            broken.write_text("  \n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(None, {"HEADEND_ADMIN_KEY_FILE": str(broken)})
+        assert "HEADEND_ADMIN_KEY_FILE" in str(caught.value.problems)

@@ -26,6 +26,7 @@ from headend.errors import ConfigError
 
 CONFIG_ENV = "HEADEND_CONFIG"
 ADMIN_KEY_ENV = "HEADEND_ADMIN_KEY"
+ADMIN_KEY_FILE_ENV = "HEADEND_ADMIN_KEY_FILE"  # a file holding it (Docker and Kubernetes secrets)
 DEFAULT_CONFIG_NAME = "headend.yaml"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -213,11 +214,23 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     """Read, interpolate and validate headend.yaml; defaults when there is none."""
     env = os.environ if env is None else env
     settings = _load(find_config(path, env), env)
-    admin_key = env.get(ADMIN_KEY_ENV)
+    admin_key = env.get(ADMIN_KEY_ENV) or _read_secret(env.get(ADMIN_KEY_FILE_ENV))
     if admin_key and not settings.server.admin_key:
         server = settings.server.model_copy(update={"admin_key": admin_key})
         settings = settings.model_copy(update={"server": server})
     return settings
+
+
+def _read_secret(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError([f"{ADMIN_KEY_FILE_ENV}: cannot read {path}: {exc.strerror}"]) from exc
+    if not secret:
+        raise ConfigError([f"{ADMIN_KEY_FILE_ENV}: {path} is empty"])
+    return secret
 
 
 def _load(path: Path | None, env: Mapping[str, str]) -> Settings:
