@@ -12,7 +12,7 @@ import pytest
 from headend.store.base import NewSession, Store
 from headend.store.migrations import MIGRATIONS, migrate
 from headend.store.postgres import PostgresStore
-from headend.store.sqlite import SqliteStore
+from headend.store.sqlite import SqliteStore, connect
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -366,9 +366,7 @@ def test_processes_starting_together_on_a_new_sqlite_file_migrate_once(tmp_path:
 
 def _migrate_file(path: Path, at: float) -> list[str]:
     time.sleep(max(0.0, at - time.time()))
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=5000")
+    db = connect(path)  # as the store opens it
     try:
         return migrate(db)
     finally:

@@ -65,6 +65,35 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
     )
 
 
+WAL_TRIES = 100  # times 50 ms: how long a new file's journal mode may be contended
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store's file, in WAL mode, as every store opens it.
+
+    Processes opening a new file together (workers) contend for the switch to WAL, which
+    SQLite refuses at once rather than wait (its busy handler is not asked there, to avoid a
+    deadlock), so the switch is retried; everything after waits on the busy timeout.
+    """
+    # The default isolation level: `with db:` wraps writes in one transaction.
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout=5000")
+    for attempt in range(WAL_TRIES):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_TRIES - 1:
+                raise
+            time.sleep(0.05)
+    db.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: big stores stay fast
+    db.execute("PRAGMA mmap_size=268435456")  # reads straight from the OS cache
+    db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off this path
+    return db
+
+
 class SqliteStore:
     def __init__(self, path: Path, checkpoint_every: float = 1.0) -> None:
         self.path = path
@@ -87,15 +116,7 @@ class SqliteStore:
         def open_db() -> sqlite3.Connection:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            # The default isolation level: `with db:` wraps writes in one transaction.
-            db = sqlite3.connect(self.path, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: big stores stay fast
-            db.execute("PRAGMA mmap_size=268435456")  # reads straight from the OS cache
-            db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off this path
+            db = connect(self.path)
             migrate(db)
             return db
 
