@@ -29,6 +29,8 @@ REQUEST_ATTRIBUTES = {
 
 def agent_span(parent: Span, name: str, conversation: str | None) -> Span:
     """An agent's run; ``conversation`` is its session's id."""
+    if not parent.recording:
+        return parent
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": name,
@@ -99,6 +101,8 @@ class ModelCallRecord:
                     self.text.append(content)
 
     def answer(self, answer: Json) -> None:
+        if not self.span.recording:
+            return
         self.response_id = answer.get("id")
         self.response_model = answer.get("model")
         self.usage = answer.get("usage")
@@ -111,6 +115,8 @@ class ModelCallRecord:
                     self.text.append(content)
 
     def end(self) -> None:
+        if not self.span.recording:
+            return  # nothing recorded; the call's parent span is not this one's to end
         attributes: dict[str, Any] = {}
         if self.finish:
             attributes["gen_ai.response.finish_reasons"] = self.finish
@@ -133,6 +139,8 @@ class ModelCallRecord:
 
 
 def tool_span(parent: Span, name: str, call_id: str, arguments: str) -> Span:
+    if not parent.recording:
+        return parent
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": name,

@@ -22,6 +22,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from headend import __version__
 from headend.errors import ConfigError
+from headend.observability.requests import EXACT
 from headend.observability.tracing import TRUE, Attributes, Kind, Span, trace_context
 
 KINDS = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL}
@@ -100,8 +101,20 @@ class OtelTracing:
         self._tracer = self._provider.get_tracer("headend", __version__)
 
     def request(
-        self, name: str, raw_headers: Sequence[tuple[bytes, bytes]], attributes: Attributes
+        self,
+        method: str,
+        path: str,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        request_id: str,
     ) -> Span:
+        # ``{method} {route}``: the path when it is one of the API's fixed ones, else the
+        # method alone (paths with ids in them would make every span name different).
+        name = f"{method} {path}" if path in EXACT else method
+        attributes = {
+            "http.request.method": method,
+            "url.path": path,
+            "headend.request_id": request_id,
+        }
         parent = PROPAGATOR.extract(trace_context(raw_headers))
         span = self._tracer.start_span(name, parent, SpanKind.SERVER, attributes)
         return OtelSpan(self._tracer, span, self.capture_content)

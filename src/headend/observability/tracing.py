@@ -92,9 +92,14 @@ def trace_context(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
 
 class Tracing(Protocol):
     def request(
-        self, name: str, raw_headers: Sequence[tuple[bytes, bytes]], attributes: Attributes
+        self,
+        method: str,
+        path: str,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        request_id: str,
     ) -> Span:
-        """A request's span, under the client's trace when it sent one."""
+        """A request's span, under the client's trace when it sent one (off: only the
+        client's trace context, to pass on; nothing built per request beyond that)."""
         ...
 
     def close(self) -> None:
@@ -103,7 +108,11 @@ class Tracing(Protocol):
 
 class TracingOff:
     def request(
-        self, name: str, raw_headers: Sequence[tuple[bytes, bytes]], attributes: Attributes
+        self,
+        method: str,
+        path: str,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        request_id: str,
     ) -> Span:
         for header, _ in raw_headers:
             if header == b"traceparent":

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError
 from headend.observability.logs import current_request
-from headend.observability.requests import EXACT, RequestObserver, surface_of
+from headend.observability.requests import RequestObserver, surface_of
 from headend.observability.tracing import UNTRACED, Span, Tracing, TracingOff
 from headend.providers.base import Timer
 from headend.server.error_shapes import envelope_for, send_error
@@ -89,13 +89,6 @@ def _client_request_id(scope: Scope) -> str | None:
     return None
 
 
-def _span_name(scope: Scope) -> str:
-    """``{method} {route}``: the path when it is one of the API's fixed ones, else the method
-    alone (paths with ids in them would make every span name different)."""
-    path: str = scope["path"]
-    return f"{scope['method']} {path}" if path in EXACT else scope["method"]
-
-
 def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name == b"content-type":
@@ -125,13 +118,7 @@ class RequestContextMiddleware:
         )
         if context.surface not in UNTRACED_SURFACES:
             context.span = self.tracing.request(
-                _span_name(scope),
-                scope["headers"],
-                {
-                    "http.request.method": scope["method"],
-                    "url.path": scope["path"],
-                    "headend.request_id": context.request_id,
-                },
+                scope["method"], scope["path"], scope["headers"], context.request_id
             )
         scope.setdefault("state", {})[STATE_KEY] = context
         request_id = context.request_id.encode()
