@@ -5,6 +5,8 @@ chat.completion, or a static SSE stream, on loopback), wrk measures requests per
 p50/p99 latency at 1, 16 and 64 connections, non-streaming and streaming, for:
 
   direct    wrk -> nginx
+  bare      wrk -> a bare 20-line Starlette + aiohttp proxy (bench/bare_proxy.py): the
+            reference headend must match with auth, limits and accounting on
   headend   wrk -> headend (one worker, a model route with fallback and usage accounting)
   litellm   wrk -> LiteLLM proxy (one worker), when bench/setup.sh has installed it
 
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import free_port  # noqa: E402
 
 LITELLM = ROOT / "bench" / ".litellm-venv" / "bin" / "litellm"
+BARE_PROXY = ROOT / "bench" / "bare_proxy.py"
 
 COMPLETION = {
     "id": "chatcmpl-bench",
@@ -113,6 +116,25 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float  # the proxy's CPU time (all its processes) per request, in microseconds
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time used so far by ``pid`` and its live children (a supervisor's workers)."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _ms(value: str, unit: str) -> float:
@@ -187,6 +209,17 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--targets", help="only these targets, e.g. bare,headend (default: all)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write py-spy's collapsed stacks of each proxy here, sampled during its "
+        "highest-connection run (sampling takes CPU: figures of such a run are not comparable)",
+    )
+    parser.add_argument("--modes", default="json,stream", help="json, stream or both")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure the proxies this many times, alternating"
+    )
     parser.add_argument(
         "--workers", default="1", help="headend's worker counts to measure, e.g. 1,2"
     )
@@ -200,7 +233,7 @@ def main() -> None:
             sys.exit(f"{tool} is missing: run bench/setup.sh")
     connections = [int(c) for c in args.connections.split(",")]
     work = Path(tempfile.mkdtemp(prefix="headend-bench-"))
-    json_port, sse_port, headend_port, litellm_port = (free_port() for _ in range(4))
+    json_port, sse_port, headend_port, litellm_port, bare_port = (free_port() for _ in range(5))
     (work / "nginx.conf").write_text(nginx_conf(work, json_port, sse_port))
     (work / "headend.yaml").write_text(
         f"""
@@ -250,6 +283,17 @@ model_list:
     )
     keys = {"headend": created.stdout.split("\n")[1].strip()}
     commands: dict[str, tuple[list[str], dict[str, str], int] | None] = {"direct": None}
+    commands["bare"] = (
+        [
+            sys.executable,
+            str(BARE_PROXY),
+            str(bare_port),
+            f"bench-json=http://127.0.0.1:{json_port}/v1/chat/completions",
+            f"bench-sse=http://127.0.0.1:{sse_port}/v1/chat/completions",
+        ],
+        env,
+        bare_port,
+    )
     for workers in worker_counts:
         name = "headend" if workers == 1 else f"headend x{workers}"
         commands[name] = (
@@ -289,14 +333,27 @@ model_list:
             {**env, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": KEY},
             litellm_port,
         )
-    modes = (("json", "bench-json", json_port), ("stream", "bench-sse", sse_port))
+    if args.targets:
+        wanted = set(args.targets.split(","))
+        commands = {name: command for name, command in commands.items() if name in wanted}
+    modes = tuple(
+        mode
+        for mode in (("json", "bench-json", json_port), ("stream", "bench-sse", sse_port))
+        if mode[0] in args.modes.split(",")
+    )
+    proxies = [name for name, command in commands.items() if command is not None]
+    order = [name for name in commands if name not in proxies] + proxies * args.rounds
     results: list[Result] = []
     upstream = subprocess.Popen(
         ["nginx", "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL
     )
     try:
         # One proxy at a time: an idle one would still take CPU from the one measured.
-        for target, command in commands.items():
+        for round_, target in enumerate(order):
+            command = commands[target]
+            label = target
+            if command is not None and args.rounds > 1:
+                label += f" #{order[: round_ + 1].count(target)}"
             proxy = None
             if command is not None:
                 argv, proxy_env, _port = command
@@ -309,14 +366,21 @@ model_list:
             try:
                 for mode, model, upstream_port in modes:
                     port = upstream_port if command is None else command[2]
+                    profile = None
+                    if args.profile is not None and proxy is not None:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        name = label.replace(" ", "").replace("#", "-")
+                        profile = args.profile / f"{name}-{mode}.txt"
                     results += measure(
-                        target,
+                        label,
                         mode,
                         model,
                         port,
                         connections,
                         args.duration,
                         keys.get(target.split()[0], KEY),
+                        proxy.pid if proxy is not None else None,
+                        profile,
                     )
             finally:
                 if proxy is not None:
@@ -342,6 +406,8 @@ def measure(
     connections: list[int],
     duration: int,
     key: str,
+    pid: int | None = None,
+    profile: Path | None = None,
 ) -> list[Result]:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
@@ -351,43 +417,59 @@ def measure(
     wrk(url, body, 4, 2, key)  # warm up
     results = []
     for count in connections:
+        sampler = None
+        if profile is not None and count == max(connections):
+            sampler = subprocess.Popen(
+                [
+                    *("py-spy", "record", "--pid", str(pid), "--duration", str(duration)),
+                    *("--rate", "250", "--format", "raw", "--nonblocking", "-o", str(profile)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        used = cpu_seconds(pid)
         rps, p50, p99, errors = wrk(url, body, count, duration, key)
-        results.append(Result(target, mode, count, rps, p50, p99, errors))
+        cpu_us = (cpu_seconds(pid) - used) / (rps * duration) * 1e6 if pid and rps else 0.0
+        if sampler is not None:
+            sampler.wait(timeout=60)
+        results.append(Result(target, mode, count, rps, p50, p99, errors, cpu_us))
         print(
             f"{target:8} {mode:6} c={count:<3} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
-            f"p99 {p99:7.2f} ms  errors {errors}",
+            f"p99 {p99:7.2f} ms  errors {errors}  cpu {cpu_us:5.0f} us/req",
             flush=True,
         )
     return results
 
 
 def report(results: list[Result]) -> None:
-    print("\n| mode | connections | target | req/s | p50 (ms) | p99 (ms) | errors |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("\n| mode | connections | target | req/s | p50 (ms) | p99 (ms) | CPU µs/req | errors |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.mode} | {r.connections} | {r.target} | {r.rps:,.0f} | {r.p50_ms:.2f} "
-            f"| {r.p99_ms:.2f} | {r.errors} |"
+            f"| {r.p99_ms:.2f} | {r.cpu_us:,.0f} | {r.errors} |"
         )
     by = {(r.target, r.mode, r.connections): r for r in results}
     print()
     for mode in ("json", "stream"):
         for count in sorted({r.connections for r in results}):
-            head, direct, lite = (
-                by.get((t, mode, count)) for t in ("headend", "direct", "litellm")
-            )
-            if head is None or direct is None:
-                continue
-            line = (
-                f"{mode} c={count}: headend adds {head.p50_ms - direct.p50_ms:+.2f} ms at p50 "
-                f"over direct"
-            )
-            if lite is not None:
-                line += (
-                    f"; headend/litellm throughput {head.rps / lite.rps:.1f}x, "
-                    f"p50 {head.p50_ms:.2f} vs {lite.p50_ms:.2f} ms"
-                )
-            print(line)
+            direct = by.get(("direct", mode, count))
+            for r in results:
+                if r.mode != mode or r.connections != count or not r.target.startswith("headend"):
+                    continue
+                line = f"{mode} c={count} {r.target}:"
+                if direct is not None:
+                    line += f" adds {r.p50_ms - direct.p50_ms:+.2f} ms at p50 over direct;"
+                round_ = r.target.partition(" #")[2]
+                for other in ("bare", "litellm"):
+                    ref = by.get((f"{other} #{round_}" if round_ else other, mode, count))
+                    if ref is not None and ref.rps:
+                        line += (
+                            f" {r.rps / ref.rps:.2f}x {other}'s req/s"
+                            f" (p50 {r.p50_ms - ref.p50_ms:+.2f} ms,"
+                            f" CPU {r.cpu_us:.0f} vs {ref.cpu_us:.0f} µs/req);"
+                        )
+                print(line.rstrip(";"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ id, a session id or free text.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,6 +28,7 @@ FAST_BUCKETS = (
 )  # fmt: skip
 
 ToolOutcome = Literal["ok", "error", "timeout", "unknown"]
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 
 class Metrics:
@@ -37,6 +38,7 @@ class Metrics:
 
     def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "headend_requests",
@@ -170,19 +172,29 @@ class Metrics:
         multiprocess.MultiProcessCollector(registry, self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
 
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, remembered: prometheus-client checks the values and
+        takes a lock on every call, and a request makes several (label values are bounded,
+        see above, so this stays small)."""
+        key = (id(metric), labels)
+        found: M | None = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     # ---- what the rest of headend reports
     def count_tokens(self, model: str, prompt: int, completion: int) -> None:
         if prompt:
-            self.tokens.labels(model, "input").inc(prompt)
+            self.child(self.tokens, model, "input").inc(prompt)
         if completion:
-            self.tokens.labels(model, "output").inc(completion)
+            self.child(self.tokens, model, "output").inc(completion)
 
     def tool_call(self, tool: str, outcome: ToolOutcome, seconds: float) -> None:
         self.tool_calls.labels(tool, outcome).inc()
         self.tool_duration.labels(tool).observe(seconds)
 
     def upstream_attempt(self, provider: str, ok: bool, retry: bool) -> None:
-        self.upstream_attempts.labels(provider, "ok" if ok else "error").inc()
+        self.child(self.upstream_attempts, provider, "ok" if ok else "error").inc()
         if retry:
             self.upstream_retries.labels(provider).inc()
 

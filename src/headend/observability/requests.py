@@ -63,20 +63,21 @@ class RequestObserver:
         self.access_log = access_log
 
     def stream_started(self, context: RequestContext) -> None:
-        self.metrics.open_streams.labels(context.surface).inc()
+        self.metrics.child(self.metrics.open_streams, context.surface).inc()
 
     def finished(self, context: RequestContext, scope: Scope) -> None:
         metrics, surface, model = self.metrics, context.surface, context.model or ""
         timer = context.timer
         elapsed = time.perf_counter() - timer.started
         overhead = max(elapsed - timer.upstream, 0.0)
-        metrics.requests.labels(surface, model, str(context.status)).inc()
-        metrics.duration.labels(surface, model).observe(elapsed)
-        metrics.overhead.labels(surface).observe(overhead)
+        child = metrics.child
+        child(metrics.requests, surface, model, str(context.status)).inc()
+        child(metrics.duration, surface, model).observe(elapsed)
+        child(metrics.overhead, surface).observe(overhead)
         if context.first_event is not None:
-            metrics.first_token.labels(surface, model).observe(context.first_event - timer.started)
+            child(metrics.first_token, surface, model).observe(context.first_event - timer.started)
         if context.streaming:
-            metrics.open_streams.labels(surface).dec()
+            child(metrics.open_streams, surface).dec()
         if isinstance(context.error, RateLimited):
             metrics.refused.labels(context.error.type).inc()
         if self.access_log and access.isEnabledFor(logging.INFO):

@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from headend.observability.tracing import UNTRACED, Span
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from headend.observability.metrics import Metrics
+    from headend.providers.h1 import H1Client
     from headend.providers.resilience import Resilience
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -104,7 +103,7 @@ class ChatCall:
 class Resources:
     """What the app shares with every provider; built in the lifespan."""
 
-    http: aiohttp.ClientSession
+    http: H1Client  # the upstream HTTP client
     metrics: Metrics
 
 

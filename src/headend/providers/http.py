@@ -12,18 +12,18 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import aiohttp
 import orjson
 from pydantic import Field
 
 from headend.errors import APIError, ServiceUnavailable, UpstreamFailure, UpstreamRejected
 from headend.providers.base import ChatCall, Json, Resources, Timer
+from headend.providers.h1 import ConnectFailed, H1Client, Response
 from headend.providers.resilience import ResilientConfig, Timeouts, parse_retry_after
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
 MAX_MESSAGE = 500
-TRANSPORT_ERRORS = (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError)
+TRANSPORT_ERRORS = (ConnectionError, asyncio.IncompleteReadError)
 
 
 REDACTED = "[redacted]"
@@ -78,11 +78,7 @@ def failure_for_status(
 
 
 def transport_failure(provider: str, exc: BaseException) -> UpstreamFailure:
-    detail = (
-        str(exc).split(" [", 1)[0]
-        if not isinstance(exc, aiohttp.ClientConnectorError)
-        else ("cannot connect")
-    )
+    detail = "cannot connect" if isinstance(exc, ConnectFailed) else str(exc)
     return UpstreamFailure(
         f"provider '{provider}' connection failed: {type(exc).__name__}"
         + (f": {detail}" if detail else ""),
@@ -90,14 +86,9 @@ def transport_failure(provider: str, exc: BaseException) -> UpstreamFailure:
     )
 
 
-def client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-    # first_token and total are enforced by the router, which knows what was sent.
-    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, connect=None)
-
-
 @asynccontextmanager
 async def post(
-    http: aiohttp.ClientSession,
+    http: H1Client,
     provider: str,
     url: str,
     body: Any,
@@ -105,18 +96,20 @@ async def post(
     timeouts: Timeouts,
     timer: Timer,
     secrets: Sequence[str] = (),
-) -> AsyncGenerator[aiohttp.ClientResponse, None]:
+) -> AsyncGenerator[Response, None]:
     """POST ``body`` as JSON; the response once its status is 200, else the mapped error.
 
     ``secrets`` (the provider's key and header values) never appear in an error message.
+    Only connecting is timed here: the first token and the total are the router's to
+    enforce, as it knows what was sent.
     """
     since = time.perf_counter()
     try:
         async with http.post(
             url,
-            data=orjson.dumps(body),
-            headers={"content-type": "application/json", **headers},
-            timeout=client_timeout(timeouts),
+            orjson.dumps(body),
+            {"content-type": "application/json", **headers},
+            timeouts.connect,
         ) as response:
             if response.status != 200:
                 raw = await response.read()
@@ -126,7 +119,7 @@ async def post(
             yield response
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(provider, exc) from exc
-    except TimeoutError as exc:  # sock_connect
+    except TimeoutError as exc:  # connecting
         raise UpstreamFailure(
             f"provider '{provider}' connection timed out after {timeouts.connect:g} s",
             retryable=True,
@@ -140,7 +133,7 @@ def _loads(data: bytes, failure: str, *, retryable: bool) -> Any:
         raise UpstreamFailure(failure, retryable=retryable) from None
 
 
-async def read_json(provider: str, response: aiohttp.ClientResponse, timer: Timer) -> Any:
+async def read_json(provider: str, response: Response, timer: Timer) -> Any:
     since = time.perf_counter()
     raw = await response.read()
     timer.add_wait(since)
@@ -165,7 +158,7 @@ def _parse_block(block: bytes) -> tuple[bytes, bytes] | None:
 
 
 async def sse_batches(
-    response: aiohttp.ClientResponse,
+    response: Response,
 ) -> AsyncGenerator[list[tuple[bytes, bytes]], None]:
     """``(event, data)`` pairs of a server-sent event stream, in batches.
 
@@ -174,7 +167,7 @@ async def sse_batches(
     """
     pending = b""
     while True:
-        data = await response.content.readany()
+        data = await response.readany()
         if not data:
             break
         pending += data
@@ -219,7 +212,7 @@ class HttpProvider:
         self._headers = {**headers, **config.headers}
         self._default_model = config.model
         self._secrets = tuple(v for v in (config.api_key, *config.headers.values()) if v)
-        self._http: aiohttp.ClientSession | None = None
+        self._http: H1Client | None = None
 
     async def start(self, resources: Resources) -> None:
         self._http = resources.http
@@ -232,7 +225,7 @@ class HttpProvider:
 
     def _post(
         self, call: ChatCall, body: Json, url: str | None = None
-    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+    ) -> AbstractAsyncContextManager[Response]:
         """POST to the provider's chat endpoint, or to ``url``."""
         if self._http is None:
             raise ServiceUnavailable(f"provider '{self.name}' is not started")

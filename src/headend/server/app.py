@@ -9,11 +9,11 @@ import os
 import time
 from collections.abc import AsyncIterator, Mapping
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from headend import __version__
 from headend.agents.registry import load_agents
 from headend.config import Settings
 from headend.console.agents import list_agents
@@ -26,6 +26,7 @@ from headend.observability.requests import RequestObserver
 from headend.observability.store import timed_store
 from headend.observability.tracing import Tracing, tracing_from_env
 from headend.providers.base import Provider, Resources
+from headend.providers.h1 import H1Client
 from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable
@@ -34,6 +35,7 @@ from headend.server.admission import Admission
 from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
 from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
+from headend.server.dispatch import HeadendApp
 from headend.server.embeddings import EmbeddingService
 from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.idempotency import IdempotencyMiddleware
@@ -113,12 +115,14 @@ ROUTES = [
 ]
 
 
-def http_session() -> aiohttp.ClientSession:
-    """The one upstream HTTP client: pooled keep-alive connections, no cookies, no env proxies."""
-    connector = aiohttp.TCPConnector(limit=1024, ttl_dns_cache=300, keepalive_timeout=60)
-    return aiohttp.ClientSession(
-        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-    )
+@contextlib.asynccontextmanager
+async def upstream_client() -> AsyncIterator[H1Client]:
+    """The one upstream HTTP client: pooled keep-alive connections, no cookies, no proxies."""
+    client = H1Client(f"headend/{__version__}")
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 PRUNE_EVERY = 3600.0
@@ -187,7 +191,7 @@ def create_app(
             raise
         meter = UsageMeter(store)
         startup = ProviderStartup(built)
-        async with http_session() as http:
+        async with upstream_client() as http:
             # Providers start in the background: the server answers (not ready) meanwhile.
             loading = asyncio.create_task(startup.run(Resources(http=http, metrics=metrics)))
             try:
@@ -238,7 +242,7 @@ def create_app(
                 await startup.close()
                 await asyncio.to_thread(tracing.close)  # sends the spans still buffered
 
-    app = Starlette(
+    app = HeadendApp(
         routes=ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
