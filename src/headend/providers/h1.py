@@ -305,10 +305,10 @@ class _Pool:
                     ssl=self._ssl if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None,
                 )
+        except ssl.SSLError as exc:  # an OSError too
+            raise ConnectFailed(f"TLS failed: {exc.reason or exc}") from exc
         except OSError as exc:
             raise ConnectFailed(f"cannot connect: {exc.strerror or exc}") from exc
-        except ssl.SSLError as exc:
-            raise ConnectFailed(f"TLS failed: {exc.reason or exc}") from exc
         return connection
 
     def release(self, connection: _Connection) -> None:
@@ -355,10 +355,13 @@ class Exchange:
 class H1Client:
     """Pools by origin; one per app, built in the lifespan and closed with it."""
 
-    def __init__(self, user_agent: str = "headend") -> None:
+    def __init__(
+        self, user_agent: str = "headend", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """``ssl_context``: the system's CA store unless given."""
         self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._targets: dict[str, Target] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context
         self._user_agent = user_agent.encode("latin-1")
 
     def post(
@@ -388,13 +391,21 @@ class H1Client:
         connection = pool.take()
         if connection is not None:
             try:
-                return await connection.send(head, body)
+                return await self._exchange(connection, head, body)
             except ConnectionDropped:
                 if connection.answered:
                     raise
                 # dropped while idle, before a byte of an answer: send it on a new one
         connection = await pool.open(connect_timeout)
-        return await connection.send(head, body)
+        return await self._exchange(connection, head, body)
+
+    @staticmethod
+    async def _exchange(connection: _Connection, head: bytes, body: bytes) -> Response:
+        try:
+            return await connection.send(head, body)
+        except BaseException:
+            connection.abort()  # cancelled while waiting (a timeout): its answer is no one's
+            raise
 
     def _head(self, target: Target, headers: Mapping[str, str], length: int) -> bytes:
         lines = [
