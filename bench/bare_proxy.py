@@ -1,10 +1,12 @@
 """The reference for bench/gateway.py: a bare Starlette + aiohttp proxy, nothing else.
 
 No auth, limits, accounting, ids or logs: it reads the body, picks the upstream by model
-and relays the answer, streamed as it arrives. ``bare_proxy.py PORT MODEL=URL ...``
+and relays the answer, streamed as it arrives. ``bare_proxy.py PORT MODEL=URL ...`` serves
+it on uvicorn; bench/servers.py imports ``app`` (upstreams from BARE_UPSTREAMS) for granian.
 """
 
 import json
+import os
 import sys
 
 import aiohttp
@@ -14,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-UPSTREAMS = dict(pair.split("=", 1) for pair in sys.argv[2:])
+PAIRS = sys.argv[2:] if __name__ == "__main__" else os.environ["BARE_UPSTREAMS"].split(",")
+UPSTREAMS = dict(pair.split("=", 1) for pair in PAIRS)
 session: aiohttp.ClientSession | None = None
 
 
@@ -34,4 +37,5 @@ async def chat(request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

@@ -107,6 +107,18 @@ http {{
 """
 
 
+def headend_config(json_port: int, sse_port: int) -> str:
+    """Two model routes, one per nginx answer, each falling back to the other."""
+    return f"""
+providers:
+  json: {{type: openai, base_url: "http://127.0.0.1:{json_port}/v1", api_key: sk-up}}
+  sse: {{type: openai, base_url: "http://127.0.0.1:{sse_port}/v1", api_key: sk-up}}
+models:
+  bench-json: [json/bench-model, sse/bench-model]
+  bench-sse: [sse/bench-model, json/bench-model]
+"""
+
+
 @dataclass
 class Result:
     target: str
@@ -236,15 +248,7 @@ def main() -> None:
     json_port, sse_port, headend_port, litellm_port, bare_port = (free_port() for _ in range(5))
     (work / "nginx.conf").write_text(nginx_conf(work, json_port, sse_port))
     (work / "headend.yaml").write_text(
-        f"""
-providers:
-  json: {{type: openai, base_url: "http://127.0.0.1:{json_port}/v1", api_key: sk-up}}
-  sse: {{type: openai, base_url: "http://127.0.0.1:{sse_port}/v1", api_key: sk-up}}
-models:
-  bench-json: [json/bench-model, sse/bench-model]
-  bench-sse: [sse/bench-model, json/bench-model]
-"""
-        + (f"redis: {args.redis}\n" if args.redis else "")
+        headend_config(json_port, sse_port) + (f"redis: {args.redis}\n" if args.redis else "")
     )
     (work / "agents").mkdir()
     (work / "litellm.yaml").write_text(f"""

