@@ -58,7 +58,7 @@ def floor_app(upstreams: dict[str, str]) -> ASGIApp:
             return
         body = (await receive())["body"]
         url = upstreams[json.loads(body)["model"]]
-        async with client.post(url, body, {"content-type": "application/json"}) as answer:
+        async with await client.request(url, body, {"content-type": "application/json"}) as answer:
             data = await answer.read()
         await Response(data, media_type="application/json")(scope, receive, send)
 

@@ -73,7 +73,7 @@ async def with_h1(url: str, stream: bool, requests: int) -> tuple[float, float]:
     client = H1Client()
 
     async def one() -> None:
-        async with client.post(url, BODY, HEADERS, 10) as answer:
+        async with await client.request(url, BODY, HEADERS, 10) as answer:
             if stream:
                 while await answer.readany():
                     pass

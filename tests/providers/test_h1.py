@@ -84,7 +84,9 @@ async def test_keeps_the_connection_alive_and_sends_a_proper_request() -> None:
     async with upstream(handler) as (server, url):
         client = H1Client("headend/test")
         for expected in (b'{"ok": 1}', b'{"ok": 2}'):
-            async with client.post(url, BODY, {"authorization": "Bearer sk-up"}) as response:
+            async with await client.request(
+                url, BODY, {"authorization": "Bearer sk-up"}
+            ) as response:
                 assert response.status == 200
                 assert response.headers["content-type"] == "application/json"
                 assert await response.read() == expected
@@ -115,7 +117,7 @@ async def test_a_chunked_answer_arrives_as_it_is_sent() -> None:
 
     async with upstream(handler) as (server, url):
         client = H1Client()
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             assert await response.readany() == b"data: first\n\n"  # before the rest exists
             more.set()
             assert await response.readany() == b"data: second\n\n"
@@ -132,7 +134,7 @@ async def test_an_answer_without_length_is_read_until_the_connection_closes() ->
     async with upstream(handler) as (server, url):
         client = H1Client()
         for _ in range(2):
-            async with client.post(url, BODY, {}) as response:
+            async with await client.request(url, BODY, {}) as response:
                 assert await response.read() == b"all of it"
         await client.close()
     assert server.connections == 2  # such a connection cannot be used again
@@ -147,7 +149,7 @@ async def test_a_compressed_answer_is_decoded() -> None:
 
     async with upstream(handler) as (server, url):
         client = H1Client()
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             assert await response.read() == text
         await client.close()
     assert b"accept-encoding: identity" in server.requests[0][0]
@@ -166,9 +168,9 @@ async def test_a_request_on_a_connection_dropped_while_idle_is_sent_again() -> N
 
     async with upstream(handler) as (server, url):
         client = H1Client()
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             assert await response.read() == b"one"
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             assert await response.read() == b"one"  # the second connection's first answer
         await client.close()
     assert server.connections == 2
@@ -182,13 +184,15 @@ async def test_an_answer_cut_off_is_an_error() -> None:
 
     async with upstream(handler) as (server, url):
         client = H1Client()
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             with pytest.raises(ConnectionDropped):
                 await response.read()
         await client.close()
 
 
 async def test_an_answer_left_unread_takes_its_connection_down() -> None:
+    hung_up: list[int] = []
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await server.request(reader)
         writer.write(
@@ -196,14 +200,17 @@ async def test_an_answer_left_unread_takes_its_connection_down() -> None:
         )  # and never the end
         await writer.drain()
         await reader.read()  # until the client hangs up
+        hung_up.append(n)
 
     async with upstream(handler) as (server, url):
         client = H1Client()
         for _ in range(2):
-            async with client.post(url, BODY, {}) as response:
+            async with await client.request(url, BODY, {}) as response:
                 assert await response.readany() == b"first"
         await client.close()
+        await asyncio.sleep(0.1)
     assert server.connections == 2
+    assert hung_up == [1, 2]  # each closed as soon as its reader was done with it
 
 
 async def test_a_reader_that_falls_behind_holds_the_upstream_back() -> None:
@@ -218,7 +225,7 @@ async def test_a_reader_that_falls_behind_holds_the_upstream_back() -> None:
 
     async with upstream(handler) as (server, url):
         client = H1Client()
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             await asyncio.sleep(0.5)
             assert not sent.is_set()  # the client stopped reading instead of buffering it all
             received = bytearray()
@@ -252,7 +259,7 @@ async def test_an_interim_answer_is_skipped() -> None:
 
     async with upstream(handler) as (server, url):
         client = H1Client()
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             assert response.status == 200
             assert await response.read() == b"final"
         await client.close()
@@ -267,7 +274,7 @@ async def test_an_error_status_comes_with_its_headers_and_body() -> None:
 
     async with upstream(handler) as (server, url):
         client = H1Client()
-        async with client.post(url, BODY, {}) as response:
+        async with await client.request(url, BODY, {}) as response:
             assert response.status == 429
             assert response.headers["retry-after"] == "3"
             assert await response.read() == b"slow"
@@ -282,14 +289,16 @@ async def test_nothing_listening_is_connect_failed() -> None:
         pass  # closed: its port now refuses
     client = H1Client()
     with pytest.raises(ConnectFailed):
-        async with client.post(url, BODY, {}):
+        async with await client.request(url, BODY, {}):
             pass
 
 
 async def test_a_header_value_with_a_line_break_is_refused() -> None:
     client = H1Client()
     with pytest.raises(ValueError, match="line break"):
-        async with client.post("http://127.0.0.1:9/v1", BODY, {"x-evil": "a\r\nhost: other"}):
+        async with await client.request(
+            "http://127.0.0.1:9/v1", BODY, {"x-evil": "a\r\nhost: other"}
+        ):
             pass
 
 
@@ -332,9 +341,9 @@ async def test_https_checks_the_certificate(tmp_path: Path) -> None:
 
     async with upstream(handler, tls) as (server, url):
         trusting = H1Client(ssl_context=ssl.create_default_context(cafile=str(cert)))
-        async with trusting.post(url, BODY, {}) as response:
+        async with await trusting.request(url, BODY, {}) as response:
             assert await response.read() == b"secret"
         await trusting.close()
         with pytest.raises(ConnectFailed, match="TLS"):
-            async with H1Client().post(url, BODY, {}):  # the system's CAs: not this one
+            async with await H1Client().request(url, BODY, {}):  # the system's CAs: not this one
                 pass

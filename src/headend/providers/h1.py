@@ -95,7 +95,7 @@ class Response:
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0
-        self._connection.drained()
+        self._connection.resume()
         return data
 
     async def read(self) -> bytes:
@@ -103,6 +103,17 @@ class Response:
         while data := await self.readany():
             parts.append(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         """Done with it: an answer not read to its end takes its connection down with it."""
@@ -140,7 +151,7 @@ class _Connection(asyncio.Protocol):
         self._response: Response | None = None
         self._head: asyncio.Future[Response] | None = None
         self._decoder: zlib._Decompress | None = None
-        self._received = False  # any byte of the current answer
+        self.answered = False  # any byte of the current answer has come
         self._until_close = False  # the answer's body ends with the connection
         self._paused = False
         self.closed = False
@@ -151,7 +162,7 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
-        self._received = True
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -218,7 +229,7 @@ class _Connection(asyncio.Protocol):
         self._head = None
         response._finish()
         if self._parser.should_keep_alive() and not self.closed:
-            self._resume()
+            self.resume()
             self._pool.release(self)
         else:
             self.abort()
@@ -235,26 +246,16 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         self._response = Response(self)
         self._head = asyncio.get_running_loop().create_future()
-        self._received = False
-        self._transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            self._transport.write(body)
+        self.answered = False
+        self._transport.writelines((head, body))
         return self._head
-
-    @property
-    def answered(self) -> bool:
-        """Whether any byte of the current answer has come."""
-        return self._received
 
     def pause(self) -> None:
         if not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
 
-    def drained(self) -> None:
-        self._resume()
-
-    def _resume(self) -> None:
+    def resume(self) -> None:
         if self._paused and self._transport is not None and not self.closed:
             self._paused = False
             self._transport.resume_reading()
@@ -323,37 +324,11 @@ class _Pool:
             self._idle.pop().abort()
 
 
-class Exchange:
-    """``async with client.post(...) as response``: the response, closed on the way out."""
-
-    def __init__(
-        self,
-        client: H1Client,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        connect_timeout: float | None,
-    ) -> None:
-        self._client = client
-        self._args = (url, body, headers, connect_timeout)
-        self._response: Response | None = None
-
-    async def __aenter__(self) -> Response:
-        self._response = await self._client.request(*self._args)
-        return self._response
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if self._response is not None:
-            self._response.close()
-
-
 class H1Client:
-    """Pools by origin; one per app, built in the lifespan and closed with it."""
+    """Pools by origin; one per app, built in the lifespan and closed with it.
+
+    ``async with await client.request(url, body, headers) as response:`` closes the
+    response on the way out."""
 
     def __init__(
         self, user_agent: str = "headend", ssl_context: ssl.SSLContext | None = None
@@ -363,15 +338,6 @@ class H1Client:
         self._targets: dict[str, Target] = {}
         self._ssl = ssl_context
         self._user_agent = user_agent.encode("latin-1")
-
-    def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        connect_timeout: float | None = None,
-    ) -> Exchange:
-        return Exchange(self, url, body, headers, connect_timeout)
 
     async def request(
         self,

@@ -105,7 +105,7 @@ async def post(
     """
     since = time.perf_counter()
     try:
-        async with http.post(
+        async with await http.request(
             url,
             orjson.dumps(body),
             {"content-type": "application/json", **headers},
