@@ -41,6 +41,7 @@ from tests.conftest import free_port  # noqa: E402
 from headend.config import load_settings  # noqa: E402
 from headend.providers.h1 import H1Client  # noqa: E402
 from headend.server.app import create_app  # noqa: E402
+from headend.server.cancel import DISCONNECT, Disconnect  # noqa: E402
 
 CONCURRENCY = 16
 
@@ -108,6 +109,8 @@ async def measure(app: ASGIApp, key: str, stream: bool, requests: int) -> float:
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8000),
             "state": {},
+            # as headend's server protocol tells of a client leaving (one per connection)
+            "extensions": {DISCONNECT: {"signal": Disconnect()}},
         }
         done = asyncio.Event()
         read = False

@@ -4,6 +4,7 @@ servers, driven by the official openai SDK; every resilience behaviour under tes
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -335,6 +336,33 @@ def test_a_client_disconnect_cancels_the_upstream_request(
     seen = fake.received("a")[0].disconnected_at
     assert seen is not None
     assert seen - left < 1.0
+
+
+def test_a_client_leaving_a_non_streamed_request_ends_it_at_once(
+    gateway: RunningServer, fake: FakeUpstream
+) -> None:
+    """The upstream is still thinking when the client hangs up: headend stops waiting for it
+    then (its request is ended as 499), not when the upstream would have answered."""
+
+    def closed() -> float:
+        metrics = httpx.get(gateway.base_url + "/metrics").text
+        found = re.search(
+            r'^headend_requests_total\{model="gpt",status="499",surface="chat_completions"\} (\S+)',
+            metrics,
+            re.MULTILINE,
+        )
+        return float(found.group(1)) if found else 0.0
+
+    before = closed()
+    fake.script("a", Reply(first_delay=5.0))
+    body = {"model": "gpt", "messages": HI}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.api + "/chat/completions", json=body, timeout=0.5)
+    left = time.monotonic()
+    while closed() == before and time.monotonic() - left < 3:
+        time.sleep(0.05)
+    assert closed() == before + 1
+    assert time.monotonic() - left < 2.0
 
 
 def test_stream_failure_before_the_first_chunk_is_a_real_status(

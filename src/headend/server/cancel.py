@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
@@ -12,26 +12,59 @@ from headend.errors import ClientDisconnected
 
 T = TypeVar("T")
 
+DISCONNECT = "headend.disconnect"  # the scope extension headend's own server protocol sets
+
+
+class Disconnect:
+    """A connection's going away, told by the server's protocol as it happens.
+
+    With it, a request waits for its work without a watcher task of its own (a task and
+    its cancellation are the dearest part of a short relay). Servers that do not set it
+    are watched through ``receive`` instead."""
+
+    __slots__ = ("_waiters", "gone")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._waiters: list[Callable[[], None]] = []
+
+    def fire(self) -> None:
+        self.gone = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter()
+
+    def add(self, waiter: Callable[[], None]) -> None:
+        self._waiters.append(waiter)
+
+    def discard(self, waiter: Callable[[], None]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+
 
 async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Await ``work``; if the client disconnects first, cancel it (freeing the model at once).
 
-    One watcher task cancels this very task, so the work runs without a task of its own.
-    """
+    The work runs in this very task, which is cancelled when the client goes."""
     task = asyncio.current_task()
     assert task is not None
     gone = False
 
-    async def watch() -> None:
+    def cancel() -> None:
         nonlocal gone
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                gone = True
-                task.cancel()
-                return
+        gone = True
+        task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    signal: Disconnect | None = (
+        request.scope.get("extensions", {}).get(DISCONNECT, {}).get("signal")
+    )
+    watcher: asyncio.Future[None] | None = None
+    if signal is None:
+        watcher = asyncio.ensure_future(_watch(request, cancel))
+    elif signal.gone:
+        cancel()  # delivered at the work's first wait, so its own clean-up still runs
+    else:
+        signal.add(cancel)
     try:
         return await work
     except asyncio.CancelledError:
@@ -40,4 +73,15 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
         task.uncancel()
         raise ClientDisconnected("The client closed the connection.") from None
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
+        elif signal is not None:
+            signal.discard(cancel)
+
+
+async def _watch(request: Request, cancel: Callable[[], None]) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel()
+            return

@@ -29,6 +29,7 @@ from uvicorn.server import ServerState
 
 from headend.config import ServerSettings
 from headend.errors import APIError, HeadersTooLarge, RequestTimeout
+from headend.server.cancel import DISCONNECT, Disconnect
 from headend.server.error_shapes import envelope_for
 
 LINGER_SECONDS = 2.0
@@ -54,6 +55,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._disconnect = Disconnect()  # one per connection: its requests go with it
+        self._extensions: dict[str, dict[object, object]] = {
+            DISCONNECT: {"signal": self._disconnect}
+        }
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -65,6 +70,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        self._disconnect.fire()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -86,6 +92,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = self._extensions
         self._in_head = True
         self._head_bytes = 0
         self._header_count = 0
