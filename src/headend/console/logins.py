@@ -13,7 +13,8 @@ import secrets
 import time
 
 from headend.errors import InvalidKey
-from headend.server.auth import Authenticator, Principal, secret_hash
+from headend.server.auth import AHEAD, Authenticator, Principal, secret_hash
+from headend.server.fresh import FreshCache
 from headend.store.base import ConsoleLogin, Store
 
 LIFETIME = 12 * 3600.0  # seconds a sign-in lasts
@@ -28,7 +29,9 @@ class ConsoleLogins:
     def __init__(self, store: Store, auth: Authenticator) -> None:
         self.store = store
         self.auth = auth
-        self._cache: dict[str, tuple[float, ConsoleLogin | None]] = {}
+        self._logins: FreshCache[str, ConsoleLogin | None] = FreshCache(
+            self._lookup, CACHE_SECONDS, AHEAD
+        )
 
     async def sign_in(self, secret: str) -> tuple[str, Principal]:
         """A new login for a valid key: the cookie token (shown to the browser only)."""
@@ -39,22 +42,15 @@ class ConsoleLogins:
         return token, principal
 
     async def principal(self, token: str) -> Principal:
-        hashed = token_hash(token)
-        cached = self._cache.get(hashed)
-        if cached is None or cached[0] <= time.monotonic():
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            cached = (
-                time.monotonic() + CACHE_SECONDS,
-                await self.store.console_login(hashed, time.time()),
-            )
-            self._cache[hashed] = cached
-        login = cached[1]
+        login = await self._logins.get(token_hash(token))
         if login is None or login.expires_at <= time.time():
             raise InvalidKey("This console sign-in has ended: sign in again.")
         return await self.auth.principal_by_hash(login.secret_hash)
 
     async def sign_out(self, token: str) -> None:
         hashed = token_hash(token)
-        self._cache.pop(hashed, None)
+        self._logins.forget(hashed)
         await self.store.end_console_login(hashed)
+
+    async def _lookup(self, hashed: str) -> ConsoleLogin | None:
+        return await self.store.console_login(hashed, time.time())

@@ -31,6 +31,7 @@ from headend.console.cookies import check_origin, cookie_token
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.limits.base import NO_RATES, Rates
 from headend.server.context import context_of, refuse
+from headend.server.fresh import FreshCache
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
 from headend.widget.tokens import VISITOR_PREFIX
@@ -57,6 +58,7 @@ SCOPE_ALIASES = {"chat:write": "chat"}
 SECRET_PREFIX = "sk-he-"
 PUBLISHABLE_PREFIX = "pk-he-"
 CACHE_SECONDS = 1.0  # a revoked key is refused everywhere within this
+AHEAD = 0.25  # seconds before then a key in use is read again, in the background
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,9 @@ def normalize_scopes(scopes: list[str]) -> tuple[str, ...]:
         if scope not in out:
             out.append(scope)
     return tuple(out)
+
+
+Known = tuple[KeyRecord | None, Principal | None]  # a secret hash's key, if any
 
 
 def new_secret(prefix: str = SECRET_PREFIX) -> str:
@@ -156,21 +161,19 @@ class Authenticator:
         self.store = store
         self.admin_key = admin_key or None
         self._admin_hash = secret_hash(self.admin_key) if self.admin_key else None
-        self._cache: dict[str, tuple[float, KeyRecord | None, Principal | None]] = {}
-        self._open_until = 0.0
-        self._open = True
+        self._keys: FreshCache[str, Known] = FreshCache(self._lookup, CACHE_SECONDS, AHEAD)
+        self._openness: FreshCache[None, bool] = FreshCache(self._no_keys, CACHE_SECONDS, AHEAD)
         self._used: dict[str, float] = {}
 
     async def is_open(self) -> bool:
         """No keys at all: nothing to check (allowed on loopback only)."""
-        now = time.monotonic()
-        if now >= self._open_until:  # checked again at most once a second
-            self._open = self.admin_key is None and not await self.store.list_keys()
-            self._open_until = now + CACHE_SECONDS
-        return self._open
+        return await self._openness.get(None)
+
+    async def _no_keys(self, _: None) -> bool:
+        return self.admin_key is None and not await self.store.list_keys()
 
     async def principal(self, secret: str | None) -> Principal:
-        if self._open if time.monotonic() < self._open_until else await self.is_open():
+        if await self.is_open():
             return OPEN
         if secret is None:
             raise InvalidKey("No API key: send it as 'Authorization: Bearer <key>'.")
@@ -184,7 +187,7 @@ class Authenticator:
         """The key whose secret has this SHA-256 (how console logins remember their key)."""
         if self._admin_hash is not None and hmac.compare_digest(hashed, self._admin_hash):
             return ADMIN
-        _, record, principal = await self._cached(hashed)
+        record, principal = await self._keys.get(hashed)
         now = time.time()
         if record is None or principal is None or not record.active(now):
             raise InvalidKey("Incorrect, revoked or expired API key.")
@@ -201,7 +204,7 @@ class Authenticator:
         """The active publishable key with this secret."""
         if not secret.startswith(PUBLISHABLE_PREFIX):
             raise InvalidKey("The widget needs a publishable key (pk-he-...).")
-        _, record, _ = await self._cached(secret_hash(secret))
+        record, _ = await self._keys.get(secret_hash(secret))
         now = time.time()
         if record is None or not record.publishable or not record.active(now):
             raise InvalidKey("Incorrect, revoked or expired publishable key.")
@@ -212,14 +215,7 @@ class Authenticator:
         """A visitor token of this key was used (its last use is recorded with the others)."""
         self._used[key_id] = time.time()
 
-    async def _cached(self, hashed: str) -> tuple[float, KeyRecord | None, Principal | None]:
-        """The key with this secret hash, from the cache while it is fresh."""
-        cached = self._cache.get(hashed)
-        if cached is None or cached[0] <= time.monotonic():
-            cached = await self._lookup(hashed)
-        return cached
-
-    async def _lookup(self, hashed: str) -> tuple[float, KeyRecord | None, Principal | None]:
+    async def _lookup(self, hashed: str) -> Known:
         record = await self.store.key_by_hash(hashed)
         principal = None
         if record is not None:
@@ -232,11 +228,7 @@ class Authenticator:
                 record.max_concurrency,
                 ToolPolicy.of(record.tools),
             )
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        entry = (time.monotonic() + CACHE_SECONDS, record, principal)
-        self._cache[hashed] = entry
-        return entry
+        return record, principal
 
     async def flush_usage(self) -> None:
         used, self._used = self._used, {}
