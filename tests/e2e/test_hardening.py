@@ -205,6 +205,45 @@ def test_headers_sent_slowly_get_408(hardened: RunningServer) -> None:
     assert time.monotonic() - started < 4
 
 
+def test_deadlines_follow_each_request_of_a_kept_alive_connection(
+    hardened: RunningServer,
+) -> None:
+    """The second request on a connection gets its own header deadline: trickled in, it
+    is refused as the first would be (the deadline timer follows the connection's
+    requests rather than being made anew for each)."""
+    with raw(hardened) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.5)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(20):
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                break
+            time.sleep(0.2)
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 1.4 < time.monotonic() - started < 4
+
+
+def test_an_answer_slower_than_the_deadlines_is_not_cut(
+    hardened: RunningServer, fake: FakeUpstream
+) -> None:
+    """Header and body deadlines end with the request's body: the answer may take longer."""
+    fake.script("h", Reply(text="worth the wait", first_delay=2.5))
+    response = httpx.post(
+        hardened.api + "/chat/completions",
+        json={"model": "counter", "messages": HI},
+        headers=ADMIN_HEADERS,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "worth the wait"
+
+
 def test_an_idle_connection_is_closed(hardened: RunningServer) -> None:
     with raw(hardened) as sock:
         started = time.monotonic()

@@ -30,6 +30,7 @@ from uvicorn.server import ServerState
 from headend.config import ServerSettings
 from headend.errors import APIError, HeadersTooLarge, RequestTimeout
 from headend.server.cancel import DISCONNECT, Disconnect
+from headend.server.coalesce import HeadWithBody
 from headend.server.error_shapes import envelope_for
 
 LINGER_SECONDS = 2.0
@@ -55,20 +56,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._expires_at: float | None = None
+        self._expiry = ""
         self._disconnect = Disconnect()  # one per connection: its requests go with it
         self._extensions: dict[str, dict[object, object]] = {
             DISCONNECT: {"signal": self._disconnect}
         }
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._out = HeadWithBody(transport, self.loop)
+        super().connection_made(self._out)
         # Nothing sent yet counts as idle: the keep-alive timer closes it like any idle one.
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._stop_timer()
         super().connection_lost(exc)
         self._disconnect.fire()
 
@@ -106,6 +110,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._out.hold_next()
         self._in_head = False
         self._arm(self.limits.body_timeout, "The request body was not received in time.")
         super().on_headers_complete()
@@ -115,16 +120,38 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _arm(self, seconds: float, message: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expire, message)
+        """The deadline for what the connection waits for now. Re-arming is two stores:
+        one loop timer per connection stays behind the deadline and, when it fires early,
+        follows it (creating and cancelling a timer twice per request cost more)."""
+        expires = self.loop.time() + seconds
+        self._expires_at, self._expiry = expires, message
+        timer = self._deadline
+        if timer is None or timer.when() > expires:
+            if timer is not None:
+                timer.cancel()
+            self._deadline = self.loop.call_at(expires, self._check)
 
     def _disarm(self) -> None:
+        self._expires_at = None
+
+    def _stop_timer(self) -> None:
+        self._disarm()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _expire(self, message: str) -> None:
+    def _check(self) -> None:
         self._deadline = None
+        expires = self._expires_at
+        if expires is None:
+            return
+        if self.loop.time() < expires:
+            self._deadline = self.loop.call_at(expires, self._check)
+            return
+        self._disarm()
+        self._expire(self._expiry)
+
+    def _expire(self, message: str) -> None:
         cycle = self.cycle
         if cycle is not None and not self._in_head and cycle.response_started:
             self.transport.close()  # the answer is under way: a status can no longer be sent
