@@ -121,6 +121,7 @@ async def test_silence_gets_a_keepalive_comment(
     )
     parts = frames(response.text)
     assert parts[0] == ": keepalive"
+    assert 2 <= parts.count(": keepalive") <= 5  # one per 0.05 s of silence, and only then
     assert parts[-1] == "data: [DONE]"
     chunks = [json.loads(p.removeprefix("data: ")) for p in parts if p.startswith("data: {")]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "Hello world"

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
+from starlette.types import Receive, Scope
 
 from headend.errors import ClientDisconnected
 
@@ -43,9 +44,13 @@ class Disconnect:
 
 
 async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``; if the client disconnects first, cancel it (freeing the model at once).
+    """Await ``work``; if the client disconnects first, cancel it (freeing the model at once)."""
+    return await while_connected(request.scope, request.receive, work)
 
-    The work runs in this very task, which is cancelled when the client goes."""
+
+async def while_connected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
+    """``until_disconnected`` for an ASGI app: the work runs in this very task, which is
+    cancelled when the client goes (``ClientDisconnected`` is raised then)."""
     task = asyncio.current_task()
     assert task is not None
     gone = False
@@ -55,12 +60,10 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
         gone = True
         task.cancel()
 
-    signal: Disconnect | None = (
-        request.scope.get("extensions", {}).get(DISCONNECT, {}).get("signal")
-    )
+    signal: Disconnect | None = scope.get("extensions", {}).get(DISCONNECT, {}).get("signal")
     watcher: asyncio.Future[None] | None = None
     if signal is None:
-        watcher = asyncio.ensure_future(_watch(request, cancel))
+        watcher = asyncio.ensure_future(_watch(receive, cancel))
     elif signal.gone:
         cancel()  # delivered at the work's first wait, so its own clean-up still runs
     else:
@@ -79,9 +82,9 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
             signal.discard(cancel)
 
 
-async def _watch(request: Request, cancel: Callable[[], None]) -> None:
+async def _watch(receive: Receive, cancel: Callable[[], None]) -> None:
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             cancel()
             return

@@ -15,7 +15,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from headend.errors import APIError
+from headend.errors import APIError, ClientDisconnected
+from headend.server.cancel import while_connected
 from headend.server.error_shapes import Envelope, openai_envelope, send_error
 
 log = logging.getLogger(__name__)
@@ -57,31 +58,38 @@ class EventStream(Response):
         self.envelope = envelope
         self._started = False
         self._last_sent = 0.0
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._keepalive_task: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The frames are pumped in the request's own task, which a client leaving cancels;
+        # the keepalive is a loop timer that only starts a task when a comment is due.
         loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
-        pump = asyncio.ensure_future(self._pump(send))
-        watchers = [
-            asyncio.ensure_future(self._watch_disconnect(receive, pump)),
-            asyncio.ensure_future(self._keep_alive(send)),
-        ]
+        self._keepalive_timer = loop.call_at(self._last_sent + self.keepalive, self._due, send)
         try:
-            await pump
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            # The client went away and the watcher stopped the pump: nothing left to say.
+            await while_connected(scope, receive, self._pump(send))
+        except ClientDisconnected:
+            pass  # nothing left to say
         finally:
-            for watcher in watchers:
-                watcher.cancel()
+            self._keepalive_timer.cancel()
+            if self._keepalive_task is not None:
+                self._keepalive_task.cancel()
             try:
                 await self.frames.aclose()
             finally:
                 # Even when the producer never started (the client left at once).
                 if self.on_close is not None:
                     await self.on_close()
+
+    def _due(self, send: Send) -> None:
+        """The keepalive timer: a comment after ``keepalive`` seconds of silence."""
+        loop = asyncio.get_running_loop()
+        silent_until = self._last_sent + self.keepalive
+        if loop.time() >= silent_until and self._keepalive_task is None:
+            self._keepalive_task = asyncio.ensure_future(self._keep_alive(send))
+            silent_until = loop.time() + self.keepalive
+        self._keepalive_timer = loop.call_at(silent_until, self._due, send)
 
     async def _start(self, send: Send, status: int = 200) -> None:
         self._started = True
@@ -116,18 +124,9 @@ class EventStream(Response):
         await send_error(send, exc, self.envelope)
 
     async def _keep_alive(self, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(max(self._last_sent + self.keepalive - loop.time(), 0.01))
-            if loop.time() - self._last_sent >= self.keepalive:
-                if not self._started:
-                    await self._start(send)
-                await self._send(send, KEEPALIVE)
-
-    @staticmethod
-    async def _watch_disconnect(receive: Receive, pump: asyncio.Future[None]) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                pump.cancel()
-                return
+        try:
+            if not self._started:
+                await self._start(send)
+            await self._send(send, KEEPALIVE)
+        finally:
+            self._keepalive_task = None
