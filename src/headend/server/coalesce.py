@@ -1,13 +1,15 @@
-"""An answer's head and its first bytes of body in one write to the socket.
+"""What the app writes in one turn of the event loop leaves in one write to the socket.
 
-uvicorn writes a response's status line and headers as soon as the app starts the answer,
-then its body in a second write: two system calls, and on loopback each one also does the
-receiving side's work, for what is one small JSON answer. ``HeadWithBody`` stands between
-the protocol and the socket and holds the first write of each answer until the next write
-or the end of the event loop's turn, whichever comes first: a whole JSON answer leaves in
-one write, and a stream's head leaves with its first event (or, if the app has more to do
-first, a loop turn later). Everything else passes straight through; closing, aborting or
-ending the stream sends what is held first.
+uvicorn writes an answer's status line and headers as soon as the app starts it, then each
+body message in a write of its own: a small JSON answer took two system calls, a relayed
+stream one per batch plus its ``[DONE]`` and its chunked terminator, and on loopback each
+call also does the receiving side's work. ``Coalesced`` stands between the protocol and the
+socket and gathers the writes of one loop turn into one, sent when the turn ends or, for
+an answer's last bytes, at once (the protocol calls ``flush``). A token that arrives on its
+own still leaves a turn later: nothing waits for more to come. Past ``FLUSH_AT`` bytes it
+writes straight away, so the socket's own flow control still holds back a producer that
+writes a lot in one turn. Closing, aborting or ending the stream sends what is gathered
+first.
 """
 
 from __future__ import annotations
@@ -18,37 +20,45 @@ from typing import Any
 
 Data = bytes | bytearray | memoryview
 
+FLUSH_AT = 64 * 1024
 
-class HeadWithBody(asyncio.Transport):
+
+class Coalesced(asyncio.Transport):
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._transport = transport
         self._loop = loop
-        self._holding = False
-        self._held: Data | None = None
-
-    def hold_next(self) -> None:
-        """The next write starts an answer: keep it for the write after."""
-        self._holding = True
+        self._gathered: list[Data] = []
+        self._size = 0
+        self._scheduled: asyncio.Handle | None = None
 
     def write(self, data: Data) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(bytes(held) + bytes(data))
-        elif self._holding:
-            self._holding = False
-            self._held = data
-            self._loop.call_soon(self.flush)
-        else:
-            self._transport.write(data)
+        if not data:
+            return
+        if not self._gathered:
+            self._scheduled = self._loop.call_soon(self._end_of_turn)
+        # Kept past this call: a copy of anything its writer could change afterwards.
+        self._gathered.append(data if isinstance(data, bytes) else bytes(data))
+        self._size += len(data)
+        if self._size >= FLUSH_AT:
+            self.flush()
+
+    def _end_of_turn(self) -> None:
+        self._scheduled = None
+        self.flush()
 
     def flush(self) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            if not self._transport.is_closing():
-                self._transport.write(held)
+        """Write what is gathered now (an answer that is complete need not wait)."""
+        gathered = self._gathered
+        if not gathered:
+            return
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        self._gathered, self._size = [], 0
+        if self._transport.is_closing():
+            return
+        self._transport.write(gathered[0] if len(gathered) == 1 else b"".join(gathered))
 
     def writelines(self, list_of_data: Iterable[Data]) -> None:
         self.write(b"".join(list_of_data))
@@ -65,7 +75,7 @@ class HeadWithBody(asyncio.Transport):
         self._transport.close()
 
     def abort(self) -> None:
-        self._held = None
+        self._gathered, self._size = [], 0
         self._transport.abort()
 
     def is_closing(self) -> bool:
@@ -87,9 +97,7 @@ class HeadWithBody(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + (
-            len(self._held) if self._held is not None else 0
-        )
+        return self._transport.get_write_buffer_size() + self._size
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._transport.set_protocol(protocol)

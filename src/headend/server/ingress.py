@@ -30,7 +30,7 @@ from uvicorn.server import ServerState
 from headend.config import ServerSettings
 from headend.errors import APIError, HeadersTooLarge, RequestTimeout
 from headend.server.cancel import DISCONNECT, Disconnect
-from headend.server.coalesce import HeadWithBody
+from headend.server.coalesce import Coalesced
 from headend.server.error_shapes import envelope_for
 
 LINGER_SECONDS = 2.0
@@ -64,7 +64,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         }
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._out = HeadWithBody(transport, self.loop)
+        self._out = Coalesced(transport, self.loop)
         super().connection_made(self._out)
         # Nothing sent yet counts as idle: the keep-alive timer closes it like any idle one.
         self.timeout_keep_alive_task = self.loop.call_later(
@@ -110,10 +110,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._out.hold_next()
         self._in_head = False
         self._arm(self.limits.body_timeout, "The request body was not received in time.")
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        self._out.flush()  # the answer's last bytes need not wait for the loop's turn
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()
