@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import ClientDisconnected, InvalidRequest, PayloadTooLarge
@@ -24,23 +24,33 @@ INVALID_JSON = (
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refusing anything over ``max_bytes`` before and while reading it."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"The request body is larger than the limit of {max_bytes} bytes.")
+    """The whole body, refusing anything over ``max_bytes`` before and while reading it.
+
+    Read from ``receive`` directly (Starlette's ``Request.stream`` adds a generator and a
+    headers object to every request for nothing the routes use)."""
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > max_bytes:
+                raise PayloadTooLarge(
+                    f"The request body is larger than the limit of {max_bytes} bytes."
+                )
+            break
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":  # gone, or cut off by the body deadline
+            raise ClientDisconnected("The client closed the connection.")
+        body: bytes = message.get("body", b"")
+        if body:
+            size += len(body)
             if size > max_bytes:
                 raise PayloadTooLarge(
                     f"The request body is larger than the limit of {max_bytes} bytes."
                 )
-            chunks.append(chunk)
-    except ClientDisconnect:  # gone, or cut off by the body deadline: nothing to answer
-        raise ClientDisconnected("The client closed the connection.") from None
-    return b"".join(chunks)
+            chunks.append(body)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 MAX_DEPTH = 64

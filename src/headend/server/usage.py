@@ -13,15 +13,27 @@ def utc_day(at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
+DAY = 86_400
+
+
 class UsageMeter:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending: defaultdict[tuple[str, str | None, str], list[int]] = defaultdict(
             lambda: [0, 0, 0]
         )
+        self._day = ""
+        self._day_ends = 0.0  # the current UTC day's name, worked out once a day
+
+    def _today(self) -> str:
+        now = time.time()
+        if now >= self._day_ends or now < self._day_ends - DAY:
+            self._day = utc_day(now)
+            self._day_ends = (now // DAY + 1) * DAY
+        return self._day
 
     def add(self, key_id: str | None, model: str, usage: dict[str, Any]) -> None:
-        totals = self._pending[(utc_day(time.time()), key_id, model)]
+        totals = self._pending[(self._today(), key_id, model)]
         totals[0] += 1
         totals[1] += int(usage.get("prompt_tokens") or 0)
         totals[2] += int(usage.get("completion_tokens") or 0)
