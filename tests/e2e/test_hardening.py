@@ -68,15 +68,19 @@ def tool_call(name: str, arguments: dict[str, object]) -> dict[str, str]:
 # ---- SSRF through an agent
 
 
-def fetched_by_agent(server: RunningServer, fake: FakeUpstream, url: str) -> dict[str, str]:
-    """What the fetcher agent's model was told after calling http_fetch on ``url``."""
-    fake.script("h", Reply(text="", tool_calls=[tool_call("http_fetch", {"url": url})]), Reply())
-    response = httpx.post(
+def ask(server: RunningServer, model: str) -> httpx.Response:
+    return httpx.post(
         server.api + "/chat/completions",
-        json={"model": "fetcher", "messages": HI},
+        json={"model": model, "messages": HI},
         headers=ADMIN_HEADERS,
         timeout=30,
     )
+
+
+def fetched_by_agent(server: RunningServer, fake: FakeUpstream, url: str) -> dict[str, str]:
+    """What the fetcher agent's model was told after calling http_fetch on ``url``."""
+    fake.script("h", Reply(text="", tool_calls=[tool_call("http_fetch", {"url": url})]), Reply())
+    response = ask(server, "fetcher")
     assert response.status_code == 200, response.text
     fed_back: dict[str, str] = fake.received("h")[-1].body["messages"][-1]
     return fed_back
@@ -189,18 +193,22 @@ def test_a_body_that_never_finishes_gets_408(hardened: RunningServer) -> None:
     assert time.monotonic() - started < 4
 
 
+def trickle_head(sock: socket.socket) -> bytes:
+    """A request head sent a header byte every 0.2 s (the slow-loris pattern); what came back."""
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(20):
+        try:
+            sock.sendall(b"X")
+        except OSError:
+            break
+        time.sleep(0.2)
+    return read_all(sock)
+
+
 def test_headers_sent_slowly_get_408(hardened: RunningServer) -> None:
     with raw(hardened) as sock:
         started = time.monotonic()
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        answer = b""
-        for _ in range(20):  # a header byte every 0.2 s: the slow-loris pattern
-            try:
-                sock.sendall(b"X")
-            except OSError:
-                break
-            time.sleep(0.2)
-        answer = read_all(sock)
+        answer = trickle_head(sock)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert time.monotonic() - started < 4
 
@@ -217,14 +225,7 @@ def test_deadlines_follow_each_request_of_a_kept_alive_connection(
         first = sock.recv(65536)
         assert first.startswith(b"HTTP/1.1 200 ")
         time.sleep(0.5)
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        for _ in range(20):
-            try:
-                sock.sendall(b"X")
-            except OSError:
-                break
-            time.sleep(0.2)
-        answer = read_all(sock)
+        answer = trickle_head(sock)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert 1.4 < time.monotonic() - started < 4
 
@@ -234,12 +235,7 @@ def test_an_answer_slower_than_the_deadlines_is_not_cut(
 ) -> None:
     """Header and body deadlines end with the request's body: the answer may take longer."""
     fake.script("h", Reply(text="worth the wait", first_delay=2.5))
-    response = httpx.post(
-        hardened.api + "/chat/completions",
-        json={"model": "counter", "messages": HI},
-        headers=ADMIN_HEADERS,
-        timeout=30,
-    )
+    response = ask(hardened, "counter")
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "worth the wait"
 
