@@ -83,13 +83,15 @@ class EventStream(Response):
                     await self.on_close()
 
     def _due(self, send: Send) -> None:
-        """The keepalive timer: a comment after ``keepalive`` seconds of silence."""
+        """The keepalive timer: a comment after ``keepalive`` seconds of silence (one at a
+        time: while one is still being sent, the next is looked at a whole interval later)."""
         loop = asyncio.get_running_loop()
-        silent_until = self._last_sent + self.keepalive
-        if loop.time() >= silent_until and self._keepalive_task is None:
-            self._keepalive_task = asyncio.ensure_future(self._keep_alive(send))
-            silent_until = loop.time() + self.keepalive
-        self._keepalive_timer = loop.call_at(silent_until, self._due, send)
+        now, due = loop.time(), self._last_sent + self.keepalive
+        if now >= due:
+            if self._keepalive_task is None:
+                self._keepalive_task = asyncio.ensure_future(self._keep_alive(send))
+            due = now + self.keepalive
+        self._keepalive_timer = loop.call_at(due, self._due, send)
 
     async def _start(self, send: Send, status: int = 200) -> None:
         self._started = True
@@ -128,5 +130,7 @@ class EventStream(Response):
             if not self._started:
                 await self._start(send)
             await self._send(send, KEEPALIVE)
+        except Exception:  # the connection is failing: the pump finds out on its next frame
+            log.debug("a keepalive comment could not be sent", exc_info=True)
         finally:
             self._keepalive_task = None
