@@ -9,6 +9,7 @@ stops at once.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
 import signal
@@ -45,7 +46,10 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True
             return
         if not self.should_exit:
-            log.info(
+            # A signal handler runs inside whatever code it interrupted, a request's
+            # included: its line is logged outside any request's context.
+            contextvars.Context().run(
+                log.info,
                 "%s: draining (up to %g s for running requests)",
                 signal.Signals(sig).name,
                 self.config.timeout_graceful_shutdown,
