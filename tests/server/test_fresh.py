@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from headend.observability.logs import current_request
 from headend.server.fresh import FreshCache
 
 
@@ -142,3 +143,21 @@ async def test_forget_reads_again_at_once() -> None:
     store.version = 1
     fresh.forget("k")
     assert await fresh.get("k") == "k@1"
+
+
+async def test_a_lookup_belongs_to_no_request() -> None:
+    """Shared by every request that waits for it, the lookup runs outside the context of
+    the one that began it: its log lines carry no request's id."""
+    seen: list[str | None] = []
+
+    async def lookup(key: str) -> str:
+        seen.append(current_request.get())
+        return key
+
+    fresh: FreshCache[str, str] = FreshCache(lookup, ttl=1.0, ahead=0.25, clock=Clock())
+    inside = current_request.set("req_first")
+    try:
+        assert await fresh.get("k") == "k"
+    finally:
+        current_request.reset(inside)
+    assert seen == [None]

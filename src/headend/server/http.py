@@ -28,12 +28,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
     Read from ``receive`` directly (Starlette's ``Request.stream`` adds a generator and a
     headers object to every request for nothing the routes use)."""
+    too_large = f"The request body is larger than the limit of {max_bytes} bytes."
     for name, value in request.scope["headers"]:
         if name == b"content-length":
             if value.isdigit() and int(value) > max_bytes:
-                raise PayloadTooLarge(
-                    f"The request body is larger than the limit of {max_bytes} bytes."
-                )
+                raise PayloadTooLarge(too_large)
             break
     chunks: list[bytes] = []
     size = 0
@@ -45,9 +44,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         if body:
             size += len(body)
             if size > max_bytes:
-                raise PayloadTooLarge(
-                    f"The request body is larger than the limit of {max_bytes} bytes."
-                )
+                raise PayloadTooLarge(too_large)
             chunks.append(body)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from headend.errors import InvalidKey, OriginNotAllowed
 from headend.limits.base import Limiter, Rates
 from headend.server.admission import take_visitor_rate
-from headend.server.auth import Authenticator, Principal
+from headend.server.auth import AHEAD, Authenticator, Principal
+from headend.server.fresh import FreshCache
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import ToolPolicy
 from headend.widget import tokens
@@ -24,6 +25,15 @@ from headend.widget.tokens import LIFETIME, RENEWABLE, VisitorClaims
 
 REFRESH_SECONDS = 1.0  # a revoked publishable key is refused everywhere within this
 MISS_REFRESH = 0.1  # an unknown key is looked for again at most this often (a new key)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The publishable keys as last read, and their sites."""
+
+    keys: dict[str, KeyRecord]
+    origins: frozenset[str]
+    read_at: float  # monotonic, when the read began
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,28 +61,29 @@ class Visitors:
         self.store = store
         self.auth = auth
         self.limiter = limiter
-        self._keys: dict[str, KeyRecord] = {}
-        self._origins: frozenset[str] = frozenset()
-        self._fresh_until = 0.0
+        self._published: FreshCache[None, Published] = FreshCache(
+            self._load, REFRESH_SECONDS, AHEAD
+        )
 
-    async def _refresh(self, missing: str | None = None) -> None:
-        """Read the keys again when a second has passed, or sooner for a key not seen yet."""
-        now = time.monotonic()
-        if now < self._fresh_until and (
-            missing is None
-            or missing in self._keys
-            or now < self._fresh_until - REFRESH_SECONDS + MISS_REFRESH
-        ):
-            return
+    async def _load(self, _: None) -> Published:
+        began = time.monotonic()
         keys = {k.id: k for k in await self.store.list_keys() if k.publishable}
-        self._keys = keys
-        self._origins = frozenset(o for k in keys.values() for o in k.origins or ())
-        self._fresh_until = time.monotonic() + REFRESH_SECONDS
+        origins = frozenset(o for k in keys.values() for o in k.origins or ())
+        return Published(keys, origins, began)
+
+    async def _current(self, wanted: str | None = None) -> Published:
+        """The publishable keys, read at most once a second, or sooner for a key not seen
+        yet (one just created)."""
+        found = await self._published.get(None)
+        stale = time.monotonic() - found.read_at >= MISS_REFRESH
+        if wanted is not None and wanted not in found.keys and stale:
+            self._published.forget(None)
+            found = await self._published.get(None)
+        return found
 
     async def origins(self) -> frozenset[str]:
         """Every active publishable key's sites: the origins CORS answers for."""
-        await self._refresh()
-        return self._origins
+        return (await self._current()).origins
 
     async def start(
         self,
@@ -120,9 +131,7 @@ class Visitors:
         """The visitor a token names, if it is current, its key still active and the
         request comes from the token's site."""
         found = tokens.unverified(token)
-        if found is not None:
-            await self._refresh(found.key_id)
-        record = self._keys.get(found.key_id) if found is not None else None
+        record = (await self._current(found.key_id)).keys.get(found.key_id) if found else None
         claims = (
             tokens.verified(token, record.signing_secret)
             if record is not None and record.signing_secret is not None
