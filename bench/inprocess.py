@@ -8,9 +8,10 @@ process's CPU time per request is reported, for:
             metrics, request ids), a plain model route
   floor     a minimal app on the same upstream client: read the body, pick the upstream
             by model, relay the answer
+  bare      bench/bare_proxy.py, the reference bench/gateway.py names (Starlette + aiohttp)
 
     bench/setup.sh                                  # nginx
-    .venv/bin/python bench/inprocess.py [--requests 8000] [--rounds 2]
+    .venv/bin/python bench/inprocess.py [--requests 8000] [--rounds 2] [--only headend:json]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,6 +64,26 @@ def floor_app(upstreams: dict[str, str]) -> ASGIApp:
         async with await client.request(url, body, {"content-type": "application/json"}) as answer:
             data = await answer.read()
         await Response(data, media_type="application/json")(scope, receive, send)
+
+    return app
+
+
+def bare_app(upstreams: dict[str, str]) -> ASGIApp:
+    os.environ["BARE_UPSTREAMS"] = ",".join(f"{k}={v}" for k, v in upstreams.items())
+    import bare_proxy
+
+    bare_proxy.session = None  # its session belongs to the loop that made it
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await bare_proxy.app(scope, receive, send)
+            return
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        if bare_proxy.session is not None:
+            await bare_proxy.session.close()
+        await send({"type": "lifespan.shutdown.complete"})
 
     return app
 
@@ -156,6 +178,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--only", help="one app and answer, e.g. headend:json (to profile it alone)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="headend-inprocess-"))
     json_port, sse_port = free_port(), free_port()
@@ -185,12 +210,16 @@ def main() -> None:
     print("| round | app | answer | CPU µs/request |\n|---:|---|---|---:|")
     try:
         for round_ in range(1, args.rounds + 1):
-            for name in ("headend", "floor"):
+            for name in ("headend", "floor", "bare"):
                 for mode in ("json", "stream"):
+                    if args.only and args.only != f"{name}:{mode}":
+                        continue
                     app = (
                         create_app(load_settings(config))
                         if name == "headend"
                         else floor_app(upstreams)
+                        if name == "floor"
+                        else bare_app(upstreams)
                     )
                     cpu = uvloop.run(measure(app, key, mode == "stream", args.requests))
                     print(f"| {round_} | {name} | {mode} | {cpu:.0f} |", flush=True)

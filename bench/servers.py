@@ -7,8 +7,11 @@ server process at a time, one worker each, alternating for ``--rounds``:
     bench/setup.sh                                    # nginx, wrk, granian in .venv
     .venv/bin/python bench/servers.py [--rounds 2] [--duration 5]
 
-headend's app runs here under each server's own defaults (not ``headend serve``, whose
-uvicorn protocol adds the ingress limits): the comparison is of the servers.
+headend's app runs here under each server's own defaults, and both apps under uvicorn with
+the protocol ``headend serve`` gives it (``ingress``: the limits, deadlines and coalesced
+writes of headend/server/ingress.py): the comparison is of the servers.
+
+    .venv/bin/python bench/servers.py --servers uvicorn,ingress --modes json
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ GRANIAN = (*QUIET, "--workers", "1")
 SERVERS = {
     "uvicorn": [str(BIN / "uvicorn"), "--port", "{port}", *QUIET, "--http", "httptools"],
     "granian": [str(BIN / "granian"), "--interface", "asgi", "--port", "{port}", *GRANIAN],
+    # uvicorn with the protocol `headend serve` runs (ingress limits, coalesced writes, the
+    # disconnect signal): what it costs against uvicorn's own, for either app
+    "ingress": [
+        *(str(BIN / "uvicorn"), "--port", "{port}", *QUIET),
+        *("--http", "headend_asgi:Protocol"),
+    ],
 }
 APPS = {"bare": ["bare_proxy:app"], "headend": ["--factory", "headend_asgi:app"]}
 
@@ -42,6 +51,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", default="1,16")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--apps", default=",".join(APPS))
+    parser.add_argument("--modes", default="json,stream")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="headend-servers-"))
     json_port, sse_port = free_port(), free_port()
@@ -79,13 +91,18 @@ def main() -> None:
     try:
         for round_ in range(1, args.rounds + 1):
             for app, target in APPS.items():
+                if app not in args.apps.split(","):
+                    continue
                 for server, argv in SERVERS.items():
+                    if server not in args.servers.split(","):
+                        continue
                     port = free_port()
                     command = [part.replace("{port}", str(port)) for part in argv] + target
                     log = (work / f"{server}-{app}.log").open("w")
                     proxy = subprocess.Popen(command, env=env, cwd=ROOT / "bench", stderr=log)
                     try:
-                        for mode, model in (("json", "bench-json"), ("stream", "bench-sse")):
+                        for mode in args.modes.split(","):
+                            model = f"bench-{'sse' if mode == 'stream' else mode}"
                             url = f"http://127.0.0.1:{port}/v1/chat/completions"
                             body: dict[str, object] = {
                                 "model": model,

@@ -253,6 +253,17 @@ def test_an_idle_connection_is_closed(hardened: RunningServer) -> None:
         assert time.monotonic() - started < 4
 
 
+def test_a_connection_used_within_the_idle_timeout_stays_open(hardened: RunningServer) -> None:
+    """The idle deadline starts again after each answer: three requests 0.6 s apart (1.2 s
+    in all, past the 1 s idle timeout) share one connection."""
+    with raw(hardened) as sock:
+        for number in range(3):
+            if number:
+                time.sleep(0.6)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 "), number
+
+
 def test_oversized_headers_get_431(hardened: RunningServer) -> None:
     with raw(hardened) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n")

@@ -33,6 +33,7 @@ from headend.errors import (
 from headend.observability.genai import ModelCallRecord, model_span
 from headend.observability.metrics import Metrics
 from headend.providers.base import Batch, ChatCall, Json, Provider, embedder
+from headend.providers.deadlines import Deadlines
 from headend.providers.resilience import Retry, backoff_delay
 from headend.providers.routes import Target
 from headend.providers.startup import ProviderStartup
@@ -66,6 +67,7 @@ class Router:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._health = {name: Health() for name in providers}
+        self._deadlines = Deadlines()
         self.metrics = metrics or Metrics()
         for name in providers:
             self.metrics.cooling.labels(name).set(0)
@@ -112,7 +114,7 @@ class Router:
         async def attempt(provider: Provider, target_call: ChatCall) -> Json:
             timeout = provider.resilience.timeout
             try:
-                async with asyncio.timeout(min(timeout.total, timeout.first_token)):
+                async with self._deadlines.after(min(timeout.total, timeout.first_token)):
                     return await provider.complete(target_call)
             except TimeoutError:
                 raise ProviderTimeout(
@@ -140,7 +142,7 @@ class Router:
                 )
             total = provider.resilience.timeout.total
             try:
-                async with asyncio.timeout(total):
+                async with self._deadlines.after(total):
                     return await found.embed(target_call)
             except TimeoutError:
                 raise ProviderTimeout(
@@ -162,7 +164,7 @@ class Router:
             timeout = provider.resilience.timeout
             chunks = provider.stream(target_call)
             try:
-                async with asyncio.timeout(min(timeout.total, timeout.first_token)):
+                async with self._deadlines.after(min(timeout.total, timeout.first_token)):
                     return await anext(chunks), chunks
             except TimeoutError:
                 await chunks.aclose()
@@ -190,7 +192,7 @@ class Router:
             yield first
             while True:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with self._deadlines.at(deadline):
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
                     return

@@ -57,7 +57,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
         self._expires_at: float | None = None
-        self._expiry = ""
+        self._expiry: str | None = None  # None: the idle deadline, which closes quietly
         self._disconnect = Disconnect()  # one per connection: its requests go with it
         self._extensions: dict[str, dict[object, object]] = {
             DISCONNECT: {"signal": self._disconnect}
@@ -66,10 +66,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._out = Coalesced(transport, self.loop)
         super().connection_made(self._out)
-        # Nothing sent yet counts as idle: the keep-alive timer closes it like any idle one.
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        # Nothing sent yet counts as idle: it closes like any idle connection.
+        self._arm(self.timeout_keep_alive, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
@@ -115,14 +113,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        """uvicorn's, with the idle deadline on the connection's one timer (uvicorn makes
+        and cancels a loop timer per request for it)."""
         self._out.flush()  # the answer's last bytes need not wait for the loop's turn
-        super().on_response_complete()
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._arm(self.timeout_keep_alive, None)
 
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
 
-    def _arm(self, seconds: float, message: str) -> None:
+    def _arm(self, seconds: float, message: str | None) -> None:
         """The deadline for what the connection waits for now. Re-arming is two stores:
         one loop timer per connection stays behind the deadline and, when it fires early,
         follows it (creating and cancelling a timer twice per request cost more)."""
@@ -154,7 +162,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._expire(self._expiry)
 
-    def _expire(self, message: str) -> None:
+    def _expire(self, message: str | None) -> None:
+        if message is None:  # idle: nothing to answer
+            self.transport.close()
+            return
         cycle = self.cycle
         if cycle is not None and not self._in_head and cycle.response_started:
             self.transport.close()  # the answer is under way: a status can no longer be sent
