@@ -205,6 +205,7 @@ def test_agents_page_shows_routes_tools_defaults_and_the_prompt_to_admins_only(
     page = signed_in(browser, served, ADMIN)
     page.click("#nav-agents")
     card = page.get_by_role("article", name="worker")
+    expect(card.locator("dt:text-is('Version') + dd")).to_have_text("1")  # its first
     expect(card).to_contain_text("up/worker")
     expect(card).to_contain_text("calculator (reads only)")
     expect(card).to_contain_text("at most 25 iterations")

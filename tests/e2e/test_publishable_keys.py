@@ -177,6 +177,8 @@ def test_a_visitor_chats_with_the_keys_agents_from_its_site_only(
     assert chat(served, token, origin=None).status_code == 403
     assert chat(served, token, model="sales").json()["error"]["code"] == "model_not_found"
     assert chat(served, token, model="gpt").json()["error"]["code"] == "model_not_found"
+    # The version served now only: a fixed prompt's earlier versions stay out of reach.
+    assert chat(served, token, model="support@1").json()["error"]["code"] == "model_not_found"
     for method, path in (("GET", "/v1/sessions"), ("GET", "/v1/models"), ("POST", "/v1/responses")):
         response = httpx.request(
             method,

@@ -104,6 +104,7 @@ def test_an_agent_run_is_traced_under_the_clients_trace(
     assert agent.parent_id == request.span_id
     assert agent.attributes["gen_ai.operation.name"] == "invoke_agent"
     assert agent.attributes["gen_ai.agent.name"] == "helper"
+    assert agent.attributes["gen_ai.agent.version"] == "1"  # its first recorded version
     assert agent.attributes["gen_ai.conversation.id"] == answer["session_id"]
 
     calls = only(spans, "chat gpt")

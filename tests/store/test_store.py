@@ -37,7 +37,7 @@ async def wipe(url: str) -> None:
     try:
         await db.execute(
             "DROP TABLE IF EXISTS messages, sessions, keys, usage, response_items, responses, "
-            "console_logins, idempotency, "
+            "console_logins, idempotency, agent_versions, turns, "
             "_migrations"
         )
     finally:
@@ -123,6 +123,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m009_console_logins",
         "m010_publishable_keys",
         "m011_idempotency",
+        "m012_agent_versions",
     ]
 
 
@@ -371,3 +372,63 @@ def _migrate_file(path: Path, at: float) -> list[str]:
         return migrate(db)
     finally:
         db.close()
+
+
+def twin(store: Store) -> Store:
+    """Another process's view of the same store."""
+    if isinstance(store, SqliteStore):
+        return SqliteStore(store.path)
+    assert isinstance(store, PostgresStore)
+    return PostgresStore(store.url)
+
+
+async def test_an_agent_gets_a_new_version_for_each_new_content(store: Store) -> None:
+    first = await store.record_agent_version("support", "v one", "file", None, 1.0)
+    assert (first.version, first.content, first.origin) == (1, "v one", "file")
+    again = await store.record_agent_version("support", "v one", "file", None, 2.0)
+    assert again == first  # unchanged content: the same version, its time kept
+    second = await store.record_agent_version("support", "v two", "file", None, 3.0)
+    assert second.version == 2
+    back = await store.record_agent_version("support", "v one", "file", None, 4.0)
+    assert back.version == 3  # going back is a new version too: history is never rewritten
+    other = await store.record_agent_version("sales", "v one", "file", None, 5.0)
+    assert other.version == 1
+    assert [v.version for v in await store.agent_versions("support")] == [3, 2, 1]
+    found = await store.agent_version("support", 2)
+    assert found is not None
+    assert found.content == "v two"
+    assert await store.agent_version("support", 9) is None
+    assert await store.agent_versions("nobody") == []
+
+
+async def test_instances_recording_the_same_content_at_once_agree_on_its_version(
+    store: Store,
+) -> None:
+    import asyncio
+
+    other = twin(store)
+    await other.start()
+    try:
+        await store.record_agent_version("support", "old", "file", None, 1.0)
+        found = await asyncio.gather(
+            *(
+                backend.record_agent_version("support", "new", "file", None, 2.0)
+                for backend in (store, other, store, other)
+            )
+        )
+    finally:
+        await other.close()
+    assert {v.version for v in found} == {2}
+    assert [v.version for v in await store.agent_versions("support")] == [2, 1]
+
+
+async def test_each_turn_keeps_the_agent_version_that_answered_it(store: Store) -> None:
+    await store.append_turn("t", [msg("one"), msg("a1", "assistant")], NewSession(None, "a", {}), 2)
+    await store.append_turn("t", [msg("two"), msg("a2", "assistant")], agent_version=3)
+    await store.append_turn("t", [msg("three")])  # a model route's turn: no version
+    turns = await store.turns("t")
+    assert [(t.turn, t.agent_version) for t in turns] == [(0, 2), (1, 3), (2, None)]
+    assert all(t.created_at for t in turns)
+    assert await store.turns("nothing") == []
+    await store.prune(time.time() + 1)
+    assert await store.turns("t") == []

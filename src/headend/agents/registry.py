@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-from headend.agents.spec import AgentSpec, parse_agent
+from headend.agents.spec import AgentSpec, agent_id_of, parse_agent_text, read_agent
 from headend.errors import ConfigError
 from headend.providers.routes import RouteTable, Target, UnknownRoute
 from headend.tools.base import Tool
@@ -26,6 +26,13 @@ class Agent:
     targets: tuple[Target, ...]
     tools: tuple[Tool, ...] = ()
     mcp: tuple[McpRef, ...] = ()
+    content: str = ""  # the definition as its file has it: what a version records
+    version: int = 0  # 0 until recorded in the store
+
+    @property
+    def name(self) -> str:
+        """How a client names this version: the id, then ``@version`` once recorded."""
+        return f"{self.id}@{self.version}" if self.version else self.id
 
     @property
     def acts(self) -> bool:
@@ -81,41 +88,60 @@ def load_agents(
     agents: dict[str, Agent] = {}
     for path in files:
         try:
-            spec = parse_agent(path, tools)
+            text = read_agent(path)
+            spec = parse_agent_text(agent_id_of(path), text, str(path), tools)
         except ConfigError as exc:
             problems += exc.problems
             continue
         if routes.for_client(spec.id) is not None:
             problems.append(f"{path}: the agent id {spec.id!r} is also a name under models:")
-        targets: list[Target] = []
-        unresolved: list[str] = []
-        for route in spec.routes():
-            try:
-                targets.extend(routes.resolve(route))
-            except UnknownRoute as exc:
-                unresolved.append(f"{path}: model: {route!r}: {exc}")
-        if unresolved and packaged:
-            # A gateway-only setup has no `local` provider for the packaged assistant.
-            log.info("not serving packaged agent %s: %s", spec.id, "; ".join(unresolved))
-            continue
-        problems += unresolved
-        agents[spec.id] = Agent(spec=spec, targets=tuple(targets))
+        try:
+            targets = agent_targets(spec, routes)
+        except ConfigError as exc:
+            if packaged:
+                # A gateway-only setup has no `local` provider for the packaged assistant.
+                log.info("not serving packaged agent %s: %s", spec.id, "; ".join(exc.problems))
+                continue
+            problems += exc.problems
+            targets = ()
+        agents[spec.id] = Agent(spec=spec, targets=targets, content=text)
     descriptions = {agent_id: agent.spec.description for agent_id, agent in agents.items()}
     for agent_id, agent in list(agents.items()):
         try:
-            built = tools.build(agent.spec.tools, descriptions)
-        except UnknownTool as exc:
-            problems.append(f"{agent.spec.source}: tools: {exc}")
-            continue
-        for tool in built:
-            tool.timeout = agent.spec.tool_timeouts.get(tool.name, tool.timeout)
-        strays = set(agent.spec.tool_timeouts) - {tool.name for tool in built}
-        if strays:
-            problems.append(
-                f"{agent.spec.source}: tool_timeouts: not tools of this agent: "
-                + ", ".join(sorted(strays))
-            )
-        agents[agent_id] = replace(agent, tools=tuple(built), mcp=tuple(mcp_refs(agent.spec.tools)))
+            agents[agent_id] = with_tools(agent, tools, descriptions)
+        except ConfigError as exc:
+            problems += exc.problems
     if problems:
         raise ConfigError(problems)
     return AgentRegistry(agents=agents, directory=source_dir)
+
+
+def agent_targets(spec: AgentSpec, routes: RouteTable) -> tuple[Target, ...]:
+    """What the agent's ``model:`` routes resolve to, in order."""
+    targets: list[Target] = []
+    unresolved: list[str] = []
+    for route in spec.routes():
+        try:
+            targets.extend(routes.resolve(route))
+        except UnknownRoute as exc:
+            unresolved.append(f"{spec.source}: model: {route!r}: {exc}")
+    if unresolved:
+        raise ConfigError(unresolved)
+    return tuple(targets)
+
+
+def with_tools(agent: Agent, tools: ToolRegistry, descriptions: dict[str, str]) -> Agent:
+    """The agent with its tools built (``descriptions``: the agents it may call as tools)."""
+    spec = agent.spec
+    try:
+        built = tools.build(spec.tools, descriptions)
+    except UnknownTool as exc:
+        raise ConfigError([f"{spec.source}: tools: {exc}"]) from None
+    for tool in built:
+        tool.timeout = spec.tool_timeouts.get(tool.name, tool.timeout)
+    strays = set(spec.tool_timeouts) - {tool.name for tool in built}
+    if strays:
+        raise ConfigError(
+            [f"{spec.source}: tool_timeouts: not tools of this agent: " + ", ".join(sorted(strays))]
+        )
+    return replace(agent, tools=tuple(built), mcp=tuple(mcp_refs(spec.tools)))

@@ -92,18 +92,31 @@ def split_front_matter(text: str) -> tuple[str | None, str]:
     return match.group(1), text[match.end() :]
 
 
+def read_agent(path: Path) -> str:
+    """An agent file's text; ConfigError names the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from exc
+
+
+def agent_id_of(path: Path) -> str:
+    """The id an agent file names (its name without ``.md``), if it is a valid one."""
+    if not AGENT_ID.match(path.stem):
+        raise ConfigError(
+            [f"{path}: the file name must be the agent id: letters, digits, '.', '_' or '-'"]
+        )
+    return path.stem
+
+
 def parse_agent(path: Path, tools: ToolRegistry) -> AgentSpec:
     """Read and validate one agent file; ConfigError lines name the file and the key."""
-    source = str(path)
-    agent_id = path.stem
-    if not AGENT_ID.match(agent_id):
-        raise ConfigError(
-            [f"{source}: the file name must be the agent id: letters, digits, '.', '_' or '-'"]
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{source}: cannot read: {exc}"]) from exc
+    return parse_agent_text(agent_id_of(path), read_agent(path), str(path), tools)
+
+
+def parse_agent_text(agent_id: str, text: str, source: str, tools: ToolRegistry) -> AgentSpec:
+    """Validate an agent's definition (what its file holds); ConfigError lines begin with
+    ``source`` and name the key."""
     front, body = split_front_matter(text)
     data: Any = {}
     if front is not None:

@@ -1,5 +1,5 @@
 """``GET /console/api/agents``: what the console's Agents page shows, for the agents and
-model routes the key may use: each agent's routes, tools (and whether this key's runs may
+model routes the key may use: each agent's version, routes, tools (and whether this key's runs may
 use them), sampling defaults and limits, its description, and its system prompt for keys
 with ``admin`` (an operator's prompt is not every caller's to read)."""
 
@@ -41,6 +41,7 @@ def _agent(agent: Agent, principal: Principal) -> dict[str, Any]:
     return {
         "id": spec.id,
         "object": "agent",
+        "version": agent.version or None,
         "description": spec.description,
         "routes": spec.routes(),
         "targets": [str(target) for target in agent.targets],

@@ -27,7 +27,9 @@ REQUEST_ATTRIBUTES = {
 }
 
 
-def agent_span(parent: Span, name: str, conversation: str | None) -> Span:
+def agent_span(
+    parent: Span, name: str, conversation: str | None, version: int | None = None
+) -> Span:
     """An agent's run; ``conversation`` is its session's id."""
     if not parent.recording:
         return parent
@@ -36,6 +38,8 @@ def agent_span(parent: Span, name: str, conversation: str | None) -> Span:
         "gen_ai.agent.name": name,
         "gen_ai.agent.id": name,
     }
+    if version is not None:
+        attributes["gen_ai.agent.version"] = str(version)
     if conversation is not None:
         attributes["gen_ai.conversation.id"] = conversation
     return parent.child(f"invoke_agent {name}", "internal", attributes)

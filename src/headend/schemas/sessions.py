@@ -22,6 +22,14 @@ class PostMessage(_Request):
     stream_options: dict[str, Any] | None = None
 
 
+class TurnVersion(BaseModel):
+    """Which version of the session's agent answered a turn (None: a model route, or a
+    turn stored before versions were recorded)."""
+
+    turn: int
+    agent_version: int | None
+
+
 class Session(BaseModel):
     id: str
     object: Literal["session"] = "session"
@@ -31,6 +39,7 @@ class Session(BaseModel):
     updated_at: int
     turns: int
     messages: list[dict[str, Any]] | None = None
+    turn_versions: list[TurnVersion] | None = None  # with ``messages``: one per turn
 
 
 class SessionList(BaseModel):

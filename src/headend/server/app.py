@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from headend import __version__
 from headend.agents.registry import load_agents
+from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.console.agents import list_agents
 from headend.console.logins import ConsoleLogins
@@ -185,6 +186,8 @@ def create_app(
         try:
             await check_exposure(auth, settings.server.host, settings.server.insecure_no_auth)
             await limiter.start()
+            versions = AgentVersions(agents, store, routes, tools)
+            await versions.record()
         except BaseException:
             await limiter.close()
             await store.close()
@@ -207,8 +210,10 @@ def create_app(
                     responses=ResponseService(store),
                     logins=ConsoleLogins(store, auth),
                     visitors=Visitors(store, auth, limiter),
+                    versions=versions,
                     chat=ChatService(
                         agents,
+                        versions,
                         routes,
                         router,
                         mcp,

@@ -17,6 +17,7 @@ import orjson
 from headend.agents.compose import agent_body, max_iterations
 from headend.agents.loop import Run, ToolLoop, ToolProgress, add_usage
 from headend.agents.registry import Agent, AgentRegistry
+from headend.agents.versions import AgentVersions
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.observability.genai import agent_span
 from headend.observability.tracing import Span
@@ -56,7 +57,7 @@ DONE_FRAME = b"data: [DONE]\n\n"
 class Plan:
     """A validated request, ready to run."""
 
-    client_model: str
+    client_model: str  # as the request named it: ``support@3`` answers as ``support@3``
     targets: tuple[Target, ...]
     call: ChatCall
     stream: bool
@@ -71,6 +72,18 @@ class Plan:
     released: bool = False
     ignored: tuple[str, ...] = ()  # a widget visitor's fields the agent overrides
     agent_span: Span | None = None  # an agent's run, traced from admission to release
+
+    @property
+    def agent_version(self) -> int | None:
+        """The version of the agent answering (None: a model route, or not recorded)."""
+        if self.agent is None or not self.agent.version:
+            return None
+        return self.agent.version
+
+    @property
+    def configured(self) -> str:
+        """The agent's id or the route's name: what sessions, limits and usage go by."""
+        return self.agent.id if self.agent is not None else self.client_model
 
     @property
     def headers(self) -> dict[str, str]:
@@ -163,6 +176,7 @@ class ChatService:
     def __init__(
         self,
         agents: AgentRegistry,
+        versions: AgentVersions,
         routes: RouteTable,
         router: Router,
         mcp: McpHub,
@@ -170,6 +184,7 @@ class ChatService:
         admission: Admission,
     ) -> None:
         self.agents = agents
+        self.versions = versions
         self.routes = routes
         self.router = router
         self.loop = ToolLoop(router, agents.get, mcp)
@@ -190,10 +205,8 @@ class ChatService:
         ignored: list[str] = []
         if principal.visitor is not None:
             body, ignored = visitor_request(body)
-        model = body.get("model") if isinstance(body, dict) else None
-        if isinstance(model, str) and not principal.may_use(model):
-            raise ModelNotFound(model)  # reported exactly as if it did not exist
-        plan = self._plan(body, context, headers, principal.tools)
+        agent = await self._agent(body, principal)
+        plan = self._plan(body, context, headers, agent, principal.tools)
         if principal.visitor is not None and plan.agent is None:
             raise ModelNotFound(plan.client_model)  # a visitor talks to agents only
         plan.ignored = tuple(ignored)
@@ -204,7 +217,7 @@ class ChatService:
             # The session first: a turn waiting for its session's previous one holds no slot.
             await self._begin_session(plan, session_id, principal, keep)
             plan.ticket = await self.admission.admit(
-                principal, plan.client_model, self._agent_limit(plan), context
+                principal, plan.configured, self._agent_limit(plan), context
             )
             self._trace(plan, context.span)
         except BaseException:
@@ -217,9 +230,7 @@ class ChatService:
     ) -> int:
         """The prompt's tokens as the first route would see them (the agent's prompt
         included), by its own tokenizer where it has one."""
-        if not principal.may_use(body["model"]):
-            raise ModelNotFound(body["model"])
-        plan = self._plan(body, context, {})
+        plan = self._plan(body, context, {}, await self._agent(body, principal))
         count = self._counter(plan)
         messages = plan.call.body["messages"]
         tools = plan.call.body.get("tools")
@@ -229,6 +240,21 @@ class ChatService:
             return sum(count(message) for message in messages) + extra
 
         return await asyncio.to_thread(total)
+
+    async def _agent(self, body: Any, principal: Principal) -> Agent | None:
+        """The agent (at the version) the request's ``model`` names, if it names one; a name
+        the key may not use is reported exactly as if it did not exist."""
+        name = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(name, str):
+            return None
+        agent = await self.versions.resolve(name)
+        if not principal.may_use(agent.id if agent is not None else name):
+            raise ModelNotFound(name)
+        if principal.visitor is not None and agent is not None and name != agent.id:
+            # A widget visitor talks to the version served now: an earlier one, perhaps
+            # replaced for what it said, is not the public's to pick.
+            raise ModelNotFound(name)
+        return agent
 
     def _counter(self, plan: Plan) -> Callable[[Json], int]:
         """Message sizes by the first route's own tokenizer, or estimated without one."""
@@ -241,7 +267,7 @@ class ChatService:
         span = parent
         if plan.agent is not None:
             session = plan.session.session_id if plan.session is not None else None
-            span = plan.agent_span = agent_span(parent, plan.agent.id, session)
+            span = plan.agent_span = agent_span(parent, plan.agent.id, session, plan.agent_version)
         plan.call.span = span
         if plan.run is not None:
             plan.run.span = span
@@ -258,7 +284,7 @@ class ChatService:
             return  # a plain model route stays stateless unless asked to keep or continue
         head = plan.call.body["messages"][: plan.prepended]  # the agent's own prompt
         sent = plan.call.body["messages"][plan.prepended :]
-        turn = await self.sessions.begin(session_id, plan.client_model, sent, owner=principal.owner)
+        turn = await self.sessions.begin(session_id, plan.configured, sent, owner=principal.owner)
         if turn.history:
             system = [*head, *(m for m in sent if m.get("role") in ("system", "developer"))]
             messages = await self._fit(plan, system, turn)
@@ -287,6 +313,7 @@ class ChatService:
         body: Any,
         context: RequestContext,
         headers: Mapping[str, str],
+        agent: Agent | None,
         tools: ToolPolicy = EVERY_TOOL,
     ) -> Plan:
         if not isinstance(body, dict):
@@ -298,7 +325,6 @@ class ChatService:
                 param="model",
                 code="missing_required_parameter",
             )
-        agent = self.agents.get(name)
         run: Run | None = None
         progress: ProgressFormat | None = None
         if agent is not None:
@@ -323,7 +349,8 @@ class ChatService:
                 raise ModelNotFound(name)
             _passthrough_checks(body)
             upstream, targets, prepended = without_headend_fields(body), found, 0
-        context.model = name  # a configured name: bounded, so it may label metrics
+        # a configured name (an agent's id, not its version): bounded, so it may label metrics
+        context.model = agent.id if agent is not None else name
         call = ChatCall(body=upstream, timer=context.timer, request_id=context.request_id)
         return Plan(
             client_model=name,
@@ -353,7 +380,7 @@ class ChatService:
                 plan.count_usage(answer.get("usage"))
                 produced = [stored_message(answer["choices"][0]["message"])]
             if plan.session is not None:
-                await self.sessions.commit(plan.session, produced)
+                await self.sessions.commit(plan.session, produced, plan.agent_version)
                 answer["session_id"] = plan.session.session_id
             return answer
         except InvalidRequest as exc:
@@ -417,7 +444,7 @@ class ChatService:
             yield event
         plan.count_usage(shape.usage)
         if plan.session is not None:
-            await self.sessions.commit(plan.session, shape.produced)
+            await self.sessions.commit(plan.session, shape.produced, plan.agent_version)
 
     async def _relay(self, plan: Plan) -> AsyncGenerator[list[Json], None]:
         reply = Reply()
@@ -445,7 +472,7 @@ class ChatService:
         finally:
             await batches.aclose()
         if plan.session is not None:
-            await self.sessions.commit(plan.session, [reply.message()])
+            await self.sessions.commit(plan.session, [reply.message()], plan.agent_version)
 
 
 def stored_message(message: Json) -> Json:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from headend.agents.registry import AgentRegistry
+from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.console.logins import ConsoleLogins
 from headend.observability.metrics import Metrics
@@ -24,6 +25,7 @@ from headend.widget.visitors import Visitors
 class Services:
     settings: Settings
     agents: AgentRegistry
+    versions: AgentVersions
     routes: RouteTable
     store: Store
     chat: ChatService

@@ -120,9 +120,13 @@ class SessionService:
         turn.added = new_messages(turn.history, sent)
         return turn
 
-    async def commit(self, turn: SessionTurn, produced: list[Json]) -> None:
+    async def commit(
+        self, turn: SessionTurn, produced: list[Json], agent_version: int | None = None
+    ) -> None:
         messages = [*turn.added, *produced]
-        turn.written = await self.store.append_turn(turn.session_id, messages, turn.new)
+        turn.written = await self.store.append_turn(
+            turn.session_id, messages, turn.new, agent_version
+        )
 
     async def end(self, turn: SessionTurn) -> None:
         """Always called, committed or not: lets the next turn in."""

@@ -92,6 +92,29 @@ class ConsoleLogin:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentVersion:
+    """One version of an agent: its whole definition (front matter and prompt, as its file
+    has them), numbered from 1 in the order recorded."""
+
+    agent: str
+    version: int
+    content: str
+    origin: str  # "file": read from the agents directory
+    created_by: str | None  # who made it (a key's id); None for a file
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A stored turn: its index in its session, and the agent version that answered it
+    (None: a model route, or a turn stored before versions were)."""
+
+    turn: int
+    agent_version: int | None
+    created_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class NewSession:
     owner: str | None
     agent: str
@@ -140,10 +163,33 @@ class Store(Protocol):
         ...
 
     async def append_turn(
-        self, session_id: str, messages: list[Json], new: NewSession | None = None
+        self,
+        session_id: str,
+        messages: list[Json],
+        new: NewSession | None = None,
+        agent_version: int | None = None,
     ) -> int:
-        """Add one turn's messages, all or nothing; ``new`` creates the session in the same
-        transaction (a session's first turn). The turn's index (0 for the first)."""
+        """Add one turn's messages, all or nothing, with the agent version that answered;
+        ``new`` creates the session in the same transaction (a session's first turn). The
+        turn's index (0 for the first)."""
+        ...
+
+    async def turns(self, session_id: str) -> list[TurnRecord]:
+        """The session's turns in order, with the agent version of each."""
+        ...
+
+    async def record_agent_version(
+        self, agent: str, content: str, origin: str, by: str | None, at: float
+    ) -> AgentVersion:
+        """The agent's latest version if its content is ``content``, else a new one
+        (numbered one past the latest). Atomic across processes sharing the store: two
+        recording the same content at once get the same version."""
+        ...
+
+    async def agent_version(self, agent: str, version: int) -> AgentVersion | None: ...
+
+    async def agent_versions(self, agent: str) -> list[AgentVersion]:
+        """Newest first."""
         ...
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:

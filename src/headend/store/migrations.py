@@ -140,6 +140,29 @@ def m011_idempotency(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX idempotency_expiry ON idempotency (expires_at)")
 
 
+def m012_agent_versions(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE agent_versions (
+            agent TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            content TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            created_by TEXT,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (agent, version)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE turns (
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            turn INTEGER NOT NULL,
+            agent_version INTEGER,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (session_id, turn)
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -152,6 +175,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m009_console_logins,
     m010_publishable_keys,
     m011_idempotency,
+    m012_agent_versions,
 ]
 
 

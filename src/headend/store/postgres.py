@@ -14,6 +14,7 @@ import orjson
 
 from headend.errors import ConfigError
 from headend.store.base import (
+    AgentVersion,
     ConsoleLogin,
     IdempotentRequest,
     Json,
@@ -21,21 +22,28 @@ from headend.store.base import (
     NewSession,
     ResponseRecord,
     SessionRecord,
+    TurnRecord,
     UsageRow,
 )
 from headend.store.rows import (
+    AGENT_VERSION_COLUMNS,
     CLAIM_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
+    LATEST_AGENT_VERSION_SQL,
+    NEW_AGENT_VERSION_SQL,
     RESPONSE_COLUMNS,
+    TURNS_SQL,
     USAGE_COLUMNS,
     USAGE_SUMS,
+    agent_version,
     idempotent_request,
     key_record,
     key_row,
     response_item_rows,
     response_record,
     response_row,
+    turn_record,
     usage_row,
     usage_values,
 )
@@ -174,6 +182,29 @@ async def m011_idempotency(db: Any) -> None:
     await db.execute("CREATE INDEX idempotency_expiry ON idempotency (expires_at)")
 
 
+async def m012_agent_versions(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE agent_versions (
+            agent TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            content TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            created_by TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (agent, version)
+        )"""
+    )
+    await db.execute(
+        """CREATE TABLE turns (
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            turn INTEGER NOT NULL,
+            agent_version INTEGER,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (session_id, turn)
+        )"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -186,6 +217,7 @@ MIGRATIONS: list[Migration] = [
     m009_console_logins,
     m010_publishable_keys,
     m011_idempotency,
+    m012_agent_versions,
 ]
 
 
@@ -298,7 +330,11 @@ class PostgresStore:
         return [orjson.loads(row["message"]) for row in rows]
 
     async def append_turn(
-        self, session_id: str, messages: list[Json], new: NewSession | None = None
+        self,
+        session_id: str,
+        messages: list[Json],
+        new: NewSession | None = None,
+        agent_version: int | None = None,
     ) -> int:
         encoded = [orjson.dumps(m).decode() for m in messages]  # fails before any write
         now = time.time()
@@ -327,7 +363,48 @@ class PostgresStore:
                 "VALUES ($1, $2, $3, $4::jsonb)",
                 [(session_id, seq + i, turn, text) for i, text in enumerate(encoded)],
             )
+            await db.execute(
+                "INSERT INTO turns (session_id, turn, agent_version, created_at) "
+                "VALUES ($1, $2, $3, $4)",
+                session_id,
+                turn,
+                agent_version,
+                now,
+            )
         return int(turn)
+
+    async def turns(self, session_id: str) -> list[TurnRecord]:
+        rows = await self._pool.fetch(_dollars(TURNS_SQL), session_id)
+        return [turn_record(tuple(row)) for row in rows]
+
+    async def record_agent_version(
+        self, agent: str, content: str, origin: str, by: str | None, at: float
+    ) -> AgentVersion:
+        while True:
+            row = await self._pool.fetchrow(_dollars(LATEST_AGENT_VERSION_SQL), agent)
+            if row is not None and row["content"] == content:
+                return agent_version(tuple(row))
+            # ignored when another instance took the number: read again
+            await self._pool.execute(
+                _dollars(NEW_AGENT_VERSION_SQL),
+                *(agent, content, origin, by, at, agent, agent, content, agent),
+            )
+
+    async def agent_version(self, agent: str, version: int) -> AgentVersion | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {AGENT_VERSION_COLUMNS} FROM agent_versions WHERE agent = $1 AND version = $2",
+            agent,
+            version,
+        )
+        return agent_version(tuple(row)) if row else None
+
+    async def agent_versions(self, agent: str) -> list[AgentVersion]:
+        rows = await self._pool.fetch(
+            f"SELECT {AGENT_VERSION_COLUMNS} FROM agent_versions WHERE agent = $1 "
+            "ORDER BY version DESC",
+            agent,
+        )
+        return [agent_version(tuple(row)) for row in rows]
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
         status = await self._pool.execute(

@@ -7,7 +7,14 @@ from typing import Any
 
 import orjson
 
-from headend.store.base import IdempotentRequest, KeyRecord, ResponseRecord, UsageRow
+from headend.store.base import (
+    AgentVersion,
+    IdempotentRequest,
+    KeyRecord,
+    ResponseRecord,
+    TurnRecord,
+    UsageRow,
+)
 
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
@@ -15,6 +22,32 @@ KEY_COLUMNS = (
 )
 KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
 USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens"
+AGENT_VERSION_COLUMNS = "agent, version, content, origin, created_by, created_at"
+# A new version numbered one past the agent's latest, unless the latest has this content:
+# one statement, so instances recording the same content at once make one version between
+# them (a conflict on the number does nothing; the caller reads the latest again).
+# Parameters: agent, content, origin, by, at, agent, agent, content, agent.
+NEW_AGENT_VERSION_SQL = (
+    f"INSERT INTO agent_versions ({AGENT_VERSION_COLUMNS}) "
+    "SELECT CAST(? AS TEXT), COALESCE(MAX(version), 0) + 1, CAST(? AS TEXT), "
+    "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) "
+    "FROM agent_versions WHERE agent = ? "
+    "HAVING NOT EXISTS (SELECT 1 FROM agent_versions latest WHERE latest.agent = ? "
+    "AND latest.content = ? AND latest.version = "
+    "(SELECT MAX(version) FROM agent_versions WHERE agent = ?)) "
+    "ON CONFLICT DO NOTHING"
+)
+LATEST_AGENT_VERSION_SQL = (
+    f"SELECT {AGENT_VERSION_COLUMNS} FROM agent_versions WHERE agent = ? "
+    "ORDER BY version DESC LIMIT 1"
+)
+# Every message of a session with its turn's version (a turn stored before versions has no
+# row in turns). Parameter: session_id.
+TURNS_SQL = (
+    "SELECT DISTINCT m.turn, t.agent_version, t.created_at FROM messages m "
+    "LEFT JOIN turns t ON t.session_id = m.session_id AND t.turn = m.turn "
+    "WHERE m.session_id = ? ORDER BY m.turn"
+)
 # A new claim on an Idempotency-Key, taking over only an expired one (one statement, so two
 # processes cannot both claim it). Parameters: owner, key, body_hash, expires_at, now.
 CLAIM_SQL = (
@@ -79,6 +112,16 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
         visitor_rpm=visitor_rpm,
         signing_secret=signing_secret,
     )
+
+
+def agent_version(row: Sequence[Any]) -> AgentVersion:
+    agent, version, content, origin, by, at = row
+    return AgentVersion(agent, version, content, origin, by, at)
+
+
+def turn_record(row: Sequence[Any]) -> TurnRecord:
+    turn, version, at = row
+    return TurnRecord(turn, version, at)
 
 
 def usage_row(row: Sequence[Any]) -> UsageRow:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import orjson
 
 from headend.store.base import (
+    AgentVersion,
     ConsoleLogin,
     IdempotentRequest,
     Json,
@@ -28,22 +29,29 @@ from headend.store.base import (
     NewSession,
     ResponseRecord,
     SessionRecord,
+    TurnRecord,
     UsageRow,
 )
 from headend.store.migrations import migrate
 from headend.store.rows import (
+    AGENT_VERSION_COLUMNS,
     CLAIM_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
+    LATEST_AGENT_VERSION_SQL,
+    NEW_AGENT_VERSION_SQL,
     RESPONSE_COLUMNS,
+    TURNS_SQL,
     USAGE_COLUMNS,
     USAGE_SUMS,
+    agent_version,
     idempotent_request,
     key_record,
     key_row,
     response_item_rows,
     response_record,
     response_row,
+    turn_record,
     usage_row,
     usage_values,
 )
@@ -214,12 +222,16 @@ class SqliteStore:
         return await self._run(select)
 
     async def append_turn(
-        self, session_id: str, messages: list[Json], new: NewSession | None = None
+        self,
+        session_id: str,
+        messages: list[Json],
+        new: NewSession | None = None,
+        agent_version: int | None = None,
     ) -> int:
         def append(db: sqlite3.Connection) -> int:
+            now = time.time()
             with db:
                 if new is not None:
-                    now = time.time()
                     db.execute(
                         f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0)",
                         (
@@ -244,12 +256,61 @@ class SqliteStore:
                     ],
                 )
                 db.execute(
+                    "INSERT INTO turns (session_id, turn, agent_version, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (session_id, turn, agent_version, now),
+                )
+                db.execute(
                     "UPDATE sessions SET turns = turns + 1, updated_at = ? WHERE id = ?",
-                    (time.time(), session_id),
+                    (now, session_id),
                 )
                 return int(turn)
 
         return await self._run(append)
+
+    async def turns(self, session_id: str) -> list[TurnRecord]:
+        def select(db: sqlite3.Connection) -> list[TurnRecord]:
+            return [turn_record(row) for row in db.execute(TURNS_SQL, (session_id,))]
+
+        return await self._run(select)
+
+    async def record_agent_version(
+        self, agent: str, content: str, origin: str, by: str | None, at: float
+    ) -> AgentVersion:
+        def record(db: sqlite3.Connection) -> AgentVersion:
+            while True:
+                row = db.execute(LATEST_AGENT_VERSION_SQL, (agent,)).fetchone()
+                if row is not None and row[2] == content:
+                    return agent_version(row)
+                with db:  # ignored when another process took the number: read again
+                    db.execute(
+                        NEW_AGENT_VERSION_SQL,
+                        (agent, content, origin, by, at, agent, agent, content, agent),
+                    )
+
+        return await self._run(record)
+
+    async def agent_version(self, agent: str, version: int) -> AgentVersion | None:
+        def select(db: sqlite3.Connection) -> AgentVersion | None:
+            row = db.execute(
+                f"SELECT {AGENT_VERSION_COLUMNS} FROM agent_versions "
+                "WHERE agent = ? AND version = ?",
+                (agent, version),
+            ).fetchone()
+            return agent_version(row) if row else None
+
+        return await self._run(select)
+
+    async def agent_versions(self, agent: str) -> list[AgentVersion]:
+        def select(db: sqlite3.Connection) -> list[AgentVersion]:
+            rows = db.execute(
+                f"SELECT {AGENT_VERSION_COLUMNS} FROM agent_versions WHERE agent = ? "
+                "ORDER BY version DESC",
+                (agent,),
+            ).fetchall()
+            return [agent_version(row) for row in rows]
+
+        return await self._run(select)
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
         now = time.time()

@@ -33,6 +33,7 @@ function card(agent) {
   if (agent.description) article.append(element("p", agent.description));
   const sampling = Object.entries(agent.sampling).map(([k, v]) => `${k} ${JSON.stringify(v)}`);
   article.append(facts([
+    ["Version", agent.version ? String(agent.version) : "not recorded"],
     ["Routes", agent.routes.join(" → ")],
     ["Upstream", agent.targets.join(" → ")],
     ["Tools", agent.tools.map(toolText).join(", ") || "none"],

@@ -1,10 +1,13 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: every agent and every model route."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: every agent (at the version served, its
+``version`` given) and every model route; ``GET /v1/models/support@2`` finds an earlier
+version."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headend.agents.registry import Agent
 from headend.errors import ModelNotFound
 from headend.schemas.openai.models import Model, ModelList
 from headend.server.auth import Principal, principal_of
@@ -14,12 +17,16 @@ from headend.server.services import Services, services
 AGENT_OWNER = "headend"
 
 
-def _model(found: Services, name: str, principal: Principal) -> Model | None:
-    if not principal.may_use(name):
+def _model(
+    found: Services, name: str, principal: Principal, agent: Agent | None = None
+) -> Model | None:
+    """The entry for ``name``; ``agent``, when given, is the version it names."""
+    agent = agent or found.agents.get(name)
+    if not principal.may_use(agent.id if agent is not None else name):
         return None
     created = found.agents.loaded_at
-    if found.agents.get(name) is not None:
-        return Model(id=name, created=created, owned_by=AGENT_OWNER)
+    if agent is not None:
+        return Model(id=name, created=created, owned_by=AGENT_OWNER, version=agent.version or None)
     targets = found.routes.for_client(name)
     if targets is None:
         return None
@@ -35,7 +42,8 @@ async def list_models(request: Request) -> Response:
 
 async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
-    model = _model(services(request), name, principal_of(request.scope))
+    found = services(request)
+    model = _model(found, name, principal_of(request.scope), await found.versions.resolve(name))
     if model is None:
         raise ModelNotFound(name)
     return json_response(model)

@@ -12,6 +12,7 @@ from headend.schemas.sessions import (
     Session,
     SessionDeleted,
     SessionList,
+    TurnVersion,
 )
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
@@ -19,12 +20,16 @@ from headend.server.http import decode_json, json_response, read_body
 from headend.server.routes.chat import respond
 from headend.server.services import services
 from headend.server.sessions import new_session_id
-from headend.store.base import SessionRecord
+from headend.store.base import SessionRecord, TurnRecord
 
 MAX_LIMIT = 100
 
 
-def _session(record: SessionRecord, messages: list[dict[str, object]] | None = None) -> Session:
+def _session(
+    record: SessionRecord,
+    messages: list[dict[str, object]] | None = None,
+    turns: list[TurnRecord] | None = None,
+) -> Session:
     return Session(
         id=record.id,
         agent=record.agent,
@@ -33,6 +38,9 @@ def _session(record: SessionRecord, messages: list[dict[str, object]] | None = N
         updated_at=int(record.updated_at),
         turns=record.turns,
         messages=messages,
+        turn_versions=None
+        if turns is None
+        else [TurnVersion(turn=t.turn, agent_version=t.agent_version) for t in turns],
     )
 
 
@@ -83,8 +91,9 @@ async def _record(request: Request) -> SessionRecord:
 
 async def retrieve_session(request: Request) -> Response:
     record = await _record(request)
-    messages = await services(request).store.messages(record.id)
-    return json_response(_session(record, messages))
+    store = services(request).store
+    messages = await store.messages(record.id)
+    return json_response(_session(record, messages, await store.turns(record.id)))
 
 
 async def delete_session(request: Request) -> Response:
