@@ -154,3 +154,33 @@ def test_a_key_for_an_agent_may_run_its_versions_and_no_other(site: Path) -> Non
         assert refused.json()["error"]["code"] == "model_not_found"
     finally:
         stop_server(server)
+
+
+def test_a_response_continued_with_a_version_of_its_agent_stays_in_its_session(
+    site: Path,
+) -> None:
+    server = serve(site, "responses.log")
+
+    def respond(**body: object) -> dict[str, object]:
+        response = httpx.post(
+            server.api + "/responses", json=body, headers=ADMIN_HEADERS, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        answer: dict[str, object] = response.json()
+        return answer
+
+    try:
+        current = model_entry(server, "support").json()["version"]
+        first = respond(model="support", input="Hi")
+        second = respond(model="support@1", input="Again", previous_response_id=first["id"])
+        assert second["model"] == "support@1"
+        latest = httpx.get(server.api + "/sessions?limit=1", headers=ADMIN_HEADERS).json()
+        [session] = latest["data"]
+        assert session["turns"] == 2  # continued, not forked into a session of its own
+        stored = httpx.get(server.api + f"/sessions/{session['id']}", headers=ADMIN_HEADERS)
+        assert stored.json()["turn_versions"] == [
+            {"turn": 0, "agent_version": current},
+            {"turn": 1, "agent_version": 1},
+        ]
+    finally:
+        stop_server(server)

@@ -50,8 +50,10 @@ async def create_response(request: Request) -> Response:
             raise InvalidRequest(
                 "'previous_response_id' must be a string.", param="previous_response_id"
             )
+        model = chat["model"]
+        agent = await found.versions.resolve(model) if isinstance(model, str) else None
         chat["session_id"] = await found.responses.session_after(
-            previous, principal.owner, chat["model"]
+            previous, principal.owner, agent.id if agent is not None else model
         )
     plan = await found.chat.plan(
         chat, request_context(request), request.headers, principal, keep=keep
