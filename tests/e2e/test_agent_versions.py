@@ -87,6 +87,26 @@ def test_a_changed_file_is_the_next_version_and_the_old_one_still_runs(
             "version": 1,
         }
 
+        history = httpx.get(
+            server.base_url + "/admin/agents/support/versions", headers=ADMIN_HEADERS
+        ).json()["data"]
+        assert [(v["version"], v["served"], v["origin"]) for v in history] == [
+            (2, True, "file"),
+            (1, False, "file"),
+        ]
+        assert [v["content"] for v in history] == [SECOND, FIRST]
+        unknown = httpx.get(
+            server.base_url + "/admin/agents/nobody/versions", headers=ADMIN_HEADERS
+        )
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["param"] == "agent_id"
+        chat_key = issue(server, name="chat only", scopes=["chat"])["secret"]
+        refused = httpx.get(
+            server.base_url + "/admin/agents/support/versions",
+            headers={"Authorization": f"Bearer {chat_key}"},
+        )
+        assert refused.status_code == 403  # the versions' texts are the operator's
+
         # A session goes on across versions: it belongs to the agent, not to a version.
         more = chat(server, "support@2", session_id=session_id)
         assert more.status_code == 200, more.text

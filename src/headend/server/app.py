@@ -43,6 +43,7 @@ from headend.server.idempotency import IdempotencyMiddleware
 from headend.server.readiness import Readiness
 from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
+from headend.server.routes.admin_agents import list_versions
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
 from headend.server.routes.embeddings import create_embeddings
@@ -100,6 +101,7 @@ ROUTES = [
     Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/admin/usage", usage, methods=["GET"]),
+    Route("/admin/agents/{agent_id}/versions", list_versions, methods=["GET"]),
     Route("/", root, methods=["GET"]),
     Route("/console", console_page, methods=["GET"]),
     Route("/console/static/{name}", console_asset, methods=["GET"]),
