@@ -30,11 +30,6 @@ class Agent:
     version: int = 0  # 0 until recorded in the store
 
     @property
-    def name(self) -> str:
-        """How a client names this version: the id, then ``@version`` once recorded."""
-        return f"{self.id}@{self.version}" if self.version else self.id
-
-    @property
     def acts(self) -> bool:
         """Whether the agent has tools of its own, so its turns run the tool loop."""
         return bool(self.tools or self.mcp)

@@ -214,7 +214,6 @@ def create_app(
                     visitors=Visitors(store, auth, limiter),
                     versions=versions,
                     chat=ChatService(
-                        agents,
                         versions,
                         routes,
                         router,

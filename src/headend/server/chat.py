@@ -16,7 +16,7 @@ import orjson
 
 from headend.agents.compose import agent_body, max_iterations
 from headend.agents.loop import Run, ToolLoop, ToolProgress, add_usage
-from headend.agents.registry import Agent, AgentRegistry
+from headend.agents.registry import Agent
 from headend.agents.versions import AgentVersions
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.observability.genai import agent_span
@@ -175,7 +175,6 @@ def _include_usage(body: Json) -> bool:
 class ChatService:
     def __init__(
         self,
-        agents: AgentRegistry,
         versions: AgentVersions,
         routes: RouteTable,
         router: Router,
@@ -183,11 +182,11 @@ class ChatService:
         sessions: SessionService,
         admission: Admission,
     ) -> None:
-        self.agents = agents
         self.versions = versions
         self.routes = routes
         self.router = router
-        self.loop = ToolLoop(router, agents.get, mcp)
+        # an agent another one calls as a tool runs at its current version
+        self.loop = ToolLoop(router, versions.agents.get, mcp)
         self.sessions = sessions
         self.admission = admission
 
