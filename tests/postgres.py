@@ -6,9 +6,11 @@ there a missing PostgreSQL fails the run; elsewhere the PostgreSQL tests are ski
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -79,3 +81,20 @@ def postgres_cluster(port: int) -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(data, ignore_errors=True)
+
+
+def fresh_database(postgres_url: str, prefix: str = "db") -> str:
+    """A new database in the cluster, for a test whose data must not meet other tests'."""
+    import asyncpg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        db = await asyncpg.connect(postgres_url)
+        try:
+            await db.execute(f"CREATE DATABASE {name}")
+        finally:
+            await db.close()
+
+    asyncio.run(create())
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"

@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--scope",
         action="append",
-        help="chat (or chat:write), models:read, sessions:read, metrics, admin; repeat",
+        help="chat (or chat:write), models:read, sessions:read, metrics, agents:write, "
+        "admin; repeat",
     )
     create.add_argument("--agent", action="append", help="limit the key to this agent; repeat")
     create.add_argument("--expires", help="a duration: 30d, 12h")

@@ -18,6 +18,7 @@
         ├── RequestTimeout          408 the request's head or body came too slowly
         ├── SessionBusy             409 session_busy
         ├── IdempotencyConflict     409 an Idempotency-Key still running, or with another body
+        ├── AgentConflict           409 an agent id taken, or an agent its file defines
         ├── PayloadTooLarge         413
         ├── HeadersTooLarge         431 too many or too large request headers
         ├── RateLimited             429 rate_limit_exceeded, with Retry-After
@@ -224,6 +225,14 @@ class IdempotencyConflict(APIError):
     status = 409
     type = "invalid_request_error"
     default_code = "idempotency_conflict"
+
+
+class AgentConflict(APIError):
+    """An agent change the API cannot make: the id is taken, or the agent is a file's."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "agent_conflict"
 
 
 class RateLimited(APIError):

@@ -6,9 +6,7 @@ Prometheus' scrape configuration reaches both."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 from pathlib import Path
 
 import httpx
@@ -16,6 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, RunningServer, start_server, stop_server
+from tests.postgres import fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -69,27 +68,10 @@ def instance(tmp_path: Path, name: str, postgres_url: str, redis_url: str) -> Ru
     )
 
 
-def fresh_database(postgres_url: str) -> str:
-    """A database of this test's own: its keys must not close other tests' open stores."""
-    import asyncpg
-
-    name = f"compose_{secrets.token_hex(4)}"
-
-    async def create() -> None:
-        db = await asyncpg.connect(postgres_url)
-        try:
-            await db.execute(f"CREATE DATABASE {name}")
-        finally:
-            await db.close()
-
-    asyncio.run(create())
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def test_two_instances_share_keys_sessions_and_limits(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
-    store = fresh_database(postgres_url)
+    store = fresh_database(postgres_url, "compose")
     one = instance(tmp_path, "headend-1", store, redis_url)
     two = instance(tmp_path, "headend-2", store, redis_url)
     try:

@@ -37,7 +37,7 @@ async def wipe(url: str) -> None:
     try:
         await db.execute(
             "DROP TABLE IF EXISTS messages, sessions, keys, usage, response_items, responses, "
-            "console_logins, idempotency, agent_versions, turns, "
+            "console_logins, idempotency, agent_versions, turns, agents, "
             "_migrations"
         )
     finally:
@@ -124,6 +124,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m010_publishable_keys",
         "m011_idempotency",
         "m012_agent_versions",
+        "m013_agents",
     ]
 
 
@@ -432,3 +433,50 @@ async def test_each_turn_keeps_the_agent_version_that_answered_it(store: Store) 
     assert await store.turns("nothing") == []
     await store.prune(time.time() + 1)
     assert await store.turns("t") == []
+
+
+async def test_a_stored_agent_keeps_its_draft_until_published(store: Store) -> None:
+    assert await store.create_agent("faq", "draft one", "key_a", 1.0)
+    assert not await store.create_agent("faq", "another", "key_b", 2.0)  # the id is taken
+    created = await store.stored_agent("faq")
+    assert created is not None
+    assert (created.published, created.draft, created.draft_by) == (None, "draft one", "key_a")
+    assert (created.created_by, created.created_at) == ("key_a", 1.0)
+
+    assert await store.publish_agent("faq", 1, "key_b", 3.0, "draft one")
+    published = await store.stored_agent("faq")
+    assert published is not None
+    assert (published.published, published.published_by, published.published_at) == (
+        1,
+        "key_b",
+        3.0,
+    )
+    assert published.draft is None  # what was published is no longer a draft
+
+    assert await store.save_draft("faq", "draft two", "key_a", 4.0)
+    # A publish of other text (a rollback) leaves the draft being written alone.
+    assert await store.publish_agent("faq", 1, "key_a", 5.0, "draft one")
+    kept = await store.stored_agent("faq")
+    assert kept is not None
+    assert (kept.draft, kept.draft_at) == ("draft two", 4.0)
+    assert await store.save_draft("faq", None, "key_a", 6.0)  # discarded
+    discarded = await store.stored_agent("faq")
+    assert discarded is not None
+    assert discarded.draft is None
+    assert not await store.save_draft("nobody", "x", None, 1.0)
+    assert not await store.publish_agent("nobody", 1, None, 1.0, None)
+
+
+async def test_a_deleted_stored_agent_is_gone_but_its_id_may_come_back(store: Store) -> None:
+    await store.create_agent("b-agent", "b", None, 1.0)
+    await store.create_agent("a-agent", "a", None, 1.0)
+    assert [a.id for a in await store.stored_agents()] == ["a-agent", "b-agent"]
+    assert await store.delete_agent("a-agent", 2.0)
+    assert not await store.delete_agent("a-agent", 3.0)
+    assert await store.stored_agent("a-agent") is None
+    assert [a.id for a in await store.stored_agents()] == ["b-agent"]
+    assert not await store.save_draft("a-agent", "x", None, 4.0)
+    assert await store.create_agent("a-agent", "again", "key_c", 5.0)
+    back = await store.stored_agent("a-agent")
+    assert back is not None
+    assert (back.draft, back.published, back.created_by) == ("again", None, "key_c")

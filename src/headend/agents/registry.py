@@ -17,6 +17,8 @@ from headend.tools.mcp import McpRef
 from headend.tools.registry import ToolRegistry, UnknownTool, builtin_tools, mcp_refs
 
 PACKAGED_AGENTS = "data/agents"
+FILE = "file"  # an agent defined by its file in the agents directory
+API = "api"  # an agent defined through the admin API, kept in the store
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +29,8 @@ class Agent:
     tools: tuple[Tool, ...] = ()
     mcp: tuple[McpRef, ...] = ()
     content: str = ""  # the definition as its file has it: what a version records
-    version: int = 0  # 0 until recorded in the store
+    version: int = 0  # 0 until recorded in the store (and for a draft)
+    origin: str = FILE  # FILE or API: where its definition is kept
 
     @property
     def acts(self) -> bool:
@@ -109,6 +112,22 @@ def load_agents(
     if problems:
         raise ConfigError(problems)
     return AgentRegistry(agents=agents, directory=source_dir)
+
+
+def build_agent(
+    agent_id: str,
+    text: str,
+    source: str,
+    *,
+    routes: RouteTable,
+    tools: ToolRegistry,
+    descriptions: dict[str, str],
+) -> Agent:
+    """An agent from its definition, checked as an agent file is at start-up (ConfigError:
+    the same messages as ``headend check``, beginning with ``source``)."""
+    spec = parse_agent_text(agent_id, text, source, tools)
+    agent = Agent(spec=spec, targets=agent_targets(spec, routes), content=text)
+    return with_tools(agent, tools, descriptions)
 
 
 def agent_targets(spec: AgentSpec, routes: RouteTable) -> tuple[Target, ...]:

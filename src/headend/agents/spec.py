@@ -92,6 +92,12 @@ def split_front_matter(text: str) -> tuple[str | None, str]:
     return match.group(1), text[match.end() :]
 
 
+def compose_agent_text(front_matter: dict[str, Any], prompt: str) -> str:
+    """The text of an agent file with this front matter and prompt."""
+    keys = yaml.safe_dump(front_matter, sort_keys=False, allow_unicode=True) if front_matter else ""
+    return f"---\n{keys}---\n{prompt.strip()}\n"
+
+
 def read_agent(path: Path) -> str:
     """An agent file's text; ConfigError names the file."""
     try:

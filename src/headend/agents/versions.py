@@ -3,8 +3,10 @@
 Every agent has an integer version. A file-defined agent's definition (its file's text) is
 recorded in the store when the server starts, and gets a new version when it differs from
 the latest one recorded, so the history survives restarts and is the same on every instance
-sharing the store. ``support`` runs the version served now; ``support@3`` runs version 3,
-rebuilt from its recorded text against today's routes and tools (and kept built).
+sharing the store (an agent defined through the API gets its versions by publishing:
+``headend.agents.editor``). ``support`` runs the version served now; ``support@3`` runs
+version 3, rebuilt from its recorded text against today's routes and tools (and kept built);
+``support@draft`` runs a stored agent's draft (for keys that may edit it: the caller checks).
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 
-from headend.agents.registry import Agent, AgentRegistry, agent_targets, with_tools
-from headend.agents.spec import parse_agent_text
+from headend.agents.registry import API, FILE, Agent, AgentRegistry, build_agent
 from headend.errors import ConfigError, InvalidRequest
 from headend.providers.routes import RouteTable
 from headend.store.base import Store
 from headend.tools.registry import ToolRegistry
 
-FILE = "file"  # the origin of a version read from the agents directory
 BUILT_KEPT = 64  # earlier versions kept built, the most recently used
+DRAFT = "draft"  # support@draft: the draft of a stored agent
 
 
 def split_version(name: str) -> tuple[str, int] | None:
@@ -30,6 +31,12 @@ def split_version(name: str) -> tuple[str, int] | None:
     if not at or not agent_id or not number.isdigit() or number.startswith("0"):
         return None
     return agent_id, int(number)
+
+
+def draft_of(name: str) -> str | None:
+    """``support`` for ``support@draft``; None for any other name."""
+    agent_id, at, label = name.rpartition("@")
+    return agent_id if at and agent_id and label == DRAFT else None
 
 
 class AgentVersions:
@@ -41,10 +48,26 @@ class AgentVersions:
         self.routes = routes
         self.tools = tools
         self._built: OrderedDict[tuple[str, int], Agent] = OrderedDict()
+        self._drafts: dict[str, Agent] = {}  # the last draft of each agent run, built
+
+    def build(self, agent_id: str, text: str, source: str) -> Agent:
+        """An agent from a definition, against this server's routes, tools and agents
+        (ConfigError: what ``headend check`` would say of it as a file)."""
+        descriptions = {a.id: a.spec.description for a in self.agents}
+        return build_agent(
+            agent_id,
+            text,
+            source,
+            routes=self.routes,
+            tools=self.tools,
+            descriptions=descriptions,
+        )
 
     async def record(self) -> None:
-        """Record each agent's definition; each is served at the version it got."""
+        """Record each file agent's definition; each is served at the version it got."""
         for agent in list(self.agents):
+            if agent.origin != FILE:
+                continue
             found = await self.store.record_agent_version(
                 agent.id, agent.content, FILE, None, time.time()
             )
@@ -56,6 +79,9 @@ class AgentVersions:
         agent = self.agents.get(name)
         if agent is not None:
             return agent
+        drafted = draft_of(name)
+        if drafted is not None:
+            return await self._draft(drafted)
         asked = split_version(name)
         if asked is None:
             return None
@@ -80,17 +106,32 @@ class AgentVersions:
         record = await self.store.agent_version(current.id, number)
         if record is None:
             return None
-        source = f"{current.id}@{number}"
+        agent = self.runnable(current.id, record.content, f"{current.id}@{number}")
+        return replace(agent, version=number, origin=current.origin)
+
+    async def _draft(self, agent_id: str) -> Agent | None:
+        """The stored agent's draft, built (the last one run is kept while unchanged)."""
+        current = self.agents.get(agent_id)
+        if current is not None and current.origin == FILE:
+            return None  # a file's agent has no drafts: its file is its source
+        stored = await self.store.stored_agent(agent_id)
+        if stored is None or stored.draft is None:
+            self._drafts.pop(agent_id, None)
+            return None
+        kept = self._drafts.get(agent_id)
+        if kept is None or kept.content != stored.draft:
+            built = self.runnable(agent_id, stored.draft, f"{agent_id}@{DRAFT}")
+            kept = self._drafts[agent_id] = replace(built, origin=API)
+        return kept
+
+    def runnable(self, agent_id: str, text: str, source: str) -> Agent:
+        """``build``, for a request: a definition that does not build is the request's
+        400, saying why."""
         try:
-            spec = parse_agent_text(current.id, record.content, source, self.tools)
-            agent = Agent(spec=spec, targets=agent_targets(spec, self.routes))
-            descriptions = {a.id: a.spec.description for a in self.agents}
-            agent = with_tools(agent, self.tools, descriptions)
+            return self.build(agent_id, text, source)
         except ConfigError as exc:
             raise InvalidRequest(
-                f"Version {number} of agent '{current.id}' cannot run with this server's "
-                f"configuration: {'; '.join(exc.problems)}",
+                f"{source} cannot run with this server's configuration: " + "; ".join(exc.problems),
                 param="model",
                 code="model_version_unavailable",
             ) from None
-        return replace(agent, content=record.content, version=number)

@@ -1,7 +1,7 @@
 """``GET /console/api/agents``: what the console's Agents page shows, for the agents and
 model routes the key may use: each agent's version, routes, tools (and whether this key's runs may
 use them), sampling defaults and limits, its description, and its system prompt for keys
-with ``admin`` (an operator's prompt is not every caller's to read)."""
+with ``agents:write`` or ``admin`` (an operator's prompt is not every caller's to read)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _agent(agent: Agent, principal: Principal) -> dict[str, Any]:
         "pinned": spec.pinned,
         "max_iterations": spec.max_iterations,
         "max_concurrency": spec.max_concurrency,
-        "system_prompt": spec.system_prompt if "admin" in principal.scopes else None,
+        "system_prompt": spec.system_prompt if principal.has("agents:write") else None,
     }
 
 

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from headend import __version__
+from headend.agents.editor import AgentEditor
 from headend.agents.registry import load_agents
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
@@ -43,7 +44,17 @@ from headend.server.idempotency import IdempotencyMiddleware
 from headend.server.readiness import Readiness
 from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
-from headend.server.routes.admin_agents import list_versions
+from headend.server.routes.admin_agents import (
+    create_agent,
+    delete_agent,
+    diff,
+    discard_draft,
+    list_managed_agents,
+    list_versions,
+    publish,
+    retrieve_agent,
+    save_draft,
+)
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
 from headend.server.routes.embeddings import create_embeddings
@@ -101,7 +112,15 @@ ROUTES = [
     Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/admin/usage", usage, methods=["GET"]),
+    Route("/admin/agents", list_managed_agents, methods=["GET"]),
+    Route("/admin/agents", create_agent, methods=["POST"]),
+    Route("/admin/agents/{agent_id}", retrieve_agent, methods=["GET"]),
+    Route("/admin/agents/{agent_id}", delete_agent, methods=["DELETE"]),
+    Route("/admin/agents/{agent_id}/draft", save_draft, methods=["PUT"]),
+    Route("/admin/agents/{agent_id}/draft", discard_draft, methods=["DELETE"]),
+    Route("/admin/agents/{agent_id}/publish", publish, methods=["POST"]),
     Route("/admin/agents/{agent_id}/versions", list_versions, methods=["GET"]),
+    Route("/admin/agents/{agent_id}/diff", diff, methods=["GET"]),
     Route("/", root, methods=["GET"]),
     Route("/console", console_page, methods=["GET"]),
     Route("/console/static/{name}", console_asset, methods=["GET"]),
@@ -190,6 +209,8 @@ def create_app(
             await limiter.start()
             versions = AgentVersions(agents, store, routes, tools)
             await versions.record()
+            editor = AgentEditor(versions)
+            await editor.load()
         except BaseException:
             await limiter.close()
             await store.close()
@@ -213,6 +234,7 @@ def create_app(
                     logins=ConsoleLogins(store, auth),
                     visitors=Visitors(store, auth, limiter),
                     versions=versions,
+                    editor=editor,
                     chat=ChatService(
                         versions,
                         routes,

@@ -8,7 +8,9 @@ a loopback address (see ``check_exposure``).
 
 Each request needs one scope, by method and path: ``chat`` (alias ``chat:write``) to chat and
 to write sessions, ``models:read`` for /v1/models, ``sessions:read`` to read sessions,
-``metrics`` for /metrics (Prometheus), ``admin`` for /admin. A key limited to some agents
+``metrics`` for /metrics (Prometheus), ``agents:write`` to manage agents (/admin/agents, and
+to run an agent's draft), ``admin`` for the rest of /admin and everything ``agents:write``
+may do. A key limited to some agents
 sees only those, anywhere. A request with no key but the console's sign-in cookie acts as
 the key it signed in with (``headend.console``). A publishable key (``pk-he-``) calls
 nothing itself: the chat widget trades it for a visitor token (``vt-he-``), which chats as
@@ -38,7 +40,9 @@ from headend.widget.tokens import VISITOR_PREFIX
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("chat", "models:read", "sessions:read", "metrics", "admin")
+SCOPES = ("chat", "models:read", "sessions:read", "metrics", "agents:write", "admin")
+AGENTS_WRITE = "agents:write"
+WIDER = {AGENTS_WRITE: "admin"}  # a scope, and the one that includes it
 # Health, the console's page and assets (it shows the sign-in), and the sign-in itself.
 # The widget's script and its visitor sign-in (which checks the publishable key itself).
 PUBLIC_PATHS = frozenset(
@@ -78,6 +82,9 @@ class Principal:
 
     def may_use(self, name: str) -> bool:
         return self.agents is None or name in self.agents
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or WIDER.get(scope) in self.scopes
 
     @property
     def owner(self) -> str | None:
@@ -122,6 +129,8 @@ def required_scope(method: str, path: str) -> str | None:
     page and its sign-in)."""
     if path in PUBLIC_PATHS or path.startswith("/console/static/"):
         return None
+    if path == "/admin/agents" or path.startswith("/admin/agents/"):
+        return AGENTS_WRITE
     if path.startswith("/admin"):
         return "admin"
     if path == "/metrics":
@@ -292,7 +301,7 @@ class AuthMiddleware:
                         "A visitor token may only chat (POST /v1/chat/completions) and read "
                         "its own conversation."
                     )
-                if needed not in principal.scopes:
+                if not principal.has(needed):
                     raise InsufficientScope(f"This key lacks the '{needed}' scope.")
             except APIError as exc:
                 await refuse(scope, send, exc)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from headend.agents.editor import AgentEditor
 from headend.agents.registry import AgentRegistry
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
@@ -26,6 +27,7 @@ class Services:
     settings: Settings
     agents: AgentRegistry
     versions: AgentVersions
+    editor: AgentEditor
     routes: RouteTable
     store: Store
     chat: ChatService

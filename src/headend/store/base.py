@@ -105,6 +105,22 @@ class AgentVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredAgent:
+    """An agent defined through the API rather than a file: the version it serves (None
+    until first published) and its draft, the next version being written."""
+
+    id: str
+    published: int | None
+    published_by: str | None
+    published_at: float | None
+    draft: str | None  # front matter and prompt, as an agent file has them
+    draft_by: str | None
+    draft_at: float | None
+    created_by: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class TurnRecord:
     """A stored turn: its index in its session, and the agent version that answered it
     (None: a model route, or a turn stored before versions were)."""
@@ -190,6 +206,32 @@ class Store(Protocol):
 
     async def agent_versions(self, agent: str) -> list[AgentVersion]:
         """Newest first."""
+        ...
+
+    async def create_agent(self, agent: str, draft: str, by: str | None, at: float) -> bool:
+        """A new stored agent with its first draft; False when one with this id exists. A
+        deleted one's id may be used again: its versions carry on where they stopped."""
+        ...
+
+    async def stored_agents(self) -> list[StoredAgent]:
+        """Every stored agent not deleted, by id."""
+        ...
+
+    async def stored_agent(self, agent: str) -> StoredAgent | None: ...
+
+    async def save_draft(self, agent: str, draft: str | None, by: str | None, at: float) -> bool:
+        """Replace the agent's draft (None: discard it); False when there is no such agent."""
+        ...
+
+    async def publish_agent(
+        self, agent: str, version: int, by: str | None, at: float, draft: str | None
+    ) -> bool:
+        """Serve ``version`` from now on, discarding the draft if it is still ``draft`` (the
+        text just published); False when there is no such agent."""
+        ...
+
+    async def delete_agent(self, agent: str, at: float) -> bool:
+        """Stop serving the stored agent (its versions stay on record)."""
         ...
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:

@@ -163,6 +163,23 @@ def m012_agent_versions(db: sqlite3.Connection) -> None:
     )
 
 
+def m013_agents(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            published INTEGER,
+            published_by TEXT,
+            published_at REAL,
+            draft TEXT,
+            draft_by TEXT,
+            draft_at REAL,
+            created_by TEXT,
+            created_at REAL NOT NULL,
+            deleted_at REAL
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -176,6 +193,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m010_publishable_keys,
     m011_idempotency,
     m012_agent_versions,
+    m013_agents,
 ]
 
 

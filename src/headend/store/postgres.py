@@ -22,17 +22,23 @@ from headend.store.base import (
     NewSession,
     ResponseRecord,
     SessionRecord,
+    StoredAgent,
     TurnRecord,
     UsageRow,
 )
 from headend.store.rows import (
     AGENT_VERSION_COLUMNS,
     CLAIM_SQL,
+    CREATE_AGENT_SQL,
+    DELETE_AGENT_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
     LATEST_AGENT_VERSION_SQL,
     NEW_AGENT_VERSION_SQL,
+    PUBLISH_AGENT_SQL,
     RESPONSE_COLUMNS,
+    SAVE_DRAFT_SQL,
+    STORED_AGENT_COLUMNS,
     TURNS_SQL,
     USAGE_COLUMNS,
     USAGE_SUMS,
@@ -43,6 +49,7 @@ from headend.store.rows import (
     response_item_rows,
     response_record,
     response_row,
+    stored_agent,
     turn_record,
     usage_row,
     usage_values,
@@ -205,6 +212,23 @@ async def m012_agent_versions(db: Any) -> None:
     )
 
 
+async def m013_agents(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            published INTEGER,
+            published_by TEXT,
+            published_at DOUBLE PRECISION,
+            draft TEXT,
+            draft_by TEXT,
+            draft_at DOUBLE PRECISION,
+            created_by TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            deleted_at DOUBLE PRECISION
+        )"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -218,6 +242,7 @@ MIGRATIONS: list[Migration] = [
     m010_publishable_keys,
     m011_idempotency,
     m012_agent_versions,
+    m013_agents,
 ]
 
 
@@ -405,6 +430,38 @@ class PostgresStore:
             agent,
         )
         return [agent_version(tuple(row)) for row in rows]
+
+    async def create_agent(self, agent: str, draft: str, by: str | None, at: float) -> bool:
+        return await self._change(CREATE_AGENT_SQL, agent, draft, by, at, by, at)
+
+    async def stored_agents(self) -> list[StoredAgent]:
+        rows = await self._pool.fetch(
+            f"SELECT {STORED_AGENT_COLUMNS} FROM agents WHERE deleted_at IS NULL ORDER BY id"
+        )
+        return [stored_agent(tuple(row)) for row in rows]
+
+    async def stored_agent(self, agent: str) -> StoredAgent | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {STORED_AGENT_COLUMNS} FROM agents WHERE id = $1 AND deleted_at IS NULL",
+            agent,
+        )
+        return stored_agent(tuple(row)) if row else None
+
+    async def save_draft(self, agent: str, draft: str | None, by: str | None, at: float) -> bool:
+        return await self._change(SAVE_DRAFT_SQL, draft, by, at, agent)
+
+    async def publish_agent(
+        self, agent: str, version: int, by: str | None, at: float, draft: str | None
+    ) -> bool:
+        return await self._change(PUBLISH_AGENT_SQL, version, by, at, draft, agent)
+
+    async def delete_agent(self, agent: str, at: float) -> bool:
+        return await self._change(DELETE_AGENT_SQL, at, agent)
+
+    async def _change(self, sql: str, *parameters: Any) -> bool:
+        """Run one write; whether it changed a row."""
+        status = await self._pool.execute(_dollars(sql), *parameters)
+        return not str(status).endswith(" 0")
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
         status = await self._pool.execute(

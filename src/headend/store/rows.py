@@ -12,6 +12,7 @@ from headend.store.base import (
     IdempotentRequest,
     KeyRecord,
     ResponseRecord,
+    StoredAgent,
     TurnRecord,
     UsageRow,
 )
@@ -41,6 +42,28 @@ LATEST_AGENT_VERSION_SQL = (
     f"SELECT {AGENT_VERSION_COLUMNS} FROM agent_versions WHERE agent = ? "
     "ORDER BY version DESC LIMIT 1"
 )
+STORED_AGENT_COLUMNS = (
+    "id, published, published_by, published_at, draft, draft_by, draft_at, created_by, created_at"
+)
+# A new stored agent, or a deleted one's id taken again (its versions carry on).
+# Parameters: id, draft, by, at (draft_by and created_by alike), at.
+CREATE_AGENT_SQL = (
+    "INSERT INTO agents (id, draft, draft_by, draft_at, created_by, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET draft = excluded.draft, draft_by = excluded.draft_by, "
+    "draft_at = excluded.draft_at, created_by = excluded.created_by, "
+    "created_at = excluded.created_at, published = NULL, published_by = NULL, "
+    "published_at = NULL, deleted_at = NULL WHERE agents.deleted_at IS NOT NULL"
+)
+SAVE_DRAFT_SQL = (
+    "UPDATE agents SET draft = ?, draft_by = ?, draft_at = ? WHERE id = ? AND deleted_at IS NULL"
+)
+# Parameters: version, by, at, the draft published (NULL: none), id.
+PUBLISH_AGENT_SQL = (
+    "UPDATE agents SET published = ?, published_by = ?, published_at = ?, "
+    "draft = CASE WHEN draft = ? THEN NULL ELSE draft END WHERE id = ? AND deleted_at IS NULL"
+)
+DELETE_AGENT_SQL = "UPDATE agents SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL"
 # Every message of a session with its turn's version (a turn stored before versions has no
 # row in turns). Parameter: session_id.
 TURNS_SQL = (
@@ -117,6 +140,10 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
 def agent_version(row: Sequence[Any]) -> AgentVersion:
     agent, version, content, origin, by, at = row
     return AgentVersion(agent, version, content, origin, by, at)
+
+
+def stored_agent(row: Sequence[Any]) -> StoredAgent:
+    return StoredAgent(*row)
 
 
 def turn_record(row: Sequence[Any]) -> TurnRecord:

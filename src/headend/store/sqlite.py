@@ -29,6 +29,7 @@ from headend.store.base import (
     NewSession,
     ResponseRecord,
     SessionRecord,
+    StoredAgent,
     TurnRecord,
     UsageRow,
 )
@@ -36,11 +37,16 @@ from headend.store.migrations import migrate
 from headend.store.rows import (
     AGENT_VERSION_COLUMNS,
     CLAIM_SQL,
+    CREATE_AGENT_SQL,
+    DELETE_AGENT_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
     LATEST_AGENT_VERSION_SQL,
     NEW_AGENT_VERSION_SQL,
+    PUBLISH_AGENT_SQL,
     RESPONSE_COLUMNS,
+    SAVE_DRAFT_SQL,
+    STORED_AGENT_COLUMNS,
     TURNS_SQL,
     USAGE_COLUMNS,
     USAGE_SUMS,
@@ -51,6 +57,7 @@ from headend.store.rows import (
     response_item_rows,
     response_record,
     response_row,
+    stored_agent,
     turn_record,
     usage_row,
     usage_values,
@@ -311,6 +318,48 @@ class SqliteStore:
             return [agent_version(row) for row in rows]
 
         return await self._run(select)
+
+    async def create_agent(self, agent: str, draft: str, by: str | None, at: float) -> bool:
+        return await self._change(CREATE_AGENT_SQL, (agent, draft, by, at, by, at))
+
+    async def stored_agents(self) -> list[StoredAgent]:
+        def select(db: sqlite3.Connection) -> list[StoredAgent]:
+            rows = db.execute(
+                f"SELECT {STORED_AGENT_COLUMNS} FROM agents WHERE deleted_at IS NULL ORDER BY id"
+            ).fetchall()
+            return [stored_agent(row) for row in rows]
+
+        return await self._run(select)
+
+    async def stored_agent(self, agent: str) -> StoredAgent | None:
+        def select(db: sqlite3.Connection) -> StoredAgent | None:
+            row = db.execute(
+                f"SELECT {STORED_AGENT_COLUMNS} FROM agents WHERE id = ? AND deleted_at IS NULL",
+                (agent,),
+            ).fetchone()
+            return stored_agent(row) if row else None
+
+        return await self._run(select)
+
+    async def save_draft(self, agent: str, draft: str | None, by: str | None, at: float) -> bool:
+        return await self._change(SAVE_DRAFT_SQL, (draft, by, at, agent))
+
+    async def publish_agent(
+        self, agent: str, version: int, by: str | None, at: float, draft: str | None
+    ) -> bool:
+        return await self._change(PUBLISH_AGENT_SQL, (version, by, at, draft, agent))
+
+    async def delete_agent(self, agent: str, at: float) -> bool:
+        return await self._change(DELETE_AGENT_SQL, (at, agent))
+
+    async def _change(self, sql: str, parameters: tuple[Any, ...]) -> bool:
+        """Run one write; whether it changed a row."""
+
+        def write(db: sqlite3.Connection) -> bool:
+            with db:
+                return bool(db.execute(sql, parameters).rowcount)
+
+        return await self._run(write)
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
         now = time.time()

@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.agents.registry import Agent
+from headend.agents.versions import draft_of
 from headend.errors import ModelNotFound
 from headend.schemas.openai.models import Model, ModelList
-from headend.server.auth import Principal, principal_of
+from headend.server.auth import AGENTS_WRITE, Principal, principal_of
 from headend.server.http import json_response
 from headend.server.services import Services, services
 
@@ -43,7 +44,10 @@ async def list_models(request: Request) -> Response:
 async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
     found = services(request)
-    model = _model(found, name, principal_of(request.scope), await found.versions.resolve(name))
+    principal = principal_of(request.scope)
+    if draft_of(name) is not None and not principal.has(AGENTS_WRITE):
+        raise ModelNotFound(name)  # drafts are for the keys that write them
+    model = _model(found, name, principal, await found.versions.resolve(name))
     if model is None:
         raise ModelNotFound(name)
     return json_response(model)
