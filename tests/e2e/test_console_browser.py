@@ -219,8 +219,54 @@ def test_agents_page_shows_routes_tools_defaults_and_the_prompt_to_admins_only(
     card = page.get_by_role("article", name="worker")
     expect(card).to_contain_text("calculator (reads only, not for this key)")
     card.get_by_text("System prompt").click()
-    expect(card).to_contain_text("Shown to keys with the admin scope.")
+    expect(card).to_contain_text("Shown to keys that may edit agents")
     assert "You compute." not in page.content()
+
+
+def test_agents_page_creates_edits_diffs_publishes_and_rolls_back_an_api_agent(
+    served: RunningServer, browser: object
+) -> None:
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    page = signed_in(browser, served, ADMIN)
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before a rollback
+    page.click("#nav-agents")
+    worker = page.get_by_role("article", name="worker")
+    expect(worker).to_contain_text("Defined by its file")
+    expect(worker.get_by_role("button", name="Publish")).to_have_count(0)
+
+    page.get_by_text("New agent").click()
+    page.fill("#new-agent-id", "helpdesk")
+    page.fill("#new-agent-text", "---\nmodel: gpt\n---\nYou help, first.\n")
+    page.get_by_role("button", name="Create draft").click()
+    card = page.get_by_role("article", name="helpdesk")
+    expect(card).to_contain_text("Not published")
+    card.get_by_role("button", name="Publish").click()
+    version = card.locator("dt:text-is('Version') + dd")
+    expect(version).to_have_text("1")
+
+    page.get_by_text("Edit, publish, roll back").click()
+    page.fill("#edit-helpdesk", "---\nmodel: nowhere\n---\nLost.\n")
+    card.get_by_role("button", name="Save draft", exact=True).click()
+    expect(card.get_by_role("alert")).to_contain_text("helpdesk@draft: model: 'nowhere'")
+
+    page.fill("#edit-helpdesk", "---\nmodel: gpt\n---\nYou help, second.\n")
+    card.get_by_role("button", name="Save draft and diff").click()
+    expect(card.locator(".diff del")).to_have_text("-You help, first.\n")
+    expect(card.locator(".diff ins")).to_have_text("+You help, second.\n")
+    card.get_by_role("button", name="Publish").click()
+    expect(version).to_have_text("2")
+
+    card.get_by_text("Edit, publish, roll back").click()
+    card.get_by_role("button", name="Serve 1 again").click()
+    expect(version).to_have_text("1")
+    served_now = httpx.get(
+        served.api + "/models/helpdesk", headers={"Authorization": f"Bearer {ADMIN}"}
+    ).json()
+    assert served_now["version"] == 1
 
 
 def test_playground_options_reach_the_model_and_the_call_copies_as_code(

@@ -1,13 +1,8 @@
 // The Agents page: each agent the key may use — its routes, tools, sampling defaults,
-// limits, description and (for admin keys) its system prompt — and the model routes.
-import { $, api, errorOf, row } from "./api.js";
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text != null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
+// limits, description and (for keys that may edit agents) its system prompt — and the model
+// routes; keys with agents:write also create, edit, publish and roll back API agents here.
+import { creator, editor } from "./agent_editor.js";
+import { $, api, element, errorOf, row } from "./api.js";
 
 function facts(pairs) {
   const list = element("dl", null, "facts");
@@ -24,12 +19,17 @@ function toolText(tool) {
   return notes.length ? `${tool.name} (${notes.join(", ")})` : tool.name;
 }
 
-function card(agent) {
+function titled(id) {
   const article = element("article", null, "agent");
-  article.setAttribute("aria-labelledby", `agent-${agent.id}`);
-  const title = element("h3", agent.id);
-  title.id = `agent-${agent.id}`;
+  article.setAttribute("aria-labelledby", `agent-${id}`);
+  const title = element("h3", id);
+  title.id = `agent-${id}`;
   article.append(title);
+  return article;
+}
+
+function card(agent) {
+  const article = titled(agent.id);
   if (agent.description) article.append(element("p", agent.description));
   const sampling = Object.entries(agent.sampling).map(([k, v]) => `${k} ${JSON.stringify(v)}`);
   article.append(facts([
@@ -46,14 +46,31 @@ function card(agent) {
   prompt.append(element("summary", "System prompt"));
   prompt.append(
     agent.system_prompt == null
-      ? element("p", "Shown to keys with the admin scope.", "muted")
+      ? element("p", "Shown to keys that may edit agents (agents:write or admin).", "muted")
       : element("pre", agent.system_prompt || "(empty)"),
   );
   article.append(prompt);
   return article;
 }
 
-export async function loadAgents() {
+// What keys that may edit agents see of each: its origin, and for an API agent its editor.
+async function managed() {
+  const response = await api("/admin/agents");
+  if (!response.ok) return null;
+  return new Map((await response.json()).data.map((entry) => [entry.id, entry]));
+}
+
+function editing(article, entry, reload) {
+  if (entry.origin === "file") {
+    article.append(element("p", "Defined by its file in the agents directory: edit the file "
+      + "to change it.", "muted"));
+  } else {
+    article.append(editor(entry, reload));
+  }
+}
+
+export async function loadAgents(scopes = []) {
+  const reload = () => loadAgents(scopes);
   const response = await api("/console/api/agents");
   const list = $("agents-list");
   list.replaceChildren();
@@ -64,8 +81,27 @@ export async function loadAgents() {
   }
   $("agents-error").textContent = "";
   const found = await response.json();
-  if (!found.data.length) list.append(element("p", "No agents for this key.", "muted"));
-  for (const agent of found.data) list.append(card(agent));
+  const entries = scopes.includes("agents:write") || scopes.includes("admin")
+    ? await managed() : null;
+  if (entries) list.append(creator(reload));
+  if (!found.data.length && !entries?.size) {
+    list.append(element("p", "No agents for this key.", "muted"));
+  }
+  for (const agent of found.data) {
+    const article = card(agent);
+    const entry = entries?.get(agent.id);
+    if (entry) editing(article, entry, reload);
+    list.append(article);
+  }
+  const served = new Set(found.data.map((agent) => agent.id));
+  for (const entry of entries?.values() ?? []) {
+    if (served.has(entry.id)) continue;
+    const article = titled(entry.id);  // created, never published (or not buildable now)
+    article.append(element("p", "Not published: clients cannot use it yet. Try the draft "
+      + `as model "${entry.id}@draft".`, "muted"));
+    editing(article, entry, reload);
+    list.append(article);
+  }
   for (const route of found.routes) {
     $("routes-body").append(row([route.id, route.targets.join(" → ")]));
   }

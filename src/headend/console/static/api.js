@@ -19,6 +19,14 @@ export async function errorOf(response) {
   }
 }
 
+// An element with text (never HTML) and a class.
+export function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text != null) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
 // A table row of text cells (never HTML: names and labels come from users).
 export function row(cells, tag = "td") {
   const tr = document.createElement("tr");

@@ -10,13 +10,15 @@ import { bindUsage, loadUsage } from "./usage.js";
 const PAGES = ["playground", "agents", "sessions", "keys", "usage"];
 const LOADERS = {
   playground: () => playground.loadModels(),
-  agents: loadAgents,
+  agents: () => loadAgents(app.scopes),
   sessions: loadSessions,
   keys: loadKeys,
   usage: loadUsage,
 };
 
 const app = {
+  scopes: [],
+
   async start() {
     const response = await api("/console/api/session");
     if (!response.ok) {
@@ -24,6 +26,7 @@ const app = {
       return;
     }
     const who = await response.json();
+    this.scopes = who.scopes;
     $("who").textContent = who.open ? "open mode (no keys)" : `signed in: ${who.key_id}`;
     $("sign-out").hidden = who.open;
     $("sign-in").hidden = true;
