@@ -451,7 +451,7 @@ async def test_a_stored_agent_keeps_its_draft_until_published(store: Store) -> N
         "key_b",
         3.0,
     )
-    assert published.draft is None  # what was published is no longer a draft
+    assert (published.draft, published.draft_by, published.draft_at) == (None, None, None)
 
     assert await store.save_draft("faq", "draft two", "key_a", 4.0)
     # A publish of other text (a rollback) leaves the draft being written alone.
@@ -462,7 +462,7 @@ async def test_a_stored_agent_keeps_its_draft_until_published(store: Store) -> N
     assert await store.save_draft("faq", None, "key_a", 6.0)  # discarded
     discarded = await store.stored_agent("faq")
     assert discarded is not None
-    assert discarded.draft is None
+    assert (discarded.draft, discarded.draft_by, discarded.draft_at) == (None, None, None)
     assert not await store.save_draft("nobody", "x", None, 1.0)
     assert not await store.publish_agent("nobody", 1, None, 1.0, None)
 

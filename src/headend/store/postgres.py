@@ -43,9 +43,11 @@ from headend.store.rows import (
     USAGE_COLUMNS,
     USAGE_SUMS,
     agent_version,
+    draft_values,
     idempotent_request,
     key_record,
     key_row,
+    publish_values,
     response_item_rows,
     response_record,
     response_row,
@@ -448,12 +450,12 @@ class PostgresStore:
         return stored_agent(tuple(row)) if row else None
 
     async def save_draft(self, agent: str, draft: str | None, by: str | None, at: float) -> bool:
-        return await self._change(SAVE_DRAFT_SQL, draft, by, at, agent)
+        return await self._change(SAVE_DRAFT_SQL, *draft_values(agent, draft, by, at))
 
     async def publish_agent(
         self, agent: str, version: int, by: str | None, at: float, draft: str | None
     ) -> bool:
-        return await self._change(PUBLISH_AGENT_SQL, version, by, at, draft, agent)
+        return await self._change(PUBLISH_AGENT_SQL, *publish_values(agent, version, by, at, draft))
 
     async def delete_agent(self, agent: str, at: float) -> bool:
         return await self._change(DELETE_AGENT_SQL, at, agent)

@@ -58,10 +58,13 @@ CREATE_AGENT_SQL = (
 SAVE_DRAFT_SQL = (
     "UPDATE agents SET draft = ?, draft_by = ?, draft_at = ? WHERE id = ? AND deleted_at IS NULL"
 )
-# Parameters: version, by, at, the draft published (NULL: none), id.
+# Parameters: version, by, at, the draft published (NULL: none) three times, id.
 PUBLISH_AGENT_SQL = (
     "UPDATE agents SET published = ?, published_by = ?, published_at = ?, "
-    "draft = CASE WHEN draft = ? THEN NULL ELSE draft END WHERE id = ? AND deleted_at IS NULL"
+    "draft = CASE WHEN draft = ? THEN NULL ELSE draft END, "
+    "draft_by = CASE WHEN draft = ? THEN NULL ELSE draft_by END, "
+    "draft_at = CASE WHEN draft = ? THEN NULL ELSE draft_at END "
+    "WHERE id = ? AND deleted_at IS NULL"
 )
 DELETE_AGENT_SQL = "UPDATE agents SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL"
 # Every message of a session with its turn's version (a turn stored before versions has no
@@ -140,6 +143,19 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
 def agent_version(row: Sequence[Any]) -> AgentVersion:
     agent, version, content, origin, by, at = row
     return AgentVersion(agent, version, content, origin, by, at)
+
+
+def draft_values(agent: str, draft: str | None, by: str | None, at: float) -> tuple[Any, ...]:
+    """SAVE_DRAFT_SQL's parameters: a discarded draft keeps no author."""
+    if draft is None:
+        return (None, None, None, agent)
+    return (draft, by, at, agent)
+
+
+def publish_values(
+    agent: str, version: int, by: str | None, at: float, draft: str | None
+) -> tuple[Any, ...]:
+    return (version, by, at, draft, draft, draft, agent)
 
 
 def stored_agent(row: Sequence[Any]) -> StoredAgent:
