@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -64,6 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from headend.server.serving import serve
     from headend.server.workers import Supervisor, check_workers
 
+    # A hang-up reads the agents again once serving (headend.agents.live); until then, and
+    # in the supervisor until it passes one on, it must not end the server.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = _settings(args)
     configure_logging(settings.server.log_format, args.log_level)
     if settings.server.workers > 1:

@@ -129,6 +129,12 @@ class LimitSettings(_Strict):
         return parse_duration(value)
 
 
+class ReloadSettings(_Strict):
+    """Live changes (see ``headend.agents.live``)."""
+
+    watch: bool = True  # follow the agents directory and headend.yaml's models: (else SIGHUP)
+
+
 def _default_providers() -> dict[str, ProviderSection]:
     return {"local": ProviderSection(type="llama_cpp")}
 
@@ -143,6 +149,7 @@ class Settings(_Strict):
     sessions: SessionSettings = Field(default_factory=lambda: SessionSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     redis: str | None = Field(None, repr=False)  # redis://…: limits shared by instances
+    reload: ReloadSettings = Field(default_factory=lambda: ReloadSettings())
     # Where the settings came from, for messages and for resolving relative paths.
     source: str = Field("defaults", exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

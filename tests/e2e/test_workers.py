@@ -158,3 +158,30 @@ def test_set_ups_workers_would_get_wrong_are_refused(
     )
     embedded = refused(cwd=tmp_path / "embedded")
     assert "load the embedded model(s) local" in embedded
+
+
+def test_a_hang_up_reaches_every_worker(
+    upstream: FakeUpstream, redis_url: str, tmp_path: Path
+) -> None:
+    first = "---\nmodel: gpt\n---\nFirst.\n"
+    extra = f"redis: {redis_url}\nreload: {{watch: false}}\n"
+    site = make_site(tmp_path, upstream, "wk", {"support": first}, extra)
+    server = serve(site, "server.log", "--workers", "2")
+    try:
+        ready_workers(server, 2)
+        (site / "agents" / "support.md").write_text(first.replace("First", "Second"))
+        server.process.send_signal(signal.SIGHUP)
+        versions: dict[str, int] = {}  # by worker
+        deadline = time.monotonic() + 30
+        while len(versions) < 2 or set(versions.values()) != {2}:
+            assert time.monotonic() < deadline, f"workers' versions: {versions}"
+            with httpx.Client() as client:  # a new connection: either worker may take it
+                found = client.get(
+                    server.base_url + "/v1/models/support",
+                    headers={"Authorization": f"Bearer {ADMIN}"},
+                )
+            versions[process_prefix(found)] = found.json()["version"]
+        assert server.process.poll() is None
+        assert len(workers_of(server)) == 2  # none ended by the hang-up
+    finally:
+        stop_server(server)

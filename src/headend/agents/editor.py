@@ -30,31 +30,56 @@ class AgentEditor:
         self.versions = versions
         self.store = versions.store
         self.agents = versions.agents
+        self._unbuildable: dict[str, int] = {}  # agent id: its published version, reported
+        self._shadowed: set[str] = set()  # stored agents a file's agent of the id hides
 
-    async def load(self) -> None:
-        """Serve each stored agent's published version (at start-up)."""
-        for stored in await self.store.stored_agents():
-            if stored.published is not None:
-                await self._serve_stored(stored)
+    async def sync(self, rebuild: bool = False) -> None:
+        """Serve what the store says each API agent serves now: at start-up, and every
+        second after (another instance may have published, rolled back or deleted one).
+        ``rebuild``: build each again (the routes or the files changed)."""
+        published = {s.id: s for s in await self.store.stored_agents() if s.published}
+        for agent in list(self.agents):
+            if agent.origin == API and agent.id not in published:
+                self.agents.agents.pop(agent.id, None)
+                log.info("agent %s: no longer served (deleted)", agent.id)
+        if rebuild:
+            self._unbuildable.clear()
+        for stored in published.values():
+            await self._serve_stored(stored, rebuild)
 
-    async def _serve_stored(self, stored: StoredAgent) -> None:
+    async def _serve_stored(self, stored: StoredAgent, rebuild: bool) -> None:
         current = self.agents.get(stored.id)
         if current is not None and current.origin == FILE:
-            log.warning("agent %s: its file is served, not the version stored", stored.id)
+            if stored.id not in self._shadowed:
+                self._shadowed.add(stored.id)
+                log.warning("agent %s: its file is served, not the version stored", stored.id)
             return
-        assert stored.published is not None
-        if current is not None and current.version == stored.published:
+        self._shadowed.discard(stored.id)
+        number = stored.published
+        assert number is not None
+        if not rebuild and current is not None and current.version == number:
             return
-        record = await self.store.agent_version(stored.id, stored.published)
+        if self._unbuildable.get(stored.id) == number:
+            return  # reported already; tried again when the routes or files change
+        record = await self.store.agent_version(stored.id, number)
         if record is None:
             return
-        source = f"{stored.id}@{stored.published}"
         try:
-            agent = self.versions.build(stored.id, record.content, source)
+            agent = self.versions.build(stored.id, record.content, f"{stored.id}@{number}")
         except ConfigError as exc:
-            log.error("agent %s is not served: %s", stored.id, "; ".join(exc.problems))
+            self._unbuildable[stored.id] = number
+            kept = f"still serving version {current.version}" if current else "not served"
+            log.error("agent %s (%s): %s", stored.id, kept, "; ".join(exc.problems))
             return
-        self._serve(replace(agent, version=stored.published))
+        self._unbuildable.pop(stored.id, None)
+        if current is None or current.version != number:
+            log.info("agent %s: now serving version %d", stored.id, number)
+        self._serve(replace(agent, version=number))
+
+    @property
+    def unbuildable(self) -> list[str]:
+        """The API agents whose published version does not build here."""
+        return sorted(self._unbuildable)
 
     def _serve(self, agent: Agent) -> None:
         self.agents.agents[agent.id] = replace(agent, origin=API)
@@ -112,6 +137,7 @@ class AgentEditor:
             agent_id, number, by, time.time(), text if version is None else None
         ):
             raise self._not_found(agent_id)
+        self._unbuildable.pop(agent_id, None)
         self._serve(replace(agent, version=number))
         return await self.stored(agent_id)
 

@@ -69,6 +69,66 @@ def agent_files(directory: Path) -> list[Path]:
     return sorted(path for path in directory.glob("*.md") if path.is_file())
 
 
+@dataclass(frozen=True, slots=True)
+class AgentFiles:
+    """What the agent files say now: the agents that build, and each other file's problems
+    (by the agent id its name gives); ``directory`` None when the packaged agents serve."""
+
+    agents: dict[str, Agent]
+    problems: dict[str, list[str]]
+    directory: Path | None
+
+    def all_problems(self) -> list[str]:
+        return [line for lines in self.problems.values() for line in lines]
+
+
+def read_agent_files(
+    directory: Path,
+    *,
+    routes: RouteTable,
+    tools: ToolRegistry,
+    descriptions: dict[str, str] | None = None,
+) -> AgentFiles:
+    """Every agent file in ``directory``, or the packaged ones when it holds none, each
+    built or its problems listed (naming the file and key). ``descriptions``: other agents
+    theirs may call as tools."""
+    files = agent_files(directory)
+    source_dir: Path | None = directory
+    packaged = not files
+    if packaged:
+        files, source_dir = packaged_agent_files(), None
+    problems: dict[str, list[str]] = {}
+    agents: dict[str, Agent] = {}
+    for path in files:
+        try:
+            text = read_agent(path)
+            spec = parse_agent_text(agent_id_of(path), text, str(path), tools)
+        except ConfigError as exc:
+            problems[path.stem] = exc.problems
+            continue
+        if routes.for_client(spec.id) is not None:
+            problems[spec.id] = [f"{path}: the agent id {spec.id!r} is also a name under models:"]
+            continue
+        targets: tuple[Target, ...] = ()
+        try:
+            targets = agent_targets(spec, routes)
+        except ConfigError as exc:
+            if packaged:  # A gateway-only setup has no `local` provider for the assistant.
+                log.info("not serving packaged agent %s: %s", spec.id, "; ".join(exc.problems))
+                continue
+            problems[spec.id] = exc.problems  # its tools are checked too, below
+        agents[spec.id] = Agent(spec=spec, targets=targets, content=text)
+    known = (descriptions or {}) | {agent_id: a.spec.description for agent_id, a in agents.items()}
+    for agent_id, agent in list(agents.items()):
+        try:
+            agents[agent_id] = with_tools(agent, tools, known)
+        except ConfigError as exc:
+            problems[agent_id] = problems.get(agent_id, []) + exc.problems
+    for agent_id in problems:
+        agents.pop(agent_id, None)
+    return AgentFiles(agents, problems, source_dir)
+
+
 def load_agents(
     directory: Path, *, routes: RouteTable, tools: ToolRegistry | None = None
 ) -> AgentRegistry:
@@ -76,42 +136,10 @@ def load_agents(
 
     All problems of all files are reported together, each naming its file and key.
     """
-    files = agent_files(directory)
-    source_dir: Path | None = directory
-    packaged = not files
-    if packaged:
-        files, source_dir = packaged_agent_files(), None
-    tools = tools or builtin_tools()
-    problems: list[str] = []
-    agents: dict[str, Agent] = {}
-    for path in files:
-        try:
-            text = read_agent(path)
-            spec = parse_agent_text(agent_id_of(path), text, str(path), tools)
-        except ConfigError as exc:
-            problems += exc.problems
-            continue
-        if routes.for_client(spec.id) is not None:
-            problems.append(f"{path}: the agent id {spec.id!r} is also a name under models:")
-        try:
-            targets = agent_targets(spec, routes)
-        except ConfigError as exc:
-            if packaged:
-                # A gateway-only setup has no `local` provider for the packaged assistant.
-                log.info("not serving packaged agent %s: %s", spec.id, "; ".join(exc.problems))
-                continue
-            problems += exc.problems
-            targets = ()
-        agents[spec.id] = Agent(spec=spec, targets=targets, content=text)
-    descriptions = {agent_id: agent.spec.description for agent_id, agent in agents.items()}
-    for agent_id, agent in list(agents.items()):
-        try:
-            agents[agent_id] = with_tools(agent, tools, descriptions)
-        except ConfigError as exc:
-            problems += exc.problems
-    if problems:
-        raise ConfigError(problems)
-    return AgentRegistry(agents=agents, directory=source_dir)
+    found = read_agent_files(directory, routes=routes, tools=tools or builtin_tools())
+    if found.problems:
+        raise ConfigError(found.all_problems())
+    return AgentRegistry(agents=found.agents, directory=found.directory)
 
 
 def build_agent(

@@ -63,6 +63,11 @@ class AgentVersions:
             descriptions=descriptions,
         )
 
+    def forget_built(self) -> None:
+        """Build earlier versions and drafts again when next run (the routes changed)."""
+        self._built.clear()
+        self._drafts.clear()
+
     async def record(self) -> None:
         """Record each file agent's definition; each is served at the version it got."""
         for agent in list(self.agents):

@@ -67,6 +67,11 @@ class RouteTable:
         if problems:
             raise ConfigError(problems)
 
+    def adopt(self, other: RouteTable) -> None:
+        """Take ``other``'s names (``models:`` read again), in place: whoever holds this
+        table routes by them from now on. The providers are the same: they start once."""
+        self._aliases, self._wildcards = other._aliases, other._wildcards
+
     def _provider_route(self, route: str) -> Target:
         provider, _, model = route.partition("/")
         if provider not in self.providers:

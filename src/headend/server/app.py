@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,6 +16,7 @@ from starlette.routing import Route
 
 from headend import __version__
 from headend.agents.editor import AgentEditor
+from headend.agents.live import LiveAgents
 from headend.agents.registry import load_agents
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
@@ -177,6 +179,21 @@ async def record_use(auth: Authenticator, meter: UsageMeter) -> None:
             log.exception("recording key use failed")
 
 
+@contextlib.contextmanager
+def on_hangup(handler: Callable[[], None]) -> Iterator[None]:
+    """``handler`` runs on SIGHUP meanwhile (where the loop may take signals)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, handler)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -210,7 +227,9 @@ def create_app(
             versions = AgentVersions(agents, store, routes, tools)
             await versions.record()
             editor = AgentEditor(versions)
-            await editor.load()
+            await editor.sync()
+            live = LiveAgents(settings, versions, editor)
+            await live.start()
         except BaseException:
             await limiter.close()
             await store.close()
@@ -247,6 +266,7 @@ def create_app(
                     metrics=metrics,
                 )
                 readiness.startup = startup
+                readiness.notes = live.notes
                 readiness.pings = {"store": store.ping}
                 if settings.redis:
                     readiness.pings["redis"] = limiter.ping
@@ -255,7 +275,10 @@ def create_app(
                 )
                 pruner = asyncio.create_task(prune_forever(store, settings.sessions.ttl))
                 recorder = asyncio.create_task(record_use(auth, meter))
-                yield
+                following = asyncio.create_task(live.run())
+                with on_hangup(live.hup):
+                    yield
+                following.cancel()
                 recorder.cancel()
                 await auth.flush_usage()
                 await meter.flush()

@@ -22,6 +22,8 @@ class Readiness:
         self.draining = False
         self.startup: ProviderStartup | None = None
         self.pings: dict[str, Ping] = {}
+        # What works, but not as configured: an agent file that no longer validates, …
+        self.notes: Callable[[], list[str]] = list
 
     def drain(self) -> None:
         self.draining = True

@@ -68,6 +68,7 @@ def run_worker(settings: Settings, log_level: str, listener: socket.socket) -> N
     from headend.server.serving import serve
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor passes Ctrl-C on as SIGTERM
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app follows it
     # Stopped before serving (uvicorn then handles SIGTERM): nothing to drain, a clean exit.
     signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(0))
     configure_logging(settings.server.log_format, log_level)
@@ -90,6 +91,7 @@ class Supervisor:
         os.environ[MULTIPROC_ENV] = metrics_dir  # the workers inherit it
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._hang_up)
         failed = False
         try:
             self._workers = [self._start(listener) for _ in range(self.settings.server.workers)]
@@ -142,6 +144,12 @@ class Supervisor:
                 if not self.stopping:
                     self._workers.append(self._start(listener))
         return failed
+
+    def _hang_up(self, sig: int, frame: FrameType | None) -> None:
+        """SIGHUP: each worker reads its agent files and headend.yaml's models: again."""
+        for worker in self._workers:
+            if worker.pid is not None:
+                os.kill(worker.pid, signal.SIGHUP)
 
     def _stop(self, sig: int, frame: FrameType | None) -> None:
         """Each worker drains on SIGTERM; a second Ctrl-C stops them at once."""

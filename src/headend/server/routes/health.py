@@ -23,7 +23,13 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    reasons = await readiness(request).reasons()
+    """Ready or not; ``problems``, when there are some, name what does not serve as its
+    source says (the log and ``headend check`` say why: that may quote a file)."""
+    found = readiness(request)
+    reasons = await found.reasons()
+    problems = {"problems": notes} if (notes := found.notes()) else {}
     if reasons:
-        return json_response({"status": "not_ready", "reasons": reasons}, status_code=503)
-    return json_response({"status": "ready", "version": __version__})
+        return json_response(
+            {"status": "not_ready", "reasons": reasons, **problems}, status_code=503
+        )
+    return json_response({"status": "ready", "version": __version__, **problems})
