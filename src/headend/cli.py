@@ -254,9 +254,20 @@ def cmd_usage(args: argparse.Namespace) -> int:
         since = utc_day(time.time() - (args.days - 1) * 86400)
         names = {key.id: key.name for key in await store.list_keys()}
         rows: list[tuple[str, ...]] = [
-            ("DAY", "KEY", "NAME", "AGENT/MODEL", "REQUESTS", "PROMPT", "COMPLETION", "TOTAL")
+            (
+                "DAY",
+                "KEY",
+                "NAME",
+                "AGENT/MODEL",
+                "REQUESTS",
+                "PROMPT",
+                "COMPLETION",
+                "TOTAL",
+                "COST",
+            )
         ]
         totals = [0, 0, 0]
+        cost = 0.0
         for row in await store.usage(since, args.key):
             rows.append(
                 (
@@ -268,16 +279,23 @@ def cmd_usage(args: argparse.Namespace) -> int:
                     str(row.prompt_tokens),
                     str(row.completion_tokens),
                     str(row.prompt_tokens + row.completion_tokens),
+                    _money(row.cost),
                 )
             )
             for i, value in enumerate((row.requests, row.prompt_tokens, row.completion_tokens)):
                 totals[i] += value
-        total = (*map(str, totals), str(totals[1] + totals[2]))
+            cost += row.cost
+        total = (*map(str, totals), str(totals[1] + totals[2]), _money(cost))
         rows.append(("total", "", "", "", *total))
         print_table(rows)
         return 0
 
     return _with_store(args, work)
+
+
+def _money(amount: float) -> str:
+    """A cost as the prices are written (per million tokens): to a millionth."""
+    return f"{amount:.6f}".rstrip("0").rstrip(".") if amount else "0"
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:

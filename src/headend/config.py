@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from headend.errors import ConfigError
+from headend.providers.pricing import Price
 
 CONFIG_ENV = "HEADEND_CONFIG"
 ADMIN_KEY_ENV = "HEADEND_ADMIN_KEY"
@@ -67,9 +68,17 @@ class ProviderSection(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     type: str
+    price: Price | None = None  # per million tokens of every model it serves; None: 0
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+class RouteSection(_Strict):
+    """A name under ``models:`` with more than its routes: ``{route: …, price: …}``."""
+
+    route: str | list[str]
+    price: Price | None = None  # per million tokens, over its provider's price
 
 
 class McpServerSettings(_Strict):
@@ -143,7 +152,7 @@ class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     agents_dir: Path | None = None
     providers: dict[str, ProviderSection] = Field(default_factory=_default_providers)
-    models: dict[str, str | list[str]] = Field(default_factory=dict)
+    models: dict[str, str | list[str] | RouteSection] = Field(default_factory=dict)
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     store: str = "sqlite:///headend.db"  # relative to the config file's directory
     sessions: SessionSettings = Field(default_factory=lambda: SessionSettings())

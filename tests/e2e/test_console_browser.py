@@ -18,7 +18,10 @@ from tests.upstream import FakeUpstream, Reply
 pytestmark = pytest.mark.e2e
 
 WORKER = "---\nmodel: up/worker\ntools: [calculator]\n---\nYou compute.\n"
-served = site_fixture("b", {"worker": WORKER})
+# (the site's models: go on: a route with a price of its own)
+served = site_fixture(
+    "b", {"worker": WORKER}, "  priced: {route: up/p, price: {input: 2, output: 4}}\n"
+)
 
 
 def test_sign_in_chat_with_streaming_and_tool_progress_then_sign_out(
@@ -312,14 +315,15 @@ def test_usage_page_charts_tokens_per_day_with_the_table_beneath(
     from tests.e2e.sites import ADMIN
 
     created = issue(served, name="counted", scopes=["chat"])
-    fake.script("b", Reply(text="ok", usage=(11, 13)))
-    answer = httpx.post(
-        served.api + "/chat/completions",
-        json={"model": "worker", "messages": [{"role": "user", "content": "hi"}]},
-        headers={"Authorization": f"Bearer {created['secret']}"},
-        timeout=30,
-    )
-    assert answer.status_code == 200
+    fake.script("b", Reply(text="ok", usage=(11, 13)), Reply(text="ok", usage=(1000, 500)))
+    for model in ("worker", "priced"):
+        answer = httpx.post(
+            served.api + "/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {created['secret']}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200
     page = signed_in(browser, served, ADMIN)
     page.click("#nav-usage")
     chart = page.locator("#usage-chart svg")
@@ -333,11 +337,15 @@ def test_usage_page_charts_tokens_per_day_with_the_table_beneath(
         "rs => rs.map(r => Number(r.getAttribute('height')))"
     )
     assert all(h > 0 for h in heights)
-    mine = page.locator("#usage-body tr", has_text=str(created["id"]))
-    expect(mine).to_contain_text("worker")
+    mine = page.locator("#usage-body tr", has_text=str(created["id"])).filter(has_text="worker")
+    expect(mine).to_have_count(1)
     expect(mine).to_contain_text("11")
     expect(mine).to_contain_text("13")
     expect(page.locator("#usage-keys")).to_contain_text(str(created["id"]))
+    priced = page.locator("#usage-body tr", has_text="priced").filter(has_text=str(created["id"]))
+    expect(priced.locator("td").last).to_have_text("0.004")  # (1000 * 2 + 500 * 4) per million
+    expect(mine.locator("td").last).to_have_text("0")  # an unpriced provider costs nothing
+    expect(page.locator("#usage-cost")).to_contain_text("0.004")
     page.select_option("#usage-days", "30")
     expect(page.locator("#usage-chart g.day")).to_have_count(30)
 

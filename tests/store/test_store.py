@@ -125,6 +125,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m011_idempotency",
         "m012_agent_versions",
         "m013_agents",
+        "m014_usage_cost",
     ]
 
 
@@ -238,24 +239,24 @@ async def test_usage_adds_up_per_day_key_and_model(store: Store) -> None:
 
     await store.add_usage(
         [
-            UsageRow("2026-11-21", "key_1", "helper", 1, 10, 5),
+            UsageRow("2026-11-21", "key_1", "helper", 1, 10, 5, 0.25),
             UsageRow("2026-11-22", None, "m", 1, 1, 1),
         ]
     )
     # a second batch (or a second instance) adds to the same rows
     await store.add_usage(
         [
-            UsageRow("2026-11-21", "key_1", "helper", 2, 100, 50),
-            UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3),
+            UsageRow("2026-11-21", "key_1", "helper", 2, 100, 50, 0.5),
+            UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3, 0.125),
         ]
     )
     assert await store.usage("2026-11-21") == [
-        UsageRow("2026-11-21", "key_1", "helper", 3, 110, 55),
-        UsageRow("2026-11-22", None, "m", 1, 1, 1),
-        UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3),
+        UsageRow("2026-11-21", "key_1", "helper", 3, 110, 55, 0.75),
+        UsageRow("2026-11-22", None, "m", 1, 1, 1, 0.0),
+        UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3, 0.125),
     ]
     assert await store.usage("2026-11-22", key_id="key_1") == [
-        UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3)
+        UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3, 0.125)
     ]
 
 

@@ -28,6 +28,7 @@ from headend.observability.genai import agent_span, tool_result, tool_span
 from headend.observability.metrics import ToolOutcome
 from headend.observability.tracing import UNTRACED, Span
 from headend.providers.base import Batch, ChatCall, Json, Timer
+from headend.providers.pricing import Spend
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
@@ -84,6 +85,7 @@ class Run:
     depth: int = 0
     tools: ToolPolicy = EVERY_TOOL  # what the calling key may use, down to agents it calls
     span: Span = UNTRACED  # the agent's ``invoke_agent`` span: model and tool calls go under it
+    spend: Spend | None = None  # what its model calls cost (agents it calls add theirs)
 
 
 def add_usage(total: Json, usage: Any) -> None:
@@ -136,7 +138,11 @@ class ToolLoop:
                         request.setdefault("parallel_tool_calls", agent.spec.parallel_tool_calls)
                 reply = Reply()
                 call = ChatCall(
-                    body=request, timer=run.timer, request_id=run.request_id, span=run.span
+                    body=request,
+                    timer=run.timer,
+                    request_id=run.request_id,
+                    span=run.span,
+                    spend=run.spend,
                 )
                 async for batch in self.router.stream(agent.targets, call):
                     forward = self._absorb(batch, reply, usage, role_sent)
@@ -296,6 +302,7 @@ class ToolLoop:
                 depth=depth,
                 tools=run.tools,
                 span=agent_span(run.span, agent.id, None),
+                spend=run.spend,
             )
             try:
                 end = await self.finish(inner)

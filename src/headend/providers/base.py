@@ -25,6 +25,7 @@ from headend.observability.tracing import UNTRACED, Span
 if TYPE_CHECKING:
     from headend.observability.metrics import Metrics
     from headend.providers.h1 import H1Client
+    from headend.providers.pricing import Spend
     from headend.providers.resilience import Resilience
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -87,6 +88,7 @@ class ChatCall:
     timer: Timer = field(default_factory=Timer)
     request_id: str = ""
     span: Span = UNTRACED  # the span the call is made under (its trace context goes upstream)
+    spend: Spend | None = None  # what the request's calls cost, added up (None: not counted)
 
     def upstream_body(self, default_model: str | None = None) -> Json:
         """The body with ``model`` set to the upstream's name, or left out when there is none."""

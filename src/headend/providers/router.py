@@ -34,6 +34,7 @@ from headend.observability.genai import ModelCallRecord, model_span
 from headend.observability.metrics import Metrics
 from headend.providers.base import Batch, ChatCall, Json, Provider, embedder
 from headend.providers.deadlines import Deadlines
+from headend.providers.pricing import FREE, Price
 from headend.providers.resilience import Retry, backoff_delay
 from headend.providers.routes import Target
 from headend.providers.startup import ProviderStartup
@@ -60,8 +61,10 @@ class Router:
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         startup: ProviderStartup | None = None,
+        prices: Mapping[str, Price] | None = None,
     ) -> None:
         self.providers = providers
+        self.prices = dict(prices or {})  # by provider; the rest cost nothing
         self.startup = startup  # None: every provider is started already
         self._clock = clock
         self._sleep = sleep
@@ -80,6 +83,14 @@ class Router:
             health.cooling_until = 0.0
             self.metrics.cooling.labels(provider).set(0)
         return False
+
+    def price(self, target: Target) -> Price:
+        """What the target's tokens cost: its alias's price, else its provider's, else 0."""
+        return target.price or self.prices.get(target.provider) or FREE
+
+    def _charge(self, call: ChatCall, target: Target, usage: object) -> None:
+        if call.spend is not None and usage:
+            call.spend.add(self.price(target), usage)
 
     def report_cooling(self) -> None:
         """Bring the cooldown gauges up to date (before a scrape: a cooldown ends by itself)."""
@@ -123,6 +134,7 @@ class Router:
                 ) from None
 
         answer, target, record = await self._first_success(targets, call, attempt, "chat")
+        self._charge(call, target, answer.get("usage"))
         record.answer(answer)
         record.end()
         return answer, target
@@ -150,6 +162,7 @@ class Router:
                 ) from None
 
         answer, target, record = await self._first_success(targets, call, attempt, "embeddings")
+        self._charge(call, target, answer.get("usage"))
         record.answer(answer)
         record.end()
         return answer, target
@@ -185,10 +198,14 @@ class Router:
         provider = self.providers[target.provider]
         deadline = asyncio.get_running_loop().time() + provider.resilience.timeout.total
         recording = record.span.recording
+        charging = call.spend is not None
         try:
             if recording:
                 for one in first:
                     record.chunk(one)
+            if charging:
+                for one in first:
+                    self._charge(call, target, one.get("usage"))
             yield first
             while True:
                 try:
@@ -204,6 +221,9 @@ class Router:
                 if recording:
                     for one in chunk:
                         record.chunk(one)
+                if charging:
+                    for one in chunk:
+                        self._charge(call, target, one.get("usage"))
                 yield chunk
         except BaseException as exc:
             record.span.fail(_error_type(exc))

@@ -4,7 +4,9 @@
 - ``openai/gpt-4o-mini`` names the provider ``openai`` and its model ``gpt-4o-mini``;
 - a name under ``models:`` in headend.yaml is an alias for one route or a fallback list;
 - ``"ollama/*": ollama`` under ``models:`` passes ``ollama/<anything>`` to the provider
-  ``ollama`` as model ``<anything>``.
+  ``ollama`` as model ``<anything>``;
+- ``fast: {route: openai/gpt-4o-mini, price: {input: 0.15, output: 0.6}}`` is an alias
+  with a price of its own (its targets carry it; see ``headend.providers.pricing``).
 
 Clients may send only agent ids and names under ``models:`` (wildcards included). Agent
 files may also use provider routes directly.
@@ -13,9 +15,11 @@ files may also use provider routes directly.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from headend.errors import ConfigError
+from headend.providers.pricing import Price
 
 WILDCARD = "/*"
 
@@ -24,6 +28,7 @@ WILDCARD = "/*"
 class Target:
     provider: str
     model: str | None = None
+    price: Price | None = field(default=None, compare=False)  # the alias's; None: the provider's
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.model}" if self.model else self.provider
@@ -36,7 +41,7 @@ class UnknownRoute(LookupError):
 class RouteTable:
     def __init__(
         self,
-        models: Mapping[str, str | list[str]],
+        models: Mapping[str, Any],  # headend.yaml's models: (str, list or RouteSection)
         providers: Collection[str],
         *,
         source: str = "headend.yaml",
@@ -45,13 +50,16 @@ class RouteTable:
         self._aliases: dict[str, tuple[Target, ...]] = {}
         self._wildcards: dict[str, str] = {}
         problems: list[str] = []
-        for name, routes in models.items():
+        for name, value in models.items():
             where = f"{source}: models.{name}"
+            routes, price = _routes_and_price(value)
             if name.endswith(WILDCARD):
                 if not isinstance(routes, str) or routes not in self.providers:
                     problems.append(f"{where}: a wildcard maps to one provider name")
-                    continue
-                self._wildcards[name[: -len(WILDCARD)] + "/"] = routes
+                elif price is not None:
+                    problems.append(f"{where}: a wildcard takes its provider's price")
+                else:
+                    self._wildcards[name[: -len(WILDCARD)] + "/"] = routes
                 continue
             listed = [routes] if isinstance(routes, str) else routes
             if not listed:
@@ -60,7 +68,8 @@ class RouteTable:
             targets = []
             for route in listed:
                 try:
-                    targets.append(self._provider_route(route))
+                    found = self._provider_route(route)
+                    targets.append(Target(found.provider, found.model, price))
                 except UnknownRoute as exc:
                     problems.append(f"{where}: {route!r}: {exc}")
             self._aliases[name] = tuple(targets)
@@ -101,3 +110,9 @@ class RouteTable:
     def names(self) -> list[str]:
         """The names /v1/models lists: every alias (wildcards cannot be enumerated)."""
         return sorted(self._aliases)
+
+
+def _routes_and_price(value: Any) -> tuple[Any, Price | None]:
+    """A ``models:`` entry's routes and its price (a plain route or list has none)."""
+    routes = getattr(value, "route", value)
+    return routes, getattr(value, "price", None)

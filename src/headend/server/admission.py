@@ -25,6 +25,7 @@ from headend.limits.base import (
     take,
 )
 from headend.observability.metrics import Metrics
+from headend.providers.pricing import FREE, Price, Spend, tokens
 from headend.server.auth import Principal
 from headend.server.context import RequestContext
 from headend.server.ratelimit_headers import rate_headers, retry_after, retry_headers
@@ -46,6 +47,8 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)  # as the model reported it
+    spend: Spend = field(default_factory=Spend)  # what its model calls cost
+    price: Price = FREE  # its first target's, for a cost estimated without usage
     done: bool = False
 
 
@@ -189,7 +192,9 @@ class Admission:
         usage: dict[str, Any] = ticket.usage
         if not usage:  # cut short before the model reported: charge what was sent
             usage = {"prompt_tokens": estimate_prompt(), "completion_tokens": 0}
-        self.meter.add(ticket.principal.key_id, ticket.model, usage)
+        spent = ticket.spend
+        cost = spent.total if spent.reported else ticket.price.cost(*tokens(usage))
+        self.meter.add(ticket.principal.key_id, ticket.model, usage, cost)
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         self.metrics.count_tokens(ticket.model, prompt, completion)

@@ -240,7 +240,8 @@ def create_app(
             # Providers start in the background: the server answers (not ready) meanwhile.
             loading = asyncio.create_task(startup.run(Resources(http=http, metrics=metrics)))
             try:
-                router = Router(built, metrics=metrics, startup=startup)
+                prices = {n: p.price for n, p in settings.providers.items() if p.price}
+                router = Router(built, metrics=metrics, startup=startup, prices=prices)
                 admission = Admission(limiter, settings.limits, meter, metrics)
                 app.state.services = Services(
                     settings=settings,

@@ -22,6 +22,7 @@ from headend.errors import APIError, InsufficientScope, InvalidRequest, ModelNot
 from headend.observability.genai import agent_span
 from headend.observability.tracing import Span
 from headend.providers.base import ChatCall, Json
+from headend.providers.pricing import Spend
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable, Target
@@ -95,6 +96,11 @@ class Plan:
         if self.ignored:
             headers["x-headend-ignored-fields"] = ", ".join(self.ignored)
         return headers
+
+    @property
+    def spend(self) -> Spend:
+        assert self.call.spend is not None  # every plan's call counts it
+        return self.call.spend
 
     def count_usage(self, usage: object) -> None:
         """The request's usage as last reported (a stream reports it in its last chunk)."""
@@ -218,6 +224,8 @@ class ChatService:
             plan.ticket = await self.admission.admit(
                 principal, plan.configured, self._agent_limit(plan), context
             )
+            plan.ticket.spend = plan.spend
+            plan.ticket.price = self.router.price(plan.targets[0])
             self._trace(plan, context.span)
         except BaseException:
             await self.release(plan)
@@ -330,6 +338,7 @@ class ChatService:
             )
         run: Run | None = None
         progress: ProgressFormat | None = None
+        spend = Spend()  # every model call's cost, the tool loop's included
         if agent is not None:
             request = validate(ChatCompletionRequest, body)
             if request.unknown_fields():
@@ -344,6 +353,7 @@ class ChatService:
                     timer=context.timer,
                     request_id=context.request_id,
                     tools=tools,
+                    spend=spend,
                 )
                 progress = progress_format(request, headers or {})
         else:
@@ -354,7 +364,9 @@ class ChatService:
             upstream, targets, prepended = without_headend_fields(body), found, 0
         # a configured name (an agent's id, not its version): bounded, so it may label metrics
         context.model = agent.id if agent is not None else name
-        call = ChatCall(body=upstream, timer=context.timer, request_id=context.request_id)
+        call = ChatCall(
+            body=upstream, timer=context.timer, request_id=context.request_id, spend=spend
+        )
         return Plan(
             client_model=name,
             targets=targets,

@@ -51,9 +51,14 @@ class EmbeddingService:
         if not targets:
             raise UnsupportedValue(f"The model '{name}' does not serve embeddings.", param="model")
         ticket = await self.admission.admit(principal, name, None, context)
+        ticket.price = self.router.price(targets[0])  # for a cost estimated without usage
         try:
             call = ChatCall(
-                body=body, timer=context.timer, request_id=context.request_id, span=context.span
+                body=body,
+                timer=context.timer,
+                request_id=context.request_id,
+                span=context.span,
+                spend=ticket.spend,
             )
             answer, _target = await self.router.embed(targets, call)
             answer["model"] = name

@@ -14,13 +14,14 @@ def utc_day(at: float) -> str:
 
 
 DAY = 86_400
+COST_DIGITS = 6  # a millionth of the currency: a token at a price per million tokens
 
 
 class UsageMeter:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._pending: defaultdict[tuple[str, str | None, str], list[int]] = defaultdict(
-            lambda: [0, 0, 0]
+        self._pending: defaultdict[tuple[str, str | None, str], list[float]] = defaultdict(
+            lambda: [0, 0, 0, 0.0]
         )
         self._day = ""
         self._day_ends = 0.0  # the current UTC day's name, worked out once a day
@@ -32,17 +33,19 @@ class UsageMeter:
             self._day_ends = (now // DAY + 1) * DAY
         return self._day
 
-    def add(self, key_id: str | None, model: str, usage: dict[str, Any]) -> None:
+    def add(self, key_id: str | None, model: str, usage: dict[str, Any], cost: float) -> None:
         totals = self._pending[(self._today(), key_id, model)]
         totals[0] += 1
         totals[1] += int(usage.get("prompt_tokens") or 0)
         totals[2] += int(usage.get("completion_tokens") or 0)
+        totals[3] += cost
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, defaultdict(lambda: [0, 0, 0])
+        pending, self._pending = self._pending, defaultdict(lambda: [0, 0, 0, 0.0])
         if pending:
             rows = [
-                UsageRow(day, key, model, *totals) for (day, key, model), totals in pending.items()
+                UsageRow(day, key, model, int(requests), int(prompt), int(completion), cost)
+                for (day, key, model), (requests, prompt, completion, cost) in pending.items()
             ]
             await self.store.add_usage(rows)
 
@@ -58,4 +61,5 @@ def usage_entry(row: UsageRow) -> dict[str, object]:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "total_tokens": row.prompt_tokens + row.completion_tokens,
+        "cost": round(row.cost, COST_DIGITS),
     }

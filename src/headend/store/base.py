@@ -66,6 +66,7 @@ class UsageRow:
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    cost: float = 0.0  # at the prices configured when the tokens were used
 
 
 @dataclass(frozen=True, slots=True)

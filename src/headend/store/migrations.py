@@ -180,6 +180,10 @@ def m013_agents(db: sqlite3.Connection) -> None:
     )
 
 
+def m014_usage_cost(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE usage ADD COLUMN cost REAL NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -194,6 +198,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m011_idempotency,
     m012_agent_versions,
     m013_agents,
+    m014_usage_cost,
 ]
 
 

@@ -231,6 +231,10 @@ async def m013_agents(db: Any) -> None:
     )
 
 
+async def m014_usage_cost(db: Any) -> None:
+    await db.execute("ALTER TABLE usage ADD COLUMN cost DOUBLE PRECISION NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -245,6 +249,7 @@ MIGRATIONS: list[Migration] = [
     m011_idempotency,
     m012_agent_versions,
     m013_agents,
+    m014_usage_cost,
 ]
 
 
@@ -528,7 +533,7 @@ class PostgresStore:
 
     async def add_usage(self, rows: list[UsageRow]) -> None:
         await self._pool.executemany(
-            f"INSERT INTO usage ({USAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
+            f"INSERT INTO usage ({USAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "
             f"ON CONFLICT (day, key_id, model) DO UPDATE SET {USAGE_SUMS}",
             [usage_values(row) for row in rows],
         )

@@ -22,7 +22,7 @@ KEY_COLUMNS = (
     "rpm, tpm, max_concurrency, tools, origins, visitor_rpm, signing_secret"
 )
 KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
-USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens"
+USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens, cost"
 AGENT_VERSION_COLUMNS = "agent, version, content, origin, created_by, created_at"
 # A new version numbered one past the agent's latest, unless the latest has this content:
 # one statement, so instances recording the same content at once make one version between
@@ -168,12 +168,13 @@ def turn_record(row: Sequence[Any]) -> TurnRecord:
 
 
 def usage_row(row: Sequence[Any]) -> UsageRow:
-    day, key_id, model, requests, prompt, completion = row
-    return UsageRow(day, key_id or None, model, requests, prompt, completion)
+    day, key_id, model, requests, prompt, completion, cost = row
+    return UsageRow(day, key_id or None, model, requests, prompt, completion, cost)
 
 
 USAGE_SUMS = ", ".join(
-    f"{c} = usage.{c} + excluded.{c}" for c in ("requests", "prompt_tokens", "completion_tokens")
+    f"{c} = usage.{c} + excluded.{c}"
+    for c in ("requests", "prompt_tokens", "completion_tokens", "cost")
 )
 
 
@@ -185,6 +186,7 @@ def usage_values(row: UsageRow) -> tuple[Any, ...]:
         row.requests,
         row.prompt_tokens,
         row.completion_tokens,
+        row.cost,
     )
 
 

@@ -458,7 +458,7 @@ class SqliteStore:
         def add(db: sqlite3.Connection) -> None:
             with db:
                 db.executemany(
-                    f"INSERT INTO usage ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                    f"INSERT INTO usage ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
                     f"ON CONFLICT (day, key_id, model) DO UPDATE SET {USAGE_SUMS}",
                     [usage_values(row) for row in rows],
                 )

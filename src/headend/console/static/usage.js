@@ -1,5 +1,6 @@
 // The Usage page (admin scope): tokens and requests per day as an SVG chart drawn here (no
-// image service), totals per key and per agent or model, and every row beneath.
+// image service), totals (tokens and cost) per key and per agent or model, and every row
+// beneath.
 import { $, api, errorOf, row } from "./api.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -25,8 +26,9 @@ function sum(rows, keyOf) {
   const totals = new Map();
   for (const r of rows) {
     const key = keyOf(r);
-    const t = totals.get(key) || { requests: 0, prompt: 0, completion: 0 };
+    const t = totals.get(key) || { requests: 0, prompt: 0, completion: 0, cost: 0 };
     t.requests += r.requests;
+    t.cost += r.cost;
     t.prompt += r.prompt_tokens;
     t.completion += r.completion_tokens;
     totals.set(key, t);
@@ -91,10 +93,17 @@ function chart(rows, period) {
   return root;
 }
 
+// A cost in the operator's currency (prices per million tokens): up to a millionth.
+export function money(amount) {
+  return amount ? String(Number(amount.toFixed(6))) : "0";
+}
+
 function totalsInto(body, totals) {
   body.replaceChildren();
   const sorted = [...totals.entries()].sort((a, b) => (b[1].prompt + b[1].completion) - (a[1].prompt + a[1].completion));
-  for (const [name, t] of sorted) body.append(row([name, t.requests, t.prompt + t.completion]));
+  for (const [name, t] of sorted) {
+    body.append(row([name, t.requests, t.prompt + t.completion, money(t.cost)]));
+  }
 }
 
 export async function loadUsage() {
@@ -109,12 +118,14 @@ export async function loadUsage() {
   $("usage-error").textContent = "";
   const rows = (await response.json()).data;
   $("usage-chart").append(chart(rows, period));
+  const cost = rows.reduce((a, r) => a + r.cost, 0);
+  $("usage-cost").textContent = `Cost in the period: ${money(cost)} (at the prices configured)`;
   totalsInto($("usage-keys"), sum(rows, (r) => r.key_id || "(no key)"));
   totalsInto($("usage-models"), sum(rows, (r) => r.model));
   $("usage-empty").hidden = rows.length > 0;
   for (const r of rows) {
     $("usage-body").append(row([r.day, r.key_id || "(no key)", r.model, r.requests,
-      r.prompt_tokens, r.completion_tokens]));
+      r.prompt_tokens, r.completion_tokens, money(r.cost)]));
   }
 }
 
