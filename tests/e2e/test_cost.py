@@ -95,6 +95,6 @@ def test_each_request_costs_its_calls_at_the_price_of_their_route_or_provider(
     assert printed.returncode == 0, printed.stderr
     header, *lines = printed.stdout.splitlines()
     assert header.split()[-1] == "COST"
-    by_model = {line.split()[3]: line.split()[-1] for line in lines if key["id"] in line}
+    by_model = {line.split()[3]: line.split()[-1] for line in lines if str(key["id"]) in line}
     assert by_model == {"gpt": "0.005", "premium": "0.07", "helper": "0.009"}
     assert lines[-1].split()[-1] == "0.084"
