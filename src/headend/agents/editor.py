@@ -32,12 +32,16 @@ class AgentEditor:
         self.agents = versions.agents
         self._unbuildable: dict[str, int] = {}  # agent id: its published version, reported
         self._shadowed: set[str] = set()  # stored agents a file's agent of the id hides
+        self._changes = 0  # publishes and deletions made here, so far
 
     async def sync(self, rebuild: bool = False) -> None:
         """Serve what the store says each API agent serves now: at start-up, and every
         second after (another instance may have published, rolled back or deleted one).
         ``rebuild``: build each again (the routes or the files changed)."""
+        changes = self._changes
         published = {s.id: s for s in await self.store.stored_agents() if s.published}
+        if changes != self._changes:
+            return  # this instance published or deleted meanwhile: what was read may be older
         for agent in list(self.agents):
             if agent.origin == API and agent.id not in published:
                 self.agents.agents.pop(agent.id, None)
@@ -45,9 +49,9 @@ class AgentEditor:
         if rebuild:
             self._unbuildable.clear()
         for stored in published.values():
-            await self._serve_stored(stored, rebuild)
+            await self._serve_stored(stored, rebuild, changes)
 
-    async def _serve_stored(self, stored: StoredAgent, rebuild: bool) -> None:
+    async def _serve_stored(self, stored: StoredAgent, rebuild: bool, changes: int) -> None:
         current = self.agents.get(stored.id)
         if current is not None and current.origin == FILE:
             if stored.id not in self._shadowed:
@@ -71,6 +75,8 @@ class AgentEditor:
             kept = f"still serving version {current.version}" if current else "not served"
             log.error("agent %s (%s): %s", stored.id, kept, "; ".join(exc.problems))
             return
+        if changes != self._changes:
+            return  # a publish here while the version was read: it stands
         self._unbuildable.pop(stored.id, None)
         if current is None or current.version != number:
             log.info("agent %s: now serving version %d", stored.id, number)
@@ -138,6 +144,7 @@ class AgentEditor:
         ):
             raise self._not_found(agent_id)
         self._unbuildable.pop(agent_id, None)
+        self._changes += 1
         self._serve(replace(agent, version=number))
         return await self.stored(agent_id)
 
@@ -146,6 +153,7 @@ class AgentEditor:
         await self.stored(agent_id)
         if not await self.store.delete_agent(agent_id, time.time()):
             raise self._not_found(agent_id)
+        self._changes += 1
         self.agents.agents.pop(agent_id, None)
 
     async def stored(self, agent_id: str) -> StoredAgent:
