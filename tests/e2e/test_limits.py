@@ -239,8 +239,8 @@ def test_usage_is_counted_per_key_and_model(upstream: FakeUpstream, tmp_path: Pa
     ).stdout
     lines = printed.splitlines()
     assert lines[0].split() == [
-        "DAY", "KEY", "NAME", "AGENT/MODEL", "REQUESTS", "PROMPT", "COMPLETION", "TOTAL",
+        "DAY", "KEY", "NAME", "AGENT/MODEL", "REQUESTS", "PROMPT", "COMPLETION", "TOTAL", "COST",
     ]  # fmt: skip
     gpt = next(line.split() for line in lines if "metered" in line and " gpt " in line)
-    assert gpt[-4:] == ["2", "30", "7", "37"]
+    assert gpt[-5:] == ["2", "30", "7", "37", "0"]  # no price configured: it costs nothing
     assert lines[-1].split()[0] == "total"
