@@ -164,8 +164,7 @@ class LiveAgents:
         )
         for agent_id, agent in found.agents.items():
             current = registry.get(agent_id)
-            same = current is not None and current.origin == FILE
-            if same and current is not None and current.content == agent.content:
+            if current is not None and current.origin == FILE and current.content == agent.content:
                 if routes_changed:
                     registry.agents[agent_id] = replace(agent, version=current.version)
                 continue

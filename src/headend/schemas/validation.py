@@ -31,9 +31,15 @@ def param_of(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def validate(model: type[M], data: Any) -> M:
+def json_object(data: Any) -> dict[str, Any]:
+    """The request body, which must be a JSON object."""
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    return data
+
+
+def validate(model: type[M], data: Any) -> M:
+    data = json_object(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -364,19 +364,11 @@ class SqliteStore:
         return await self._run(write)
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
-        now = time.time()
-
-        def take(db: sqlite3.Connection) -> bool:
-            with db:
-                return bool(
-                    db.execute(
-                        "UPDATE sessions SET busy_by = ?, busy_until = ? WHERE id = ? AND "
-                        "(busy_until IS NULL OR busy_until < ? OR busy_by = ?)",
-                        (holder, until, session_id, now, holder),
-                    ).rowcount
-                )
-
-        return await self._run(take)
+        return await self._change(
+            "UPDATE sessions SET busy_by = ?, busy_until = ? WHERE id = ? AND "
+            "(busy_until IS NULL OR busy_until < ? OR busy_by = ?)",
+            (holder, until, session_id, time.time(), holder),
+        )
 
     async def release(self, session_id: str, holder: str) -> None:
         def free(db: sqlite3.Connection) -> None:
@@ -420,29 +412,15 @@ class SqliteStore:
         return await self._run(select)
 
     async def revoke_key(self, key_id: str, at: float) -> bool:
-        def revoke(db: sqlite3.Connection) -> bool:
-            with db:
-                return bool(
-                    db.execute(
-                        "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                        (at, key_id),
-                    ).rowcount
-                )
-
-        return await self._run(revoke)
+        return await self._change(
+            "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, key_id)
+        )
 
     async def rotate_key(self, key_id: str, secret_hash: str, prefix: str) -> bool:
-        def rotate(db: sqlite3.Connection) -> bool:
-            with db:
-                return bool(
-                    db.execute(
-                        "UPDATE keys SET secret_hash = ?, prefix = ? "
-                        "WHERE id = ? AND revoked_at IS NULL",
-                        (secret_hash, prefix, key_id),
-                    ).rowcount
-                )
-
-        return await self._run(rotate)
+        return await self._change(
+            "UPDATE keys SET secret_hash = ?, prefix = ? WHERE id = ? AND revoked_at IS NULL",
+            (secret_hash, prefix, key_id),
+        )
 
     async def touch_keys(self, used: dict[str, float]) -> None:
         def touch(db: sqlite3.Connection) -> None:

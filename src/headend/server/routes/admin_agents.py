@@ -20,7 +20,7 @@ from headend.schemas.agents import (
     PublishAgent,
     definition_text,
 )
-from headend.schemas.validation import validate
+from headend.schemas.validation import json_object, validate
 from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import Services, services
@@ -71,12 +71,6 @@ async def _body(request: Request, found: Services) -> Any:
     return decode_json(raw) if raw.strip() else {}
 
 
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-    return body
-
-
 async def _answer(found: Services, agent_id: str) -> Response:
     stored = await found.editor.stored(agent_id)
     return json_response(_entry(agent_id, found.agents.get(agent_id), stored))
@@ -100,7 +94,7 @@ async def create_agent(request: Request) -> Response:
     """``POST /admin/agents``: ``{"id", "content"}`` or ``{"id", <front matter>, "prompt"}``;
     the definition is the new agent's draft."""
     found = services(request)
-    body = _object(await _body(request, found))
+    body = json_object(await _body(request, found))
     agent_id = body.pop("id", None)
     if not isinstance(agent_id, str):
         raise InvalidRequest(
@@ -130,7 +124,7 @@ async def save_draft(request: Request) -> Response:
     """``PUT /admin/agents/{id}/draft``: the same body as creating one, without the id."""
     found = services(request)
     agent_id = _agent_id(request)
-    body = _object(await _body(request, found))
+    body = json_object(await _body(request, found))
     if "id" in body:
         raise InvalidRequest("The agent's id is in the path; leave 'id' out.", param="id")
     text = definition_text(body)
