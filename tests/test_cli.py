@@ -131,6 +131,16 @@ def test_keys_create_refuses_limits_that_are_not_positive(
         main(["keys", "create", "--config", str(config), "--name", "x", "--rpm", "0"])
     assert exited.value.code == 2
     assert "not a positive whole number" in capsys.readouterr().err
+    base = ["keys", "create", "--config", str(config), "--name", "x"]
+    for amount in ("0", "-3", "nan", "inf", "lots"):
+        with pytest.raises(SystemExit):
+            main([*base, "--budget", amount])
+        assert "not a positive amount" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--budget", "5", "--budget-period", "year"])
+    assert "invalid choice: 'year'" in capsys.readouterr().err
+    assert main([*base, "--budget-period", "day"]) == 1
+    assert "budget_period needs a budget" in capsys.readouterr().err
 
 
 def test_keys_create_with_tool_grants(

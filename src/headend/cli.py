@@ -12,6 +12,7 @@ from headend import __version__
 from headend.agents.registry import AgentRegistry, load_agents
 from headend.config import Settings, load_settings
 from headend.errors import ConfigError
+from headend.limits.budget import PERIODS, money
 from headend.providers.registry import builtin_provider_types
 from headend.providers.routes import RouteTable
 from headend.store.base import KeyRecord, Store
@@ -149,11 +150,13 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from headend.config import parse_duration
+    from headend.limits.budget import Budget
     from headend.server.keys import KeyLimits, Publishable, create_key, tool_grant
 
     async def work(store: Store) -> int:
         expires = parse_duration(args.expires) if args.expires else None
-        limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency)
+        budget = Budget.of(args.budget, args.budget_period)
+        limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency, budget)
         registry = builtin_tools(_settings(args).mcp_servers.keys())
         grant = tool_grant(args.tool, args.no_tools, args.read_only, registry)
         if (args.origin or args.visitor_rpm) and not args.publishable:
@@ -242,6 +245,8 @@ def describe_limits(key: KeyRecord) -> str:
         )
         if value
     ]
+    if key.budget is not None:
+        parts.append(f"budget {money(key.budget)}/{key.budget_period}")
     return ", ".join(parts) or "-"
 
 
@@ -279,23 +284,18 @@ def cmd_usage(args: argparse.Namespace) -> int:
                     str(row.prompt_tokens),
                     str(row.completion_tokens),
                     str(row.prompt_tokens + row.completion_tokens),
-                    _money(row.cost),
+                    money(row.cost),
                 )
             )
             for i, value in enumerate((row.requests, row.prompt_tokens, row.completion_tokens)):
                 totals[i] += value
             cost += row.cost
-        total = (*map(str, totals), str(totals[1] + totals[2]), _money(cost))
+        total = (*map(str, totals), str(totals[1] + totals[2]), money(cost))
         rows.append(("total", "", "", "", *total))
         print_table(rows)
         return 0
 
     return _with_store(args, work)
-
-
-def _money(amount: float) -> str:
-    """A cost as the prices are written (per million tokens): to a millionth."""
-    return f"{amount:.6f}".rstrip("0").rstrip(".") if amount else "0"
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
@@ -401,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--max-concurrency", type=_positive, help="requests running at once (more wait in line)"
     )
+    create.add_argument(
+        "--budget",
+        type=_amount,
+        help="what its requests may cost per budget period, in the prices' currency",
+    )
+    create.add_argument(
+        "--budget-period",
+        choices=list(PERIODS),
+        help="the UTC day, week (from Monday) or month --budget is for (default month)",
+    )
     tools = create.add_mutually_exclusive_group()
     tools.add_argument(
         "--tool",
@@ -443,6 +453,16 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return int(text)
+
+
+def _amount(text: str) -> float:
+    try:
+        amount = float(text)
+    except ValueError:
+        amount = 0.0
+    if not 0 < amount < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive amount: {text!r}")
+    return amount
 
 
 def main(argv: Sequence[str] | None = None) -> int:

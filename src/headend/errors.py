@@ -22,6 +22,7 @@
         ├── PayloadTooLarge         413
         ├── HeadersTooLarge         431 too many or too large request headers
         ├── RateLimited             429 rate_limit_exceeded, with Retry-After
+        ├── BudgetSpent             429 insufficient_quota: the key's budget for its period
         ├── ProviderError           502 a model provider failed
         │   ├── UpstreamFailure     502 one failed attempt; ``retryable`` says whether to try again
         │   └── ProviderTimeout     504
@@ -247,6 +248,19 @@ class RateLimited(APIError):
     def __init__(self, message: str, *, kind: str, headers: dict[str, str]) -> None:
         super().__init__(message)
         self.type = kind
+        self.headers = headers
+
+
+class BudgetSpent(APIError):
+    """The key spent its budget for the period: no retry helps until the period resets
+    (``x-should-retry: false`` tells the OpenAI and Anthropic SDKs so)."""
+
+    status = 429
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
         self.headers = headers
 
 

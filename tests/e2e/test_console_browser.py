@@ -117,6 +117,8 @@ def test_keys_page_creates_a_key_whose_secret_is_shown_once_and_revokes_it(
     page.fill("#key-name", "shop-bot")
     page.select_option("#key-tools", "read-only")
     page.fill("#key-rpm", "30")
+    page.fill("#key-budget", "2.5")
+    page.select_option("#key-budget-period", "week")
     page.click("#key-form button[type=submit]")
     expect(page.locator("#secret-box")).to_be_visible()
     secret = page.locator("#secret-value").text_content() or ""
@@ -127,6 +129,7 @@ def test_keys_page_creates_a_key_whose_secret_is_shown_once_and_revokes_it(
     listed = page.locator("#keys-body tr", has_text="shop-bot")
     expect(listed).to_contain_text("read-only")
     expect(listed).to_contain_text("rpm 30")
+    expect(listed).to_contain_text("budget 2.5/week")
     expect(listed).to_contain_text("active")
 
     page.reload()  # shown once: never again

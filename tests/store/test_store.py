@@ -126,6 +126,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m012_agent_versions",
         "m013_agents",
         "m014_usage_cost",
+        "m015_key_budgets",
     ]
 
 
@@ -211,7 +212,9 @@ async def test_a_key_keeps_its_tool_grant(store: Store, grant: object) -> None:
     assert await store.key_by_hash("hash-t") == record
 
 
-async def test_a_publishable_key_keeps_its_sites_rate_and_signing_secret(store: Store) -> None:
+async def test_a_publishable_key_keeps_its_sites_rates_budget_and_signing_secret(
+    store: Store,
+) -> None:
     from headend.store.base import KeyRecord
 
     record = KeyRecord(
@@ -225,6 +228,8 @@ async def test_a_publishable_key_keeps_its_sites_rate_and_signing_secret(store: 
         origins=("https://shop.example.com", "http://localhost:3000"),
         visitor_rpm=7,
         signing_secret="s3cret",
+        budget=12.5,
+        budget_period="week",
     )
     await store.create_key(record, "hash-p")
     assert await store.key_by_hash("hash-p") == record
@@ -258,6 +263,10 @@ async def test_usage_adds_up_per_day_key_and_model(store: Store) -> None:
     assert await store.usage("2026-11-22", key_id="key_1") == [
         UsageRow("2026-11-22", "key_1", "helper", 1, 7, 3, 0.125)
     ]
+    # What a key spent from a day on (its budget period's first)
+    assert await store.spent("key_1", "2026-11-21") == 0.875
+    assert await store.spent("key_1", "2026-11-22") == 0.125
+    assert await store.spent("key_2", "2026-11-21") == 0.0
 
 
 async def test_responses_are_kept_per_owner(store: Store) -> None:

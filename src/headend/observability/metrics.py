@@ -112,7 +112,7 @@ class Metrics:
         self.refused = Counter(
             "headend_rate_limited",
             "Requests refused with 429, by kind: requests or tokens (a rate), concurrency "
-            "(a full queue, or waited too long).",
+            "(a full queue, or waited too long), insufficient_quota (a spent budget).",
             ["kind"],
             registry=registry,
         )

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from headend.errors import RateLimited
+from headend.errors import BudgetSpent, RateLimited
 from headend.observability.logs import ACCESS_LOGGER
 from headend.observability.metrics import Metrics
 
@@ -78,7 +78,7 @@ class RequestObserver:
             child(metrics.first_token, surface, model).observe(context.first_event - timer.started)
         if context.streaming:
             child(metrics.open_streams, surface).dec()
-        if isinstance(context.error, RateLimited):
+        if isinstance(context.error, RateLimited | BudgetSpent):
             metrics.refused.labels(context.error.type).inc()
         if self.access_log and access.isEnabledFor(logging.INFO):
             self._log(context, scope, elapsed, overhead)

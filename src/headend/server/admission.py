@@ -1,4 +1,4 @@
-"""Letting a request in: its key's rates (and a widget visitor's), then a slot in each
+"""Letting a request in: its key's budget, its rates (and a widget visitor's), then a slot in each
 concurrency pool it belongs to (its key's, its agent's or model's, everyone's), taken in that
 order in one step of the limiter; and, when it ends, its slots given back and its tokens
 counted in another.
@@ -27,6 +27,7 @@ from headend.limits.base import (
 from headend.observability.metrics import Metrics
 from headend.providers.pricing import FREE, Price, Spend, tokens
 from headend.server.auth import Principal
+from headend.server.budgets import BudgetBook
 from headend.server.context import RequestContext
 from headend.server.ratelimit_headers import rate_headers, retry_after, retry_headers
 from headend.server.usage import UsageMeter
@@ -86,10 +87,12 @@ class Admission:
         limits: LimitSettings,
         meter: UsageMeter,
         metrics: Metrics | None = None,
+        budgets: BudgetBook | None = None,
     ) -> None:
         self.limiter = limiter
         self.limits = limits
         self.meter = meter
+        self.budgets = budgets
         self.metrics = metrics or Metrics()
         self.queueing = Queueing(limits.max_queue, limits.queue_timeout)
 
@@ -127,9 +130,11 @@ class Admission:
         agent_limit: int | None,
         context: RequestContext | None = None,
     ) -> Ticket:
-        """Take a request from every rate and a slot in every pool, or refuse with 429
-        and when to come back (holding nothing)."""
+        """Check the key's budget, take a request from every rate and a slot in every pool,
+        or refuse with 429 and when to come back (holding nothing)."""
         ticket = Ticket(principal, model, context)
+        if self.budgets is not None:
+            ticket.headers = await self.budgets.check(principal.key_id, principal.budget)
         buckets = self.buckets(principal)
         pools = self.pools(principal, model, agent_limit)
         if not buckets and not pools:
@@ -139,11 +144,13 @@ class Admission:
                 [bucket for bucket, _ in buckets], pools, self.queueing, self._watch
             )
         except (QueueFull, QueueTimeout) as exc:
-            raise self._queue_refusal(exc, pools) from None
+            refusal = self._queue_refusal(exc, pools)
+            refusal.headers = ticket.headers | refusal.headers
+            raise refusal from None
         ticket.slots = entry.slots
         for (bucket, who), levels in zip(buckets, entry.levels, strict=True):
             if who == "key":
-                ticket.headers = rate_headers(bucket.rates, levels)
+                ticket.headers |= rate_headers(bucket.rates, levels)
         refused = entry.refused
         if refused is not None:
             bucket, who = buckets[refused]

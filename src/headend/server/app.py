@@ -37,6 +37,7 @@ from headend.providers.routes import RouteTable
 from headend.providers.startup import ProviderStartup
 from headend.server.admission import Admission
 from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
+from headend.server.budgets import BudgetBook
 from headend.server.chat import ChatService
 from headend.server.context import RequestContextMiddleware
 from headend.server.dispatch import HeadendApp
@@ -242,7 +243,8 @@ def create_app(
             try:
                 prices = {n: p.price for n, p in settings.providers.items() if p.price}
                 router = Router(built, metrics=metrics, startup=startup, prices=prices)
-                admission = Admission(limiter, settings.limits, meter, metrics)
+                budgets = BudgetBook(store, meter)
+                admission = Admission(limiter, settings.limits, meter, metrics, budgets)
                 app.state.services = Services(
                     settings=settings,
                     agents=agents,

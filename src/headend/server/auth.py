@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from headend.console.cookies import check_origin, cookie_token
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.limits.base import NO_RATES, Rates
+from headend.limits.budget import Budget
 from headend.server.context import context_of, refuse
 from headend.server.fresh import FreshCache
 from headend.store.base import KeyRecord, Store
@@ -79,6 +80,7 @@ class Principal:
     visitor: str | None = None  # a publishable key's visitor
     address: str | None = None  # the visitor's client address
     visitor_rates: Rates = NO_RATES  # per visitor, and per client address
+    budget: Budget | None = None  # the key's (its visitors share it)
 
     def may_use(self, name: str) -> bool:
         return self.agents is None or name in self.agents
@@ -236,6 +238,7 @@ class Authenticator:
                 Rates(record.rpm, record.tpm),
                 record.max_concurrency,
                 ToolPolicy.of(record.tools),
+                budget=Budget.of(record.budget, record.budget_period),
             )
         return record, principal
 

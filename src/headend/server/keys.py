@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass
 
+from headend.limits.budget import Budget
 from headend.server.auth import (
     PUBLISHABLE_PREFIX,
     SECRET_PREFIX,
@@ -28,6 +30,7 @@ class KeyLimits:
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
+    budget: Budget | None = None
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "max_concurrency"):
@@ -110,7 +113,7 @@ async def create_key(
             raise ValueError("a publishable key has the chat scope only")
         scopes = ["chat"]
         tools = READ_ONLY if tools is None else tools
-        limits = KeyLimits(limits.rpm or PUBLISHABLE_RPM, limits.tpm, limits.max_concurrency)
+        limits = dataclasses.replace(limits, rpm=limits.rpm or PUBLISHABLE_RPM)
     record = KeyRecord(
         id=f"key_{secrets.token_hex(8)}",
         name=name,
@@ -126,6 +129,8 @@ async def create_key(
         origins=publishable.origins if publishable else None,
         visitor_rpm=(publishable.visitor_rpm or VISITOR_RPM) if publishable else None,
         signing_secret=secrets.token_urlsafe(32) if publishable else None,
+        budget=limits.budget.amount if limits.budget else None,
+        budget_period=limits.budget.period if limits.budget else None,
     )
     await store.create_key(record, secret_hash(secret))
     return Issued(record, secret)
@@ -158,6 +163,8 @@ def describe(record: KeyRecord) -> dict[str, object]:
         "rpm": record.rpm,
         "tpm": record.tpm,
         "max_concurrency": record.max_concurrency,
+        "budget": record.budget,
+        "budget_period": record.budget_period,
         "tools": ToolPolicy.of(record.tools).describe(),
         "publishable": record.publishable,
         "origins": list(record.origins) if record.origins is not None else None,

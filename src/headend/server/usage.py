@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from typing import Any
@@ -17,14 +18,28 @@ DAY = 86_400
 COST_DIGITS = 6  # a millionth of the currency: a token at a price per million tokens
 
 
+Totals = defaultdict[tuple[str, str | None, str], list[float]]
+
+
+def _totals() -> Totals:
+    return defaultdict(lambda: [0, 0, 0, 0.0])
+
+
 class UsageMeter:
+    """Counts in memory until ``flush`` writes them. What a key spent is the store's rows
+    plus ``unwritten`` cost: ``writing`` is held while a batch moves from one to the other,
+    and ``batches`` counts the moves, so a reader sees every cost once."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._pending: defaultdict[tuple[str, str | None, str], list[float]] = defaultdict(
-            lambda: [0, 0, 0, 0.0]
-        )
+        self._pending = _totals()
+        self._costs: defaultdict[str | None, defaultdict[str, float]] = defaultdict(
+            lambda: defaultdict(float)
+        )  # the pending cost by key and day
         self._day = ""
         self._day_ends = 0.0  # the current UTC day's name, worked out once a day
+        self.writing = asyncio.Lock()
+        self.batches = 0
 
     def _today(self) -> str:
         now = time.time()
@@ -39,15 +54,39 @@ class UsageMeter:
         totals[1] += int(usage.get("prompt_tokens") or 0)
         totals[2] += int(usage.get("completion_tokens") or 0)
         totals[3] += cost
+        if cost:
+            self._costs[key_id][self._day] += cost
+
+    def unwritten(self, key_id: str, since_day: str) -> float:
+        """The key's cost from ``since_day`` on not written yet."""
+        days = self._costs.get(key_id)
+        return sum(cost for day, cost in days.items() if day >= since_day) if days else 0.0
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, defaultdict(lambda: [0, 0, 0, 0.0])
-        if pending:
+        async with self.writing:
+            pending, self._pending = self._pending, _totals()
+            costs, self._costs = self._costs, defaultdict(lambda: defaultdict(float))
+            if not pending:
+                return
+            self.batches += 1
             rows = [
                 UsageRow(day, key, model, int(requests), int(prompt), int(completion), cost)
                 for (day, key, model), (requests, prompt, completion, cost) in pending.items()
             ]
-            await self.store.add_usage(rows)
+            try:
+                await self.store.add_usage(rows)
+            except BaseException:  # counted again with what comes next, written next time
+                self._restore(pending, costs)
+                raise
+
+    def _restore(self, pending: Totals, costs: defaultdict[str | None, Any]) -> None:
+        for where, totals in pending.items():
+            mine = self._pending[where]
+            for i, value in enumerate(totals):
+                mine[i] += value
+        for key_id, days in costs.items():
+            for day, cost in days.items():
+                self._costs[key_id][day] += cost
 
 
 def usage_entry(row: UsageRow) -> dict[str, object]:

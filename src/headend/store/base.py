@@ -47,6 +47,8 @@ class KeyRecord:
     origins: tuple[str, ...] | None = None
     visitor_rpm: int | None = None
     signing_secret: str | None = field(default=None, repr=False)
+    budget: float | None = None  # what it may spend in its budget period; None: no limit
+    budget_period: str | None = None  # day, week or month
 
     @property
     def publishable(self) -> bool:
@@ -264,6 +266,10 @@ class Store(Protocol):
 
     async def usage(self, since_day: str, key_id: str | None = None) -> list[UsageRow]:
         """Totals from ``since_day`` on, by day, key and model."""
+        ...
+
+    async def spent(self, key_id: str, since_day: str) -> float:
+        """What the key's requests cost from ``since_day`` on (as written so far)."""
         ...
 
     async def save_response(self, record: ResponseRecord) -> None:

@@ -184,6 +184,11 @@ def m014_usage_cost(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE usage ADD COLUMN cost REAL NOT NULL DEFAULT 0")
 
 
+def m015_key_budgets(db: sqlite3.Connection) -> None:
+    for column in ("budget REAL", "budget_period TEXT"):
+        db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -199,6 +204,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m012_agent_versions,
     m013_agents,
     m014_usage_cost,
+    m015_key_budgets,
 ]
 
 

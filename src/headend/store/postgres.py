@@ -38,6 +38,7 @@ from headend.store.rows import (
     PUBLISH_AGENT_SQL,
     RESPONSE_COLUMNS,
     SAVE_DRAFT_SQL,
+    SPENT_SQL,
     STORED_AGENT_COLUMNS,
     TURNS_SQL,
     USAGE_COLUMNS,
@@ -235,6 +236,11 @@ async def m014_usage_cost(db: Any) -> None:
     await db.execute("ALTER TABLE usage ADD COLUMN cost DOUBLE PRECISION NOT NULL DEFAULT 0")
 
 
+async def m015_key_budgets(db: Any) -> None:
+    for column in ("budget DOUBLE PRECISION", "budget_period TEXT"):
+        await db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -250,6 +256,7 @@ MIGRATIONS: list[Migration] = [
     m012_agent_versions,
     m013_agents,
     m014_usage_cost,
+    m015_key_budgets,
 ]
 
 
@@ -546,6 +553,9 @@ class PostgresStore:
             key_id,
         )
         return [usage_row(tuple(row)) for row in rows]
+
+    async def spent(self, key_id: str, since_day: str) -> float:
+        return float(await self._pool.fetchval(_dollars(SPENT_SQL), key_id, since_day))
 
     async def save_response(self, record: ResponseRecord) -> None:
         async with self._pool.acquire() as db, db.transaction():

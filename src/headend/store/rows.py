@@ -19,10 +19,12 @@ from headend.store.base import (
 
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
-    "rpm, tpm, max_concurrency, tools, origins, visitor_rpm, signing_secret"
+    "rpm, tpm, max_concurrency, tools, origins, visitor_rpm, signing_secret, budget, "
+    "budget_period"
 )
 KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
 USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens, cost"
+SPENT_SQL = "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE key_id = ? AND day >= ?"
 AGENT_VERSION_COLUMNS = "agent, version, content, origin, created_by, created_at"
 # A new version numbered one past the agent's latest, unless the latest has this content:
 # one statement, so instances recording the same content at once make one version between
@@ -111,6 +113,8 @@ def key_row(record: KeyRecord) -> tuple[Any, ...]:
         None if record.origins is None else orjson.dumps(list(record.origins)).decode(),
         record.visitor_rpm,
         record.signing_secret,
+        record.budget,
+        record.budget_period,
     )
 
 
@@ -118,7 +122,7 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
     (id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most, tools) = (
         row[:13]
     )
-    origins, visitor_rpm, signing_secret = row[13:]
+    origins, visitor_rpm, signing_secret, budget, budget_period = row[13:]
     grant = None if tools is None else orjson.loads(tools)
     return KeyRecord(
         id=id_,
@@ -137,6 +141,8 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
         origins=None if origins is None else tuple(orjson.loads(origins)),
         visitor_rpm=visitor_rpm,
         signing_secret=signing_secret,
+        budget=budget,
+        budget_period=budget_period,
     )
 
 

@@ -46,6 +46,7 @@ from headend.store.rows import (
     PUBLISH_AGENT_SQL,
     RESPONSE_COLUMNS,
     SAVE_DRAFT_SQL,
+    SPENT_SQL,
     STORED_AGENT_COLUMNS,
     TURNS_SQL,
     USAGE_COLUMNS,
@@ -451,6 +452,12 @@ class SqliteStore:
                 (since_day, key_id, key_id),
             ).fetchall()
             return [usage_row(row) for row in rows]
+
+        return await self._run(select)
+
+    async def spent(self, key_id: str, since_day: str) -> float:
+        def select(db: sqlite3.Connection) -> float:
+            return float(db.execute(SPENT_SQL, (key_id, since_day)).fetchone()[0])
 
         return await self._run(select)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from headend.errors import InvalidKey, OriginNotAllowed
 from headend.limits.base import Limiter, Rates
+from headend.limits.budget import Budget
 from headend.server.admission import take_visitor_rate
 from headend.server.auth import AHEAD, Authenticator, Principal
 from headend.server.fresh import FreshCache
@@ -163,4 +164,5 @@ class Visitors:
             visitor=claims.visitor,
             address=client[0] if isinstance(client, tuple | list) else None,
             visitor_rates=Rates(record.visitor_rpm),
+            budget=Budget.of(record.budget, record.budget_period),
         )

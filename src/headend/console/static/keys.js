@@ -1,6 +1,7 @@
 // The Keys page (admin scope): create keys with scopes, agents, tools, limits and expiry —
 // the secret is shown once — and list, rotate and revoke them.
 import { $, api, button, copyText, errorOf, row } from "./api.js";
+import { money } from "./usage.js";
 
 function status(key) {
   if (key.revoked_at) return "revoked";
@@ -14,6 +15,7 @@ function limits(key) {
   if (key.tpm) parts.push(`tpm ${key.tpm}`);
   if (key.max_concurrency) parts.push(`at once ${key.max_concurrency}`);
   if (key.visitor_rpm) parts.push(`visitor rpm ${key.visitor_rpm}`);
+  if (key.budget) parts.push(`budget ${money(key.budget)}/${key.budget_period}`);
   return parts.join(", ") || "none";
 }
 
@@ -88,7 +90,9 @@ export async function createKey(event) {
     tpm: number("key-tpm"),
     max_concurrency: number("key-concurrency"),
     expires: $("key-expires").value.trim() || null,
+    budget: number("key-budget"),
   };
+  if (body.budget !== null) body.budget_period = $("key-budget-period").value;
   if ($("key-publishable").checked) {
     body.publishable = true;
     body.scopes = null;

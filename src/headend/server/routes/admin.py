@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from headend.config import parse_duration
 from headend.errors import InvalidRequest, NotFound
+from headend.limits.budget import Budget
 from headend.schemas.validation import validate
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.keys import (
@@ -34,6 +35,8 @@ class CreateKey(BaseModel):
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
     max_concurrency: int | None = Field(None, ge=1)
+    budget: float | None = Field(None, gt=0)  # per budget_period, in the prices' currency
+    budget_period: str | None = None  # day, week or month (the default)
     tools: list[str] | None = None  # the agent tools its runs may use (names as agent files)
     no_tools: bool = False
     read_only: bool = False  # only tools that read
@@ -63,7 +66,8 @@ async def post_key(request: Request) -> Response:
         )
     try:
         expires = parse_duration(body.expires) if body.expires else None
-        limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency)
+        budget = Budget.of(body.budget, body.budget_period)
+        limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency, budget)
         publishable = Publishable.of(body.origins, body.visitor_rpm) if body.publishable else None
         issued = await create_key(
             found.store,
@@ -85,7 +89,12 @@ async def post_key(request: Request) -> Response:
 
 def _param_of(problem: str) -> str:
     """The field a key creation problem is about."""
-    for word, param in (("origin", "origins"), ("agent", "agents"), ("scope", "scopes")):
+    for word, param in (
+        ("origin", "origins"),
+        ("agent", "agents"),
+        ("scope", "scopes"),
+        ("budget_period", "budget_period"),
+    ):
         if word in problem:
             return param
     return "expires"
