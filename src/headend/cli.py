@@ -13,6 +13,7 @@ from headend.agents.registry import AgentRegistry, load_agents
 from headend.config import Settings, load_settings
 from headend.errors import ConfigError
 from headend.limits.budget import PERIODS, money
+from headend.observability.audit import ACTIONS, cli_actor
 from headend.providers.registry import builtin_provider_types
 from headend.providers.routes import RouteTable
 from headend.store.base import KeyRecord, Store
@@ -163,7 +164,15 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             raise ValueError("--origin and --visitor-rpm are for --publishable keys")
         publishable = Publishable.of(args.origin, args.visitor_rpm) if args.publishable else None
         issued = await create_key(
-            store, args.name, args.scope or [], args.agent, expires, limits, grant, publishable
+            store,
+            args.name,
+            args.scope or [],
+            args.agent,
+            expires,
+            limits,
+            grant,
+            publishable,
+            by=cli_actor(),
         )
         print(f"{issued.record.id}  {', '.join(issued.record.scopes)}")
         print(issued.secret)
@@ -299,10 +308,10 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    import time
+    from headend.server.keys import revoke_key
 
     async def work(store: Store) -> int:
-        if not await store.revoke_key(args.key_id, time.time()):
+        if not await revoke_key(store, args.key_id, by=cli_actor()):
             print(f"error: no active key {args.key_id}", file=sys.stderr)
             return 1
         print(f"revoked {args.key_id}")
@@ -315,11 +324,46 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from headend.server.keys import rotate_key
 
     async def work(store: Store) -> int:
-        secret = await rotate_key(store, args.key_id)
+        secret = await rotate_key(store, args.key_id, by=cli_actor())
         if secret is None:
             print(f"error: no active key {args.key_id}", file=sys.stderr)
             return 1
         print(secret)
+        return 0
+
+    return _with_store(args, work)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from headend.observability.audit import known, unknown
+    from headend.store.base import AuditQuery
+
+    if args.action is not None and not known(args.action):
+        print(f"error: {unknown(args.action)}", file=sys.stderr)
+        return 1
+
+    async def work(store: Store) -> int:
+        names = {key.id: key.name for key in await store.list_keys()}
+        query = AuditQuery(args.limit, args.before, args.target, args.action, args.actor)
+        rows = [("ID", "AT (UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL")]
+        for entry in await store.audit(query):
+            actor = entry.actor
+            if actor in names:
+                actor = f"{actor} ({names[actor]})"
+            rows.append(
+                (
+                    str(entry.id),
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.at)),
+                    actor,
+                    entry.action,
+                    entry.target,
+                    json.dumps(entry.detail, separators=(",", ":")) if entry.detail else "-",
+                )
+            )
+        print_table(rows)
         return 0
 
     return _with_store(args, work)
@@ -446,6 +490,20 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--days", type=_positive, default=7, help="the last N days (default 7)")
     usage.add_argument("--key", help="only this key id")
     usage.set_defaults(handler=cmd_usage)
+    audit = commands.add_parser(
+        "audit",
+        help="changes to keys and agents: who, what, when (newest first)",
+        epilog="actions:\n" + "\n".join(f"  {name:14} {text}" for name, text in ACTIONS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    audit.add_argument("--config", type=Path, help="headend.yaml")
+    audit.add_argument("--agents", type=Path, help=argparse.SUPPRESS)
+    audit.add_argument("--limit", type=_positive, default=50, help="at most N entries (50)")
+    audit.add_argument("--before", type=_positive, help="entries older than this id")
+    audit.add_argument("--target", help="only changes to this key or agent id")
+    audit.add_argument("--action", help="only this action (key.create…) or family (key, agent)")
+    audit.add_argument("--actor", help="only changes by this key id, cli:<user>, or file")
+    audit.set_defaults(handler=cmd_audit)
     return parser
 
 

@@ -37,7 +37,7 @@ async def wipe(url: str) -> None:
     try:
         await db.execute(
             "DROP TABLE IF EXISTS messages, sessions, keys, usage, response_items, responses, "
-            "console_logins, idempotency, agent_versions, turns, agents, "
+            "console_logins, idempotency, agent_versions, turns, agents, audit, "
             "_migrations"
         )
     finally:
@@ -127,6 +127,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m013_agents",
         "m014_usage_cost",
         "m015_key_budgets",
+        "m016_audit",
     ]
 
 
@@ -267,6 +268,39 @@ async def test_usage_adds_up_per_day_key_and_model(store: Store) -> None:
     assert await store.spent("key_1", "2026-11-21") == 0.875
     assert await store.spent("key_1", "2026-11-22") == 0.125
     assert await store.spent("key_2", "2026-11-21") == 0.0
+
+
+async def test_the_audit_lists_newest_first_with_filters_and_a_cursor(store: Store) -> None:
+    from headend.store.base import AuditEntry, AuditQuery
+
+    written = [
+        AuditEntry(1.0, "cli:root", "key.create", "key_1", {"name": "ci", "scopes": ["chat"]}),
+        AuditEntry(2.0, "key_1", "agent.create", "faq"),
+        AuditEntry(3.0, "key_1", "agent.publish", "faq", {"version": 1}),
+        AuditEntry(4.0, "file", "agent.version", "support", {"version": 2}),
+        AuditEntry(5.0, "admin", "key.revoke", "key_1"),
+    ]
+    for entry in written:
+        await store.add_audit(entry)
+    every = await store.audit(AuditQuery())
+    assert [e.at for e in every] == [5.0, 4.0, 3.0, 2.0, 1.0]
+    assert every[-1].detail == {"name": "ci", "scopes": ["chat"]}
+    ids = [e.id or 0 for e in every]
+    assert ids == sorted(ids, reverse=True)
+    assert 0 not in ids
+    assert [e.action for e in await store.audit(AuditQuery(target="faq"))] == [
+        "agent.publish",
+        "agent.create",
+    ]
+    agents = await store.audit(AuditQuery(action="agent"))  # the family
+    assert [e.action for e in agents] == ["agent.version", "agent.publish", "agent.create"]
+    assert len(await store.audit(AuditQuery(action="agent.create"))) == 1
+    assert await store.audit(AuditQuery(action="agent.cr")) == []  # not a prefix of words
+    assert [e.at for e in await store.audit(AuditQuery(actor="key_1"))] == [3.0, 2.0]
+    page = await store.audit(AuditQuery(limit=2))
+    assert [e.at for e in page] == [5.0, 4.0]
+    rest = await store.audit(AuditQuery(limit=10, before=page[-1].id))
+    assert [e.at for e in rest] == [3.0, 2.0, 1.0]
 
 
 async def test_responses_are_kept_per_owner(store: Store) -> None:

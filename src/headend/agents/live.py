@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -168,11 +167,9 @@ class LiveAgents:
                 if routes_changed:
                     registry.agents[agent_id] = replace(agent, version=current.version)
                 continue
-            recorded = await self.versions.store.record_agent_version(
-                agent_id, agent.content, FILE, None, time.time()
-            )
-            registry.agents[agent_id] = replace(agent, version=recorded.version)
-            log.info("agent %s: now serving version %d (its file)", agent_id, recorded.version)
+            version = await self.versions.record_file(agent_id, agent.content)
+            registry.agents[agent_id] = replace(agent, version=version)
+            log.info("agent %s: now serving version %d (its file)", agent_id, version)
         for agent_id, lines in found.problems.items():
             if self.problems.get(agent_id) == lines:
                 continue

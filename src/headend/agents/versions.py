@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from headend.agents.registry import API, FILE, Agent, AgentRegistry, build_agent
 from headend.errors import ConfigError, InvalidRequest
+from headend.observability import audit
 from headend.providers.routes import RouteTable
 from headend.store.base import Store
 from headend.tools.registry import ToolRegistry
@@ -73,10 +74,19 @@ class AgentVersions:
         for agent in list(self.agents):
             if agent.origin != FILE:
                 continue
-            found = await self.store.record_agent_version(
-                agent.id, agent.content, FILE, None, time.time()
+            version = await self.record_file(agent.id, agent.content)
+            self.agents.agents[agent.id] = replace(agent, version=version)
+
+    async def record_file(self, agent_id: str, content: str) -> int:
+        """The version a file agent's content is (a new one, audited, when the content is)."""
+        at = time.time()
+        found = await self.store.record_agent_version(agent_id, content, FILE, None, at)
+        # Minted by this call, not by another instance or an earlier start with this content.
+        if found.origin == FILE and found.created_at == at:
+            await audit.record(
+                self.store, audit.FILE, "agent.version", agent_id, version=found.version
             )
-            self.agents.agents[agent.id] = replace(agent, version=found.version)
+        return found.version
 
     async def resolve(self, name: str) -> Agent | None:
         """The agent ``name`` runs: the current one, or an earlier version; None when it

@@ -46,7 +46,7 @@ from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.idempotency import IdempotencyMiddleware
 from headend.server.readiness import Readiness
 from headend.server.responses import ResponseService
-from headend.server.routes.admin import list_keys, post_key, revoke_key, rotate, usage
+from headend.server.routes.admin import list_keys, post_key, revoke, rotate, usage
 from headend.server.routes.admin_agents import (
     create_agent,
     delete_agent,
@@ -58,6 +58,7 @@ from headend.server.routes.admin_agents import (
     retrieve_agent,
     save_draft,
 )
+from headend.server.routes.audit import list_audit
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
 from headend.server.routes.embeddings import create_embeddings
@@ -112,9 +113,10 @@ ROUTES = [
     Route("/v1/sessions/{session_id}/messages", post_message, methods=["POST"]),
     Route("/admin/keys", list_keys, methods=["GET"]),
     Route("/admin/keys", post_key, methods=["POST"]),
-    Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    Route("/admin/keys/{key_id}", revoke, methods=["DELETE"]),
     Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/admin/usage", usage, methods=["GET"]),
+    Route("/admin/audit", list_audit, methods=["GET"]),
     Route("/admin/agents", list_managed_agents, methods=["GET"]),
     Route("/admin/agents", create_agent, methods=["POST"]),
     Route("/admin/agents/{agent_id}", retrieve_agent, methods=["GET"]),

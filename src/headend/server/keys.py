@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from headend.limits.budget import Budget
+from headend.observability import audit
 from headend.server.auth import (
     PUBLISHABLE_PREFIX,
     SECRET_PREFIX,
@@ -100,9 +101,12 @@ async def create_key(
     limits: KeyLimits | None = None,
     tools: str | tuple[str, ...] | None = None,
     publishable: Publishable | None = None,
+    *,
+    by: str | None,
 ) -> Issued:
-    """A new key. A publishable one chats only, on its listed agents (one at least), from
-    its sites; by default its runs use only tools that read, and its rates are capped."""
+    """A new key, issued by ``by`` (the audit's actor). A publishable one chats only, on its
+    listed agents (one at least), from its sites; by default its runs use only tools that
+    read, and its rates are capped."""
     limits = limits or KeyLimits()
     secret = new_secret(PUBLISHABLE_PREFIX if publishable else SECRET_PREFIX)
     now = time.time()
@@ -133,18 +137,37 @@ async def create_key(
         budget_period=limits.budget.period if limits.budget else None,
     )
     await store.create_key(record, secret_hash(secret))
+    await audit.record(store, by, "key.create", record.id, **settings_of(record))
     return Issued(record, secret)
 
 
-async def rotate_key(store: Store, key_id: str) -> str | None:
+def settings_of(record: KeyRecord) -> dict[str, object]:
+    """What a key was issued with, as the audit keeps it (no secret, no history)."""
+    shown = describe(record)
+    for passing in ("id", "object", "created_at", "revoked_at", "last_used_at"):
+        del shown[passing]
+    return {name: value for name, value in shown.items() if value is not None}
+
+
+async def rotate_key(store: Store, key_id: str, *, by: str | None) -> str | None:
     """A fresh secret for the key (same scopes, agents and limits); None if no such key.
     A publishable key's visitors keep their tokens (they are signed with another secret)."""
     found = [k for k in await store.list_keys() if k.id == key_id]
     publishable = bool(found) and found[0].publishable
     secret = new_secret(PUBLISHABLE_PREFIX if publishable else SECRET_PREFIX)
-    if not await store.rotate_key(key_id, secret_hash(secret), display_prefix(secret)):
+    prefix = display_prefix(secret)
+    if not await store.rotate_key(key_id, secret_hash(secret), prefix):
         return None
+    await audit.record(store, by, "key.rotate", key_id, prefix=prefix)
     return secret
+
+
+async def revoke_key(store: Store, key_id: str, *, by: str | None) -> bool:
+    """Revoke an active key; False if there is none with this id."""
+    if not await store.revoke_key(key_id, time.time()):
+        return False
+    await audit.record(store, by, "key.revoke", key_id)
+    return True
 
 
 def describe(record: KeyRecord) -> dict[str, object]:

@@ -72,6 +72,29 @@ class UsageRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change to a key or an agent: who made it, what, to what, and when."""
+
+    at: float
+    actor: str  # a key id, "cli:<user>", "file" (the agents directory), "anonymous"
+    action: str  # key.create, agent.publish… (headend.observability.audit.ACTIONS)
+    target: str  # the key's or agent's id
+    detail: Json = field(default_factory=dict)  # never a secret
+    id: int | None = None  # numbered by the store, in the order written
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which entries to list, newest first: up to ``limit`` older than entry ``before``."""
+
+    limit: int = 100
+    before: int | None = None
+    target: str | None = None
+    action: str | None = None  # an action, or a family of them: "agent" is agent.*
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseRecord:
     """A stored Responses API answer: its object, its input, and the session turn it made."""
 
@@ -270,6 +293,12 @@ class Store(Protocol):
 
     async def spent(self, key_id: str, since_day: str) -> float:
         """What the key's requests cost from ``since_day`` on (as written so far)."""
+        ...
+
+    async def add_audit(self, entry: AuditEntry) -> None: ...
+
+    async def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        """The entries ``query`` asks for, newest first."""
         ...
 
     async def save_response(self, record: ResponseRecord) -> None:

@@ -189,6 +189,20 @@ def m015_key_budgets(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
 
 
+def m016_audit(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX audit_by_target ON audit (target, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -205,6 +219,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m013_agents,
     m014_usage_cost,
     m015_key_budgets,
+    m016_audit,
 ]
 
 

@@ -15,6 +15,8 @@ import orjson
 from headend.errors import ConfigError
 from headend.store.base import (
     AgentVersion,
+    AuditEntry,
+    AuditQuery,
     ConsoleLogin,
     IdempotentRequest,
     Json,
@@ -27,7 +29,9 @@ from headend.store.base import (
     UsageRow,
 )
 from headend.store.rows import (
+    ADD_AUDIT_SQL,
     AGENT_VERSION_COLUMNS,
+    AUDIT_SQL,
     CLAIM_SQL,
     CREATE_AGENT_SQL,
     DELETE_AGENT_SQL,
@@ -44,6 +48,9 @@ from headend.store.rows import (
     USAGE_COLUMNS,
     USAGE_SUMS,
     agent_version,
+    audit_entry,
+    audit_query_values,
+    audit_values,
     draft_values,
     idempotent_request,
     key_record,
@@ -241,6 +248,20 @@ async def m015_key_budgets(db: Any) -> None:
         await db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
 
 
+async def m016_audit(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE audit (
+            id BIGSERIAL PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    await db.execute("CREATE INDEX audit_by_target ON audit (target, id)")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -257,6 +278,7 @@ MIGRATIONS: list[Migration] = [
     m013_agents,
     m014_usage_cost,
     m015_key_budgets,
+    m016_audit,
 ]
 
 
@@ -556,6 +578,13 @@ class PostgresStore:
 
     async def spent(self, key_id: str, since_day: str) -> float:
         return float(await self._pool.fetchval(_dollars(SPENT_SQL), key_id, since_day))
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        await self._pool.execute(_dollars(ADD_AUDIT_SQL), *audit_values(entry))
+
+    async def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        rows = await self._pool.fetch(_dollars(AUDIT_SQL), *audit_query_values(query))
+        return [audit_entry(tuple(row)) for row in rows]
 
     async def save_response(self, record: ResponseRecord) -> None:
         async with self._pool.acquire() as db, db.transaction():

@@ -9,6 +9,8 @@ import orjson
 
 from headend.store.base import (
     AgentVersion,
+    AuditEntry,
+    AuditQuery,
     IdempotentRequest,
     KeyRecord,
     ResponseRecord,
@@ -194,6 +196,43 @@ def usage_values(row: UsageRow) -> tuple[Any, ...]:
         row.completion_tokens,
         row.cost,
     )
+
+
+AUDIT_COLUMNS = "at, actor, action, target, detail"
+ADD_AUDIT_SQL = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+# Parameters: audit_query_values.
+AUDIT_SQL = (
+    f"SELECT {AUDIT_COLUMNS}, id FROM audit WHERE (CAST(? AS BIGINT) IS NULL OR id < ?) "
+    "AND (CAST(? AS TEXT) IS NULL OR target = ?) "
+    "AND (CAST(? AS TEXT) IS NULL OR action = ? OR action LIKE ?) "
+    "AND (CAST(? AS TEXT) IS NULL OR actor = ?) ORDER BY id DESC LIMIT ?"
+)
+
+
+def audit_values(entry: AuditEntry) -> tuple[Any, ...]:
+    detail = orjson.dumps(entry.detail).decode()
+    return (entry.at, entry.actor, entry.action, entry.target, detail)
+
+
+def audit_query_values(query: AuditQuery) -> tuple[Any, ...]:
+    family = None if query.action is None else query.action.replace("%", "") + ".%"
+    return (
+        query.before,
+        query.before,
+        query.target,
+        query.target,
+        query.action,
+        query.action,
+        family,
+        query.actor,
+        query.actor,
+        query.limit,
+    )
+
+
+def audit_entry(row: Sequence[Any]) -> AuditEntry:
+    at, actor, action, target, detail, id_ = row
+    return AuditEntry(at, actor, action, target, orjson.loads(detail), id_)
 
 
 RESPONSE_COLUMNS = "id, owner, session_id, turn, created_at, body, input_items"

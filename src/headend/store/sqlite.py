@@ -22,6 +22,8 @@ import orjson
 
 from headend.store.base import (
     AgentVersion,
+    AuditEntry,
+    AuditQuery,
     ConsoleLogin,
     IdempotentRequest,
     Json,
@@ -35,7 +37,9 @@ from headend.store.base import (
 )
 from headend.store.migrations import migrate
 from headend.store.rows import (
+    ADD_AUDIT_SQL,
     AGENT_VERSION_COLUMNS,
+    AUDIT_SQL,
     CLAIM_SQL,
     CREATE_AGENT_SQL,
     DELETE_AGENT_SQL,
@@ -52,6 +56,9 @@ from headend.store.rows import (
     USAGE_COLUMNS,
     USAGE_SUMS,
     agent_version,
+    audit_entry,
+    audit_query_values,
+    audit_values,
     draft_values,
     idempotent_request,
     key_record,
@@ -458,6 +465,16 @@ class SqliteStore:
     async def spent(self, key_id: str, since_day: str) -> float:
         def select(db: sqlite3.Connection) -> float:
             return float(db.execute(SPENT_SQL, (key_id, since_day)).fetchone()[0])
+
+        return await self._run(select)
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        await self._change(ADD_AUDIT_SQL, audit_values(entry))
+
+    async def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        def select(db: sqlite3.Connection) -> list[AuditEntry]:
+            rows = db.execute(AUDIT_SQL, audit_query_values(query)).fetchall()
+            return [audit_entry(row) for row in rows]
 
         return await self._run(select)
 

@@ -12,12 +12,14 @@ from headend.config import parse_duration
 from headend.errors import InvalidRequest, NotFound
 from headend.limits.budget import Budget
 from headend.schemas.validation import validate
+from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.keys import (
     KeyLimits,
     Publishable,
     create_key,
     describe,
+    revoke_key,
     rotate_key,
     tool_grant,
 )
@@ -78,6 +80,7 @@ async def post_key(request: Request) -> Response:
             limits,
             grant,
             publishable,
+            by=principal_of(request.scope).key_id,
         )
     except ValueError as exc:
         raise InvalidRequest(str(exc), param=_param_of(str(exc))) from None
@@ -100,16 +103,18 @@ def _param_of(problem: str) -> str:
     return "expires"
 
 
-async def revoke_key(request: Request) -> Response:
+async def revoke(request: Request) -> Response:
     key_id = request.path_params["key_id"]
-    if not await services(request).store.revoke_key(key_id, time.time()):
+    by = principal_of(request.scope).key_id
+    if not await revoke_key(services(request).store, key_id, by=by):
         raise NotFound(f"No active key '{key_id}'.", param="key_id")
     return json_response({"id": key_id, "object": "api_key.revoked", "revoked": True})
 
 
 async def rotate(request: Request) -> Response:
     key_id = request.path_params["key_id"]
-    secret = await rotate_key(services(request).store, key_id)
+    by = principal_of(request.scope).key_id
+    secret = await rotate_key(services(request).store, key_id, by=by)
     if secret is None:
         raise NotFound(f"No active key '{key_id}'.", param="key_id")
     return json_response({"id": key_id, "object": "api_key", "secret": secret})

@@ -152,7 +152,7 @@ async def publish(request: Request) -> Response:
 async def delete_agent(request: Request) -> Response:
     found = services(request)
     agent_id = _agent_id(request)
-    await found.editor.delete(agent_id)
+    await found.editor.delete(agent_id, principal_of(request.scope).key_id)
     return json_response({"id": agent_id, "object": "agent.deleted", "deleted": True})
 
 

@@ -1,0 +1,50 @@
+"""The audit log: every change to a key or an agent — who made it, what, to what, when —
+kept in the store, so instances sharing a store keep one log. Listed by ``headend audit``
+and ``GET /admin/audit``."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from typing import Any
+
+from headend.store.base import AuditEntry, Store
+
+# Every action the log holds, with what it means (``headend audit --help`` shows them).
+ACTIONS = {
+    "key.create": "a key was issued",
+    "key.rotate": "a key got a new secret (the old one stopped working)",
+    "key.revoke": "a key was revoked",
+    "agent.create": "an agent was created through the API, its definition its first draft",
+    "agent.draft": "an agent's draft was saved",
+    "agent.discard": "an agent's draft was discarded",
+    "agent.publish": "a draft was published as a new version, or a version served again",
+    "agent.delete": "an API agent stopped being served (its versions stay)",
+    "agent.version": "an agent file's content became a new version",
+}
+ANONYMOUS = "anonymous"  # a change made while headend ran without keys
+FILE = "file"  # the agents directory
+
+
+def known(action: str) -> bool:
+    """An action, or a family of them (``agent``: every ``agent.*``)."""
+    return action in ACTIONS or any(name.startswith(f"{action}.") for name in ACTIONS)
+
+
+def unknown(action: str) -> str:
+    return f"no audit action {action!r}: {', '.join(ACTIONS)} (or key, agent)"
+
+
+def cli_actor() -> str:
+    """Who runs a ``headend`` command: ``cli:<the OS user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid
+        return "cli"
+
+
+async def record(store: Store, actor: str | None, action: str, target: str, **detail: Any) -> None:
+    """Add one entry (``actor`` None: no key, headend runs open)."""
+    if action not in ACTIONS:
+        raise ValueError(f"no audit action {action!r}")
+    await store.add_audit(AuditEntry(time.time(), actor or ANONYMOUS, action, target, detail))
