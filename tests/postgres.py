@@ -98,3 +98,16 @@ def fresh_database(postgres_url: str, prefix: str = "db") -> str:
 
     asyncio.run(create())
     return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+SQLITE = "sqlite:///state/headend.db"  # under the site's directory
+
+
+def store_of(
+    request: pytest.FixtureRequest, backend: str, prefix: str, sqlite: str = SQLITE
+) -> str:
+    """The store URL for a test parametrized over backends: a SQLite file, or a fresh
+    PostgreSQL database (``request`` is the test's pytest request, for the cluster)."""
+    if backend == "postgres":
+        return fresh_database(request.getfixturevalue("postgres_url"), prefix)
+    return sqlite

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,19 @@ def site_fixture(
         stop_server(server)
 
     return served
+
+
+def command(site: Path, *args: str) -> str:
+    """What ``headend <args> --config <the site's>`` prints; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "headend", *args, "--config", str(site / "headend.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=site,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def issue(server: RunningServer, **body: object) -> dict[str, object]:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
-from tests.postgres import fresh_database
+from tests.postgres import store_of
 from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
@@ -29,9 +29,7 @@ SUPPORT = "---\nmodel: gpt\n---\nYou are support.\n"
 def site(
     request: pytest.FixtureRequest, upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    store = "sqlite:///state/headend.db"
-    if request.param == "postgres":
-        store = fresh_database(request.getfixturevalue("postgres_url"), "publishing")
+    store = store_of(request, request.param, "publishing")
     prefix = f"publish-{request.param}"
     return make_site(
         tmp_path_factory.mktemp(prefix),

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +16,8 @@ import httpx
 import pytest
 
 from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, issue, make_site, serve
-from tests.postgres import fresh_database
+from tests.e2e.sites import ADMIN, command, issue, make_site, serve
+from tests.postgres import store_of
 from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
@@ -32,9 +30,7 @@ WAIT = 15.0
 def site(
     request: pytest.FixtureRequest, upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    store = "sqlite:///state/headend.db"
-    if request.param == "postgres":
-        store = fresh_database(request.getfixturevalue("postgres_url"), "audit")
+    store = store_of(request, request.param, "audit")
     root = tmp_path_factory.mktemp(f"audit-{request.param}")
     return make_site(root, upstream, "audit", {"support": SUPPORT}, f"store: {store}\n")
 
@@ -57,18 +53,6 @@ def entries(server: RunningServer, secret: str = ADMIN, **query: str | int) -> l
     return data
 
 
-def headend(site: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "headend", *args, "--config", str(site / "headend.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=site,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_key_changes_are_recorded_with_who_made_them_and_no_secret(
     site: Path, server: RunningServer
 ) -> None:
@@ -82,9 +66,9 @@ def test_key_changes_are_recorded_with_who_made_them_and_no_secret(
     rotated = httpx.post(
         server.base_url + f"/admin/keys/{made['id']}/rotate", headers=bearer(boss["secret"])
     ).json()
-    printed = headend(site, "keys", "create", "--name", "from-cli", "--scope", "chat")
+    printed = command(site, "keys", "create", "--name", "from-cli", "--scope", "chat")
     cli_key = printed.split()[0]
-    headend(site, "keys", "revoke", made["id"])
+    command(site, "keys", "revoke", made["id"])
 
     log = entries(server, target=made["id"])
     assert [(e["action"], e["actor"]) for e in log] == [
@@ -196,15 +180,15 @@ def test_the_audit_is_listed_filtered_paged_and_only_for_admin(
     forbidden = httpx.get(server.base_url + "/admin/audit", headers=bearer(editor["secret"]))
     assert forbidden.status_code == 403
 
-    printed = headend(site, "audit", "--limit", "3", "--action", "key").splitlines()
+    printed = command(site, "audit", "--limit", "3", "--action", "key").splitlines()
     assert printed[0].split() == ["ID", "AT", "(UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL"]
     assert len(printed) == 4
     assert "not-admin" in printed[1]  # its detail
     assert "admin" in printed[1].split()[3]  # the bootstrap key
-    by_name = headend(site, "audit", "--actor", str(editor["id"]))
+    by_name = command(site, "audit", "--actor", str(editor["id"]))
     assert len(by_name.splitlines()) == 1  # it changed nothing
     boss = issue(server, name="boss-2", scopes=["admin"])
     httpx.post(
         server.base_url + "/admin/keys", json={"name": "by-boss"}, headers=bearer(boss["secret"])
     )
-    assert f"{boss['id']} (boss-2)" in headend(site, "audit", "--limit", "1")
+    assert f"{boss['id']} (boss-2)" in command(site, "audit", "--limit", "1")

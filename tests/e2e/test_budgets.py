@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +16,8 @@ import openai
 import pytest
 
 from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, HI, issue, serve
-from tests.postgres import fresh_database
+from tests.e2e.sites import ADMIN, HI, command, issue, serve
+from tests.postgres import store_of
 from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
@@ -53,18 +51,6 @@ def server(site: Path) -> Iterator[RunningServer]:
     stop_server(running)
 
 
-def headend(site: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "headend", *args, "--config", str(site / "headend.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=site,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def ask(server: RunningServer, secret: str, **extra: object) -> httpx.Response:
     return httpx.post(
         server.api + "/chat/completions",
@@ -86,13 +72,13 @@ def refusals(server: RunningServer) -> float:
 def test_a_key_is_refused_with_insufficient_quota_once_its_budget_is_spent(
     site: Path, server: RunningServer, upstream: FakeUpstream
 ) -> None:
-    printed = headend(
+    printed = command(
         site, "keys", "create", "--name", "capped", "--scope", "chat", "--budget", "0.03",
         "--budget-period", "day",
     )  # fmt: skip
     key_id, secret = printed.split()[0], printed.splitlines()[1]
     assert "budget 0.03/day" in next(
-        line for line in headend(site, "keys", "list").splitlines() if key_id in line
+        line for line in command(site, "keys", "list").splitlines() if key_id in line
     )
 
     first, second = ask(server, secret), ask(server, secret)
@@ -169,9 +155,7 @@ def test_budgets_are_set_through_the_admin_api_and_checked(server: RunningServer
 def test_instances_sharing_a_store_count_each_others_spend_and_a_restart_keeps_it(
     backend: str, request: pytest.FixtureRequest, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'shared.db'}"
-    if backend == "postgres":
-        store = fresh_database(request.getfixturevalue("postgres_url"), "budget")
+    store = store_of(request, backend, "budget", f"sqlite:///{tmp_path / 'shared.db'}")
     one_site = make_site(tmp_path / "one", upstream, "shared", f"store: {store}\n")
     two_site = make_site(tmp_path / "two", upstream, "shared", f"store: {store}\n")
     one, two = serve(one_site), serve(two_site)

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import ADMIN, HI, make_site, serve
-from tests.postgres import fresh_database
+from tests.postgres import store_of
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -224,9 +224,7 @@ def test_a_running_request_finishes_on_the_version_it_started_with(
 def test_a_publish_on_one_instance_is_served_by_another_sharing_the_store(
     backend: str, request: pytest.FixtureRequest, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'shared.db'}"
-    if backend == "postgres":
-        store = fresh_database(request.getfixturevalue("postgres_url"), "live")
+    store = store_of(request, backend, "live", f"sqlite:///{tmp_path / 'shared.db'}")
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     one_site = make_site(tmp_path / "one", upstream, "live", {}, f"store: {store}\n")
