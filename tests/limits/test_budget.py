@@ -31,6 +31,10 @@ def test_a_period_starts_and_resets_at_utc_midnight(
     window = Budget(25, period).window(at(now))
     assert (window.first_day, window.resets) == (first_day, resets)
     assert window.resets_at == at(resets.removesuffix(" UTC").replace(" ", "T"))
+    assert window.starts_at == at(f"{first_day}T00:00:00")
+    assert window.holds(at(now))
+    assert not window.holds(window.resets_at)
+    assert not window.holds(window.starts_at - 1)
 
 
 def test_a_budget_is_a_positive_amount_for_a_known_period() -> None:

@@ -109,3 +109,21 @@ async def test_a_key_is_refused_once_its_spend_reaches_its_budget(store: SqliteS
     assert spent.value.headers == {"x-headend-budget-remaining": "0", "x-should-retry": "false"}
     window = budget.window(time.time())
     assert f"spent (1 since {window.first_day}). It resets at {window.resets}." in str(spent.value)
+
+
+async def test_the_period_changes_at_its_reset(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = BudgetBook(store, UsageMeter(store))
+    budget = Budget(1.0, "day")
+    midnight = 1_795_478_400.0  # 2026-11-24T00:00:00Z
+    before = book.window(budget, midnight - 1)
+    assert before is book.window(budget, midnight - 0.5)  # worked out once
+    after = book.window(budget, midnight)
+    assert (before.first_day, after.first_day) == ("2026-11-23", "2026-11-24")
+    await store.add_usage([UsageRow("2026-11-23", "key_1", "gpt", 1, 5, 7, 1.0)])
+    monkeypatch.setattr(time, "time", lambda: midnight - 1)
+    with pytest.raises(BudgetSpent):
+        await book.check("key_1", budget)
+    monkeypatch.setattr(time, "time", lambda: midnight + 1)
+    assert await book.check("key_1", budget) == {"x-headend-budget-remaining": "1"}

@@ -42,7 +42,11 @@ class Window:
     """The period a moment falls in: its first UTC day and when the next one starts."""
 
     first_day: str  # as usage rows name days: 2026-11-23
-    resets_at: float  # a Unix time
+    starts_at: float  # Unix times
+    resets_at: float
+
+    def holds(self, now: float) -> bool:
+        return self.starts_at <= now < self.resets_at
 
     @property
     def resets(self) -> str:
@@ -71,8 +75,8 @@ class Budget:
 
     def window(self, now: float) -> Window:
         first, following = PERIODS[self.period](dt.datetime.fromtimestamp(now, UTC).date())
-        resets = dt.datetime.combine(following, dt.time(), UTC)
-        return Window(first.isoformat(), resets.timestamp())
+        starts, resets = (dt.datetime.combine(day, dt.time(), UTC) for day in (first, following))
+        return Window(first.isoformat(), starts.timestamp(), resets.timestamp())
 
 
 def money(amount: float) -> str:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from headend.errors import BudgetSpent
-from headend.limits.budget import Budget, money
+from headend.limits.budget import Budget, Window, money
 from headend.server.usage import UsageMeter
 from headend.store.base import Store
 
@@ -38,6 +38,14 @@ class BudgetBook:
         self.meter = meter
         self._written: dict[str, _Written] = {}  # by key id: its current period's
         self._reading: dict[tuple[str, str], asyncio.Future[_Written]] = {}
+        self._windows: dict[str, Window] = {}  # by period: the current one
+
+    def window(self, budget: Budget, now: float) -> Window:
+        """The budget's current period (worked out once per period, not per request)."""
+        window = self._windows.get(budget.period)
+        if window is None or not window.holds(now):
+            window = self._windows[budget.period] = budget.window(now)
+        return window
 
     async def spent(self, key_id: str, first_day: str) -> float:
         """The key's cost from ``first_day`` on, this instance's latest included."""
@@ -74,7 +82,7 @@ class BudgetBook:
         its period's spend reached the budget."""
         if key_id is None or budget is None:
             return {}
-        window = budget.window(time.time())
+        window = self.window(budget, time.time())
         spent = await self.spent(key_id, window.first_day)
         headers = {REMAINING: money(max(budget.amount - spent, 0.0))}
         if spent >= budget.amount:
