@@ -160,7 +160,9 @@ async def test_keys_are_kept_by_hash_revoked_and_rotated(store: Store) -> None:
         created_at=1000.0,
         expires_at=None,
     )
+    assert not await store.has_keys()
     await store.create_key(record, "hash-1")
+    assert await store.has_keys()
     found = await store.key_by_hash("hash-1")
     assert found == record
     assert await store.key_by_hash("hash-2") is None
@@ -171,6 +173,7 @@ async def test_keys_are_kept_by_hash_revoked_and_rotated(store: Store) -> None:
     assert (await store.list_keys())[0].last_used_at == 2000.0
     assert await store.revoke_key("key_1", 3000.0)
     assert not await store.revoke_key("key_1", 3001.0)
+    assert await store.has_keys()  # a revoked key still means headend is not open
     revoked = await store.key_by_hash("hash-2")
     assert revoked is not None
     assert not revoked.active(now=3500.0)

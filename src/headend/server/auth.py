@@ -181,7 +181,7 @@ class Authenticator:
         return await self._openness.get(None)
 
     async def _no_keys(self, _: None) -> bool:
-        return self.admin_key is None and not await self.store.list_keys()
+        return self.admin_key is None and not await self.store.has_keys()
 
     async def principal(self, secret: str | None) -> Principal:
         if await self.is_open():

@@ -273,6 +273,10 @@ class Store(Protocol):
 
     async def list_keys(self) -> list[KeyRecord]: ...
 
+    async def has_keys(self) -> bool:
+        """Whether any key was ever issued (revoked ones count: headend is not open then)."""
+        ...
+
     async def revoke_key(self, key_id: str, at: float) -> bool: ...
 
     async def rotate_key(self, key_id: str, secret_hash: str, prefix: str) -> bool:

@@ -35,6 +35,7 @@ from headend.store.rows import (
     CLAIM_SQL,
     CREATE_AGENT_SQL,
     DELETE_AGENT_SQL,
+    HAS_KEYS_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
     LATEST_AGENT_VERSION_SQL,
@@ -539,6 +540,9 @@ class PostgresStore:
     async def list_keys(self) -> list[KeyRecord]:
         rows = await self._pool.fetch(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at")
         return [key_record(tuple(row)) for row in rows]
+
+    async def has_keys(self) -> bool:
+        return bool(await self._pool.fetchval(HAS_KEYS_SQL))
 
     async def revoke_key(self, key_id: str, at: float) -> bool:
         status = await self._pool.execute(

@@ -25,6 +25,7 @@ KEY_COLUMNS = (
     "budget_period"
 )
 KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
+HAS_KEYS_SQL = "SELECT 1 FROM keys LIMIT 1"
 USAGE_COLUMNS = "day, key_id, model, requests, prompt_tokens, completion_tokens, cost"
 SPENT_SQL = "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE key_id = ? AND day >= ?"
 AGENT_VERSION_COLUMNS = "agent, version, content, origin, created_by, created_at"

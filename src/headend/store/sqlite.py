@@ -43,6 +43,7 @@ from headend.store.rows import (
     CLAIM_SQL,
     CREATE_AGENT_SQL,
     DELETE_AGENT_SQL,
+    HAS_KEYS_SQL,
     KEY_COLUMNS,
     KEY_VALUES,
     LATEST_AGENT_VERSION_SQL,
@@ -418,6 +419,9 @@ class SqliteStore:
             return [key_record(row) for row in rows]
 
         return await self._run(select)
+
+    async def has_keys(self) -> bool:
+        return bool(await self._run(lambda db: db.execute(HAS_KEYS_SQL).fetchone()))
 
     async def revoke_key(self, key_id: str, at: float) -> bool:
         return await self._change(
