@@ -285,6 +285,14 @@ def test_drafts_and_agent_management_need_agents_write(server: RunningServer) ->
     # agents:write is not the rest of admin
     keys = httpx.get(server.base_url + "/admin/keys", headers=editor)
     assert keys.status_code == 403
+    # but who may change agents may list them (models:read), and so may admin
+    writer = bearer(issue(server, name="writer", scopes=["agents:write"]))
+    boss = bearer(issue(server, name="boss", scopes=["admin"]))
+    for lister in (writer, boss):
+        listed = httpx.get(server.api + "/models", headers=lister)
+        assert listed.status_code == 200
+        assert "scoped" in [m["id"] for m in listed.json()["data"]]
+    assert chat(server, "scoped", writer).status_code == 403  # chat is not included
 
 
 def test_a_key_limited_to_some_agents_manages_only_those(server: RunningServer) -> None:

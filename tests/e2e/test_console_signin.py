@@ -48,6 +48,17 @@ def test_signing_in_sets_a_strict_httponly_cookie(served: RunningServer) -> None
     assert browser.get("/console/api/session").json()["scopes"] == ["chat", "models:read"]
 
 
+def test_the_session_lists_the_scopes_a_keys_scopes_include(served: RunningServer) -> None:
+    writer = sign_in(served, issue(served, name="writer", scopes=["agents:write"])["secret"])
+    assert writer.get("/console/api/session").json()["scopes"] == ["agents:write", "models:read"]
+    boss = sign_in(served, issue(served, name="boss", scopes=["admin"])["secret"])
+    assert boss.get("/console/api/session").json()["scopes"] == [
+        "admin",
+        "agents:write",
+        "models:read",
+    ]
+
+
 def test_the_cookie_acts_as_the_key(served: RunningServer, fake: FakeUpstream) -> None:
     key = issue(served, name="console", scopes=["chat", "models:read"], agents=["helper"])
     browser = sign_in(served, key["secret"])

@@ -24,7 +24,7 @@ def _described(principal: Principal) -> dict[str, object]:
     return {
         "object": "console.session",
         "key_id": principal.key_id,
-        "scopes": sorted(principal.scopes),
+        "scopes": sorted(principal.granted()),  # what the pages may offer
         "agents": sorted(principal.agents) if principal.agents is not None else None,
         "tools": principal.tools.describe(),
         "open": principal is OPEN,

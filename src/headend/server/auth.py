@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 SCOPES = ("chat", "models:read", "sessions:read", "metrics", "agents:write", "admin")
 AGENTS_WRITE = "agents:write"
-WIDER = {AGENTS_WRITE: "admin"}  # a scope, and the one that includes it
+# A scope, and the next one that includes it: who may change agents may list them.
+WIDER = {"models:read": AGENTS_WRITE, AGENTS_WRITE: "admin"}
 # Health, the console's page and assets (it shows the sign-in), and the sign-in itself.
 # The widget's script and its visitor sign-in (which checks the publishable key itself).
 PUBLIC_PATHS = frozenset(
@@ -86,7 +87,16 @@ class Principal:
         return self.agents is None or name in self.agents
 
     def has(self, scope: str) -> bool:
-        return scope in self.scopes or WIDER.get(scope) in self.scopes
+        found: str | None = scope
+        while found is not None:
+            if found in self.scopes:
+                return True
+            found = WIDER.get(found)
+        return False
+
+    def granted(self) -> list[str]:
+        """Every scope it has, those its scopes include too."""
+        return [scope for scope in SCOPES if self.has(scope)]
 
     @property
     def owner(self) -> str | None:

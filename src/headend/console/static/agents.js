@@ -81,7 +81,7 @@ export async function loadAgents(scopes = []) {
   }
   $("agents-error").textContent = "";
   const found = await response.json();
-  const entries = scopes.includes("agents:write") || scopes.includes("admin")
+  const entries = scopes.includes("agents:write")
     ? await managed() : null;
   if (entries) list.append(creator(reload));
   if (!found.data.length && !entries?.size) {
