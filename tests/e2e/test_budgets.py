@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,6 +171,12 @@ def test_instances_sharing_a_store_count_each_others_spend_and_a_restart_keeps_i
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "insufficient_quota"
         assert "(0.024 since " in refused.json()["error"]["message"]
+
+        # Without asking: a budgeted key's spend is written within a second or two.
+        hasty = str(issue(one, name="hasty", budget=0.01, budget_period="day")["secret"])
+        assert ask(one, hasty).status_code == 200  # 0.012: over its budget once done
+        time.sleep(3)
+        assert ask(two, hasty).status_code == 429
 
         stop_server(two)
         two = serve(two_site)

@@ -202,6 +202,8 @@ class Admission:
         spent = ticket.spend
         cost = spent.total if spent.reported else ticket.price.cost(*tokens(usage))
         self.meter.add(ticket.principal.key_id, ticket.model, usage, cost)
+        if cost and ticket.principal.budget is not None:
+            self.meter.hurry()  # other instances count it within a second or two
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         self.metrics.count_tokens(ticket.model, prompt, completion)

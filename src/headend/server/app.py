@@ -171,10 +171,19 @@ async def prune_forever(store: Store, ttl: float | None) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
+WRITE_USE_EVERY = 5  # seconds
+
+
 async def record_use(auth: Authenticator, meter: UsageMeter) -> None:
-    """Write keys' last use and token usage every few seconds, not once per request."""
+    """Write keys' last use and token usage every few seconds, not once per request; every
+    second while a budgeted key spends, so other instances see its spend soon."""
+    waited = 0
     while True:
-        await asyncio.sleep(5)
+        await asyncio.sleep(1)
+        waited += 1
+        if waited < WRITE_USE_EVERY and not meter.hurried:
+            continue
+        waited = 0
         try:
             await auth.flush_usage()
             await meter.flush()

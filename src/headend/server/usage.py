@@ -40,6 +40,10 @@ class UsageMeter:
         self._day_ends = 0.0  # the current UTC day's name, worked out once a day
         self.writing = asyncio.Lock()
         self.batches = 0
+        self.hurried = False  # a budgeted key spent: write at the next second
+
+    def hurry(self) -> None:
+        self.hurried = True
 
     def _today(self) -> str:
         now = time.time()
@@ -64,6 +68,7 @@ class UsageMeter:
 
     async def flush(self) -> None:
         async with self.writing:
+            self.hurried = False
             pending, self._pending = self._pending, _totals()
             costs, self._costs = self._costs, defaultdict(lambda: defaultdict(float))
             if not pending:
