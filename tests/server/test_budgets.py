@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from headend.errors import BudgetSpent
+from headend.errors import BudgetSpent, ServiceUnavailable
 from headend.limits.budget import Budget
 from headend.server import budgets
 from headend.server.budgets import BudgetBook
@@ -68,7 +68,32 @@ async def test_another_instances_spend_counts_within_the_refresh(
     await store.add_usage([UsageRow(today(), "key_1", "gpt", 1, 5, 7, 2.0)])  # elsewhere
     assert await book.spent("key_1", today()) == 0  # trusted for a moment
     monkeypatch.setattr(budgets, "REFRESH", 0.0)
+    assert await book.spent("key_1", today()) == 0  # read again meanwhile, not waited for
+    await asyncio.sleep(0.1)
     assert await book.spent("key_1", today()) == 2.0
+
+
+async def test_a_store_that_does_not_answer(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meter = UsageMeter(store)
+    book = BudgetBook(store, meter)
+
+    async def down(key_id: str, since_day: str) -> float:
+        raise ConnectionError("store away")
+
+    meter.add("key_1", "gpt", USAGE, 0.5)
+    assert await book.spent("key_1", today()) == 0.5
+    monkeypatch.setattr(store, "spent", down)
+    monkeypatch.setattr(budgets, "REFRESH", 0.0)
+    meter.add("key_1", "gpt", USAGE, 0.25)
+    # A key already read goes on with what others spent as last read, and its own spend.
+    assert await book.spent("key_1", today()) == 0.75
+    await asyncio.sleep(0.1)
+    assert await book.spent("key_1", today()) == 0.75
+    # A key never read cannot be checked: 503, not a guess.
+    with pytest.raises(ServiceUnavailable):
+        await book.check("key_2", Budget(1.0, "day"))
 
 
 async def test_a_failed_write_keeps_the_counts_for_the_next(
@@ -127,3 +152,23 @@ async def test_the_period_changes_at_its_reset(
         await book.check("key_1", budget)
     monkeypatch.setattr(time, "time", lambda: midnight + 1)
     assert await book.check("key_1", budget) == {"x-headend-budget-remaining": "1"}
+
+
+async def test_two_instances_on_one_store_each_count_both(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = UsageMeter(store), UsageMeter(store)
+    book_one, book_two = BudgetBook(store, one), BudgetBook(store, two)
+    one.add("key_1", "gpt", USAGE, 0.5)
+    await one.flush()
+    one.add("key_1", "gpt", USAGE, 0.125)  # not written yet: only one knows it
+    two.add("key_1", "gpt", USAGE, 0.25)
+    assert await book_one.spent("key_1", today()) == 0.625
+    assert await book_two.spent("key_1", today()) == 0.75  # one's written part, and its own
+    await one.flush()
+    await two.flush()
+    monkeypatch.setattr(budgets, "REFRESH", 0.0)
+    for book in (book_one, book_two):
+        await book.spent("key_1", today())  # starts the read
+        await asyncio.sleep(0.1)
+        assert await book.spent("key_1", today()) == 0.875

@@ -1,34 +1,39 @@
 """What a key spent in its budget period, and refusing its requests once that reaches its
 budget.
 
-A key's spend is its usage rows in the store (every instance sharing the store writes its
-counts there every few seconds) plus this instance's cost not written yet. The rows' sum is
-read again after each of this instance's writes and at least every ``REFRESH`` seconds, so
-every instance counts every other's spend within a few seconds, and its own at once.
+A key's spend is what this process counted for it (``UsageMeter.counted``, exact at once)
+plus what others spent: the key's usage rows in the store less this process's written part,
+read when the key is first seen in a period and again in the background at most every
+``REFRESH`` seconds, while requests go on with the value in hand. Every instance sharing the
+store writes its usage there (every second while a budgeted key spends), so each counts the
+others' spend within about two seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import time
 from dataclasses import dataclass
 
-from headend.errors import BudgetSpent
+from headend.errors import BudgetSpent, ServiceUnavailable
 from headend.limits.budget import Budget, Window, money
 from headend.server.usage import UsageMeter
 from headend.store.base import Store
 
-REFRESH = 1.0  # seconds the store's sum is trusted without a write of this instance
+log = logging.getLogger(__name__)
+
+REFRESH = 1.0  # seconds others' spend is used before it is read again (in the background)
 REMAINING = "x-headend-budget-remaining"
 
 
 @dataclass(frozen=True, slots=True)
-class _Written:
-    """A key's spend in the store from ``first_day`` on, as read after ``batch`` writes."""
+class _Others:
+    """What others spent on a key from ``first_day`` on, as read at ``at``."""
 
     first_day: str
     amount: float
-    batch: int
     at: float
 
 
@@ -36,8 +41,8 @@ class BudgetBook:
     def __init__(self, store: Store, meter: UsageMeter) -> None:
         self.store = store
         self.meter = meter
-        self._written: dict[str, _Written] = {}  # by key id: its current period's
-        self._reading: dict[tuple[str, str], asyncio.Future[_Written]] = {}
+        self._others: dict[str, _Others] = {}  # by key id: in its current period
+        self._reading: dict[tuple[str, str], asyncio.Task[_Others]] = {}
         self._windows: dict[str, Window] = {}  # by period: the current one
 
     def window(self, budget: Budget, now: float) -> Window:
@@ -48,34 +53,44 @@ class BudgetBook:
         return window
 
     async def spent(self, key_id: str, first_day: str) -> float:
-        """The key's cost from ``first_day`` on, this instance's latest included."""
-        written = self._written.get(key_id)
-        while (
-            written is None
-            or written.first_day != first_day
-            or written.batch != self.meter.batches
-            or time.monotonic() - written.at > REFRESH
-        ):
-            written = await self._read(key_id, first_day)
-            if written.batch == self.meter.batches:  # no write began since: add what is not
-                break
-        return written.amount + self.meter.unwritten(key_id, first_day)
+        """The key's cost from ``first_day`` on, this process's latest included."""
+        others = self._others.get(key_id)
+        if others is None or others.first_day != first_day:
+            try:
+                others = await asyncio.shield(self._read(key_id, first_day))
+            except Exception:  # logged once, by the read
+                raise ServiceUnavailable(
+                    "This key's budget cannot be checked now: the store does not answer."
+                ) from None
+        elif time.monotonic() - others.at > REFRESH:
+            self._read(key_id, first_day)  # for the next requests; this one goes on
+        return others.amount + self.meter.counted(key_id, first_day)
 
-    async def _read(self, key_id: str, first_day: str) -> _Written:
-        """One read of the store at a time per key, whoever asks meanwhile shares it."""
+    def _read(self, key_id: str, first_day: str) -> asyncio.Task[_Others]:
+        """One read of the store at a time per key; whoever asks meanwhile shares it."""
         where = (key_id, first_day)
         reading = self._reading.get(where)
         if reading is None:
-            reading = self._reading[where] = asyncio.ensure_future(self._fetch(key_id, first_day))
-            reading.add_done_callback(lambda _: self._reading.pop(where, None))
-        return await asyncio.shield(reading)
+            # In a context of its own: it serves every request, not the one that began it.
+            reading = asyncio.get_running_loop().create_task(
+                self._fetch(key_id, first_day), context=contextvars.Context()
+            )
+            self._reading[where] = reading
 
-    async def _fetch(self, key_id: str, first_day: str) -> _Written:
-        async with self.meter.writing:  # not while a batch is half way to the store
-            batch = self.meter.batches
-            amount = await self.store.spent(key_id, first_day)
-        written = self._written[key_id] = _Written(first_day, amount, batch, time.monotonic())
-        return written
+            def done(task: asyncio.Task[_Others]) -> None:
+                del self._reading[where]
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("reading a key's spend failed: %s", task.exception())
+
+            reading.add_done_callback(done)
+        return reading
+
+    async def _fetch(self, key_id: str, first_day: str) -> _Others:
+        async with self.meter.writing:  # no batch on its way: written and unwritten are known
+            written = await self.store.spent(key_id, first_day)
+            mine = self.meter.counted(key_id, first_day) - self.meter.unwritten(key_id, first_day)
+        others = self._others[key_id] = _Others(first_day, written - mine, time.monotonic())
+        return others
 
     async def check(self, key_id: str | None, budget: Budget | None) -> dict[str, str]:
         """The key's remaining budget as a header for its answer, or ``BudgetSpent`` once

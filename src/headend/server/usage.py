@@ -25,21 +25,33 @@ def _totals() -> Totals:
     return defaultdict(lambda: [0, 0, 0, 0.0])
 
 
+ByKeyAndDay = defaultdict[str | None, defaultdict[str, float]]
+KEPT_DAYS = 40  # a month's budget period and more
+
+
+def _by_key_and_day() -> ByKeyAndDay:
+    return defaultdict(lambda: defaultdict(float))
+
+
+def _since(costs: ByKeyAndDay, key_id: str, since_day: str) -> float:
+    days = costs.get(key_id)
+    return sum(cost for day, cost in days.items() if day >= since_day) if days else 0.0
+
+
 class UsageMeter:
-    """Counts in memory until ``flush`` writes them. What a key spent is the store's rows
-    plus ``unwritten`` cost: ``writing`` is held while a batch moves from one to the other,
-    and ``batches`` counts the moves, so a reader sees every cost once."""
+    """Counts in memory until ``flush`` writes them (``writing`` is held meanwhile). Each
+    key's cost is also kept per day as ``counted`` by this process, written or not, so what
+    a key spent is what others wrote (the store's rows less this process's written part) plus
+    ``counted``, whatever writes happen between."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending = _totals()
-        self._costs: defaultdict[str | None, defaultdict[str, float]] = defaultdict(
-            lambda: defaultdict(float)
-        )  # the pending cost by key and day
+        self._costs = _by_key_and_day()  # the cost not written yet
+        self._counted = _by_key_and_day()  # all the cost this process counted
         self._day = ""
         self._day_ends = 0.0  # the current UTC day's name, worked out once a day
         self.writing = asyncio.Lock()
-        self.batches = 0
         self.hurried = False  # a budgeted key spent: write at the next second
 
     def hurry(self) -> None:
@@ -60,20 +72,24 @@ class UsageMeter:
         totals[3] += cost
         if cost:
             self._costs[key_id][self._day] += cost
+            self._counted[key_id][self._day] += cost
 
     def unwritten(self, key_id: str, since_day: str) -> float:
         """The key's cost from ``since_day`` on not written yet."""
-        days = self._costs.get(key_id)
-        return sum(cost for day, cost in days.items() if day >= since_day) if days else 0.0
+        return _since(self._costs, key_id, since_day)
+
+    def counted(self, key_id: str, since_day: str) -> float:
+        """The key's cost from ``since_day`` on counted by this process, written or not."""
+        return _since(self._counted, key_id, since_day)
 
     async def flush(self) -> None:
         async with self.writing:
             self.hurried = False
             pending, self._pending = self._pending, _totals()
-            costs, self._costs = self._costs, defaultdict(lambda: defaultdict(float))
+            costs, self._costs = self._costs, _by_key_and_day()
             if not pending:
                 return
-            self.batches += 1
+            self._forget_before(utc_day(time.time() - KEPT_DAYS * DAY))
             rows = [
                 UsageRow(day, key, model, int(requests), int(prompt), int(completion), cost)
                 for (day, key, model), (requests, prompt, completion, cost) in pending.items()
@@ -84,7 +100,15 @@ class UsageMeter:
                 self._restore(pending, costs)
                 raise
 
-    def _restore(self, pending: Totals, costs: defaultdict[str | None, Any]) -> None:
+    def _forget_before(self, day: str) -> None:
+        """Counted days no budget period reaches back to any more."""
+        for key_id, days in list(self._counted.items()):
+            for old in [d for d in days if d < day]:
+                del days[old]
+            if not days:
+                del self._counted[key_id]
+
+    def _restore(self, pending: Totals, costs: ByKeyAndDay) -> None:
         for where, totals in pending.items():
             mine = self._pending[where]
             for i, value in enumerate(totals):
