@@ -235,6 +235,15 @@ def test_bad_agent_requests_get_a_clear_error(
     assert error["message"]
 
 
+def test_a_diff_names_the_side_it_cannot_find(server: RunningServer) -> None:
+    assert admin(server, "POST", "", {"id": "diffed", "model": "gpt", "prompt": "D."}).is_success
+    assert admin(server, "POST", "/diffed/publish").is_success  # the draft is now version 1
+    for query, param in (("before=9", "before"), ("before=1&after=draft", "after")):
+        missing = admin(server, "GET", f"/diffed/diff?{query}")
+        assert missing.status_code == 404, query
+        assert missing.json()["error"]["param"] == param
+
+
 def test_publishing_needs_a_draft_or_a_version_it_has(server: RunningServer) -> None:
     assert (
         admin(server, "POST", "", {"id": "thin", "model": "gpt", "prompt": "Thin."}).status_code

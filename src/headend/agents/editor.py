@@ -185,22 +185,23 @@ class AgentEditor:
             raise self._not_found(agent_id)
         return found
 
-    async def text(self, agent_id: str, side: Side) -> str:
-        """An agent's definition: a version's, or its draft."""
+    async def text(self, agent_id: str, side: Side, param: str) -> str:
+        """An agent's definition: a version's, or its draft (``param``: what asked for it)."""
         if side == DRAFT:
             stored = await self.stored(agent_id)
             if stored.draft is None:
-                raise NotFound(f"Agent '{agent_id}' has no draft.", param="to")
+                raise NotFound(f"Agent '{agent_id}' has no draft.", param=param)
             return stored.draft
         assert isinstance(side, int)
         record = await self.store.agent_version(agent_id, side)
         if record is None:
-            raise NotFound(f"Agent '{agent_id}' has no version {side}.", param="version")
+            raise NotFound(f"Agent '{agent_id}' has no version {side}.", param=param)
         return record.content
 
     async def diff(self, agent_id: str, before: Side, after: Side) -> str:
         """A unified diff between two of the agent's definitions."""
-        old, new = await self.text(agent_id, before), await self.text(agent_id, after)
+        old = await self.text(agent_id, before, "before")
+        new = await self.text(agent_id, after, "after")
         lines = difflib.unified_diff(
             old.splitlines(keepends=True),
             new.splitlines(keepends=True),

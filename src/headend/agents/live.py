@@ -59,15 +59,19 @@ class LiveAgents:
             if name == CONFIG:
                 found.append(f"{CONFIG}: does not validate; model routes unchanged")
                 continue
-            current = self.versions.agents.get(name)
-            kept = current is not None and current.origin == FILE
-            serving = f"serving version {current.version}" if kept and current else "not served"
-            found.append(f"agent {name}: its file does not validate; {serving}")
+            found.append(f"agent {name}: its file does not validate; {self._serving(name)}")
         found += [
             f"agent {name}: its published version does not build here; not updated"
             for name in self.editor.unbuildable
         ]
         return found
+
+    def _serving(self, agent_id: str) -> str:
+        """What serves in place of an agent file that does not validate."""
+        current = self.versions.agents.get(agent_id)
+        if current is None or current.origin != FILE:
+            return "not served"
+        return f"serving version {current.version}"
 
     async def start(self) -> None:
         self._seen = await asyncio.to_thread(self._fingerprint)
@@ -173,11 +177,7 @@ class LiveAgents:
         for agent_id, lines in found.problems.items():
             if self.problems.get(agent_id) == lines:
                 continue
-            current = registry.get(agent_id)
-            kept = current is not None and current.origin == FILE
-            serving = (
-                f"still serving version {current.version}" if kept and current else "not served"
-            )
+            serving = self._serving(agent_id).replace("serving", "still serving")
             log.error("agent %s (%s): %s", agent_id, serving, "; ".join(lines))
         self.problems = {CONFIG: self.problems[CONFIG]} if CONFIG in self.problems else {}
         self.problems.update(found.problems)
