@@ -211,6 +211,10 @@ class FakeUpstream:
             return web.Response(body=b"{not json", content_type="application/json")
         assert isinstance(step, Reply)
         body = seen.body if isinstance(seen.body, dict) else {}
+        dimensions = body.get("dimensions")
+        if isinstance(dimensions, int) and dimensions > MAX_DIMENSIONS:  # as OpenAI refuses it
+            error = {"message": "dimensions is too large", "type": "invalid_request_error"}
+            return web.json_response({"error": {**error, "param": None, "code": None}}, status=400)
         return web.json_response(_embedding_list(step, body))
 
     # ---- Anthropic
@@ -275,6 +279,9 @@ def _openai_completion(step: Reply, model: str) -> Json:
         "usage": _usage(step),
         **step.extra,
     }
+
+
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's
 
 
 def fake_vector(given: Any, dimensions: int) -> list[float]:

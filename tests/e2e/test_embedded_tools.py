@@ -385,7 +385,7 @@ def token_id(text: str) -> int:
                     {"role": "user", "content": "hi"},
                 ]
             },
-            "messages[0].tool_calls[0]",
+            "messages[0].tool_calls[0].function",
         ),
     ],
 )

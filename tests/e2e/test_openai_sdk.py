@@ -203,8 +203,17 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-            "messages[0].content[0].type",
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0].type",  # the embedded model reads text only
         ),
         ({"stream": "yes"}, "stream"),
     ],

@@ -237,4 +237,6 @@ def test_a_text_block_whose_text_is_not_a_string_is_a_400(
     )
     response = run(app, json.dumps(body).encode(), path)
     assert response.status_code == 400, response.text
-    assert "'text' must be a string" in response.text
+    message = response.json()["error"]["message"]
+    assert "content[0].text" in message, message  # names the field
+    assert "string" in message, message

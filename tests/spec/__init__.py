@@ -26,6 +26,11 @@ def _openai() -> dict[str, Any]:
     return loaded["schemas"]
 
 
+def openai_components() -> dict[str, Any]:
+    """OpenAI's component schemas, as ``extract.py`` cut them (requests included)."""
+    return _openai()
+
+
 @cache
 def _validator(family: str, name: str) -> Draft202012Validator:
     schemas = _openai() if family == "openai" else ANTHROPIC

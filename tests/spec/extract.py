@@ -25,6 +25,11 @@ ROOTS = [
     "ListModelsResponse",
     "Model",
     "ErrorResponse",
+    # requests: tests/e2e/test_spec_fuzz.py generates bodies from them
+    "CreateChatCompletionRequest",
+    "CreateResponse",
+    "CreateCompletionRequest",
+    "CreateEmbeddingRequest",
 ]
 DROPPED = {"description", "example", "examples", "title", "x-oaiMeta", "x-oaiTypeLabel"}
 

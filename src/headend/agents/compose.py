@@ -51,12 +51,12 @@ def agent_body(agent: Agent, request: ChatCompletionRequest) -> Json:
         raise UnsupportedValue("An agent gives one answer: only n=1 is supported.", param="n")
     reserved = {tool.name for tool in agent.tools}
     for index, tool in enumerate(request.tools or []):
-        if (tool.get("function") or {}).get("name") in reserved:
+        if tool.function is not None and tool.function.name in reserved:
             raise InvalidRequest(
-                f"The tool name {tool['function']['name']!r} belongs to the agent's own tools.",
+                f"The tool name {tool.function.name!r} belongs to the agent's own tools.",
                 param=f"tools[{index}].function.name",
             )
-    sent = request.model_dump(exclude_unset=True)
+    sent = request.model_dump(exclude_unset=True, by_alias=True)
     body: Json = {"messages": with_system_prompt(agent.spec, sent["messages"])}
     sampling = merge_sampling(agent.spec, request.sampling())
     if "max_tokens" in sampling and request.max_completion_tokens is not None:

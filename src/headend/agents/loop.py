@@ -107,7 +107,7 @@ class ToolLoop:
         tools = [tool for tool in tools if run.tools.allows(tool)]
         own = {tool.name: tool for tool in tools}  # a call to anything else is refused
         client_tools: list[Json] = list(run.body.get("tools") or [])
-        client_names = {t.get("function", {}).get("name") for t in client_tools}
+        client_names = {(t.get("function") or {}).get("name") for t in client_tools}
         offered = [function_spec(tool) for tool in tools] + client_tools
         messages = list(run.body["messages"])
         added = len(messages)

@@ -14,7 +14,14 @@ from typing import Any
 from headend.errors import InvalidRequest, UnsupportedValue
 from headend.providers.base import Json, SamplingParams
 from headend.providers.llama_tool_formats import ToolSpec
-from headend.schemas.openai.chat import ChatCompletionRequest, ChatMessage
+from headend.schemas.openai.chat import (
+    ChatCompletionRequest,
+    ChatMessage,
+    ChatTool,
+    NamedToolChoice,
+    ResponseFormat,
+    ToolCall,
+)
 from headend.schemas.validation import validate
 
 NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
@@ -82,73 +89,49 @@ def plain_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
         role = "system" if message.role == "developer" else message.role
         entry: dict[str, Any] = {"role": role, "content": _text(message, index)}
         if message.role == "assistant" and message.tool_calls:
-            entry["tool_calls"] = [
-                _past_call(call, f"messages[{index}].tool_calls[{n}]")
-                for n, call in enumerate(message.tool_calls)
-            ]
+            entry["tool_calls"] = [_past_call(call) for call in message.tool_calls]
         if message.role == "tool":
             entry["tool_call_id"] = message.tool_call_id or ""
         out.append(entry)
     return out
 
 
-def _past_call(call: dict[str, Any], param: str) -> dict[str, Any]:
-    function = call.get("function")
-    name = function.get("name") if isinstance(function, dict) else None
-    arguments = function.get("arguments", "{}") if isinstance(function, dict) else None
-    if not isinstance(name, str) or not isinstance(arguments, str | dict):
-        raise InvalidRequest(
-            'A tool call is {"id", "type": "function", "function": {"name", "arguments"}}.',
-            param=param,
-        )
+def _past_call(call: ToolCall) -> dict[str, Any]:
     return {
-        "id": str(call.get("id") or ""),
+        "id": call.id,
         "type": "function",
-        "function": {"name": name, "arguments": arguments},
+        "function": {"name": call.function.name, "arguments": call.function.arguments},
     }
 
 
-def _tools(raw: list[dict[str, Any]] | None) -> list[ToolSpec]:
+def _tools(raw: list[ChatTool] | None) -> list[ToolSpec]:
     tools = []
     for index, tool in enumerate(raw or []):
-        function = tool.get("function")
-        if tool.get("type", "function") != "function" or not isinstance(function, dict):
+        if tool.type != "function" or tool.function is None:
             raise UnsupportedValue(
                 "Only tools of type 'function' are supported.", param=f"tools[{index}].type"
             )
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest("A tool needs a name.", param=f"tools[{index}].function.name")
-        parameters = function.get("parameters") or NO_PARAMETERS
-        if not isinstance(parameters, dict):
-            raise InvalidRequest(
-                "'parameters' must be a JSON schema object.",
-                param=f"tools[{index}].function.parameters",
-            )
-        tools.append(ToolSpec(name, str(function.get("description") or ""), parameters))
+        function = tool.function
+        parameters = function.parameters or NO_PARAMETERS
+        tools.append(ToolSpec(function.name, function.description or "", parameters))
     return tools
 
 
-def _tool_choice(choice: str | dict[str, Any] | None, tools: list[ToolSpec]) -> ToolChoice:
+def _tool_choice(choice: str | NamedToolChoice | None, tools: list[ToolSpec]) -> ToolChoice:
     if choice is None:
         return ToolChoice("auto")
     if isinstance(choice, str):
-        if choice not in ("auto", "none", "required"):
-            raise InvalidRequest(
-                "'tool_choice' must be 'auto', 'none', 'required' or a named function.",
-                param="tool_choice",
-            )
         if choice == "required" and not tools:
             raise InvalidRequest(
                 "'tool_choice' requires a tool but none is offered.", param="tools"
             )
         return ToolChoice(choice)
-    name = (choice.get("function") or {}).get("name")
-    if choice.get("type") != "function" or not isinstance(name, str):
+    if choice.type != "function" or choice.function is None:
         raise InvalidRequest(
             'A named \'tool_choice\' is {"type": "function", "function": {"name": ...}}.',
             param="tool_choice",
         )
+    name = choice.function.name
     if name not in {tool.name for tool in tools}:
         raise InvalidRequest(
             f"'tool_choice' names {name!r}, which is not in 'tools'.",
@@ -157,27 +140,18 @@ def _tool_choice(choice: str | dict[str, Any] | None, tools: list[ToolSpec]) -> 
     return ToolChoice("required", name)
 
 
-def _answer_schema(response_format: dict[str, Any] | None) -> Any:
-    if not response_format:
+def _answer_schema(response_format: ResponseFormat | None) -> Any:
+    if response_format is None or response_format.type == "text":
         return None
-    kind = response_format.get("type", "text")
-    if kind == "text":
-        return None
-    if kind == "json_object":
+    if response_format.type == "json_object":
         return {"type": "object"}
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
-            raise InvalidRequest(
-                "A 'json_schema' response format needs 'json_schema.schema', a JSON schema.",
-                param="response_format.json_schema.schema",
-            )
-        return schema
-    raise UnsupportedValue(
-        f"Unsupported response_format type {kind!r}: use 'text', 'json_object' or 'json_schema'.",
-        param="response_format.type",
-    )
+    spec = response_format.json_schema
+    if spec is None or spec.json_schema is None:
+        raise InvalidRequest(
+            "A 'json_schema' response format needs 'json_schema.schema', a JSON schema.",
+            param="response_format.json_schema.schema",
+        )
+    return spec.json_schema
 
 
 def _logit_bias(raw: dict[str, float] | None) -> dict[int, float]:

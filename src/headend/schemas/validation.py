@@ -31,6 +31,10 @@ def param_of(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _depth(loc: tuple[int | str, ...]) -> int:
+    return sum(1 for part in loc if not (isinstance(part, str) and _is_union_tag(part)))
+
+
 def json_object(data: Any) -> dict[str, Any]:
     """The request body, which must be a JSON object."""
     if not isinstance(data, dict):
@@ -43,7 +47,10 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        # A union reports one error per member: the one that went deepest is the one meant
+        # (``input`` as a list whose item 3 is wrong, not ``input`` as a string).
+        errors = exc.errors()
+        first = max(errors, key=lambda error: _depth(tuple(error["loc"])))
         param = param_of(tuple(first["loc"]))
         if first["type"] == "missing":
             raise InvalidRequest(

@@ -11,5 +11,5 @@ def block_text(block: dict[str, Any], where: str) -> str:
     """A text block's ``text``: a string (missing counts as empty), never null or a number."""
     text = block.get("text", "")
     if not isinstance(text, str):
-        raise InvalidRequest("'text' must be a string.", param=f"{where}.text")
+        raise InvalidRequest(f"'{where}.text' must be a string.", param=f"{where}.text")
     return text

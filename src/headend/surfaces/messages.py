@@ -11,6 +11,8 @@ import orjson
 from headend.errors import InvalidRequest
 from headend.providers.anthropic_translate import text_of, tool_call_of, tool_use_block
 from headend.providers.base import Json
+from headend.schemas.anthropic.messages import MessagesRequest
+from headend.schemas.validation import validate
 from headend.surfaces.fields import block_text
 
 # chat finish_reason -> Anthropic stop_reason
@@ -136,11 +138,8 @@ def _tool_choice(choice: Any) -> Any:
 def to_chat(body: Any, *, counting: bool = False) -> Json:
     """A Messages request as a chat completions request; ``counting``: for count_tokens,
     which takes no ``max_tokens``."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required.", param="model")
+    validate(MessagesRequest, body)  # every field read below has its type from here on
+    model = body["model"]
     max_tokens = body.get("max_tokens")
     if not counting and (
         not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1

@@ -6,10 +6,12 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from headend.errors import APIError, InvalidRequest, UnsupportedValue
 from headend.providers.base import Json
+from headend.schemas.openai.responses import ResponseRequest
+from headend.schemas.validation import validate
 from headend.surfaces.fields import block_text
 from headend.surfaces.responses_tools import (
     OfferedTools,
@@ -54,6 +56,13 @@ def _text_parts(content: Any, where: str) -> str | list[Json]:
     return parts
 
 
+def checked(body: Any) -> Json:
+    """The request body once every field this surface reads has its type (a 400 naming the
+    first that has not): the translation below reads the dict it was given."""
+    validate(ResponseRequest, body)
+    return cast(Json, body)
+
+
 def items_of(body: Json) -> list[Json]:
     """``input`` as a list of items; a string is one user message."""
     raw = body.get("input")
@@ -73,7 +82,9 @@ def to_messages(items: list[Json]) -> list[Json]:
             role = item.get("role")
             if role not in ROLES:
                 raise InvalidRequest(f"'role' must be one of {', '.join(ROLES)}.", param=where)
-            messages.append({"role": role, "content": _text_parts(item.get("content"), where)})
+            messages.append(
+                {"role": role, "content": _text_parts(item.get("content"), f"{where}.content")}
+            )
         elif kind in ("function_call", "custom_tool_call"):
             custom = kind == "custom_tool_call"
             arguments = custom_arguments(str(item.get("input", ""))) if custom else None
@@ -92,7 +103,9 @@ def to_messages(items: list[Json]) -> list[Json]:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
-            text = output if isinstance(output, str) else str(_text_parts(output, where))
+            text = (
+                output if isinstance(output, str) else str(_text_parts(output, f"{where}.output"))
+            )
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id", ""), "content": text}
             )

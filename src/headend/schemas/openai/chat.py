@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-)
+from pydantic import Field, model_validator
+
+from headend.schemas.base import RequestShape
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -38,34 +36,86 @@ REQUEST_SAMPLING = (
 )
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+class ImageURL(RequestShape):
+    url: str
+    detail: str | None = None
 
 
-class ContentPart(_Request):
+class ContentPart(RequestShape):
     type: str
     text: str | None = None
+    image_url: ImageURL | None = None
 
 
-class ChatMessage(_Request):
+class FunctionCall(RequestShape):
+    name: str
+    arguments: str | dict[str, Any] = "{}"  # a string on the wire; some clients send an object
+
+
+class ToolCall(RequestShape):
+    id: str = ""
+    type: str = "function"
+    function: FunctionCall
+
+
+class ChatMessage(RequestShape):
     role: Role
     content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+
+class FunctionDefinition(RequestShape):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(RequestShape):
+    type: str
+    function: FunctionDefinition | None = None
+
+    @model_validator(mode="after")
+    def _function_tools_define_one(self) -> ChatTool:
+        if self.type == "function" and self.function is None:
+            raise ValueError("a function tool needs 'function'")
+        return self
+
+
+class FunctionName(RequestShape):
+    name: str
+
+
+class NamedToolChoice(RequestShape):
+    type: str
+    function: FunctionName | None = None
+
+
+class JsonSchemaFormat(RequestShape):
+    name: str
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(RequestShape):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 ProgressFormat = Literal["event", "chunk"]
 
 
-class StreamOptions(_Request):
+class StreamOptions(RequestShape):
     include_usage: bool | None = None
     # headend's own: tool progress frames in agent streams, off unless asked for
     include_tool_progress: bool | None = None
     tool_progress_format: ProgressFormat | None = None
 
 
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(RequestShape):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = None
@@ -83,10 +133,10 @@ class ChatCompletionRequest(_Request):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     user: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ChatTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
     max_iterations: int | None = Field(None, ge=1, le=50)  # headend: tool-loop rounds

@@ -23,7 +23,8 @@ EncodingFormat = Literal["float", "base64"]
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # strict: the body goes upstream as sent, so "8" or 8.0 for an integer must not pass
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: StrictStr = Field(min_length=1)
     input: str | list[str] | list[list[int]] | list[int]

@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.errors import InvalidRequest, MethodNotAllowed, UpgradeRequired
+from headend.errors import MethodNotAllowed, UpgradeRequired
 from headend.providers.base import Json
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
@@ -18,7 +18,13 @@ from headend.server.context import request_context
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
-from headend.surfaces.responses import ResponseEvents, ResponseShape, items_of, to_chat
+from headend.surfaces.responses import (
+    ResponseEvents,
+    ResponseShape,
+    checked,
+    items_of,
+    to_chat,
+)
 from headend.surfaces.responses_tools import request_tools
 
 log = logging.getLogger(__name__)
@@ -36,9 +42,7 @@ def event_frames(events: list[Json]) -> bytes:
 
 async def create_response(request: Request) -> Response:
     found = services(request)
-    body = decode_json(await read_body(request, found.settings.server.max_body_bytes))
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    body = checked(decode_json(await read_body(request, found.settings.server.max_body_bytes)))
     principal = principal_of(request.scope)
     items = await found.responses.resolve(items_of(body), principal.owner)
     offered = request_tools(body)
@@ -46,10 +50,6 @@ async def create_response(request: Request) -> Response:
     keep = body.get("store", True) is not False
     previous = body.get("previous_response_id")
     if previous is not None:
-        if not isinstance(previous, str):
-            raise InvalidRequest(
-                "'previous_response_id' must be a string.", param="previous_response_id"
-            )
         model = chat["model"]
         agent = await found.versions.resolve(model) if isinstance(model, str) else None
         chat["session_id"] = await found.responses.session_after(
