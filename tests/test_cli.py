@@ -197,3 +197,49 @@ def test_keys_create_publishable(
     ):
         assert main([*base, *wrong]) == 1
         assert says in capsys.readouterr().err
+
+
+SECRET_CONFIG = """
+providers:
+  up: {type: openai, base_url: "https://api.example.com/v1", api_key: "${UPSTREAM_SECRET_X}"}
+mcp_servers:
+  crm: {url: "https://mcp.example.com/mcp", headers: {Authorization: "Bearer ${MCP_SECRET_X}"}}
+models:
+  gpt: up/gpt
+store: sqlite:///${STORE_DIR_X}/headend.db
+"""
+
+
+def test_commands_that_call_no_provider_start_without_its_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("UPSTREAM_SECRET_X", raising=False)
+    monkeypatch.delenv("MCP_SECRET_X", raising=False)
+    monkeypatch.setenv("STORE_DIR_X", str(tmp_path))
+    (tmp_path / "headend.yaml").write_text(SECRET_CONFIG)
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "bot.md").write_text("---\nmodel: gpt\n---\nhi\n")
+    for command in (
+        ["keys", "create", "--name", "ops", "--scope", "admin"],
+        ["keys", "list"],
+        ["usage"],
+        ["audit"],
+        ["sessions", "prune", "--older-than", "1d"],
+        ["agents"],
+    ):
+        assert main(command) == 0, (command, capsys.readouterr().err)
+    assert "ops" in capsys.readouterr().out
+    assert (tmp_path / "headend.db").is_file()  # the store's own ${VAR} was read
+
+    # Serving and checking need every secret, and name the one missing.
+    for command in (["check"], ["serve", "--port", "0"]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert "providers.up.api_key: environment variable UPSTREAM_SECRET_X is not set" in err
+        assert "MCP_SECRET_X is not set" in err
+
+    # A variable the store needs is still required by the store's commands.
+    monkeypatch.delenv("STORE_DIR_X")
+    assert main(["keys", "list"]) == 1
+    assert "store: environment variable STORE_DIR_X is not set" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 from headend import __version__
 from headend.agents.registry import AgentRegistry, load_agents
 from headend.config import Settings, load_settings
-from headend.errors import ConfigError
+from headend.errors import ConfigError, HeadendError
 from headend.limits.budget import PERIODS, money
 from headend.observability.audit import ACTIONS, cli_actor
 from headend.providers.registry import builtin_provider_types
@@ -20,8 +20,10 @@ from headend.store.base import KeyRecord, Store
 from headend.tools.registry import builtin_tools
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config)
+def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:
+    """The settings a command runs with; ``secrets=False`` for those that call no provider
+    (see ``load_settings``)."""
+    settings = load_settings(args.config, secrets=secrets)
     server = settings.server.model_copy(
         update={
             key: value
@@ -65,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from headend.observability.tracing import TracingOff
     from headend.server.app import create_app
     from headend.server.serving import serve
-    from headend.server.workers import Supervisor, check_workers
+    from headend.server.workers import Supervisor, check_workers, preflight
 
     # A hang-up reads the agents again once serving (headend.agents.live); until then, and
     # in the supervisor until it passes one on, it must not end the server.
@@ -75,13 +77,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.server.workers > 1:
         check_workers(settings)
         create_app(settings, tracing=TracingOff())  # agents, routes, providers: checked once
+        preflight(settings)
         return Supervisor(settings, args.log_level).run()
     serve(create_app(settings), settings, log_level=args.log_level)
     return 0
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    registry = _agents(_settings(args))
+    registry = _agents(_settings(args, secrets=False))
     rows = [("ID", "MODEL", "DESCRIPTION")]
     for agent in registry:
         model = (
@@ -113,7 +116,7 @@ def cmd_sessions_prune(args: argparse.Namespace) -> int:
     from headend.config import parse_duration
     from headend.store import open_store
 
-    settings = _settings(args)
+    settings = _settings(args, secrets=False)
     ttl = parse_duration(args.older_than) if args.older_than else settings.sessions.ttl
     if ttl is None:
         print("error: no sessions.ttl in the config; give --older-than", file=sys.stderr)
@@ -136,7 +139,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
     from headend.store import open_store
 
-    settings = _settings(args)
+    settings = _settings(args, secrets=False)
 
     async def run() -> int:
         store = open_store(settings.store, settings.base_dir)
@@ -158,7 +161,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         expires = parse_duration(args.expires) if args.expires else None
         budget = Budget.of(args.budget, args.budget_period)
         limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency, budget)
-        registry = builtin_tools(_settings(args).mcp_servers.keys())
+        registry = builtin_tools(_settings(args, secrets=False).mcp_servers.keys())
         grant = tool_grant(args.tool, args.no_tools, args.read_only, registry)
         if (args.origin or args.visitor_rpm) and not args.publishable:
             raise ValueError("--origin and --visitor-rpm are for --publishable keys")
@@ -530,6 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except HeadendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return code
 

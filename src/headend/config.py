@@ -172,6 +172,10 @@ class Settings(_Strict):
         return self.resolve(self.agents_dir) if self.agents_dir else self.base_dir / "agents"
 
 
+# Sections only serving reads: what their ${VAR}s hold is needed by nothing else.
+CALLED_SECTIONS = ("providers.", "mcp_servers.")
+
+
 def interpolate(value: Any, env: Mapping[str, str], where: str, problems: list[str]) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML tree."""
     if isinstance(value, str):
@@ -226,10 +230,17 @@ def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read, interpolate and validate headend.yaml; defaults when there is none."""
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Settings:
+    """Read, interpolate and validate headend.yaml; defaults when there is none.
+
+    ``secrets=False`` is for commands that call no provider and no MCP server (keys, usage,
+    sessions, audit): a ``${VAR}`` of those sections that is not set reads as empty instead
+    of stopping them, so an operator's shell needs the store's settings, not the upstreams'
+    keys."""
     env = os.environ if env is None else env
-    settings = _load(find_config(path, env), env)
+    settings = _load(find_config(path, env), env, secrets)
     admin_key = env.get(ADMIN_KEY_ENV) or _read_secret(env.get(ADMIN_KEY_FILE_ENV))
     if admin_key and not settings.server.admin_key:
         server = settings.server.model_copy(update={"admin_key": admin_key})
@@ -249,7 +260,7 @@ def _read_secret(path: str | None) -> str | None:
     return secret
 
 
-def _load(path: Path | None, env: Mapping[str, str]) -> Settings:
+def _load(path: Path | None, env: Mapping[str, str], secrets: bool = True) -> Settings:
     if path is None:
         return Settings()
     raw = read_yaml(path)
@@ -259,6 +270,8 @@ def _load(path: Path | None, env: Mapping[str, str]) -> Settings:
         raise ConfigError([f"{path}: the top level must be a mapping of sections"])
     problems: list[str] = []
     data = interpolate(raw, env, "", problems)
+    if not secrets:
+        problems = [p for p in problems if not p.startswith(CALLED_SECTIONS)]
     if problems:
         raise ConfigError([f"{path}: {problem}" for problem in problems])
     try:

@@ -2,6 +2,7 @@
 
     HeadendError
     ├── ConfigError                 a config or agent file is wrong; names file and key
+    ├── StartupError                the server could not start (a worker, a bug at start-up)
     └── APIError                    becomes an HTTP status and the OpenAI error envelope
         ├── InvalidRequest          400 invalid_request_error (param names the field)
         │   ├── UnsupportedValue    400, a valid value headend does not serve
@@ -53,6 +54,11 @@ class ConfigError(HeadendError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class StartupError(HeadendError):
+    """The server could not start for a reason no config key names: a worker that exited
+    before it served, an unexpected exception while starting (its traceback logged)."""
 
 
 class APIError(HeadendError):

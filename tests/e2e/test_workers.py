@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, stop_server
+from tests.conftest import ROOT, RunningServer, stop_server
 from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
 from tests.upstream import FakeUpstream, Reply
 
@@ -133,9 +133,11 @@ def test_workers_share_a_port_limits_and_metrics(
     assert "Traceback" not in server.output()
 
 
-def refused(*args: str, cwd: Path) -> str:
+def refused(*args: str, cwd: Path, python: tuple[str, ...] = ("-m", "headend")) -> str:
+    """What ``headend serve --workers 2 <args>`` says as it refuses to start: one ``error:``
+    line a problem, no traceback, no worker started."""
     result = subprocess.run(
-        [sys.executable, "-m", "headend", "serve", "--port", "0", "--workers", "2", *args],
+        [sys.executable, *python, "serve", "--port", "0", "--workers", "2", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -143,6 +145,8 @@ def refused(*args: str, cwd: Path) -> str:
         env={k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")},
     )
     assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Started server process" not in result.stderr  # found before any worker started
     return result.stderr
 
 
@@ -158,6 +162,93 @@ def test_set_ups_workers_would_get_wrong_are_refused(
     )
     embedded = refused(cwd=tmp_path / "embedded")
     assert "load the embedded model(s) local" in embedded
+
+
+def test_what_every_worker_would_fail_on_is_found_before_forking(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    site = make_site(tmp_path, upstream, "wp", {}, "redis: redis://127.0.0.1:1/0\n")
+    config = str(site / "headend.yaml")
+    unreachable = refused("--config", config, cwd=site)
+    assert unreachable.splitlines()[-1].startswith(
+        "error: redis: cannot reach redis://127.0.0.1:1/0:"
+    ), unreachable
+    # The redis extra not installed (the import blocked, as a missing package fails it).
+    without_extra = refused(
+        "--config",
+        config,
+        cwd=site,
+        python=(
+            "-c",
+            "import sys; sys.modules['redis'] = None; from headend.cli import main; "
+            "sys.exit(main(sys.argv[1:]))",
+        ),
+    )
+    assert without_extra.splitlines()[-1] == (
+        "error: redis: shared limits need the redis package: pip install 'headend[redis]'"
+    ), without_extra
+    # A keyless server on a public address: refused once, not by each worker.
+    public = refused("--config", config, "--host", "0.0.0.0", cwd=site)
+    assert "no API key exists" in public.splitlines()[-1], public
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_reason(
+    upstream: FakeUpstream, redis_url: str, tmp_path: Path
+) -> None:
+    # Redis answers the supervisor's check, then is gone for the workers (worker_faults).
+    site = make_site(tmp_path, upstream, "wf", {}, f"redis: {redis_url}\n")
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.worker_faults", str(site / "headend.yaml"), "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")},
+    )
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - began < 30  # it gave up instead of starting workers forever
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(
+        "error: a worker could not start: redis: cannot reach redis://127.0.0.1:1/0:"
+    ), errors
+    assert "Traceback" not in result.stderr, result.stderr
+    # Two workers started, none again.
+    assert result.stderr.count("Started server process") <= 2, result.stderr
+    assert "starting another" not in result.stderr
+
+
+def test_workers_that_die_are_started_again_later_each_time_until_too_many(
+    upstream: FakeUpstream, redis_url: str, tmp_path: Path
+) -> None:
+    site = make_site(tmp_path, upstream, "wd", {}, f"redis: {redis_url}\n")
+    server = serve(site, "server.log", "--workers", "2")
+    try:
+        ready_workers(server, 2)
+        waited = []
+        for _ in range(4):
+            victim = workers_of(server)[0]
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            deadline = killed + 30
+            while not (len(now := workers_of(server)) == 2 and victim not in now):
+                assert time.monotonic() < deadline, f"{victim} not replaced: {now}"
+                time.sleep(0.05)
+            waited.append(time.monotonic() - killed)
+            ready_workers(server, 2)  # the new one serves before the next death
+        pauses = [float(p) for p in re.findall(r"starting another in (\S+) s", server.output())]
+        assert pauses == [0.5, 1.0, 2.0, 4.0]
+        assert all(w >= p for w, p in zip(waited, pauses, strict=True)), waited
+        # A fifth death within the minute: the supervisor gives up, draining the other.
+        os.kill(workers_of(server)[0], signal.SIGKILL)
+        assert server.process.wait(timeout=30) == 1
+        assert "error: workers keep dying: 5 exits within 60 s, the last with code -9" in (
+            server.output()
+        )
+    finally:
+        stop_server(server)
+    assert "Traceback" not in server.output()
 
 
 def test_a_hang_up_reaches_every_worker(

@@ -40,6 +40,7 @@ from headend.limits.base import (
 )
 from headend.limits.memory import MemoryLimiter
 from headend.limits.scripts import ENTER, LEAVE, RENEW
+from headend.urls import without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +103,13 @@ class RedisLimiter:
         try:
             await self._redis.ping()
         except Exception as exc:
-            raise ConfigError([f"redis: cannot reach {self._where()}: {exc}"]) from exc
+            raise ConfigError(
+                [f"redis: cannot reach {without_credentials(self.url)}: {exc}"]
+            ) from exc
         self._renewer = asyncio.create_task(self._renew_forever())
 
     async def ping(self) -> None:
         await self._redis.ping()
-
-    def _where(self) -> str:
-        """The URL without a password."""
-        if "@" in self.url:
-            scheme, _, rest = self.url.partition("://")
-            return f"{scheme}://…@{rest.rsplit('@', 1)[1]}"
-        return self.url
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -206,6 +206,27 @@ def on_hangup(handler: Callable[[], None]) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGHUP)
 
 
+def recording_failure(
+    lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]],
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """``lifespan``, keeping why it failed to start in ``app.state.startup_failure``: uvicorn
+    only logs it, and ``serving.serve`` says it once and exits non-zero."""
+
+    @contextlib.asynccontextmanager
+    async def recorded(app: Starlette) -> AsyncIterator[None]:
+        started = False
+        try:
+            async with lifespan(app):
+                started = True
+                yield
+        except BaseException as exc:
+            if not started:
+                app.state.startup_failure = exc
+            raise
+
+    return recorded
+
+
 def create_app(
     settings: Settings,
     *,
@@ -320,7 +341,8 @@ def create_app(
             Middleware(AuthMiddleware),
             Middleware(IdempotencyMiddleware),
         ],
-        lifespan=lifespan,
+        lifespan=recording_failure(lifespan),
     )
+    app.state.startup_failure = None
     app.state.readiness = readiness  # the server's drain reaches it before the lifespan
     return app

@@ -65,6 +65,7 @@ from headend.store.rows import (
     usage_row,
     usage_values,
 )
+from headend.urls import without_credentials
 
 Migration = Callable[[Any], Awaitable[None]]
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
@@ -318,7 +319,11 @@ class PostgresStore:
             raise ConfigError(
                 ["store: a postgresql:// store needs asyncpg: pip install 'headend[postgres]'"]
             ) from exc
-        self._pool = await asyncpg.create_pool(self.url, min_size=self._min, max_size=self._max)
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=self._min, max_size=self._max)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            where = without_credentials(self.url)
+            raise ConfigError([f"store: cannot reach {where}: {exc}"]) from exc
         async with self._pool.acquire() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await db.execute(
