@@ -5,13 +5,18 @@ errors carry the request id, and no secret or message text is ever written."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import stop_server
+from tests.conftest import free_port, stop_server
 from tests.e2e.sites import ADMIN, issue, make_site, serve
 from tests.upstream import FakeUpstream, Reply, Status
 
@@ -102,3 +107,58 @@ def test_text_logs_have_one_access_line_per_request(upstream: FakeUpstream, tmp_
     assert len(mine) == 1
     assert "headend.access" in mine[0]
     assert "POST /v1/chat/completions 200 model=gpt key=admin tokens=2+3" in mine[0]
+
+
+# headend with a model load that takes 4 s: llama.cpp's loader, slowed down where the
+# silencing of llama-cpp-python (fd 2 pointed at /dev/null) would be in force.
+SLOW_LOAD = """
+import sys, time
+import llama_cpp.llama_cpp as native
+load = native.llama_model_load_from_file
+def slow(*args):
+    time.sleep(4)
+    return load(*args)
+native.llama_model_load_from_file = slow
+from headend.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_no_line_is_lost_while_the_embedded_model_loads(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEADEND_", "OTEL_"))}
+    command = [sys.executable, "-c", SLOW_LOAD, "serve", "--port", str(port)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--log-format", "json", "--agents", str(tmp_path / "agents")],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+        )
+    loading: list[str] = []  # request ids answered while the model loaded
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, log.read_text()
+            assert process.poll() is None, log.read_text()
+            try:
+                ready = httpx.get(base + "/health/ready", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.05)
+                continue
+            if ready.status_code == 200:
+                break
+            assert "provider 'local' starting" in ready.json()["reasons"]
+            loading.append(ready.headers["x-request-id"])
+            time.sleep(0.1)
+        assert len(loading) >= 10  # the load took its 4 s, answered meanwhile
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    logged = {line.get("request_id") for line in lines if line["logger"] == "headend.access"}
+    missing = [request_id for request_id in loading if request_id not in logged]
+    assert not missing, f"{len(missing)} of {len(loading)} access lines lost"

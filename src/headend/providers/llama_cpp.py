@@ -25,6 +25,7 @@ from headend.providers.base import Batch, ChatCall, Json, Provider, Resources
 from headend.providers.llama_batch import BatchEngine, Finished, SequenceRequest, StepReport
 from headend.providers.llama_chunks import ChunkMaker, Relay, completion
 from headend.providers.llama_grammar import json_grammar
+from headend.providers.llama_log import route_llama_logs
 from headend.providers.llama_output import OutputReader
 from headend.providers.llama_prompt import PromptStyle, TemplateInput
 from headend.providers.llama_sampling import sampler_for
@@ -109,10 +110,13 @@ def load_model(path: Path, config: LlamaCppConfig) -> Any:
     import llama_cpp
     from llama_cpp._internals import LlamaModel
 
+    route_llama_logs()
     llama_cpp.llama_backend_init()
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = config.n_gpu_layers  # llama.cpp: -1 is every layer
-    return LlamaModel(path_model=str(path), params=params, verbose=False)
+    # verbose: without it llama-cpp-python points fd 2 at /dev/null while the model loads,
+    # and every thread's log lines with it; its messages come through route_llama_logs.
+    return LlamaModel(path_model=str(path), params=params, verbose=True)
 
 
 def context_params(config: LlamaCppConfig) -> Any:
