@@ -1,9 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
 #   make serve   create .venv, install headend, serve the bundled agent on 127.0.0.1:8080
-#   make test    the same set-up plus dev tools, PostgreSQL and Redis (Debian's packages, for
-#                the store and limits tests), the real clients the suite drives (Codex CLI,
-#                Claude Code, the AI SDK, from the npm registry), then lint, type-check and
-#                the whole test suite
+#   make test    the same set-up plus dev tools, PostgreSQL, Redis and tinyproxy (Debian's
+#                packages, for the store, limits and egress proxy tests), the real clients
+#                the suite drives (Codex CLI, Claude Code, the AI SDK, from the npm registry),
+#                then lint, type-check and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

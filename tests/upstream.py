@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import struct
 import threading
 import time
@@ -73,7 +74,8 @@ def _words(text: str) -> list[str]:
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls  # https when given: what an egress proxy tunnels to
         self._scripts: dict[str, deque[Step]] = defaultdict(deque)
         self._received: dict[str, list[Received]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -96,6 +98,8 @@ class FakeUpstream:
             self._received.clear()
 
     def url(self, prefix: str) -> str:
+        if self._tls is not None:  # its certificate names localhost
+            return f"https://localhost:{self.port}/{prefix}"
         return f"http://127.0.0.1:{self.port}/{prefix}"
 
     def start(self) -> None:
@@ -118,7 +122,7 @@ class FakeUpstream:
         app.router.add_post("/{prefix}/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._tls)
         self._loop.run_until_complete(site.start())
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ready.set()

@@ -302,7 +302,7 @@ async def test_a_header_value_with_a_line_break_is_refused() -> None:
             pass
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
+def certificate(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -331,7 +331,7 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 
 
 async def test_https_checks_the_certificate(tmp_path: Path) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = certificate(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
 

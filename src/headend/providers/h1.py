@@ -6,17 +6,20 @@ than everything else headend does around it (bench/README.md, "The gateway at th
 ceiling"). Upstream model APIs need little of it, so this is all there is: ``POST`` with a
 body, answers with ``Content-Length``, chunked or read-to-close bodies (httptools parses,
 as in uvicorn), gzip or deflate content encodings, ``http`` and ``https`` (the system's CA
-store, SNI, ALPN ``http/1.1``). No proxies, redirects or cookies: the upstream is configured.
+store, SNI, ALPN ``http/1.1``), through an ``http://`` egress proxy when given one (a CONNECT
+tunnel for ``https``, the absolute URL for ``http``; ``headend.proxies`` picks it). No
+redirects or cookies: the upstream is configured.
 
-Errors are ``ConnectionError``s (``ConnectFailed`` when no connection could be made) or a
-``TimeoutError`` when connecting took longer than asked. A request that finds its reused
-connection closed before any answer (the server dropped it while idle) is sent once more
-on a new connection, as browsers and aiohttp do.
+Errors are ``ConnectionError``s (``ConnectFailed`` when no connection could be made, a
+proxy's refusal included) or a ``TimeoutError`` when connecting took longer than asked. A
+request that finds its reused connection closed before any answer (the server dropped it
+while idle) is sent once more on a new connection, as browsers and aiohttp do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 import zlib
@@ -28,6 +31,8 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from headend.proxies import Proxy
 
 HIGH_WATER = 1024 * 1024  # buffered answer bytes at which reading from the socket pauses
 KEEP_IDLE = 60.0  # seconds an idle connection is kept for reuse
@@ -49,6 +54,7 @@ class Target:
     origin: tuple[str, str, int]  # scheme, host, port
     path: bytes
     host_header: bytes
+    absolute: bytes  # the whole URL: what an http:// request through a proxy names
 
 
 def parse_target(url: str) -> Target:
@@ -60,10 +66,12 @@ def parse_target(url: str) -> Target:
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = (shown if port == default else f"{shown}:{port}").encode("idna")
     return Target(
         (parts.scheme, host, port),
         path.encode("ascii"),
-        (shown if port == default else f"{shown}:{port}").encode("idna"),
+        host_header,
+        parts.scheme.encode() + b"://" + host_header + path.encode("ascii"),
     )
 
 
@@ -277,12 +285,41 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
 
-class _Pool:
-    """The idle connections to one origin."""
+def _why(error: OSError) -> str:
+    """What went wrong, without the address (asyncio's "Connect call failed ('10.0.0.5',
+    443)" names it, and messages never name the upstream)."""
+    return os.strerror(error.errno) if error.errno else type(error).__name__
 
-    def __init__(self, origin: tuple[str, str, int], ssl_context: ssl.SSLContext | None) -> None:
+
+class _Tunnel(asyncio.Protocol):
+    """A proxy's answer to CONNECT: its head, once it has all come."""
+
+    def __init__(self) -> None:
+        self.head: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._data += data
+        if b"\r\n\r\n" in self._data and not self.head.done():
+            self.head.set_result(self._data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(ConnectFailed("the proxy closed the connection"))
+
+
+class _Pool:
+    """The idle connections to one origin (through one proxy, or none)."""
+
+    def __init__(
+        self,
+        origin: tuple[str, str, int],
+        ssl_context: ssl.SSLContext | None,
+        proxy: Proxy | None = None,
+    ) -> None:
         self.origin = origin
         self._ssl = ssl_context
+        self.proxy = proxy
         self._idle: deque[_Connection] = deque()
 
     def take(self) -> _Connection | None:
@@ -299,6 +336,8 @@ class _Pool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
+                if self.proxy is not None:
+                    return await self._through_proxy(self.proxy)
                 _, connection = await loop.create_connection(
                     lambda: _Connection(self),
                     host,
@@ -306,10 +345,56 @@ class _Pool:
                     ssl=self._ssl if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None,
                 )
+        except ConnectFailed:  # said already (by the proxy's part)
+            raise
         except ssl.SSLError as exc:  # an OSError too
             raise ConnectFailed(f"TLS failed: {exc.reason or exc}") from exc
         except OSError as exc:
-            raise ConnectFailed(f"cannot connect: {exc.strerror or exc}") from exc
+            raise ConnectFailed(f"cannot connect: {_why(exc)}") from exc
+        return connection
+
+    async def _through_proxy(self, proxy: Proxy) -> _Connection:
+        """A connection to the proxy: for ``https`` a tunnel through it (CONNECT), then TLS
+        with the origin; for ``http`` the proxy itself, asked for absolute URLs."""
+        scheme, host, port = self.origin
+        loop = asyncio.get_running_loop()
+        if scheme == "http":
+            try:
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self), proxy.host, proxy.port
+                )
+            except OSError as exc:
+                raise ConnectFailed(f"cannot connect to the proxy: {_why(exc)}") from exc
+            return connection
+        try:
+            transport, tunnel = await loop.create_connection(_Tunnel, proxy.host, proxy.port)
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to the proxy: {_why(exc)}") from exc
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
+        if proxy.authorization is not None:
+            lines.append(f"proxy-authorization: {proxy.authorization}")
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            head = await tunnel.head
+        except BaseException:
+            transport.abort()
+            raise
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        fields = status_line.split(" ", 2)
+        if len(fields) < 2 or fields[1] != "200":
+            transport.abort()
+            raise ConnectFailed(f"the proxy refused the tunnel: {status_line}")
+        connection = _Connection(self)
+        assert self._ssl is not None  # an https origin's pool has its context
+        try:
+            secured = await loop.start_tls(transport, connection, self._ssl, server_hostname=host)
+        except BaseException:
+            transport.abort()
+            raise
+        if secured is None:  # the loop gave no transport back: nothing to talk over
+            raise ConnectFailed("TLS through the proxy failed")
+        connection.connection_made(secured)
         return connection
 
     def release(self, connection: _Connection) -> None:
@@ -334,7 +419,7 @@ class H1Client:
         self, user_agent: str = "headend", ssl_context: ssl.SSLContext | None = None
     ) -> None:
         """``ssl_context``: the system's CA store unless given."""
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._pools: dict[tuple[tuple[str, str, int], Proxy | None], _Pool] = {}
         self._targets: dict[str, Target] = {}
         self._ssl = ssl_context
         self._user_agent = user_agent.encode("latin-1")
@@ -345,15 +430,19 @@ class H1Client:
         body: bytes,
         headers: Mapping[str, str],
         connect_timeout: float | None = None,
+        proxy: Proxy | None = None,
     ) -> Response:
-        """POST ``body``; the response once its status line and headers have come."""
+        """POST ``body`` (through ``proxy`` when given); the response once its status line
+        and headers have come."""
         target = self._targets.get(url)
         if target is None:
             target = self._targets[url] = parse_target(url)
-        pool = self._pools.get(target.origin)
+        key = (target.origin, proxy)
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[target.origin] = _Pool(target.origin, self._ssl_for(target))
-        head = self._head(target, headers, len(body))
+            pool = self._pools[key] = _Pool(target.origin, self._ssl_for(target), proxy)
+        forwarded = proxy is not None and target.origin[0] == "http"
+        head = self._head(target, headers, len(body), proxy if forwarded else None)
         connection = pool.take()
         if connection is not None:
             try:
@@ -373,14 +462,20 @@ class H1Client:
             connection.abort()  # cancelled while waiting (a timeout): its answer is no one's
             raise
 
-    def _head(self, target: Target, headers: Mapping[str, str], length: int) -> bytes:
+    def _head(
+        self, target: Target, headers: Mapping[str, str], length: int, proxy: Proxy | None
+    ) -> bytes:
+        """The request's head; ``proxy``: an http:// request forwarded by it (the absolute
+        URL, and the proxy's credentials)."""
         lines = [
-            b"POST " + target.path + b" HTTP/1.1",
+            b"POST " + (target.absolute if proxy else target.path) + b" HTTP/1.1",
             b"host: " + target.host_header,
             b"user-agent: " + self._user_agent,
             b"accept-encoding: identity",
             b"content-length: " + str(length).encode(),
         ]
+        if proxy is not None and proxy.authorization is not None:
+            lines.append(b"proxy-authorization: " + proxy.authorization.encode("latin-1"))
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
                 raise ValueError(f"header {name!r} holds a line break or a colon")

@@ -7,18 +7,20 @@ provider and what went wrong, never its URL, key or headers.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from headend.errors import APIError, ServiceUnavailable, UpstreamFailure, UpstreamRejected
 from headend.providers.base import ChatCall, Json, Resources, Timer
 from headend.providers.h1 import ConnectFailed, H1Client, Response
 from headend.providers.resilience import ResilientConfig, Timeouts, parse_retry_after
+from headend.proxies import Proxy, parse_proxy, proxy_for
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
@@ -78,7 +80,7 @@ def failure_for_status(
 
 
 def transport_failure(provider: str, exc: BaseException) -> UpstreamFailure:
-    detail = "cannot connect" if isinstance(exc, ConnectFailed) else str(exc)
+    detail = str(exc) or ("cannot connect" if isinstance(exc, ConnectFailed) else "")
     return UpstreamFailure(
         f"provider '{provider}' connection failed: {type(exc).__name__}"
         + (f": {detail}" if detail else ""),
@@ -96,6 +98,7 @@ async def post(
     timeouts: Timeouts,
     timer: Timer,
     secrets: Sequence[str] = (),
+    proxy: Proxy | None = None,
 ) -> AsyncGenerator[Response, None]:
     """POST ``body`` as JSON; the response once its status is 200, else the mapped error.
 
@@ -110,6 +113,7 @@ async def post(
             orjson.dumps(body),
             {"content-type": "application/json", **headers},
             timeouts.connect,
+            proxy,
         ) as response:
             if response.status != 200:
                 raw = await response.read()
@@ -193,6 +197,15 @@ class HttpUpstreamConfig(ResilientConfig):
     model: str | None = None  # used when a route names no model
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     context_window: int | None = Field(None, ge=256)  # tokens, for trimming session history
+    # http://[user:password@]host:port, for this provider whatever HTTPS_PROXY says
+    proxy: str | None = Field(None, repr=False)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value:
+            parse_proxy(value)  # raises saying what is wrong
+        return value
 
 
 class HttpProvider:
@@ -213,6 +226,14 @@ class HttpProvider:
         self._default_model = config.model
         self._secrets = tuple(v for v in (config.api_key, *config.headers.values()) if v)
         self._http: H1Client | None = None
+        self._proxy_setting = config.proxy
+        self._proxies: dict[str, Proxy | None] = {}  # by URL, decided once
+
+    def _proxy(self, url: str) -> Proxy | None:
+        """The egress proxy for ``url``: this provider's own, else the environment's."""
+        if url not in self._proxies:
+            self._proxies[url] = proxy_for(url, self._proxy_setting, os.environ)
+        return self._proxies[url]
 
     async def start(self, resources: Resources) -> None:
         self._http = resources.http
@@ -232,13 +253,15 @@ class HttpProvider:
         headers = {**self._headers, **call.span.headers()}
         if call.request_id:
             headers["x-request-id"] = call.request_id
+        url = url or self._url
         return post(
             self._http,
             self.name,
-            url or self._url,
+            url,
             body,
             headers,
             self.resilience.timeout,
             call.timer,
             self._secrets,
+            self._proxy(url),
         )

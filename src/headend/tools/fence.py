@@ -11,6 +11,12 @@ Refused: loopback, private, link-local (cloud metadata included), carrier-grade 
 same hidden in IPv6: IPv4-mapped, IPv4-compatible, 6to4 (2002::/16), NAT64 (64:ff9b::/96)
 and Teredo (2001::/32) addresses. Hosts an agent lists in ``allow_hosts`` are exempt, and so
 are MCP servers reached over HTTP, whose URLs come from the operator's config, not a model.
+
+Through an egress proxy (``HTTPS_PROXY``…) the fence still checks the target, not the proxy:
+the target's name is resolved here and every address checked before the request is sent, and
+the one connection made, to the proxy (an operator's choice, often on a private address), is
+let through. The proxy resolves the name again itself, so a name that changes its answer in
+between (DNS rebinding) is the one case the proxy's own policy must cover.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from headend.proxies import Proxy
 from headend.tools.base import ToolError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -86,12 +93,14 @@ class Fence:
     def __init__(self, allow_hosts: frozenset[str]) -> None:
         self.allow_hosts = allow_hosts
         self._allowed_addresses: set[str] = set()
+        self._proxy_host: str | None = None  # this hop's proxy, the one connection allowed
 
     def target(self, url: str | URL) -> URL:
         """The URL as the HTTP client will see it, refused when its host is fenced off.
 
         Called for each hop: what an earlier hop's allowed host resolved to is forgotten."""
         self._allowed_addresses.clear()
+        self._proxy_host = None
         try:
             parsed = url if isinstance(url, URL) else URL(url)
         except (ValueError, TypeError, UnicodeError) as exc:
@@ -113,9 +122,27 @@ class Fence:
             raise ToolError(f"refused: {reason}")
         return parsed
 
+    async def through(self, proxy: Proxy, target: URL) -> None:
+        """This hop goes through ``proxy``: check the target's addresses now (the proxy will
+        connect to it, not us), and let the connection to the proxy through."""
+        host = (target.raw_host or "").lower()
+        if host not in self.allow_hosts and _literal(host) is None:
+            resolver = aiohttp.ThreadedResolver()
+            try:
+                results = await resolver.resolve(host, target.port or 0, socket.AF_UNSPEC)
+            except OSError as exc:
+                raise ToolError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+            finally:
+                await resolver.close()
+            self.allow_resolved(host, results)
+        self._proxy_host = proxy.host.lower()
+        literal = _literal(self._proxy_host)
+        if literal is not None:
+            self._allowed_addresses.add(str(literal))
+
     def allow_resolved(self, host: str, results: list[ResolveResult]) -> None:
         """Check a name's addresses (all of them, or none is used)."""
-        if host.lower() in self.allow_hosts:
+        if host.lower() in self.allow_hosts or host.lower() == self._proxy_host:
             self._allowed_addresses.update(result["host"] for result in results)
             return
         for result in results:

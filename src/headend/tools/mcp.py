@@ -113,9 +113,12 @@ class McpConnection:
         from mcp.client.streamable_http import streamable_http_client
 
         assert self.settings.url is not None
+        # The server's own proxy, else the environment's (httpx reads HTTPS_PROXY, NO_PROXY).
         async with (
             httpx2.AsyncClient(
-                headers=self.settings.headers, timeout=self.settings.timeout
+                headers=self.settings.headers,
+                timeout=self.settings.timeout,
+                proxy=self.settings.proxy or None,
             ) as http,
             streamable_http_client(self.settings.url, http_client=http) as streams,
         ):

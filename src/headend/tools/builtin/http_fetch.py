@@ -3,14 +3,18 @@
 Each hop (redirects are followed one at a time) goes through the address policy of
 ``headend.tools.fence``: the host as the client reads it, every address it resolves to, and
 the address actually connected to are checked; fenced addresses are refused unless the
-agent file lists the host under ``allow_hosts``.
+agent file lists the host under ``allow_hosts``. ``HTTPS_PROXY``, ``HTTP_PROXY`` and
+``NO_PROXY`` are honoured (``headend.proxies``), the fence checking the target either way.
 """
 
 from __future__ import annotations
 
+import os
+
 import aiohttp
 from yarl import URL
 
+from headend.proxies import Proxy, proxy_for
 from headend.tools.base import Json, ToolContext, ToolError
 from headend.tools.fence import Fence
 
@@ -56,8 +60,12 @@ class HttpFetch:
         body = arguments.get("body")
         fence = Fence(context.allow_hosts)
         target = fence.target(url)
+        # trust_env off: headend picks the proxy itself, so that the fence knows of it
         async with aiohttp.ClientSession(connector=fence.connector(), trust_env=False) as http:
             for _hop in range(MAX_REDIRECTS + 1):
+                proxy = proxy_for(str(target), None, os.environ)
+                if proxy is not None:
+                    await fence.through(proxy, target)
                 try:
                     async with http.request(
                         method,
@@ -65,6 +73,8 @@ class HttpFetch:
                         data=body if method == "POST" else None,
                         headers={str(k): str(v) for k, v in headers.items()},
                         allow_redirects=False,
+                        proxy=proxy.url if proxy is not None else None,
+                        proxy_headers=_proxy_headers(proxy),
                     ) as response:
                         if response.status in (301, 302, 303, 307, 308) and (
                             location := response.headers.get("location")
@@ -86,6 +96,12 @@ class HttpFetch:
     def label(self, arguments: Json) -> str:
         method = str(arguments.get("method") or "GET").upper()
         return f"{method} {str(arguments.get('url', ''))[:100]}"
+
+
+def _proxy_headers(proxy: Proxy | None) -> dict[str, str] | None:
+    if proxy is None or proxy.authorization is None:
+        return None
+    return {"Proxy-Authorization": proxy.authorization}
 
 
 def _join(base: URL, location: str) -> URL:
