@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import ssl
 import struct
 import threading
@@ -46,6 +47,8 @@ class Reply:
     cut_after: int | None = None  # stream: abort the connection after this many chunks
     extra: Json = field(default_factory=dict)  # vendor fields added to the answer
     usage: tuple[int, int] = (5, 7)
+    cache: tuple[int, int] = (0, 0)  # of the prompt tokens: read from cache, written to it
+    reasoning: int = 0  # of the completion tokens
 
 
 @dataclass
@@ -65,7 +68,19 @@ class Malformed:
     """200 with a body that is not JSON (or a stream event that is not)."""
 
 
-Step = Reply | Status | Reset | Malformed
+@dataclass
+class Bomb:
+    """200 with a gzip body that expands far (though identity was asked for)."""
+
+    body: bytes
+
+    @classmethod
+    def expanding_to(cls, size: int) -> Bomb:
+        """``size`` zero bytes, compressed here, before the request waits for it."""
+        return cls(gzip.compress(b"\0" * size, 9))
+
+
+Step = Reply | Status | Reset | Malformed | Bomb
 
 
 def _words(text: str) -> list[str]:
@@ -162,6 +177,9 @@ class FakeUpstream:
             assert request.transport is not None
             request.transport.abort()
             return web.Response()
+        if isinstance(step, Bomb):
+            headers = {"content-encoding": "gzip", "content-type": "application/json"}
+            return web.Response(body=step.body, headers=headers)
         return None
 
     async def _send_stream(
@@ -243,11 +261,28 @@ class FakeUpstream:
 
 
 def _usage(step: Reply) -> Json:
+    """OpenAI's usage: its prompt tokens count the cached ones (it reports no cache writes)."""
     prompt, completion = step.usage
-    return {
+    usage: Json = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+    }
+    if step.cache != (0, 0):
+        usage["prompt_tokens_details"] = {"cached_tokens": step.cache[0], "audio_tokens": 0}
+    if step.reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": step.reasoning}
+    return usage
+
+
+def _anthropic_usage(step: Reply, output: int) -> Json:
+    """Anthropic's: its input tokens leave out those read from and written to the cache."""
+    read, written = step.cache
+    return {
+        "input_tokens": step.usage[0] - read - written,
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
+        "output_tokens": output,
     }
 
 
@@ -381,7 +416,7 @@ def _anthropic_message(step: Reply, model: str) -> Json:
         "content": content,
         "stop_reason": "tool_use" if step.tool_calls else "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": step.usage[0], "output_tokens": step.usage[1]},
+        "usage": _anthropic_usage(step, step.usage[1]),
     }
 
 
@@ -390,7 +425,7 @@ def _anthropic_events(step: Reply, model: str) -> list[tuple[str, Json]]:
         **_anthropic_message(step, model),
         "content": [],
         "stop_reason": None,
-        "usage": {"input_tokens": step.usage[0], "output_tokens": 1},
+        "usage": _anthropic_usage(step, 1),
     }
     events: list[tuple[str, Json]] = [
         ("message_start", {"type": "message_start", "message": message})

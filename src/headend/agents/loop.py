@@ -28,7 +28,7 @@ from headend.observability.genai import agent_span, tool_result, tool_span
 from headend.observability.metrics import ToolOutcome
 from headend.observability.tracing import UNTRACED, Span
 from headend.providers.base import Batch, ChatCall, Json, Timer
-from headend.providers.pricing import Spend
+from headend.providers.pricing import Spend, cache_tokens, reasoning_tokens
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
@@ -89,9 +89,21 @@ class Run:
 
 
 def add_usage(total: Json, usage: Any) -> None:
-    if isinstance(usage, dict):
-        for key in USAGE_KEYS:
-            total[key] = total.get(key, 0) + int(usage.get(key) or 0)
+    """A call's usage added to the loop's, the cached, cache-written and reasoning tokens
+    too (they are priced apart, and clients such as Claude Code show them)."""
+    if not isinstance(usage, dict):
+        return
+    for key in USAGE_KEYS:
+        total[key] = total.get(key, 0) + int(usage.get(key) or 0)
+    cached, written = cache_tokens(usage)
+    if cached or written:
+        details = total.setdefault("prompt_tokens_details", {})
+        details["cached_tokens"] = details.get("cached_tokens", 0) + cached
+        details["cache_write_tokens"] = details.get("cache_write_tokens", 0) + written
+    reasoning = reasoning_tokens(usage)
+    if reasoning:
+        details = total.setdefault("completion_tokens_details", {})
+        details["reasoning_tokens"] = details.get("reasoning_tokens", 0) + reasoning
 
 
 class ToolLoop:

@@ -195,22 +195,27 @@ def to_anthropic(body: Json, model: str, default_max_tokens: int) -> Json:
     return out
 
 
-def _usage(usage: Json, prompt: int | None = None) -> Json:
-    prompt_tokens = (
-        prompt
-        if prompt is not None
-        else (
-            usage.get("input_tokens", 0)
-            + (usage.get("cache_creation_input_tokens") or 0)
-            + (usage.get("cache_read_input_tokens") or 0)
-        )
-    )
-    completion = usage.get("output_tokens", 0)
-    return {
+def _usage(usage: Json, start: Json | None = None) -> Json:
+    """Anthropic's usage as OpenAI's: its input tokens leave out what was read from and
+    written to the cache, OpenAI's prompt tokens count them (and say how many were cached).
+    ``start``: a stream's message_start usage, where the input counts are."""
+    inputs = start if start is not None else usage
+    read = _number(inputs.get("cache_read_input_tokens"))
+    written = _number(inputs.get("cache_creation_input_tokens"))
+    prompt_tokens = _number(inputs.get("input_tokens")) + read + written
+    completion = _number(usage.get("output_tokens"))
+    out: Json = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
     }
+    if read or written:
+        out["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
+    return out
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def from_anthropic(message: Json, model: str) -> Json:
@@ -251,7 +256,7 @@ class StreamTranslator:
         self.model = model
         self.id = "chatcmpl-"
         self.created = int(time.time())
-        self.prompt_tokens = 0
+        self.start_usage: Json = {}  # message_start's: the input counts
         self.usage: Json = {}
         self.tool_index: dict[int, int] = {}
         self.done = False
@@ -273,7 +278,7 @@ class StreamTranslator:
     def _on_message_start(self, event: Json) -> list[Json]:
         message = event.get("message") or {}
         self.id = f"chatcmpl-{message.get('id', '')}"
-        self.prompt_tokens = _usage(message.get("usage") or {})["prompt_tokens"]
+        self.start_usage = message.get("usage") or {}
         return [self._chunk({"role": "assistant", "content": "", "refusal": None})]
 
     def _on_content_block_start(self, event: Json) -> list[Json]:
@@ -333,7 +338,7 @@ class StreamTranslator:
                 "created": self.created,
                 "model": self.model,
                 "choices": [],
-                "usage": _usage(self.usage, prompt=self.prompt_tokens),
+                "usage": _usage(self.usage, start=self.start_usage),
             }
         ]
 

@@ -25,7 +25,7 @@ from headend.limits.base import (
     take,
 )
 from headend.observability.metrics import Metrics
-from headend.providers.pricing import FREE, Price, Spend, tokens
+from headend.providers.pricing import FREE, Price, Spend
 from headend.server.auth import Principal
 from headend.server.budgets import BudgetBook
 from headend.server.context import RequestContext
@@ -200,7 +200,7 @@ class Admission:
         if not usage:  # cut short before the model reported: charge what was sent
             usage = {"prompt_tokens": estimate_prompt(), "completion_tokens": 0}
         spent = ticket.spend
-        cost = spent.total if spent.reported else ticket.price.cost(*tokens(usage))
+        cost = spent.total if spent.reported else ticket.price.cost_of(usage)
         self.meter.add(ticket.principal.key_id, ticket.model, usage, cost)
         if cost and ticket.principal.budget is not None:
             self.meter.hurry()  # other instances count it within a second or two

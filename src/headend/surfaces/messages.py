@@ -11,6 +11,7 @@ import orjson
 from headend.errors import InvalidRequest
 from headend.providers.anthropic_translate import text_of, tool_call_of, tool_use_block
 from headend.providers.base import Json
+from headend.providers.pricing import cache_tokens, tokens
 from headend.schemas.anthropic.messages import MessagesRequest
 from headend.schemas.validation import validate
 from headend.surfaces.fields import block_text
@@ -203,15 +204,15 @@ def _function_tool(tool: Any, index: int) -> Json:
 
 
 def usage_of(usage: Any) -> Json:
-    """Anthropic's usage, cache counts included (Claude Code reads them; headend has none)."""
-    usage = usage if isinstance(usage, dict) else {}
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    """Anthropic's usage, cache counts included (Claude Code reads them): its input tokens
+    leave out those read from or written to the cache, which OpenAI's prompt tokens count."""
+    prompt, completion = tokens(usage)
+    cached, written = cache_tokens(usage)
     return {
-        "input_tokens": int(usage.get("prompt_tokens") or 0),
-        "output_tokens": int(usage.get("completion_tokens") or 0),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": int(cached or 0),
+        "input_tokens": max(prompt - cached - written, 0),
+        "output_tokens": completion,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached,
     }
 
 

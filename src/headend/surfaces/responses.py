@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from headend.errors import APIError, InvalidRequest, UnsupportedValue
 from headend.providers.base import Json
+from headend.providers.pricing import cache_tokens, reasoning_tokens, tokens
 from headend.schemas.openai.responses import ResponseRequest
 from headend.schemas.validation import validate
 from headend.surfaces.fields import block_text
@@ -172,14 +173,13 @@ def stored_items(items: list[Json]) -> list[Json]:
 
 
 def usage_of(usage: Any) -> Json:
-    usage = usage if isinstance(usage, dict) else {}
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
+    prompt, completion = tokens(usage)
+    cached, written = cache_tokens(usage)
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": reasoning_tokens(usage)},
         "total_tokens": prompt + completion,
     }
 
