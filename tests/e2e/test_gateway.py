@@ -14,7 +14,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from tests.conftest import RunningServer, free_port, start_server, stop_server
-from tests.upstream import FakeUpstream, Malformed, Reply, Reset, Status
+from tests.upstream import Bomb, FakeUpstream, Malformed, Reply, Reset, Status
 
 pytestmark = pytest.mark.e2e
 
@@ -399,6 +399,18 @@ def test_malformed_stream_event_before_output_is_retried(
     chunks = list(client.chat.completions.create(model="gpt", messages=HI, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(fake.received("a")) == 2
+
+
+def test_an_answer_that_expands_past_the_limit_is_a_502_naming_why(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    # 130 MiB of zeros in about 130 kB of gzip: the upstream client stops at 128 MiB.
+    bomb = Bomb.expanding_to(130 * 1024 * 1024)
+    fake.script("a", bomb, bomb, bomb)
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model="gpt", messages=HI)
+    assert raised.value.status_code == 502
+    assert "the answer expands past 128 MiB decompressed" in raised.value.message
 
 
 # ---- resilience

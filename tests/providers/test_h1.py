@@ -155,6 +155,28 @@ async def test_a_compressed_answer_is_decoded() -> None:
     assert b"accept-encoding: identity" in server.requests[0][0]
 
 
+async def test_a_compressed_answer_that_expands_too_far_fails_naming_why() -> None:
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024), compresslevel=9)  # 8 MiB in ~8 kB
+    assert len(bomb) < 64 * 1024
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.request(reader)
+        writer.write(answer(bomb, b"content-encoding: gzip"))
+
+    async with upstream(handler) as (server, url):
+        client = H1Client(max_decoded=2 * 1024 * 1024)
+        response = await client.request(url, BODY, {})
+        with pytest.raises(ConnectionDropped, match="expands past 2 MiB decompressed"):
+            await response.read()
+        response.close()
+        # Up to the limit, the same answer is whole.
+        roomy = H1Client(max_decoded=16 * 1024 * 1024)
+        async with await roomy.request(url, BODY, {}) as whole:
+            assert len(await whole.read()) == 8 * 1024 * 1024
+        await client.close()
+        await roomy.close()
+
+
 async def test_a_request_on_a_connection_dropped_while_idle_is_sent_again() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await server.request(reader)

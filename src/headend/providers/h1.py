@@ -35,6 +35,8 @@ import httptools
 from headend.proxies import Proxy
 
 HIGH_WATER = 1024 * 1024  # buffered answer bytes at which reading from the socket pauses
+MAX_DECODED = 128 * 1024 * 1024  # what a compressed answer may expand to (a zip bomb stops)
+DECODE_STEP = 64 * 1024  # decompressed at a time, so no single step allocates more
 KEEP_IDLE = 60.0  # seconds an idle connection is kept for reuse
 MAX_IDLE = 256  # idle connections kept per origin
 
@@ -159,6 +161,7 @@ class _Connection(asyncio.Protocol):
         self._response: Response | None = None
         self._head: asyncio.Future[Response] | None = None
         self._decoder: zlib._Decompress | None = None
+        self._decoded = 0  # bytes the decoder has given for the current answer
         self.answered = False  # any byte of the current answer has come
         self._until_close = False  # the answer's body ends with the connection
         self._paused = False
@@ -217,16 +220,27 @@ class _Connection(asyncio.Protocol):
         encoding = response.headers.get("content-encoding", "").strip().lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # either, by its header
+            self._decoded = 0
         if not self._head.done():
             self._head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
-        assert self._response is not None
-        if self._decoder is not None:
-            body = self._decoder.decompress(body)
-            if not body:
+        if self._response is None:
+            return  # failed already (it expanded too far): the rest is no one's
+        if self._decoder is None:
+            self._response._feed(body)
+            return
+        while body:
+            out = self._decoder.decompress(body, DECODE_STEP)
+            body = self._decoder.unconsumed_tail
+            if not out:
+                continue
+            self._decoded += len(out)
+            if self._decoded > self._pool.max_decoded:
+                limit = self._pool.max_decoded // (1024 * 1024)
+                self._fail(ConnectionDropped(f"the answer expands past {limit} MiB decompressed"))
                 return
-        self._response._feed(body)
+            self._response._feed(out)
 
     def on_message_complete(self) -> None:
         response = self._response
@@ -316,10 +330,12 @@ class _Pool:
         origin: tuple[str, str, int],
         ssl_context: ssl.SSLContext | None,
         proxy: Proxy | None = None,
+        max_decoded: int = MAX_DECODED,
     ) -> None:
         self.origin = origin
         self._ssl = ssl_context
         self.proxy = proxy
+        self.max_decoded = max_decoded
         self._idle: deque[_Connection] = deque()
 
     def take(self) -> _Connection | None:
@@ -416,9 +432,14 @@ class H1Client:
     response on the way out."""
 
     def __init__(
-        self, user_agent: str = "headend", ssl_context: ssl.SSLContext | None = None
+        self,
+        user_agent: str = "headend",
+        ssl_context: ssl.SSLContext | None = None,
+        max_decoded: int = MAX_DECODED,
     ) -> None:
-        """``ssl_context``: the system's CA store unless given."""
+        """``ssl_context``: the system's CA store unless given; ``max_decoded``: the most a
+        compressed answer may expand to (past it the answer fails, naming why)."""
+        self._max_decoded = max_decoded
         self._pools: dict[tuple[tuple[str, str, int], Proxy | None], _Pool] = {}
         self._targets: dict[str, Target] = {}
         self._ssl = ssl_context
@@ -440,7 +461,9 @@ class H1Client:
         key = (target.origin, proxy)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _Pool(target.origin, self._ssl_for(target), proxy)
+            pool = self._pools[key] = _Pool(
+                target.origin, self._ssl_for(target), proxy, self._max_decoded
+            )
         forwarded = proxy is not None and target.origin[0] == "http"
         head = self._head(target, headers, len(body), proxy if forwarded else None)
         connection = pool.take()
