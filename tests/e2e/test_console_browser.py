@@ -158,6 +158,20 @@ def test_a_key_without_admin_sees_no_keys_page(served: RunningServer, browser: o
     assert page.locator("#nav-keys").is_hidden()
 
 
+def test_a_key_that_may_not_chat_sees_no_playground(served: RunningServer, browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    key = str(issue(served, name="reader", scopes=["models:read"])["secret"])
+    page = browser.new_page()
+    page.goto(served.base_url + "/console")
+    page.fill("#key", key)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#agents")).to_be_visible()  # its first page: the one it may use
+    assert page.locator("#nav-playground").is_hidden()
+    assert page.locator("#playground").is_hidden()
+
+
 def test_sessions_page_shows_a_transcript_with_its_tool_calls(
     served: RunningServer, browser: object, fake: FakeUpstream
 ) -> None:
@@ -422,3 +436,15 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(
         page.wait_for_load_state("networkidle")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 360, f"the {name} page is {width}px wide on a 360px screen"
+        # Nor does any table scroll within it: its rows are cards of labelled cells.
+        wide = page.evaluate(
+            "() => [...document.querySelectorAll('main section:not([hidden]) table')]"
+            ".filter((t) => t.scrollWidth > t.clientWidth + 1).length"
+        )
+        assert wide == 0, f"a table on the {name} page scrolls sideways"
+        unlabelled = page.evaluate(
+            "() => [...document.querySelectorAll('main section:not([hidden]) tbody td')]"
+            ".filter((td) => td.textContent && !td.querySelector('button') && !td.dataset.label)"
+            ".map((td) => td.closest('table').outerHTML.slice(0, 300))"
+        )
+        assert unlabelled == [], f"cells on the {name} page say not what they are"

@@ -8,6 +8,14 @@ import { loadSessions } from "./sessions.js";
 import { bindUsage, loadUsage } from "./usage.js";
 
 const PAGES = ["playground", "agents", "sessions", "keys", "usage"];
+// The scope each page needs (the session lists the scopes a key's scopes include).
+const NEEDS = {
+  playground: "chat",
+  agents: "models:read",
+  sessions: "sessions:read",
+  keys: "admin",
+  usage: "admin",
+};
 const LOADERS = {
   playground: () => playground.loadModels(),
   agents: () => loadAgents(app.scopes),
@@ -31,11 +39,12 @@ const app = {
     $("sign-out").hidden = who.open;
     $("sign-in").hidden = true;
     $("nav").hidden = false;
-    $("nav-keys").hidden = !who.scopes.includes("admin");
-    $("nav-usage").hidden = !who.scopes.includes("admin");
-    $("nav-agents").hidden = !who.scopes.includes("models:read");
-    $("nav-sessions").hidden = !who.scopes.includes("sessions:read");
-    await this.open("playground");
+    for (const [page, scope] of Object.entries(NEEDS)) {
+      $(`nav-${page}`).hidden = !who.scopes.includes(scope);
+    }
+    const first = PAGES.find((page) => who.scopes.includes(NEEDS[page]));
+    if (first) await this.open(first);
+    else $("no-pages").hidden = false;
   },
 
   async open(page) {
@@ -48,6 +57,7 @@ const app = {
 
   signedOut() {
     for (const name of PAGES) $(name).hidden = true;
+    $("no-pages").hidden = true;
     $("nav").hidden = true;
     $("who").textContent = "";
     $("sign-out").hidden = true;
@@ -77,6 +87,27 @@ const app = {
     this.signedOut();
   },
 };
+
+// Each cell carries its column's head as data-label: on a phone, rows show as cards whose
+// cells say what they are (console.css), so no table is wider than the screen.
+function labelCells(tbody) {
+  const heads = [...(tbody.closest("table")?.querySelectorAll("thead th") || [])];
+  for (const tr of tbody.rows) {
+    [...tr.cells].forEach((cell, index) => {
+      const label = heads[index]?.textContent || "";
+      if (label && cell.dataset.label !== label) cell.dataset.label = label;
+    });
+  }
+}
+new MutationObserver((changes) => {
+  for (const change of changes) {
+    const tbody = change.target.closest?.("tbody");
+    if (tbody) labelCells(tbody);
+    for (const node of change.addedNodes) {
+      if (node instanceof Element) node.querySelectorAll("tbody").forEach(labelCells);
+    }
+  }
+}).observe(document.querySelector("main"), { childList: true, subtree: true });
 
 $("sign-in-form").addEventListener("submit", (event) => app.signIn(event));
 $("sign-out").addEventListener("click", () => app.signOut());
