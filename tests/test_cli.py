@@ -31,16 +31,35 @@ def test_check_fails_naming_file_and_key(
     assert f"{agents / 'bad.md'}: temprature: unknown key" in err
 
 
-def test_agents_lists_id_model_and_description(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_agents_lists_file_and_api_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import asyncio
+
+    from headend.store.sqlite import SqliteStore
+
+    async def seed() -> None:
+        store = SqliteStore(tmp_path / "headend.db")
+        await store.start()
+        text = "---\ndescription: Answers FAQs.\nmodel: local\n---\nBe brief.\n"
+        await store.create_agent("faq", text, "key_1", 1.0)
+        version = await store.record_agent_version("faq", text, "api", "key_1", 2.0)
+        await store.publish_agent("faq", version.version, "key_1", 2.0, text)
+        await store.create_agent("wip", "---\nmodel: local\n---\nNot yet.\n", "key_1", 3.0)
+        await store.close()
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HEADEND_CONFIG", raising=False)
     agents = tmp_path / "agents"
     agents.mkdir()
     (agents / "scout.md").write_text("---\ndescription: Looks around.\nmodel: local\n---\nhi\n")
     assert main(["agents", "--agents", str(agents)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["ID", "MODEL", "DESCRIPTION"]
-    assert out[1].split() == ["scout", "local", "Looks", "around."]
+    assert out[0].split() == ["ID", "ORIGIN", "MODEL", "DESCRIPTION"]
+    assert out[1].split() == ["scout", "file", "local", "Looks", "around."]
+    assert out[2].split() == ["faq", "api", "v1", "local", "Answers", "FAQs."]
+    assert out[3].split() == ["wip", "api", "(draft", "only)", "local"]
 
 
 def test_sessions_prune_deletes_sessions_idle_past_the_ttl(
@@ -90,7 +109,7 @@ def test_keys_create_list_rotate_revoke(
                 "--scope",
                 "models:read",
                 "--agent",
-                "helper",
+                "assistant",
                 "--expires",
                 "30d",
                 "--rpm",
@@ -110,7 +129,7 @@ def test_keys_create_list_rotate_revoke(
     listing = capsys.readouterr().out
     assert key_id in listing
     assert "chat,models:read" in listing
-    assert "helper" in listing
+    assert "assistant" in listing
     assert secret not in listing
     assert "active" in listing
     assert "rpm 60, tpm 40000, at once 2" in listing
@@ -120,6 +139,25 @@ def test_keys_create_list_rotate_revoke(
     assert main(["keys", "revoke", *base, key_id]) == 1
     assert main(["keys", "create", *base, "--name", "x", "--scope", "root"]) == 1
     assert "unknown scope" in capsys.readouterr().err
+
+
+def test_keys_create_refuses_agents_nobody_has_unless_it_may_write_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "headend.yaml").write_text(
+        'store: sqlite:///h.db\nproviders:\n  up: {type: openai, base_url: "http://x/v1"}\n'
+        "  local: {type: llama_cpp}\nmodels:\n  gpt: up/gpt\n"
+    )
+    base = ["keys", "create", "--config", str(tmp_path / "headend.yaml"), "--name", "k"]
+    assert main([*base, "--agent", "asistant"]) == 1  # a typo
+    err = capsys.readouterr().err
+    assert "error: no agent or model route is named 'asistant'" in err
+    assert "known: assistant, clock, gpt" in err
+    assert main([*base, "--agent", "assistant", "--agent", "gpt"]) == 0
+    # A key that may write agents is limited to the ones it may make, which need not exist.
+    assert main([*base, "--agent", "mine", "--scope", "chat", "--scope", "agents:write"]) == 0
+    capsys.readouterr()
 
 
 def test_keys_create_refuses_limits_that_are_not_positive(
@@ -172,6 +210,9 @@ def test_keys_create_publishable(
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "headend.yaml"
     config.write_text("store: sqlite:///h.db\n")
+    (tmp_path / "agents").mkdir()
+    for agent in ("support", "a"):
+        (tmp_path / "agents" / f"{agent}.md").write_text("---\nmodel: local\n---\nHelp.\n")
     base = ["keys", "create", "--config", str(config), "--name", "shop"]
     site = ["--origin", "https://shop.example.com:443", "--origin", "http://localhost:3000"]
     assert main([*base, "--publishable", "--agent", "support", *site, "--visitor-rpm", "5"]) == 0

@@ -1,4 +1,5 @@
-"""The ``headend`` command: serve, list agents, check configuration."""
+"""The ``headend`` command: serve, check the configuration, list agents, and manage what the
+store holds (sessions, keys, usage, the audit)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from headend import __version__
-from headend.agents.registry import AgentRegistry, load_agents
+from headend.agents.registry import (
+    AgentRegistry,
+    check_chat_targets,
+    load_agents,
+    skipped_notes,
+)
+from headend.agents.spec import AgentSpec, parse_agent_text
 from headend.config import Settings, load_settings
 from headend.errors import ConfigError, HeadendError
 from headend.limits.budget import PERIODS, money
@@ -83,14 +90,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_of(spec: AgentSpec) -> str:
+    return spec.model if isinstance(spec.model, str) else ", ".join(spec.model)
+
+
 def cmd_agents(args: argparse.Namespace) -> int:
-    registry = _agents(_settings(args, secrets=False))
-    rows = [("ID", "MODEL", "DESCRIPTION")]
+    """The agents of the files, then those created through the API (from the store): what
+    the server would offer, and where each is defined."""
+    settings = _settings(args, secrets=False)
+    registry = _agents(settings)
+    rows = [("ID", "ORIGIN", "MODEL", "DESCRIPTION")]
     for agent in registry:
-        model = (
-            agent.spec.model if isinstance(agent.spec.model, str) else ", ".join(agent.spec.model)
-        )
-        rows.append((agent.id, model, agent.spec.description))
+        rows.append((agent.id, "file", _model_of(agent.spec), agent.spec.description))
+
+    async def stored(store: Store) -> int:
+        tools = builtin_tools(settings.mcp_servers.keys())
+        for record in await store.stored_agents():
+            if registry.get(record.id) is not None:
+                continue  # its file is served, not the version stored
+            version = (
+                await store.agent_version(record.id, record.published)
+                if record.published is not None
+                else None
+            )
+            text = version.content if version is not None else record.draft or ""
+            origin = f"api v{record.published}" if version is not None else "api (draft only)"
+            try:
+                spec = parse_agent_text(record.id, text, record.id, tools)
+            except ConfigError:
+                rows.append((record.id, origin, "?", "(does not validate)"))
+                continue
+            rows.append((record.id, origin, _model_of(spec), spec.description))
+        return 0
+
+    _with_store(args, stored, settings)
     print_table(rows)
     if registry.directory is None:
         print("(packaged agents: the agents directory holds no agent files)", file=sys.stderr)
@@ -98,14 +131,20 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """What ``serve`` would refuse at start-up, found without serving: the providers built
+    (their model files found), the agents loaded and routed to providers that chat."""
     settings = _settings(args)
+    built = builtin_provider_types().build(settings)
     registry = _agents(settings)
+    check_chat_targets(registry, built)
     where = registry.directory or "packaged agents"
     print(
         f"ok: {settings.source}; {len(registry)} agent(s) from {where}; "
         f"providers: {', '.join(sorted(settings.providers))}; "
         f"model routes: {', '.join(sorted(settings.models)) or 'none'}"
     )
+    for note in skipped_notes(registry, settings.effective_agents_dir()):
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 
@@ -134,12 +173,16 @@ def cmd_sessions_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]]) -> int:
+def _with_store(
+    args: argparse.Namespace,
+    work: Callable[[Store], Awaitable[int]],
+    settings: Settings | None = None,
+) -> int:
     import asyncio
 
     from headend.store import open_store
 
-    settings = _settings(args, secrets=False)
+    settings = settings or _settings(args, secrets=False)
 
     async def run() -> int:
         store = open_store(settings.store, settings.base_dir)
@@ -155,14 +198,20 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from headend.config import parse_duration
     from headend.limits.budget import Budget
-    from headend.server.keys import KeyLimits, Publishable, create_key, tool_grant
+    from headend.server.keys import KeyLimits, Publishable, check_agents, create_key, tool_grant
+
+    settings = _settings(args, secrets=False)
 
     async def work(store: Store) -> int:
         expires = parse_duration(args.expires) if args.expires else None
         budget = Budget.of(args.budget, args.budget_period)
         limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency, budget)
-        registry = builtin_tools(_settings(args, secrets=False).mcp_servers.keys())
+        registry = builtin_tools(settings.mcp_servers.keys())
         grant = tool_grant(args.tool, args.no_tools, args.read_only, registry)
+        if args.agent:
+            files = {agent.id for agent in _agents(settings)}
+            stored = {agent.id for agent in await store.stored_agents()}
+            check_agents(args.agent, files | stored | set(settings.models), args.scope or [])
         if (args.origin or args.visitor_rpm) and not args.publishable:
             raise ValueError("--origin and --visitor-rpm are for --publishable keys")
         publishable = Publishable.of(args.origin, args.visitor_rpm) if args.publishable else None
@@ -187,7 +236,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         return 0
 
     try:
-        return _with_store(args, work)
+        return _with_store(args, work, settings)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -373,7 +422,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headend", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="headend",
+        description="AI agents and plain models behind the APIs every LLM client speaks.",
+        epilog="'headend COMMAND --help' tells more of each command.",
+    )
     parser.add_argument("--version", action="version", version=f"headend {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -393,7 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="processes serving the port (default 1); more than one needs redis: in the config",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least important lines logged (default info)",
+    )
     serve.add_argument(
         "--log-format",
         choices=["text", "json"],
@@ -439,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         help="chat (or chat:write), models:read, sessions:read, metrics, agents:write, "
-        "admin; repeat",
+        "admin; repeat (default: chat and models:read)",
     )
     create.add_argument("--agent", action="append", help="limit the key to this agent; repeat")
     create.add_argument("--expires", help="a duration: 30d, 12h")

@@ -283,7 +283,14 @@ def test_drafts_and_agent_management_need_agents_write(server: RunningServer) ->
     draft_run = chat(server, "scoped@draft", chatter)
     assert draft_run.status_code == 403
     assert draft_run.json()["error"]["code"] == "insufficient_scope"
-    assert httpx.get(server.api + "/models/scoped@draft", headers=chatter).status_code == 404
+    # One rule wherever a draft is named: the same refusal from /v1/models.
+    read = httpx.get(server.api + "/models/scoped@draft", headers=chatter)
+    assert read.status_code == 403
+    assert read.json()["error"] == draft_run.json()["error"]
+    # A key that may write agents but not chat reads the draft and may not run it.
+    writer = bearer(issue(server, name="writer", scopes=["agents:write"]))
+    assert httpx.get(server.api + "/models/scoped@draft", headers=writer).status_code == 200
+    assert chat(server, "scoped@draft", writer).status_code == 403
 
     editor = bearer(issue(server, name="editor", scopes=["chat", "agents:write"]))
     assert chat(server, "scoped@draft", editor).status_code == 200
@@ -318,7 +325,9 @@ def test_a_key_limited_to_some_agents_manages_only_those(server: RunningServer) 
     other = admin(
         server, "POST", "", {"id": "theirs", "model": "gpt", "prompt": "x"}, headers=limited
     )
-    assert (other.status_code, other.json()["error"]["param"]) == (400, "id")
+    refusal = other.json()["error"]
+    assert other.status_code == 403
+    assert (refusal["param"], refusal["code"]) == ("id", "insufficient_scope")
 
 
 def test_a_deleted_agent_is_no_longer_served_but_its_history_stays(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -63,6 +64,28 @@ def test_max_tokens_cuts_the_answer_with_finish_reason_length(client: openai.Ope
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage is not None
     assert completion.usage.completion_tokens == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_overhead_header_leaves_out_the_embedded_model_s_compute(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    # 48 tokens of SmolLM on 2 cores take hundreds of ms; headend's own part, a few.
+    began = time.perf_counter()
+    raw = client.chat.completions.with_raw_response.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+        max_completion_tokens=48,
+        temperature=0.7,
+        seed=3,
+        stream=stream,
+    )
+    if stream:
+        for _ in raw.parse():
+            pass
+    elapsed_ms = (time.perf_counter() - began) * 1000
+    overhead_ms = float(raw.headers["x-headend-overhead-ms"])
+    assert overhead_ms < elapsed_ms / 4, (overhead_ms, elapsed_ms)
 
 
 def test_streaming_role_first_then_deltas_then_finish_then_usage(client: openai.OpenAI) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from headend.agents.spec import AgentSpec, agent_id_of, parse_agent_text, read_agent
 from headend.errors import ConfigError
+from headend.providers.base import Provider, chats
 from headend.providers.routes import RouteTable, Target, UnknownRoute
 from headend.tools.base import Tool
 from headend.tools.mcp import McpRef
@@ -47,6 +48,8 @@ class AgentRegistry:
     agents: dict[str, Agent]
     directory: Path | None
     loaded_at: int = field(default_factory=lambda: int(time.time()))
+    # packaged agents left out, and why (no `local` provider in a gateway-only config)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def get(self, agent_id: str) -> Agent | None:
         return self.agents.get(agent_id)
@@ -77,6 +80,7 @@ class AgentFiles:
     agents: dict[str, Agent]
     problems: dict[str, list[str]]
     directory: Path | None
+    skipped: dict[str, str] = field(default_factory=dict)  # packaged agents left out, why
 
     def all_problems(self) -> list[str]:
         return [line for lines in self.problems.values() for line in lines]
@@ -99,6 +103,7 @@ def read_agent_files(
         files, source_dir = packaged_agent_files(), None
     problems: dict[str, list[str]] = {}
     agents: dict[str, Agent] = {}
+    skipped: dict[str, str] = {}
     for path in files:
         try:
             text = read_agent(path)
@@ -114,7 +119,7 @@ def read_agent_files(
             targets = agent_targets(spec, routes)
         except ConfigError as exc:
             if packaged:  # A gateway-only setup has no `local` provider for the assistant.
-                log.info("not serving packaged agent %s: %s", spec.id, "; ".join(exc.problems))
+                skipped[spec.id] = "; ".join(exc.problems)
                 continue
             problems[spec.id] = exc.problems  # its tools are checked too, below
         agents[spec.id] = Agent(spec=spec, targets=targets, content=text)
@@ -126,7 +131,7 @@ def read_agent_files(
             problems[agent_id] = problems.get(agent_id, []) + exc.problems
     for agent_id in problems:
         agents.pop(agent_id, None)
-    return AgentFiles(agents, problems, source_dir)
+    return AgentFiles(agents, problems, source_dir, skipped)
 
 
 def load_agents(
@@ -139,7 +144,30 @@ def load_agents(
     found = read_agent_files(directory, routes=routes, tools=tools or builtin_tools())
     if found.problems:
         raise ConfigError(found.all_problems())
-    return AgentRegistry(agents=found.agents, directory=found.directory)
+    return AgentRegistry(agents=found.agents, directory=found.directory, skipped=found.skipped)
+
+
+def check_chat_targets(registry: AgentRegistry, providers: Mapping[str, Provider]) -> None:
+    """Refuse agents routed to a provider that does not chat (loaded for embeddings only):
+    at start-up and in ``headend check``, not on each request."""
+    problems = [
+        f"{agent.spec.source}: model: provider {target.provider!r} serves embeddings only; "
+        "an agent needs one that chats"
+        for agent in registry
+        for target in agent.targets
+        if target.provider in providers and not chats(providers[target.provider])
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def skipped_notes(registry: AgentRegistry, directory: Path) -> list[str]:
+    """What an operator should hear about packaged agents that are not served."""
+    return [
+        f"the packaged agent {agent_id!r} is not served: {why} (add a 'local' provider "
+        f"or put agent files in {directory})"
+        for agent_id, why in sorted(registry.skipped.items())
+    ]
 
 
 def build_agent(

@@ -154,6 +154,12 @@ class Embedder(Protocol):
         ...
 
 
+def chats(provider: Provider) -> bool:
+    """Whether the provider answers chat requests: not a model loaded for embeddings only
+    (such a provider says ``chats = False``)."""
+    return getattr(provider, "chats", True) is not False
+
+
 def embedder(provider: Provider) -> Embedder | None:
     """The provider as an embedder, or None when it does not embed."""
     if isinstance(provider, Embedder) and provider.embeds():

@@ -243,17 +243,16 @@ class LlamaCppProvider(LlamaBase):
         run = _Run(asyncio.get_running_loop())
         sequence, output = await asyncio.to_thread(self._sequence, request, run.put)
         relay = Relay(ChunkMaker(self.name), OutputReader(output), request.logprobs is not None)
-        since = time.perf_counter()
         engine.submit(sequence)
-        first = True
         try:
             while True:
+                # The model's own compute is the upstream's time, as a remote model's is:
+                # x-headend-overhead-ms is what headend adds around it.
+                since = time.perf_counter()
                 item = await run.queue.get()
+                call.timer.add_wait(since)
                 if isinstance(item, BaseException):
                     raise item
-                if first:
-                    call.timer.add_wait(since)
-                    first = False
                 yield relay.batch(item)
                 if isinstance(item, Finished):
                     return

@@ -24,6 +24,8 @@ from headend.schemas.validation import validate
 
 
 class LlamaEmbeddingProvider(LlamaBase):
+    chats = False  # an agent routed here is refused at start-up (agents.registry)
+
     def __init__(self, name: str, config: LlamaCppConfig, settings: Settings) -> None:
         super().__init__(name, config, settings)
         self._encoder: Encoder | None = None

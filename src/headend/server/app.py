@@ -17,7 +17,7 @@ from starlette.routing import Route
 from headend import __version__
 from headend.agents.editor import AgentEditor
 from headend.agents.live import LiveAgents
-from headend.agents.registry import load_agents
+from headend.agents.registry import check_chat_targets, load_agents, skipped_notes
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.console.agents import list_agents
@@ -243,6 +243,9 @@ def create_app(
     routes = RouteTable(settings.models, built.keys(), source=settings.source)
     tools = builtin_tools(settings.mcp_servers.keys())
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
+    check_chat_targets(agents, built)
+    for note in skipped_notes(agents, settings.effective_agents_dir()):
+        log.warning("%s", note)
     metrics = Metrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by ``--workers``
     tracing = tracing or tracing_from_env(os.environ)
     readiness = Readiness()

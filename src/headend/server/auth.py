@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from headend.agents.versions import draft_of
 from headend.console.cookies import check_origin, cookie_token
 from headend.errors import APIError, ConfigError, InsufficientScope, InvalidKey
 from headend.limits.base import NO_RATES, Rates
@@ -134,6 +135,16 @@ def secret_hash(secret: str) -> str:
 
 def display_prefix(secret: str) -> str:
     return secret[: len(SECRET_PREFIX) + 6]  # both prefixes have the same length
+
+
+def check_draft_access(name: str, principal: Principal) -> None:
+    """The one rule for ``<agent>@draft``, wherever a model is named (chat, ``/v1/models``):
+    drafts are for the keys that write them."""
+    if draft_of(name) is not None and not principal.has(AGENTS_WRITE):
+        raise InsufficientScope(
+            f"'{name}' is an agent's draft: running or reading it needs the "
+            f"'{AGENTS_WRITE}' scope (admin includes it)."
+        )
 
 
 def required_scope(method: str, path: str) -> str | None:

@@ -17,8 +17,8 @@ import orjson
 from headend.agents.compose import agent_body, max_iterations
 from headend.agents.loop import Run, ToolLoop, ToolProgress, add_usage
 from headend.agents.registry import Agent
-from headend.agents.versions import AgentVersions, draft_of
-from headend.errors import APIError, InsufficientScope, InvalidRequest, ModelNotFound
+from headend.agents.versions import AgentVersions
+from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.observability.genai import agent_span
 from headend.observability.tracing import Span
 from headend.providers.base import ChatCall, Json
@@ -35,7 +35,7 @@ from headend.server.agent_frames import (
     loop_chunks,
     loop_completion,
 )
-from headend.server.auth import AGENTS_WRITE, OPEN, Principal
+from headend.server.auth import OPEN, Principal, check_draft_access
 from headend.server.context import RequestContext
 from headend.server.sessions import (
     SessionService,
@@ -254,10 +254,7 @@ class ChatService:
         name = body.get("model") if isinstance(body, dict) else None
         if not isinstance(name, str):
             return None
-        if draft_of(name) is not None and not principal.has(AGENTS_WRITE):
-            raise InsufficientScope(
-                f"Running '{name}' (an agent's draft) needs the '{AGENTS_WRITE}' or 'admin' scope."
-            )
+        check_draft_access(name, principal)
         agent = await self.versions.resolve(name)
         if not principal.may_use(agent.id if agent is not None else name):
             raise ModelNotFound(name)

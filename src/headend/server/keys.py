@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from headend.limits.budget import Budget
@@ -24,6 +25,15 @@ from headend.widget.origins import normalize_origin
 from headend.widget.tokens import identity_secret
 
 
+class KeySettingError(ValueError):
+    """A new key's settings that cannot be; ``param`` names the field as the admin API
+    does (the CLI's flag has the same name in the singular)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 @dataclass(frozen=True, slots=True)
 class KeyLimits:
     """A key's own limits; None: none of that kind."""
@@ -37,7 +47,7 @@ class KeyLimits:
         for name in ("rpm", "tpm", "max_concurrency"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive number")
+                raise KeySettingError(f"{name} must be a positive number", name)
 
 
 def tool_grant(
@@ -45,7 +55,7 @@ def tool_grant(
 ) -> str | tuple[str, ...] | None:
     """What a new key's runs may use, from ``--tool``/``--no-tools``/``--read-only``."""
     if sum((bool(names), no_tools, read_only)) > 1:
-        raise ValueError("give one of tools, no_tools and read_only")
+        raise KeySettingError("give one of tools, no_tools and read_only", "tools")
     if no_tools:
         return NONE
     if read_only:
@@ -56,8 +66,18 @@ def tool_grant(
         try:
             registry.check(name)
         except UnknownTool as exc:
-            raise ValueError(f"tools: {exc}") from None
+            raise KeySettingError(f"tools: {exc}", "tools") from None
     return tuple(dict.fromkeys(names))
+
+
+DEFAULT_SCOPES = ("chat", "models:read")  # a key's when none is given
+
+
+def _scopes(scopes: list[str]) -> tuple[str, ...]:
+    try:
+        return normalize_scopes(scopes)
+    except ValueError as exc:
+        raise KeySettingError(str(exc), "scopes") from None
 
 
 PUBLISHABLE_RPM = 300  # a publishable key's requests per minute unless given
@@ -74,10 +94,30 @@ class Publishable:
     @classmethod
     def of(cls, origins: list[str] | None, visitor_rpm: int | None) -> Publishable:
         if not origins:
-            raise ValueError("a publishable key needs at least one origin (--origin)")
+            raise KeySettingError(
+                "a publishable key needs at least one origin (--origin)", "origins"
+            )
         if visitor_rpm is not None and visitor_rpm < 1:
-            raise ValueError("visitor_rpm must be a positive number")
-        return cls(tuple(dict.fromkeys(normalize_origin(o) for o in origins)), visitor_rpm)
+            raise KeySettingError("visitor_rpm must be a positive number", "visitor_rpm")
+        try:
+            normalized = tuple(dict.fromkeys(normalize_origin(o) for o in origins))
+        except ValueError as exc:
+            raise KeySettingError(str(exc), "origins") from None
+        return cls(normalized, visitor_rpm)
+
+
+def check_agents(agents: list[str] | None, known: Collection[str], scopes: list[str]) -> None:
+    """Every name a key is limited to is an agent or a model route this server knows, but
+    for a key that may write agents: the names it is limited to are the agents it may make."""
+    if any(scope in ("agents:write", "admin") for scope in scopes):
+        return
+    unknown = [name for name in agents or () if name not in known]
+    if unknown:
+        raise KeySettingError(
+            f"no agent or model route is named {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(known)) or 'none'})",
+            "agents",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +152,9 @@ async def create_key(
     now = time.time()
     if publishable is not None:
         if not agents:
-            raise ValueError("a publishable key needs at least one agent (--agent)")
-        if scopes and normalize_scopes(scopes) != ("chat",):
-            raise ValueError("a publishable key has the chat scope only")
+            raise KeySettingError("a publishable key needs at least one agent (--agent)", "agents")
+        if scopes and _scopes(scopes) != ("chat",):
+            raise KeySettingError("a publishable key has the chat scope only", "scopes")
         scopes = ["chat"]
         tools = READ_ONLY if tools is None else tools
         limits = dataclasses.replace(limits, rpm=limits.rpm or PUBLISHABLE_RPM)
@@ -122,7 +162,7 @@ async def create_key(
         id=f"key_{secrets.token_hex(8)}",
         name=name,
         prefix=display_prefix(secret),
-        scopes=normalize_scopes(scopes or ["chat", "models:read"]),
+        scopes=_scopes(scopes or list(DEFAULT_SCOPES)),
         agents=tuple(agents) if agents else None,
         created_at=now,
         expires_at=now + expires_in if expires_in else None,

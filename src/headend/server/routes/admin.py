@@ -16,14 +16,16 @@ from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.keys import (
     KeyLimits,
+    KeySettingError,
     Publishable,
+    check_agents,
     create_key,
     describe,
     revoke_key,
     rotate_key,
     tool_grant,
 )
-from headend.server.services import services
+from headend.server.services import Services, services
 from headend.server.usage import usage_entry, utc_day
 from headend.tools.registry import builtin_tools
 
@@ -58,17 +60,21 @@ async def post_key(request: Request) -> Response:
         CreateKey, decode_json(await read_body(request, found.settings.server.max_body_bytes))
     )
     registry = builtin_tools(found.settings.mcp_servers.keys())
-    try:
-        grant = tool_grant(body.tools, body.no_tools, body.read_only, registry)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), param="tools") from None
     if (body.origins or body.visitor_rpm) and not body.publishable:
         raise InvalidRequest(
             "'origins' and 'visitor_rpm' are for publishable keys.", param="origins"
         )
     try:
         expires = parse_duration(body.expires) if body.expires else None
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="expires") from None
+    try:
         budget = Budget.of(body.budget, body.budget_period)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="budget_period") from None
+    try:
+        grant = tool_grant(body.tools, body.no_tools, body.read_only, registry)
+        check_agents(body.agents, await known_names(found), body.scopes or [])
         limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency, budget)
         publishable = Publishable.of(body.origins, body.visitor_rpm) if body.publishable else None
         issued = await create_key(
@@ -82,25 +88,19 @@ async def post_key(request: Request) -> Response:
             publishable,
             by=principal_of(request.scope).key_id,
         )
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), param=_param_of(str(exc))) from None
+    except KeySettingError as exc:
+        raise InvalidRequest(str(exc), param=exc.param) from None
     shown = {**describe(issued.record), "secret": issued.secret}
     if issued.identity_secret is not None:
         shown["identity_secret"] = issued.identity_secret
     return json_response(shown)
 
 
-def _param_of(problem: str) -> str:
-    """The field a key creation problem is about."""
-    for word, param in (
-        ("origin", "origins"),
-        ("agent", "agents"),
-        ("scope", "scopes"),
-        ("budget_period", "budget_period"),
-    ):
-        if word in problem:
-            return param
-    return "expires"
+async def known_names(found: Services) -> set[str]:
+    """What a key may be limited to: the agents served, those only drafted through the API
+    so far, and the model routes."""
+    stored = {agent.id for agent in await found.store.stored_agents()}
+    return {agent.id for agent in found.agents} | stored | set(found.routes.names())
 
 
 async def revoke(request: Request) -> Response:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from headend.agents.registry import API, FILE, Agent
 from headend.agents.versions import DRAFT
-from headend.errors import InvalidRequest, NotFound
+from headend.errors import InsufficientScope, InvalidRequest, NotFound
 from headend.schemas.agents import (
     AgentDiff,
     AgentEntry,
@@ -104,7 +104,7 @@ async def create_agent(request: Request) -> Response:
         )
     principal = principal_of(request.scope)
     if not principal.may_use(agent_id):
-        raise InvalidRequest(
+        raise InsufficientScope(
             f"This key manages only its own agents; '{agent_id}' is not one of them.", param="id"
         )
     await found.editor.create(agent_id, definition_text(body), principal.key_id)

@@ -8,10 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.agents.registry import Agent
-from headend.agents.versions import draft_of
 from headend.errors import ModelNotFound
 from headend.schemas.openai.models import Model, ModelList
-from headend.server.auth import AGENTS_WRITE, Principal, principal_of
+from headend.server.auth import Principal, check_draft_access, principal_of
 from headend.server.http import json_response
 from headend.server.services import Services, services
 
@@ -45,8 +44,7 @@ async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
     found = services(request)
     principal = principal_of(request.scope)
-    if draft_of(name) is not None and not principal.has(AGENTS_WRITE):
-        raise ModelNotFound(name)  # drafts are for the keys that write them
+    check_draft_access(name, principal)
     model = _model(found, name, principal, await found.versions.resolve(name))
     if model is None:
         raise ModelNotFound(name)
