@@ -284,3 +284,46 @@ def test_commands_that_call_no_provider_start_without_its_secrets(
     monkeypatch.delenv("STORE_DIR_X")
     assert main(["keys", "list"]) == 1
     assert "store: environment variable STORE_DIR_X is not set" in capsys.readouterr().err
+
+
+def test_check_refuses_what_serve_would_refuse_and_warns_of_dropped_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "headend.yaml"
+    # A gateway-only config: the packaged agents (on `local`) are not served, and check says so.
+    config.write_text('providers:\n  up: {type: openai, base_url: "http://x/v1"}\n')
+    assert main(["check", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the packaged agent 'assistant' is not served" in err
+    assert "add a 'local' provider or put agent files in" in err
+    # A model file that is not there, and an agent on a model loaded for embeddings only.
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "bot.md").write_text("---\nmodel: emb\n---\nhi\n")
+    config.write_text(
+        "providers:\n  emb: {type: llama_cpp, embeddings: true}\n"
+        "  lm: {type: llama_cpp, model_path: missing.gguf}\n"
+    )
+    assert main(["check", "--config", str(config)]) == 1
+    assert f"providers.lm.model_path: no file at {tmp_path / 'missing.gguf'}" in (
+        capsys.readouterr().err
+    )
+    config.write_text("providers:\n  emb: {type: llama_cpp, embeddings: true}\n")
+    assert main(["check", "--config", str(config)]) == 1
+    assert "model: provider 'emb' serves embeddings only" in capsys.readouterr().err
+
+
+def test_help_lists_every_command_in_plain_words(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out
+    for command in ("serve", "agents", "check", "sessions", "keys", "usage", "audit"):
+        assert f"    {command} " in out
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    serve = capsys.readouterr().out
+    assert "the least important lines logged" in serve  # --log-level says what it does
+    with pytest.raises(SystemExit):
+        main(["keys", "create", "--help"])
+    assert "default: chat and models:read" in " ".join(capsys.readouterr().out.split())

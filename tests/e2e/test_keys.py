@@ -135,9 +135,36 @@ def test_admin_needs_the_admin_scope_and_secrets_stay_out_of_logs(
         headers={"Authorization": f"Bearer {ADMIN}"},
     )
     assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "scopes"  # not "agents" (its message names both)
     log = secured.output()
     assert ADMIN not in log
     assert str(chat["secret"]) not in log
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"scopes": ["root"]}, "scopes"),
+        ({"agents": ["gamma"]}, "agents"),  # nobody has it
+        ({"expires": "soon"}, "expires"),
+        ({"budget_period": "day"}, "budget_period"),
+        ({"rpm": 0}, "rpm"),
+        ({"tools": ["nope"]}, "tools"),
+        ({"publishable": True, "origins": ["https://shop.test"]}, "agents"),
+        ({"publishable": True, "agents": ["alpha"], "origins": ["shop"]}, "origins"),
+        ({"publishable": True, "agents": ["alpha"]}, "origins"),
+    ],
+)
+def test_a_key_that_cannot_be_is_a_400_naming_its_field(
+    secured: RunningServer, body: dict[str, object], param: str
+) -> None:
+    refused = httpx.post(
+        secured.base_url + "/admin/keys",
+        json={"name": "x", **body},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == param, refused.text
 
 
 def test_no_keys_on_a_public_address_refuses_to_start(tmp_path: Path) -> None:
@@ -162,5 +189,9 @@ def test_no_keys_on_a_public_address_refuses_to_start(tmp_path: Path) -> None:
         timeout=60,
         env={"PATH": "/usr/bin:/bin"},
     )
-    assert refused.returncode != 0
-    assert "--insecure-no-auth" in refused.stdout + refused.stderr
+    assert refused.returncode == 1
+    # One line that says what to do, not uvicorn's traceback.
+    assert "Traceback" not in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "--insecure-no-auth" in errors[0]
