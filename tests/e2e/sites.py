@@ -10,12 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.upstream import FakeUpstream
 
 ADMIN = "admin-bootstrap-secret-0123456789abcdef"
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
 UPSTREAM_CONFIG = """
 providers:
   up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}

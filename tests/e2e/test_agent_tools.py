@@ -6,17 +6,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageParam,
+    ChatCompletionStreamOptionsParam,
+)
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
 
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
 CONFIG = """
 server: {{keepalive_seconds: 0.3}}
 providers:
@@ -189,7 +196,7 @@ def test_max_iterations_out_of_range_is_400(client: openai.OpenAI, value: object
 
 
 def test_client_tools_come_back_to_the_client(client: openai.OpenAI, fake: FakeUpstream) -> None:
-    weather = {
+    weather: ChatCompletionFunctionToolParam = {
         "type": "function",
         "function": {
             "name": "get_weather",
@@ -201,23 +208,27 @@ def test_client_tools_come_back_to_the_client(client: openai.OpenAI, fake: FakeU
         Reply(text="", tool_calls=[call("invented_tool", {}, "x1")]),
         Reply(text="", tool_calls=[call("get_weather", {"city": "Oslo"}, "w1")]),
     )
-    reply = client.chat.completions.create(model="worker", messages=HI, tools=[weather])  # type: ignore[list-item]
+    reply = client.chat.completions.create(model="worker", messages=HI, tools=[weather])
     assert reply.choices[0].finish_reason == "tool_calls"
     calls = reply.choices[0].message.tool_calls
     assert calls is not None
-    assert [c.function.name for c in calls] == ["get_weather"]
+    assert all(c.type == "function" for c in calls)
+    assert [c.function.name for c in calls if c.type == "function"] == ["get_weather"]
     first, second = fake.received("t")
     assert {t["function"]["name"] for t in first.body["tools"]} >= {"get_weather", "calculator"}
     # The model's call to a tool nobody offered went back to it as an error, not to the client.
     assert tool_results(second.body)["x1"].startswith("Error: there is no tool")
 
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         *HI,
-        reply.choices[0].message.model_dump(exclude_none=True),
+        cast(
+            ChatCompletionAssistantMessageParam,
+            reply.choices[0].message.model_dump(exclude_none=True),
+        ),
         {"role": "tool", "tool_call_id": "w1", "content": "rain"},
     ]
     fake.script("t", Reply(text="Take an umbrella."))
-    follow = client.chat.completions.create(model="worker", messages=messages, tools=[weather])  # type: ignore[arg-type, list-item]
+    follow = client.chat.completions.create(model="worker", messages=messages, tools=[weather])
     assert follow.choices[0].message.content == "Take an umbrella."
     assert fake.received("t")[-1].body["messages"][-1]["content"] == "rain"
 
@@ -225,23 +236,29 @@ def test_client_tools_come_back_to_the_client(client: openai.OpenAI, fake: FakeU
 def test_client_tools_stream_back_as_tool_call_deltas(
     client: openai.OpenAI, fake: FakeUpstream
 ) -> None:
-    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    weather: ChatCompletionFunctionToolParam = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": {}},
+    }
     fake.script("t", Reply(text="", tool_calls=[call("get_weather", {"city": "Rome"}, "w2")]))
     chunks = list(
         client.chat.completions.create(model="worker", messages=HI, tools=[weather], stream=True)
-    )  # type: ignore[list-item]
+    )
     deltas = [
         c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls
     ]
-    assert deltas[0][0].id == "w2"  # type: ignore[index]
-    assert json.loads(deltas[0][0].function.arguments) == {"city": "Rome"}  # type: ignore[index,union-attr,arg-type]
+    assert deltas[0][0].id == "w2"
+    assert json.loads(deltas[0][0].function.arguments) == {"city": "Rome"}  # type: ignore[union-attr,arg-type]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
 def test_a_client_tool_named_like_an_agent_tool_is_400(client: openai.OpenAI) -> None:
-    clash = {"type": "function", "function": {"name": "calculator", "parameters": {}}}
+    clash: ChatCompletionFunctionToolParam = {
+        "type": "function",
+        "function": {"name": "calculator", "parameters": {}},
+    }
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="worker", messages=HI, tools=[clash])  # type: ignore[list-item]
+        client.chat.completions.create(model="worker", messages=HI, tools=[clash])
     assert caught.value.param == "tools[0].function.name"
 
 
@@ -335,7 +352,11 @@ def test_progress_as_chunks_through_the_sdk(client: openai.OpenAI, fake: FakeUps
             model="worker",
             messages=HI,
             stream=True,
-            stream_options={"include_tool_progress": True, "tool_progress_format": "chunk"},  # type: ignore[typeddict-unknown-key]
+            # headend's own stream options, which the SDK does not know
+            stream_options=cast(
+                ChatCompletionStreamOptionsParam,
+                {"include_tool_progress": True, "tool_progress_format": "chunk"},
+            ),
         )
     )
     progress = [c for c in chunks if not c.choices]

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import cast
 
 import anthropic
 import httpx
 import pytest
+from anthropic.types import MessageParam, ToolParam, ToolUseBlockParam
 
 from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
+from tests.e2e.sites import ADMIN, issue, make_site, serve
 from tests.upstream import FakeUpstream, Reply, Status
 
 pytestmark = pytest.mark.e2e
 
-WEATHER = {
+HI: list[MessageParam] = [{"role": "user", "content": "Hi"}]
+WEATHER: ToolParam = {
     "name": "weather",
     "description": "Weather in a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -114,7 +117,7 @@ def test_client_tools_round_trip(served: RunningServer, fake: FakeUpstream) -> N
         tools=[WEATHER],
         messages=[
             *HI,
-            {"role": "assistant", "content": [use.model_dump()]},
+            {"role": "assistant", "content": [cast(ToolUseBlockParam, use.model_dump())]},
             {
                 "role": "user",
                 "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "sun"}],
@@ -213,7 +216,7 @@ def test_role_errors_use_anthropics_wording(served: RunningServer) -> None:
         client(served).messages.create(
             model="gpt",
             max_tokens=5,
-            messages=[{"role": "tool", "content": "x"}],  # type: ignore[list-item, misc]
+            messages=[cast(MessageParam, {"role": "tool", "content": "x"})],  # a role it forbids
         )
     error = bad.value.body["error"]  # type: ignore[index]
     assert error["type"] == "invalid_request_error"

@@ -141,7 +141,7 @@ def test_cached_cache_written_and_reasoning_tokens_are_kept_and_priced(
         Reply(text="2", usage=(10_500, 100), cache=(9_000, 0)),
     )
     chat = ask("/chat/completions", {"model": "cacher", "messages": HI})["usage"]
-    assert chat == {  # type: ignore[comparison-overlap]
+    assert chat == {
         "prompt_tokens": 20_500,
         "completion_tokens": 300,
         "total_tokens": 20_800,

@@ -81,6 +81,7 @@ async def test_batching_and_the_prompt_cache_change_answers_only_by_rounding(
         *_, together = await asyncio.gather(
             *(stream_times(http, server, body) for body in others), http.post(url, json=question)
         )
+    assert isinstance(together, httpx.Response)
     again = together.json()
     assert again["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
     assert_same_but_rounding(chosen(alone), chosen(again))

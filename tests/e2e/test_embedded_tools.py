@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageParam,
+    ChatCompletionMessageToolCallUnion,
+    ChatCompletionStreamOptionsParam,
+)
 
 from tests.conftest import RunningServer
 
@@ -29,7 +35,7 @@ WEATHER = {
     "required": ["city", "unit", "days"],
     "additionalProperties": False,
 }
-TOOLS: list[Any] = [
+TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -52,7 +58,9 @@ TOOLS: list[Any] = [
     },
 ]
 SCHEMAS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in TOOLS}
-ASK = [{"role": "user", "content": "What will the weather be in Paris this week?"}]
+ASK: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What will the weather be in Paris this week?"}
+]
 
 
 @pytest.fixture
@@ -60,7 +68,7 @@ def client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0)
 
 
-def valid_call(call: Any, names: set[str]) -> dict[str, Any]:
+def valid_call(call: ChatCompletionMessageToolCallUnion, names: set[str]) -> dict[str, Any]:
     assert call.type == "function"
     assert call.id.startswith("call_")
     assert call.function.name in names
@@ -155,7 +163,7 @@ def test_a_conversation_with_past_calls_and_results_goes_on(
     client: openai.OpenAI, model: str
 ) -> None:
     # The native template raises unless call arguments are objects and results are named.
-    messages: list[Any] = [
+    messages: list[ChatCompletionMessageParam] = [
         *ASK,
         {
             "role": "assistant",
@@ -192,7 +200,10 @@ def test_an_agent_runs_its_tool_loop_on_the_embedded_model(server: RunningServer
         model="clock",
         messages=[{"role": "user", "content": "What time is it in Paris?"}],
         stream=True,
-        stream_options={"include_usage": True, "include_tool_progress": True},  # type: ignore[typeddict-unknown-key]
+        # include_tool_progress is headend's own option, which the SDK does not know
+        stream_options=cast(
+            ChatCompletionStreamOptionsParam, {"include_usage": True, "include_tool_progress": True}
+        ),
     )
     progress, text, finish = [], [], None
     for chunk in stream:
@@ -349,7 +360,7 @@ def token_id(text: str) -> int:
     try:
         tokens = model.tokenize(text.encode(), False, False)
     finally:
-        model.close()
+        model.close()  # type: ignore[no-untyped-call]
     assert len(tokens) == 1, (text, tokens)
     return int(tokens[0])
 

@@ -7,11 +7,17 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionChunk,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageParam,
+)
 
 from tests.conftest import RunningServer, free_port, start_server, stop_server
 from tests.upstream import Bomb, FakeUpstream, Malformed, Reply, Reset, Status
@@ -20,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 ANTHROPIC_KEY = "sk-ant-secret-0123456789"
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
 
 CONFIG = """
 providers:
@@ -109,7 +115,7 @@ def client(gateway: RunningServer) -> openai.OpenAI:
 
 def streamed_arguments(chunks: list[ChatCompletionChunk]) -> str:
     return "".join(
-        c.choices[0].delta.tool_calls[0].function.arguments or ""  # type: ignore[index,union-attr]
+        c.choices[0].delta.tool_calls[0].function.arguments or ""  # type: ignore[union-attr]
         for c in chunks
         if c.choices and c.choices[0].delta.tool_calls
     )
@@ -203,7 +209,7 @@ def test_the_request_reaches_the_upstream_unchanged_but_for_model(
 def test_tool_calling_through_a_plain_model_route(
     client: openai.OpenAI, fake: FakeUpstream
 ) -> None:
-    tools = [
+    tools: list[ChatCompletionFunctionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -220,17 +226,22 @@ def test_tool_calling_through_a_plain_model_route(
             tool_calls=[{"id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}],
         ),
     )
-    first = client.chat.completions.create(model="gpt", messages=HI, tools=tools)  # type: ignore[arg-type]
-    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+    first = client.chat.completions.create(model="gpt", messages=HI, tools=tools)
+    assert first.choices[0].message.tool_calls is not None
+    call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    assert json.loads(call.function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
-    messages = [
+    assert call.type == "function"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    messages: list[ChatCompletionMessageParam] = [
         *HI,
-        first.choices[0].message.model_dump(exclude_none=True),
+        cast(
+            ChatCompletionAssistantMessageParam,
+            first.choices[0].message.model_dump(exclude_none=True),
+        ),
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
-    second = client.chat.completions.create(model="gpt", messages=messages, tools=tools)  # type: ignore[arg-type]
+    second = client.chat.completions.create(model="gpt", messages=messages, tools=tools)
     assert second.choices[0].message.content == "Hello from upstream"
     sent = fake.received("a")[1].body["messages"]
     assert sent[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
@@ -587,7 +598,7 @@ def test_overhead_excludes_the_time_spent_waiting_upstream(
 
 
 def test_anthropic_translation_both_ways(client: openai.OpenAI, fake: FakeUpstream) -> None:
-    tools = [
+    tools: list[ChatCompletionFunctionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -609,7 +620,7 @@ def test_anthropic_translation_both_ways(client: openai.OpenAI, fake: FakeUpstre
         tools=tools,
         max_tokens=100,
         temperature=1.7,
-        stop=["END"],  # type: ignore[arg-type]
+        stop=["END"],
         messages=[
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Weather?"},
@@ -618,7 +629,9 @@ def test_anthropic_translation_both_ways(client: openai.OpenAI, fake: FakeUpstre
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content == "Let me check."
-    call = choice.message.tool_calls[0]  # type: ignore[index]
+    assert choice.message.tool_calls is not None
+    call = choice.message.tool_calls[0]
+    assert call.type == "function"
     assert call.id == "toolu_1"
     assert json.loads(call.function.arguments) == {"city": "Oslo"}
     assert reply.usage is not None
@@ -637,12 +650,12 @@ def test_anthropic_translation_both_ways(client: openai.OpenAI, fake: FakeUpstre
     assert seen.body["stop_sequences"] == ["END"]
     assert seen.body["tools"][0]["input_schema"]["properties"] == {"city": {"type": "string"}}
 
-    follow = [
+    follow: list[ChatCompletionMessageParam] = [
         {"role": "user", "content": "Weather?"},
-        choice.message.model_dump(exclude_none=True),
+        cast(ChatCompletionAssistantMessageParam, choice.message.model_dump(exclude_none=True)),
         {"role": "tool", "tool_call_id": "toolu_1", "content": "rainy"},
     ]
-    client.chat.completions.create(model="sonnet", messages=follow, tools=tools)  # type: ignore[arg-type]
+    client.chat.completions.create(model="sonnet", messages=follow, tools=tools)
     sent = fake.received("c")[1].body["messages"]
     assert sent[1]["role"] == "assistant"
     assert sent[1]["content"][-1] == {

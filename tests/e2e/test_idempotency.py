@@ -12,6 +12,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types import MessageParam
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import ADMIN, HI, issue, make_site, serve
@@ -43,7 +44,7 @@ def post(
     )
 
 
-BODY = {"model": "gpt", "messages": HI}
+BODY: dict[str, object] = {"model": "gpt", "messages": HI}
 
 
 def test_a_retry_gets_the_first_answer(site: RunningServer, fake: FakeUpstream) -> None:
@@ -122,9 +123,10 @@ def test_responses_and_messages_through_the_sdks(site: RunningServer, fake: Fake
     assert again.id == first.id
     assert again.output_text == "responses answer"
     claude = anthropic.Anthropic(base_url=site.base_url, api_key=ADMIN, max_retries=0)
-    asked = {"model": "gpt", "max_tokens": 50, "messages": HI}
-    one = claude.messages.create(**asked, extra_headers={"Idempotency-Key": "msg-1"})  # type: ignore[call-overload]
-    two = claude.messages.create(**asked, extra_headers={"Idempotency-Key": "msg-1"})  # type: ignore[call-overload]
+    question: list[MessageParam] = [{"role": "user", "content": "Hi"}]
+    once = {"Idempotency-Key": "msg-1"}
+    one = claude.messages.create(model="gpt", max_tokens=50, messages=question, extra_headers=once)
+    two = claude.messages.create(model="gpt", max_tokens=50, messages=question, extra_headers=once)
     assert two.id == one.id
     assert len(fake.received("i")) == 2
 

@@ -9,9 +9,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
 
 from tests.conftest import ROOT, RunningServer, free_port, start_server, stop_server
 from tests.e2e.test_agent_tools import call, tool_results
@@ -19,7 +21,7 @@ from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
 
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
 CONFIG = """
 providers:
   up: {{type: openai, base_url: "{url}/v1", retry: {{attempts: 1}}}}
@@ -189,7 +191,11 @@ def test_mcp_tools_in_a_streamed_run(client: openai.OpenAI, fake: FakeUpstream) 
             model="toolsmith",
             messages=HI,
             stream=True,
-            stream_options={"include_tool_progress": True, "tool_progress_format": "chunk"},  # type: ignore[typeddict-unknown-key]
+            # headend's own stream options, which the SDK does not know
+            stream_options=cast(
+                ChatCompletionStreamOptionsParam,
+                {"include_tool_progress": True, "tool_progress_format": "chunk"},
+            ),
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

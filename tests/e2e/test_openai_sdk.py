@@ -7,13 +7,15 @@ import time
 
 import openai
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.e2e
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of France?"}
+]
 
 
 @pytest.fixture
@@ -257,7 +259,7 @@ def test_a_long_session_is_trimmed_with_the_models_own_tokenizer(client: openai.
     # would be refused with context_length_exceeded.
     session_id = None
     for turn in range(7):
-        extra = {"session_id": session_id} if session_id else {}
+        extra: dict[str, object] = {"session_id": session_id} if session_id else {}
         reply = client.chat.completions.create(
             model="tiny",
             messages=[{"role": "user", "content": f"Note {turn}: " + "tea and biscuits " * 40}],

@@ -51,7 +51,7 @@ def start(
 
 
 def token_for(server: RunningServer, key: object, **body: object) -> str:
-    response = start(server, key, **body)
+    response = start(server, key, SHOP, **body)
     assert response.status_code == 200, response.text
     found: str = response.json()["token"]
     return found

@@ -78,7 +78,7 @@ def test_langchain_with_a_tool(
     model = ChatOpenAI(
         model="gpt",
         base_url=served.api,
-        api_key=key,  # type: ignore[arg-type]
+        api_key=key,
         use_responses_api=responses,
         max_retries=0,
     )

@@ -5,22 +5,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 import pytest
+from openai.types.responses import (
+    FunctionToolParam,
+    ResponseInputItemParam,
+    ResponseInputParam,
+    ToolParam,
+)
+from openai.types.responses.namespace_tool_param import ToolFunction
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import ADMIN, issue, make_site, serve
 from tests.upstream import FakeUpstream, Reply, Status
 
+if TYPE_CHECKING:
+    from anthropic.types import MessageParam
+
 pytestmark = pytest.mark.e2e
 
-WEATHER = {
-    "type": "function",
-    "name": "weather",
-    "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-}
+# Without "strict", which the SDK's FunctionToolParam requires but the API does not.
+WEATHER = cast(
+    FunctionToolParam,
+    {
+        "type": "function",
+        "name": "weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +56,8 @@ def client(served: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=served.api, api_key=ADMIN, max_retries=0)
 
 
-def sent(fake: FakeUpstream, index: int = -1) -> list[dict[str, object]]:
-    messages: list[dict[str, object]] = fake.received("r")[index].body["messages"]
+def sent(fake: FakeUpstream, index: int = -1) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = fake.received("r")[index].body["messages"]
     return messages
 
 
@@ -130,7 +145,7 @@ def test_function_calls_round_trip(client: openai.OpenAI, fake: FakeUpstream) ->
         streamed = stream.get_final_response()
     assert "response.function_call_arguments.delta" in kinds
     assert streamed.output[0].type == "function_call"
-    assert json.loads(streamed.output[0].arguments) == {"city": "Oslo"}  # type: ignore[union-attr]
+    assert json.loads(streamed.output[0].arguments) == {"city": "Oslo"}
     fake.script("r", Reply(text="Sunny in Oslo."))
     answered = client.responses.create(
         model="gpt",
@@ -140,7 +155,7 @@ def test_function_calls_round_trip(client: openai.OpenAI, fake: FakeUpstream) ->
     )
     assert answered.output_text == "Sunny in Oslo."
     history = sent(fake)
-    assert history[-2]["tool_calls"][0]["id"] == "call_9"  # type: ignore[index]
+    assert history[-2]["tool_calls"][0]["id"] == "call_9"
     assert history[-1] == {"role": "tool", "tool_call_id": "call_9", "content": "sunny"}
 
 
@@ -152,11 +167,15 @@ def test_items_as_input_and_not_storing(client: openai.OpenAI, fake: FakeUpstrea
         input=[
             {"role": "developer", "content": "Rules."},
             {"role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
-            {"role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]},
+            # an assistant message without the id and status of the SDK's output message
+            cast(
+                ResponseInputItemParam,
+                {"role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]},
+            ),
             {"role": "user", "content": "Again"},
         ],
     )
-    assert response.store is False
+    assert response.store is False  # type: ignore[attr-defined]  # an extra field to the SDK
     assert [m["role"] for m in sent(fake)] == ["developer", "user", "assistant", "user"]
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(response.id)
@@ -214,14 +233,14 @@ def test_an_agent_with_tools_runs_its_loop_on_every_surface(
             text = stream.get_final_response().output_text
     else:
         sdk = anthropic.Anthropic(base_url=served.base_url, api_key=ADMIN, max_retries=0)
-        question = [{"role": "user", "content": "6*7?"}]
+        question: list[MessageParam] = [{"role": "user", "content": "6*7?"}]
         with sdk.messages.stream(model="maths", max_tokens=50, messages=question) as stream:
             text = "".join(stream.text_stream)
     assert text == "It is 42."
     assert sent(fake)[-1] == {"role": "tool", "tool_call_id": "c1", "content": "42"}
 
 
-READ = {
+READ: ToolFunction = {
     "type": "function",
     "name": "read",
     "description": "Read a file",
@@ -231,7 +250,7 @@ READ = {
 
 
 def test_namespace_and_custom_tools_round_trip(client: openai.OpenAI, fake: FakeUpstream) -> None:
-    tools: list[object] = [
+    tools: list[ToolParam] = [
         {"type": "namespace", "name": "mcp__files", "description": "Files", "tools": [READ]},
         {"type": "custom", "name": "apply_patch", "description": "Apply a patch"},
         {"type": "web_search", "external_web_access": False},
@@ -251,7 +270,7 @@ def test_namespace_and_custom_tools_round_trip(client: openai.OpenAI, fake: Fake
         model="gpt",
         input="Read a.txt",
         tools=tools,
-        store=False,  # type: ignore[arg-type]
+        store=False,
     )
     assert raw.headers["x-headend-dropped-tools"] == "web_search"
     first = raw.parse()
@@ -270,10 +289,11 @@ def test_namespace_and_custom_tools_round_trip(client: openai.OpenAI, fake: Fake
         "*** Begin Patch",
     )
     # The client sends everything back, with its outputs: the model sees one name per tool.
-    history = [
+    history: ResponseInputParam = [
         {"role": "user", "content": "Read a.txt"},
-        {k: v for k, v in call.items() if k not in ("id", "status")},
-        {k: v for k, v in patch.items() if k not in ("id", "status")},
+        # the output items as the SDK dumped them, less their id and status
+        cast(ResponseInputItemParam, {k: v for k, v in call.items() if k not in ("id", "status")}),
+        cast(ResponseInputItemParam, {k: v for k, v in patch.items() if k not in ("id", "status")}),
         {"type": "function_call_output", "call_id": "c1", "output": "hello"},
         {"type": "custom_tool_call_output", "call_id": "c2", "output": "patched"},
     ]
@@ -281,7 +301,7 @@ def test_namespace_and_custom_tools_round_trip(client: openai.OpenAI, fake: Fake
         model="gpt",
         input=history,
         tools=tools,
-        store=False,  # type: ignore[arg-type]
+        store=False,
     )
     assert second.output_text == "Done."
     messages = sent(fake)
@@ -300,12 +320,13 @@ def test_item_references_resolve_to_stored_items(
     fake.script("r", Reply(text="Paris."), Reply(text="Two million."))
     first = client.responses.create(model="gpt", input="Capital of France?")
     answer_id = first.output[0].id
-    items: list[object] = [
+    assert answer_id is not None
+    items: ResponseInputParam = [
         {"role": "user", "content": "Capital of France?"},
         {"type": "item_reference", "id": answer_id},
         {"role": "user", "content": "Population?"},
     ]
-    second = client.responses.create(model="gpt", input=items)  # type: ignore[arg-type]
+    second = client.responses.create(model="gpt", input=items)
     assert second.output_text == "Two million."
     assert sent(fake) == [
         {"role": "user", "content": "Capital of France?"},
@@ -319,7 +340,7 @@ def test_item_references_resolve_to_stored_items(
         with pytest.raises(openai.BadRequestError) as refused:
             sdk.responses.create(
                 model="gpt",
-                input=[{"type": "item_reference", "id": ref}],  # type: ignore[list-item]
+                input=[{"type": "item_reference", "id": ref}],
             )
         assert refused.value.code == "item_not_found"
         assert refused.value.param == "input[0].id"

@@ -10,10 +10,12 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionUserMessageParam
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.e2e.test_agent_tools import call
@@ -66,11 +68,11 @@ def client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0, timeout=30)
 
 
-def user(text: str) -> dict[str, str]:
+def user(text: str) -> ChatCompletionUserMessageParam:
     return {"role": "user", "content": text}
 
 
-def sent_messages(fake: FakeUpstream, index: int = -1) -> list[dict[str, object]]:
+def sent_messages(fake: FakeUpstream, index: int = -1) -> list[dict[str, Any]]:
     messages = fake.received("s")[index].body["messages"]
     assert isinstance(messages, list)
     return messages
@@ -109,11 +111,15 @@ def test_resending_the_whole_history_does_not_duplicate_it(
     client: openai.OpenAI, fake: FakeUpstream, server: RunningServer
 ) -> None:
     session_id = start(client, fake)
-    whole = [user("I am Ada"), {"role": "assistant", "content": "Hello Ada."}, user("Again?")]
+    whole: list[ChatCompletionMessageParam] = [
+        user("I am Ada"),
+        {"role": "assistant", "content": "Hello Ada."},
+        user("Again?"),
+    ]
     fake.script("s", Reply(text="Yes."))
     client.chat.completions.create(
         model="chat",
-        messages=whole,  # type: ignore[arg-type]
+        messages=whole,
         extra_headers={"X-Session-Id": session_id},
     )
     assert sent_messages(fake)[1:] == whole
@@ -343,17 +349,17 @@ def test_long_history_is_trimmed_to_the_context_window(
     session_id = None
     for n in range(8):
         fake.script("s", Reply(text=f"answer {n} " + "y " * 60))
-        extra = {"session_id": session_id} if session_id else {}
+        extra: dict[str, object] = {"session_id": session_id} if session_id else {}
         reply = client.chat.completions.create(
             model="brief", messages=[user(f"question {n} " + "x " * 60)], extra_body=extra
         )
         session_id = reply.model_extra["session_id"]  # type: ignore[index]
     sent = sent_messages(fake)
     assert sent[0] == {"role": "system", "content": "Brief."}
-    assert sent[-1]["content"].startswith("question 7")  # type: ignore[union-attr]
+    assert sent[-1]["content"].startswith("question 7")
     assert len(sent) < 2 + 2 * 7  # older turns were dropped...
     assert sent[1]["role"] == "user"  # ...whole, oldest first
-    kept = [m["content"].split()[1] for m in sent[1:]]  # type: ignore[union-attr]
+    kept = [m["content"].split()[1] for m in sent[1:]]
     assert kept == sorted(kept)
     assert kept[-1] == "7"
 

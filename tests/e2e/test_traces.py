@@ -131,7 +131,7 @@ def test_an_agent_run_is_traced_under_the_clients_trace(
     assert not tool.error
 
     # Each upstream call carried its own span's context: the upstream's work joins the trace.
-    sent = [r.headers.get("traceparent") for r in upstream.received("tr")]
+    sent = [r.headers.get("traceparent", "") for r in upstream.received("tr")]
     assert sorted(sent) == sorted(f"00-{trace_id}-{call.span_id}-01" for call in calls)
 
     # The embedded model's call is internal: no network between headend and the model.

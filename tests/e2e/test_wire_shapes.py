@@ -5,7 +5,7 @@ Anthropic's for messages, their events, count_tokens and errors. The next drift 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import httpx
 import pytest
@@ -42,7 +42,7 @@ def http(site: RunningServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def post(http: httpx.Client, path: str, body: dict[str, object]) -> httpx.Response:
+def post(http: httpx.Client, path: str, body: Mapping[str, object]) -> httpx.Response:
     response = http.post(path, json=body)
     assert response.status_code == 200, response.text
     return response

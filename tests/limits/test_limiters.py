@@ -33,7 +33,7 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
         found = MemoryLimiter()
     else:
         found = RedisLimiter(request.getfixturevalue("redis_url"))
-        await found._redis.flushdb()  # type: ignore[attr-defined]
+        await found._redis.flushdb()
     await found.start()
     yield found
     await found.close()

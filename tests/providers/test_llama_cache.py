@@ -109,7 +109,8 @@ async def answer(provider: LlamaCppProvider, body: Json) -> tuple[Tokens, Json]:
 
 
 async def collect(batches: AsyncIterator[list[Json]]) -> tuple[Tokens, Json]:
-    tokens, usage = [], {}
+    tokens: Tokens = []
+    usage: Json = {}
     async for batch in batches:
         for chunk in batch:
             if chunk.get("usage"):

@@ -139,7 +139,7 @@ def vocab() -> Iterator[Any]:
     params.vocab_only = True
     model = LlamaModel(path_model=str(bundled_model_path()), params=params, verbose=False)
     yield model
-    model.close()
+    model.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)

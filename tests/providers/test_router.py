@@ -39,7 +39,7 @@ class Failing(ScriptedProvider):
     """Fails with the queued errors, then answers."""
 
     def __init__(self, name: str, *errors: Exception, **resilience: object) -> None:
-        super().__init__(name=name, resilience=Resilience(**resilience))  # type: ignore[arg-type]
+        super().__init__(name=name, resilience=Resilience(**resilience))
         self.errors = list(errors)
 
     async def complete(self, call: ChatCall) -> Json:

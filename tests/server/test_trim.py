@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from headend.server.sessions import counting_with, estimate_tokens, new_messages, trim
 
 
-def turn(n: int, words: int = 50) -> list[dict[str, object]]:
+def turn(n: int, words: int = 50) -> list[dict[str, Any]]:
     return [
         {"role": "user", "content": f"question {n} " + "x " * words},
         {"role": "assistant", "content": f"answer {n} " + "y " * words},
@@ -21,7 +23,7 @@ def test_everything_stays_when_it_fits() -> None:
 
 def test_oldest_turns_go_first_and_whole() -> None:
     head = [{"role": "system", "content": "Be brief."}]
-    tool_round = [
+    tool_round: list[dict[str, Any]] = [
         {"role": "assistant", "content": None, "tool_calls": [{"id": "t"}]},
         {"role": "tool", "tool_call_id": "t", "content": "r"},
     ]

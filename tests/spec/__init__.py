@@ -23,7 +23,8 @@ PREFIX = "#/components/schemas/"
 @cache
 def _openai() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((HERE / "openai-schemas.json").read_text())
-    return loaded["schemas"]
+    schemas: dict[str, Any] = loaded["schemas"]
+    return schemas
 
 
 def openai_components() -> dict[str, Any]:
@@ -55,8 +56,9 @@ def _event_schemas() -> dict[str, str]:
 
 def _check(family: str, name: str, value: Any) -> None:
     if name == "ResponseStreamEvent" and isinstance(value, dict):
-        specific = _event_schemas().get(value.get("type"))
-        assert specific is not None, f"not a Responses stream event type: {value.get('type')!r}"
+        kind = value.get("type")
+        specific = _event_schemas().get(kind) if isinstance(kind, str) else None
+        assert specific is not None, f"not a Responses stream event type: {kind!r}"
         name = specific
     error = best_match(_validator(family, name).iter_errors(value))
     if error is None:
