@@ -24,7 +24,7 @@ from pydantic import (
 
 from headend.errors import ConfigError
 from headend.providers.pricing import Price
-from headend.proxies import parse_proxy
+from headend.proxies import ProxySetting
 
 CONFIG_ENV = "HEADEND_CONFIG"
 ADMIN_KEY_ENV = "HEADEND_ADMIN_KEY"
@@ -92,15 +92,7 @@ class McpServerSettings(_Strict):
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout: float = Field(60.0, gt=0)  # seconds for one tool call
-    # http://[user:password@]host:port for this server, whatever HTTPS_PROXY says
-    proxy: str | None = Field(None, repr=False)
-
-    @field_validator("proxy")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        if value:
-            parse_proxy(value)  # raises saying what is wrong
-        return value
+    proxy: ProxySetting = None  # http://[user:password@]host:port, whatever HTTPS_PROXY says
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSettings:

@@ -20,7 +20,10 @@ import base64
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import unquote, urlsplit
+
+from pydantic import AfterValidator, Field
 
 from headend.urls import without_credentials
 
@@ -54,6 +57,16 @@ def parse_proxy(url: str) -> Proxy:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
     return Proxy(parts.hostname, port, authorization, without_credentials(url))
+
+
+def _checked(value: str | None) -> str | None:
+    if value:
+        parse_proxy(value)  # raises saying what is wrong
+    return value
+
+
+# A config section's ``proxy:``, checked when the config is read (never shown in a repr).
+ProxySetting = Annotated[str | None, AfterValidator(_checked), Field(repr=False)]
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:

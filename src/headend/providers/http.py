@@ -14,13 +14,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from headend.errors import APIError, ServiceUnavailable, UpstreamFailure, UpstreamRejected
 from headend.providers.base import ChatCall, Json, Resources, Timer
 from headend.providers.h1 import ConnectFailed, H1Client, Response
 from headend.providers.resilience import ResilientConfig, Timeouts, parse_retry_after
-from headend.proxies import Proxy, parse_proxy, proxy_for
+from headend.proxies import Proxy, ProxySetting, proxy_for
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
@@ -197,15 +197,7 @@ class HttpUpstreamConfig(ResilientConfig):
     model: str | None = None  # used when a route names no model
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     context_window: int | None = Field(None, ge=256)  # tokens, for trimming session history
-    # http://[user:password@]host:port, for this provider whatever HTTPS_PROXY says
-    proxy: str | None = Field(None, repr=False)
-
-    @field_validator("proxy")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        if value:
-            parse_proxy(value)  # raises saying what is wrong
-        return value
+    proxy: ProxySetting = None  # http://[user:password@]host:port, whatever HTTPS_PROXY says
 
 
 class HttpProvider:
