@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.postgres import postgres_cluster
+from tests.proxy_server import RunningProxy, proxy_server
 from tests.redis_server import redis_server
 from tests.upstream import FakeUpstream
 
@@ -148,6 +149,20 @@ def fake(upstream: FakeUpstream) -> FakeUpstream:
 def postgres_url() -> Iterator[str]:
     with postgres_cluster(free_port()) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def tinyproxy() -> Iterator[RunningProxy]:
+    """An egress proxy on loopback that forwards for loopback clients."""
+    with proxy_server(free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def refusing() -> Iterator[RunningProxy]:
+    """One that refuses them all (it takes clients from 192.0.2.1 only): 403."""
+    with proxy_server(free_port(), allow="192.0.2.1") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

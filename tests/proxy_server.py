@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.daemons import wait_listening
 
 REQUIRE = "HEADEND_REQUIRE_PROXY"
 
@@ -60,15 +60,7 @@ def proxy_server(port: int, *, allow: str = "127.0.0.1") -> Iterator[RunningProx
         [binary, "-d", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("tinyproxy did not start") from None
-                time.sleep(0.05)
+        wait_listening(port, process, "tinyproxy")
         yield RunningProxy(f"http://127.0.0.1:{port}", log)
     finally:
         process.terminate()

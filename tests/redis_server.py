@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+
+from tests.daemons import wait_listening
 
 REQUIRE = "HEADEND_REQUIRE_REDIS"
 
@@ -48,15 +48,7 @@ def redis_server(port: int) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
+        wait_listening(port, process, "redis-server")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -16,6 +12,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
 
 from tests.conftest import ROOT, RunningServer, free_port, start_server, stop_server
+from tests.daemons import mcp_over_http
 from tests.e2e.test_agent_tools import call, tool_results
 from tests.upstream import FakeUpstream, Reply
 
@@ -44,22 +41,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def http_mcp(site: Path) -> Iterator[int]:
     """The same MCP server over streamable HTTP on a loopback port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "mcp_server.py"), "--http", str(port)],
-        env={**os.environ, "PIDFILE": str(site / "http-pids")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    yield port
-    process.terminate()
-    process.wait(timeout=10)
+    with mcp_over_http(free_port(), site / "http-pids") as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,18 @@ the target and not the proxy."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, RunningServer, free_port, stop_server
+from tests.conftest import RunningServer, free_port, stop_server
+from tests.daemons import mcp_over_http
 from tests.e2e.sites import ADMIN, HI, serve
 from tests.providers.test_h1 import certificate
-from tests.proxy_server import RunningProxy, proxy_server
+from tests.proxy_server import RunningProxy
 from tests.upstream import FakeUpstream, Reply
 from tests.web_page import Site
 
@@ -47,18 +43,6 @@ AGENTS = {
 
 
 @pytest.fixture(scope="module")
-def tinyproxy() -> Iterator[RunningProxy]:
-    with proxy_server(free_port()) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def refusing() -> Iterator[RunningProxy]:
-    with proxy_server(free_port(), allow="192.0.2.1") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def tls_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeUpstream, Path]]:
     """The fake upstream over https, as OpenAI and Anthropic are; its certificate file."""
     cert, key = certificate(tmp_path_factory.mktemp("tls"))
@@ -72,22 +56,8 @@ def tls_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fak
 
 @pytest.fixture(scope="module")
 def mcp_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "mcp_server.py"), "--http", str(port)],
-        env={**os.environ, "PIDFILE": str(tmp_path_factory.mktemp("mcp") / "pids")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    yield port
-    process.terminate()
-    process.wait(timeout=10)
+    with mcp_over_http(free_port(), tmp_path_factory.mktemp("mcp") / "pids") as port:
+        yield port
 
 
 def proxied_site(

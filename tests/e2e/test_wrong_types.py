@@ -319,3 +319,90 @@ def test_a_value_of_the_wrong_type_anywhere_is_a_4xx_never_a_5xx(
                 failures.append(f"{name}: {found}")
     assert count > 40
     assert not failures, f"{len(failures)} of {count}:\n" + "\n".join(failures[:25])
+
+
+# headend's own JSON APIs: sessions, keys, agents, the console's sign-in.
+AGENT_FILE = "---\nmodel: up/swept\ntemperature: 0.2\n---\nYou answer.\n"
+OWN = [
+    ("POST", "/v1/sessions", {"agent": "plain", "metadata": {"team": "a"}}),
+    (
+        "POST",
+        "/v1/sessions/{session}/messages",
+        {
+            "content": [{"type": "text", "text": "Hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ),
+    (
+        "POST",
+        "/admin/keys",
+        {
+            "name": "swept",
+            "scopes": ["chat", "models:read"],
+            "agents": ["plain"],
+            "expires": "30d",
+            "rpm": 60,
+            "tpm": 1000,
+            "max_concurrency": 2,
+            "budget": 5.5,
+            "budget_period": "day",
+            "tools": ["calculator"],
+        },
+    ),
+    (
+        "POST",
+        "/admin/keys",
+        {
+            "name": "swept-shop",
+            "publishable": True,
+            "agents": ["plain"],
+            "origins": ["https://shop.example.com"],
+            "visitor_rpm": 5,
+            "read_only": True,
+        },
+    ),
+    (
+        "POST",
+        "/admin/agents",
+        {
+            "id": "swept",
+            "model": "up/swept",
+            "temperature": 0.2,
+            "tools": ["calculator"],
+            "prompt": "You answer.",
+        },
+    ),
+    ("PUT", "/admin/agents/drafted/draft", {"content": AGENT_FILE}),
+    ("POST", "/admin/agents/drafted/publish", {"version": 1}),
+    ("POST", "/console/api/session", {"key": ADMIN}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OWN, ids=[f"{m} {p}" for m, p, _ in OWN])
+def test_headend_s_own_apis_answer_wrong_types_with_a_4xx(
+    served: RunningServer, method: str, path: str, body: dict[str, Any]
+) -> None:
+    failures: list[str] = []
+    count = 0
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    if path.startswith("/console/"):
+        headers["Origin"] = served.base_url  # the console's own page signs in
+    with httpx.Client(base_url=served.base_url, timeout=30, headers=headers) as client:
+        session = client.post("/v1/sessions", json={"agent": "plain"}).json()["id"]
+        drafted = client.post("/admin/agents", json={"id": "drafted", "content": AGENT_FILE})
+        assert drafted.status_code in (200, 409), drafted.text  # 409: made by an earlier case
+        client.post("/admin/agents/drafted/publish")
+        url = path.format(session=session)
+        rich = body | ({"stream": False} if "stream" in body else {})
+        valid = client.request(
+            method, url, json={k: v for k, v in rich.items() if k != "stream_options"}
+        )
+        assert valid.status_code < 300 or valid.status_code == 409, valid.text
+        for name, variant in variants(body):
+            count += 1
+            found = problem(client.request(method, url, json=variant))
+            if found is not None:
+                failures.append(f"{name}: {found}")
+    assert count > 5
+    assert not failures, f"{len(failures)} of {count}:\n" + "\n".join(failures[:25])

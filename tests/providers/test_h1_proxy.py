@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,7 @@ from headend.providers.h1 import ConnectFailed, H1Client
 from headend.proxies import Proxy, parse_proxy
 from tests.conftest import free_port
 from tests.providers.test_h1 import BODY, answer, certificate, upstream
-from tests.proxy_server import RunningProxy, proxy_server
-
-
-@pytest.fixture(scope="module")
-def tinyproxy() -> Iterator[RunningProxy]:
-    with proxy_server(free_port()) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def refusing() -> Iterator[RunningProxy]:
-    with proxy_server(free_port(), allow="192.0.2.1") as running:  # not us: 403
-        yield running
+from tests.proxy_server import RunningProxy
 
 
 def keep_answering(server_box: list[object], body: bytes) -> object:
