@@ -162,3 +162,22 @@ def test_no_line_is_lost_while_the_embedded_model_loads(tmp_path: Path) -> None:
     logged = {line.get("request_id") for line in lines if line["logger"] == "headend.access"}
     missing = [request_id for request_id in loading if request_id not in logged]
     assert not missing, f"{len(missing)} of {len(loading)} access lines lost"
+
+
+def test_sigterm_writes_every_access_line_still_held(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Access lines are written in batches (every 0.2 s): those held when SIGTERM comes are
+    # written as the server stops, none lost.
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "lb", {})
+    server = serve(site, "server.log", "--log-format", "json", access_log=True)
+    with httpx.Client(headers={"Authorization": f"Bearer {ADMIN}"}) as client:
+        ids = [
+            client.get(server.base_url + "/v1/models").headers["x-request-id"] for _ in range(20)
+        ]
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=15) == 0
+    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+    logged = [line["request_id"] for line in lines if line["logger"] == "headend.access"]
+    assert [request_id for request_id in logged if request_id in ids] == ids  # all, in order

@@ -6,20 +6,17 @@ it here when the answer is done; nothing on the request's path waits for this.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from headend.errors import BudgetSpent, RateLimited
-from headend.observability.logs import ACCESS_LOGGER
+from headend.observability.access_log import AccessLog
 from headend.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     from starlette.types import Scope
 
     from headend.server.context import RequestContext
-
-access = logging.getLogger(ACCESS_LOGGER)
 
 # The API surface a path belongs to: a fixed set of words, whatever the path was.
 EXACT = {
@@ -56,9 +53,10 @@ def surface_of(path: str) -> str:
 
 
 class RequestObserver:
-    """Counts each request in the metrics and, unless ``access_log`` is off, logs one line."""
+    """Counts each request in the metrics and writes its line to ``access_log`` (None: the
+    access log is off)."""
 
-    def __init__(self, metrics: Metrics, *, access_log: bool = True) -> None:
+    def __init__(self, metrics: Metrics, *, access_log: AccessLog | None = None) -> None:
         self.metrics = metrics
         self.access_log = access_log
 
@@ -80,8 +78,8 @@ class RequestObserver:
             child(metrics.open_streams, surface).dec()
         if isinstance(context.error, RateLimited | BudgetSpent):
             metrics.refused.labels(context.error.type).inc()
-        if self.access_log and access.isEnabledFor(logging.INFO):
-            self._log(context, scope, elapsed, overhead)
+        if self.access_log is not None:
+            self._log(self.access_log, context, scope, elapsed, overhead)
         span = context.span
         if span.recording:
             attributes: dict[str, str | int] = {"http.response.status_code": context.status}
@@ -97,12 +95,19 @@ class RequestObserver:
             span.end()
 
     @staticmethod
-    def _log(context: RequestContext, scope: Scope, elapsed: float, overhead: float) -> None:
+    def _log(
+        access_log: AccessLog,
+        context: RequestContext,
+        scope: Scope,
+        elapsed: float,
+        overhead: float,
+    ) -> None:
         """The access line: who, what, how it ended, how long; never a secret or a body."""
+        method, path = scope["method"], scope["path"]
         fields: dict[str, Any] = {
             "request_id": context.request_id,
-            "method": scope["method"],
-            "path": scope["path"],
+            "method": method,
+            "path": path,
             "status": context.status,
             "surface": context.surface,
             "model": context.model,
@@ -110,23 +115,15 @@ class RequestObserver:
             "duration_ms": round(elapsed * 1000, 2),
             "overhead_ms": round(overhead * 1000, 3),
         }
+        tokens = ""
         if context.tokens is not None:
             fields["prompt_tokens"], fields["completion_tokens"] = context.tokens
+            tokens = f" tokens={context.tokens[0]}+{context.tokens[1]}"
         if context.error is not None:
             fields["error"] = context.error.code or context.error.type
-        tokens = (
-            f" tokens={context.tokens[0]}+{context.tokens[1]}" if context.tokens is not None else ""
-        )
-        access.info(
-            "%s %s %s %s model=%s key=%s%s %.1fms overhead=%.2fms",
-            context.request_id,
-            scope["method"],
-            scope["path"],
-            context.status,
-            context.model or "-",
-            context.key_id or "-",
-            tokens,
-            elapsed * 1000,
-            overhead * 1000,
-            extra=fields,
+        access_log.write(
+            fields,
+            f"{context.request_id} {method} {path} {context.status} "
+            f"model={context.model or '-'} key={context.key_id or '-'}{tokens} "
+            f"{elapsed * 1000:.1f}ms overhead={overhead * 1000:.2f}ms",
         )

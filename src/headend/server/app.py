@@ -25,6 +25,8 @@ from headend.console.logins import ConsoleLogins
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
 from headend.limits.open import open_limiter
+from headend.observability.access_log import AccessLog
+from headend.observability.logs import ACCESS_LOGGER
 from headend.observability.metrics import Metrics
 from headend.observability.requests import RequestObserver
 from headend.observability.store import timed_store
@@ -249,6 +251,12 @@ def create_app(
     metrics = Metrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by ``--workers``
     tracing = tracing or tracing_from_env(os.environ)
     readiness = Readiness()
+    access_log = (
+        AccessLog(settings.server.log_format)
+        if settings.server.access_log
+        and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -330,6 +338,8 @@ def create_app(
                 await store.close()
                 await startup.close()
                 await asyncio.to_thread(tracing.close)  # sends the spans still buffered
+                if access_log is not None:
+                    access_log.flush()  # the drain's last lines
 
     app = HeadendApp(
         routes=ROUTES,
@@ -337,7 +347,7 @@ def create_app(
         middleware=[
             Middleware(
                 RequestContextMiddleware,
-                observer=RequestObserver(metrics, access_log=settings.server.access_log),
+                observer=RequestObserver(metrics, access_log=access_log),
                 tracing=tracing,
             ),
             Middleware(WidgetCors),
