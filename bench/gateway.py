@@ -1,17 +1,25 @@
-"""Gateway overhead: an upstream called directly, through headend, and through LiteLLM.
+"""Gateway overhead: an upstream called directly, through headend and through its peers.
 
 In one run, on the same machine and the same fixed-answer upstream (nginx answering a static
-chat.completion, or a static SSE stream, on loopback), wrk measures requests per second and
-p50/p99 latency at 1, 16 and 64 connections, non-streaming and streaming, for:
+chat.completion, or a static SSE stream, on loopback), wrk measures requests per second,
+p50/p99 latency and each gateway's CPU time per request, at 1, 16 and 64 connections,
+non-streaming and streaming, for (bench/peers.py):
 
-  direct    wrk -> nginx
-  bare      wrk -> a bare 20-line Starlette + aiohttp proxy (bench/bare_proxy.py): the
-            reference headend must match with auth, limits and accounting on
-  headend   wrk -> headend (one worker, a model route with fallback and usage accounting)
-  litellm   wrk -> LiteLLM proxy (one worker), when bench/setup.sh has installed it
+  direct         wrk -> nginx
+  bare           a bare 20-line Starlette + aiohttp proxy (bench/bare_proxy.py)
+  headend        headend as shipped: defaults (access log on, log level info), a key
+  headend-ops    what an operator turns on: a key with rates, a concurrency cap and a budget,
+                 prices, JSON logs
+  headend-quiet  --no-access-log --log-level warning (how earlier runs measured it)
+  tensorzero     TensorZero's Rust gateway from its PyPI wheel, one Tokio thread
+  portkey        Portkey's gateway (Node) from npm
+  litellm        LiteLLM's proxy, one worker
 
-    bench/setup.sh                                  # nginx, wrk, LiteLLM in its own venv
-    .venv/bin/python bench/gateway.py [--duration 8] [--connections 1,16,64]
+Each gateway runs alone (an idle one still takes CPU from the one measured); with --rounds
+they alternate, so the machine's drift falls on all of them alike.
+
+    bench/setup.sh                                  # nginx, wrk and the peers
+    .venv/bin/python bench/gateway.py [--duration 8] [--connections 1,16,64] [--rounds 2]
 
 Everything listens on 127.0.0.1 only, and each wrk run is bounded by --duration.
 """
@@ -23,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,10 +44,18 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.peers import (  # noqa: E402
+    MODES,
+    Target,
+    Upstreams,
+    bare_target,
+    headend_targets,
+    litellm_target,
+    models_of,
+    portkey_target,
+    tensorzero_target,
+)
 from tests.conftest import free_port  # noqa: E402
-
-LITELLM = ROOT / "bench" / ".litellm-venv" / "bin" / "litellm"
-BARE_PROXY = ROOT / "bench" / "bare_proxy.py"
 
 COMPLETION = {
     "id": "chatcmpl-bench",
@@ -107,18 +124,6 @@ http {{
 """
 
 
-def headend_config(json_port: int, sse_port: int) -> str:
-    """Two model routes, one per nginx answer, each falling back to the other."""
-    return f"""
-providers:
-  json: {{type: openai, base_url: "http://127.0.0.1:{json_port}/v1", api_key: sk-up}}
-  sse: {{type: openai, base_url: "http://127.0.0.1:{sse_port}/v1", api_key: sk-up}}
-models:
-  bench-json: [json/bench-model, sse/bench-model]
-  bench-sse: [sse/bench-model, json/bench-model]
-"""
-
-
 @dataclass
 class Result:
     target: str
@@ -159,14 +164,17 @@ KEY = "sk-bench-" + os.urandom(24).hex()  # LiteLLM refuses to start without a m
 
 
 def wrk(
-    url: str, body: dict[str, object], connections: int, duration: int, key: str = KEY
+    url: str, body: dict[str, object], connections: int, duration: int, headers: dict[str, str]
 ) -> tuple[float, float, float, int]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(json.dumps(body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        + "".join(
+            f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n"
+            for name, value in headers.items()
+        )
     )
     threads = min(connections, 2)
     out = subprocess.run(
@@ -199,38 +207,44 @@ def wrk(
     return rps, latency.get("50", nan), latency.get("99", nan), errors
 
 
-def wait_ready(url: str, body: dict[str, object], seconds: float = 120, key: str = KEY) -> None:
+def wait_ready(
+    url: str, body: dict[str, object], headers: dict[str, str], seconds: float = 120
+) -> None:
+    """Until the gateway answers the benchmark's request right (a stream: with [DONE])."""
     deadline = time.monotonic() + seconds
+    answer = None
     while time.monotonic() < deadline:
         try:
-            if (
-                httpx.post(
-                    url, json=body, timeout=5, headers={"Authorization": f"Bearer {key}"}
-                ).status_code
-                == 200
-            ):
+            answer = httpx.post(url, json=body, timeout=5, headers=headers)
+            if answer.status_code == 200 and (not body.get("stream") or "[DONE]" in answer.text):
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"{url} did not become ready")
+    said = f"{answer.status_code} {answer.text[:300]}" if answer is not None else "nothing"
+    raise RuntimeError(f"{url} did not become ready: {said}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", default="1,16,64")
-    parser.add_argument("--skip-litellm", action="store_true")
-    parser.add_argument("--targets", help="only these targets, e.g. bare,headend (default: all)")
+    parser.add_argument(
+        "--targets",
+        default="direct,bare,headend,headend-ops,tensorzero,portkey,litellm",
+        help="which to measure, in this order (also: headend-quiet, and 'headend xN' with "
+        "--workers)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
-        help="write py-spy's collapsed stacks of each proxy here, sampled during its "
+        help="write py-spy's collapsed stacks of each Python gateway here, sampled during its "
         "highest-connection run (sampling takes CPU: figures of such a run are not comparable)",
     )
+    parser.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument("--modes", default="json,stream", help="json, stream or both")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="measure the proxies this many times, alternating"
+        "--rounds", type=int, default=1, help="measure the gateways this many times, alternating"
     )
     parser.add_argument(
         "--workers", default="1", help="headend's worker counts to measure, e.g. 1,2"
@@ -245,153 +259,98 @@ def main() -> None:
             sys.exit(f"{tool} is missing: run bench/setup.sh")
     connections = [int(c) for c in args.connections.split(",")]
     work = Path(tempfile.mkdtemp(prefix="headend-bench-"))
-    json_port, sse_port, headend_port, litellm_port, bare_port = (free_port() for _ in range(5))
+    json_port, sse_port, gateway_port = (free_port() for _ in range(3))
+    up = Upstreams(json_port, sse_port)
     (work / "nginx.conf").write_text(nginx_conf(work, json_port, sse_port))
-    (work / "headend.yaml").write_text(
-        headend_config(json_port, sse_port) + (f"redis: {args.redis}\n" if args.redis else "")
-    )
-    (work / "agents").mkdir()
-    (work / "litellm.yaml").write_text(f"""
-model_list:
-  - model_name: bench-json
-    litellm_params:
-      model: openai/bench-model
-      api_base: "http://127.0.0.1:{json_port}/v1"
-      api_key: sk-up
-  - model_name: bench-sse
-    litellm_params:
-      model: openai/bench-model
-      api_base: "http://127.0.0.1:{sse_port}/v1"
-      api_key: sk-up
-""")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADEND_")}
-    # headend with auth on: a key from its store, looked up by hash on every request.
-    created = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "headend",
-            "keys",
-            "create",
-            "--config",
-            str(work / "headend.yaml"),
-            "--name",
-            "bench",
-            "--scope",
-            "chat",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    keys = {"headend": created.stdout.split("\n")[1].strip()}
-    commands: dict[str, tuple[list[str], dict[str, str], int] | None] = {"direct": None}
-    commands["bare"] = (
-        [
-            sys.executable,
-            str(BARE_PROXY),
-            str(bare_port),
-            f"bench-json=http://127.0.0.1:{json_port}/v1/chat/completions",
-            f"bench-sse=http://127.0.0.1:{sse_port}/v1/chat/completions",
-        ],
-        env,
-        bare_port,
-    )
-    for workers in worker_counts:
-        name = "headend" if workers == 1 else f"headend x{workers}"
-        commands[name] = (
-            [
-                sys.executable,
-                "-m",
-                "headend",
-                "serve",
-                "--config",
-                str(work / "headend.yaml"),
-                "--agents",
-                str(work / "agents"),
-                "--port",
-                str(headend_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--workers",
-                str(workers),
-            ],
-            env,
-            headend_port,
-        )
-    if LITELLM.exists() and not args.skip_litellm:
-        commands["litellm"] = (
-            [
-                str(LITELLM),
-                "--config",
-                str(work / "litellm.yaml"),
-                "--port",
-                str(litellm_port),
-                "--host",
-                "127.0.0.1",
-                "--num_workers",
-                "1",
-            ],
-            {**env, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": KEY},
-            litellm_port,
-        )
-    if args.targets:
-        wanted = set(args.targets.split(","))
-        commands = {name: command for name, command in commands.items() if name in wanted}
-    modes = tuple(
-        mode
-        for mode in (("json", "bench-json", json_port), ("stream", "bench-sse", sse_port))
-        if mode[0] in args.modes.split(",")
-    )
-    proxies = [name for name, command in commands.items() if command is not None]
-    order = [name for name in commands if name not in proxies] + proxies * args.rounds
+    found: dict[str, Target | None] = {
+        "direct": Target("direct", None, models=models_of(), note="nginx's fixed answers"),
+        "bare": bare_target(up, gateway_port, env),
+        "tensorzero": tensorzero_target(work, up, env),
+        "portkey": portkey_target(up, gateway_port, env),
+        "litellm": litellm_target(work, up, gateway_port, env, KEY),
+    }
+    for target in headend_targets(work, up, gateway_port, worker_counts, args.redis, env):
+        found[target.name] = target
+    wanted = args.targets.split(",") + [f"headend x{n}" for n in worker_counts if n > 1]
+    if args.skip_litellm:
+        wanted = [name for name in wanted if name != "litellm"]
+    missing = [name for name in wanted if found.get(name) is None]
+    if missing:
+        print(f"not measured (bench/setup.sh installs them): {', '.join(missing)}", flush=True)
+    chosen = [t for name in wanted if (t := found.get(name)) is not None]
+    modes = [mode for mode in MODES if mode in args.modes.split(",")]
+    gateways = [t for t in chosen if t.argv is not None]
+    order = [t for t in chosen if t.argv is None] + gateways * args.rounds
     results: list[Result] = []
     upstream = subprocess.Popen(
         ["nginx", "-c", str(work / "nginx.conf")], stderr=subprocess.DEVNULL
     )
     try:
-        # One proxy at a time: an idle one would still take CPU from the one measured.
-        for round_, target in enumerate(order):
-            command = commands[target]
-            label = target
-            if command is not None and args.rounds > 1:
-                label += f" #{order[: round_ + 1].count(target)}"
-            proxy = None
-            if command is not None:
-                argv, proxy_env, _port = command
-                proxy = subprocess.Popen(
-                    argv,
-                    env=proxy_env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(work / f"{target}.log").open("w"),
-                )
-            try:
-                for mode, model, upstream_port in modes:
-                    port = upstream_port if command is None else command[2]
-                    profile = None
-                    if args.profile is not None and proxy is not None:
-                        args.profile.mkdir(parents=True, exist_ok=True)
-                        name = label.replace(" ", "").replace("#", "-")
-                        profile = args.profile / f"{name}-{mode}.txt"
-                    results += measure(
-                        label,
-                        mode,
-                        model,
-                        port,
-                        connections,
-                        args.duration,
-                        keys.get(target.split()[0], KEY),
-                        proxy.pid if proxy is not None else None,
-                        profile,
-                    )
-            finally:
-                if proxy is not None:
-                    stop(proxy)
+        for turn, target in enumerate(order):
+            label = target.name
+            if target.argv is not None and args.rounds > 1:
+                label += f" #{order[: turn + 1].count(target)}"
+            results += run_target(target, label, modes, up, connections, args, work)
     finally:
         stop(upstream)
-    report(results)
+    report(results, chosen)
+
+
+def run_target(
+    target: Target,
+    label: str,
+    modes: list[str],
+    up: Upstreams,
+    connections: list[int],
+    args: argparse.Namespace,
+    work: Path,
+) -> list[Result]:
+    proxy = None
+    if target.argv is not None:
+        if target.base_file is not None:
+            target.base_file.unlink(missing_ok=True)
+        proxy = subprocess.Popen(
+            target.argv,
+            env=target.env,
+            stdout=subprocess.DEVNULL,
+            stderr=(work / f"{label.replace(' ', '')}.log").open("w"),
+        )
+    try:
+        base = base_url(target, proxy)
+        results = []
+        for mode in modes:
+            url = (up.url(mode).removesuffix("/v1") if proxy is None else base) + target.path
+            profile = None
+            if args.profile is not None and proxy is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = args.profile / f"{label.replace(' ', '').replace('#', '-')}-{mode}.txt"
+            results += measure(
+                label,
+                mode,
+                url,
+                target,
+                connections,
+                args.duration,
+                proxy.pid if proxy is not None else None,
+                profile,
+            )
+        return results
+    finally:
+        if proxy is not None:
+            stop(proxy)
+
+
+def base_url(target: Target, proxy: subprocess.Popen[bytes] | None) -> str:
+    """Where the gateway listens: its port, or what its launcher wrote."""
+    if target.base_file is None:
+        return f"http://127.0.0.1:{target.port}"
+    deadline = time.monotonic() + 120
+    while not target.base_file.exists() or not target.base_file.read_text():
+        if time.monotonic() > deadline or (proxy is not None and proxy.poll() is not None):
+            raise RuntimeError(f"{target.name} did not start")
+        time.sleep(0.1)
+    return target.base_file.read_text().strip()
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -403,22 +362,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure(
-    target: str,
+    label: str,
     mode: str,
-    model: str,
-    port: int,
+    url: str,
+    target: Target,
     connections: list[int],
     duration: int,
-    key: str,
     pid: int | None = None,
     profile: Path | None = None,
 ) -> list[Result]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Hello"}]}
+    body: dict[str, object] = {
+        "model": target.models[mode],
+        "messages": [{"role": "user", "content": "Hello"}],
+    }
     if mode == "stream":
         body["stream"] = True
-    wait_ready(url, body, key=key)
-    wrk(url, body, 4, 2, key)  # warm up
+    headers = {"Authorization": f"Bearer {target.key or KEY}", **target.headers.get(mode, {})}
+    wait_ready(url, body, headers)
+    wrk(url, body, 4, 2, headers)  # warm up
     results = []
     for count in connections:
         sampler = None
@@ -432,20 +393,20 @@ def measure(
                 stderr=subprocess.DEVNULL,
             )
         used = cpu_seconds(pid)
-        rps, p50, p99, errors = wrk(url, body, count, duration, key)
+        rps, p50, p99, errors = wrk(url, body, count, duration, headers)
         cpu_us = (cpu_seconds(pid) - used) / (rps * duration) * 1e6 if pid and rps else 0.0
         if sampler is not None:
             sampler.wait(timeout=60)
-        results.append(Result(target, mode, count, rps, p50, p99, errors, cpu_us))
+        results.append(Result(label, mode, count, rps, p50, p99, errors, cpu_us))
         print(
-            f"{target:8} {mode:6} c={count:<3} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
+            f"{label:14} {mode:6} c={count:<3} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
             f"p99 {p99:7.2f} ms  errors {errors}  cpu {cpu_us:5.0f} us/req",
             flush=True,
         )
     return results
 
 
-def report(results: list[Result]) -> None:
+def report(results: list[Result], targets: list[Target]) -> None:
     print("\n| mode | connections | target | req/s | p50 (ms) | p99 (ms) | CPU µs/req | errors |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for r in results:
@@ -453,26 +414,54 @@ def report(results: list[Result]) -> None:
             f"| {r.mode} | {r.connections} | {r.target} | {r.rps:,.0f} | {r.p50_ms:.2f} "
             f"| {r.p99_ms:.2f} | {r.cpu_us:,.0f} | {r.errors} |"
         )
-    by = {(r.target, r.mode, r.connections): r for r in results}
-    print()
-    for mode in ("json", "stream"):
+    print("\nTargets:")
+    for target in targets:
+        print(f"- {target.name}: {target.note}")
+    # Medians over the rounds, and headend's ratios to each reference, same run.
+    by: dict[tuple[str, str, int], list[Result]] = {}
+    for r in results:
+        by.setdefault((r.target.partition(" #")[0], r.mode, r.connections), []).append(r)
+
+    def median(name: str, mode: str, count: int) -> tuple[float, float, float] | None:
+        rows = by.get((name, mode, count))
+        if not rows:
+            return None
+        return (
+            statistics.median(r.rps for r in rows),
+            statistics.median(r.p50_ms for r in rows),
+            statistics.median(r.cpu_us for r in rows),
+        )
+
+    names = list(dict.fromkeys(r.target.partition(" #")[0] for r in results))
+    print("\n| mode | conns | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    for mode in MODES:
         for count in sorted({r.connections for r in results}):
-            direct = by.get(("direct", mode, count))
-            for r in results:
-                if r.mode != mode or r.connections != count or not r.target.startswith("headend"):
+            cells = []
+            for name in names:
+                found = median(name, mode, count)
+                cells.append(
+                    "—" if found is None else f"{found[0]:,.0f} ({found[1]:.2f}; {found[2]:,.0f})"
+                )
+            if any(cell != "—" for cell in cells):
+                print(f"| {mode} | {count} | " + " | ".join(cells) + " |")
+    print("\n(req/s median over rounds; in brackets p50 ms and CPU µs per request)\n")
+    for name in names:
+        if not name.startswith("headend"):
+            continue
+        for mode in MODES:
+            for count in sorted({r.connections for r in results}):
+                mine = median(name, mode, count)
+                if mine is None:
                     continue
-                line = f"{mode} c={count} {r.target}:"
+                line = f"{name} {mode} c={count}:"
+                direct = median("direct", mode, count)
                 if direct is not None:
-                    line += f" adds {r.p50_ms - direct.p50_ms:+.2f} ms at p50 over direct;"
-                round_ = r.target.partition(" #")[2]
-                for other in ("bare", "litellm"):
-                    ref = by.get((f"{other} #{round_}" if round_ else other, mode, count))
-                    if ref is not None and ref.rps:
-                        line += (
-                            f" {r.rps / ref.rps:.2f}x {other}'s req/s"
-                            f" (p50 {r.p50_ms - ref.p50_ms:+.2f} ms,"
-                            f" CPU {r.cpu_us:.0f} vs {ref.cpu_us:.0f} µs/req);"
-                        )
+                    line += f" adds {mine[1] - direct[1]:+.2f} ms at p50 over direct;"
+                for other in ("bare", "tensorzero", "portkey", "litellm"):
+                    ref = median(other, mode, count)
+                    if ref is not None and ref[0]:
+                        line += f" {mine[0] / ref[0]:.2f}x {other};"
                 print(line.rstrip(";"))
 
 

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from gateway import headend_config, nginx_conf, stop  # noqa: E402
+from gateway import nginx_conf, stop  # noqa: E402
+from peers import Upstreams, headend_config  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 from headend.config import load_settings  # noqa: E402
@@ -188,7 +189,7 @@ def main() -> None:
     (work / "agents").mkdir()
     config = work / "headend.yaml"
     config.write_text(
-        headend_config(json_port, sse_port)
+        headend_config(Upstreams(json_port, sse_port), operator=False)
         + f"agents_dir: {work / 'agents'}\nserver: {{access_log: false}}\n"
     )
     created = subprocess.run(

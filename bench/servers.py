@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from gateway import cpu_seconds, headend_config, nginx_conf, stop, wait_ready, wrk  # noqa: E402
+from gateway import cpu_seconds, nginx_conf, stop, wait_ready, wrk  # noqa: E402
+from peers import Upstreams, headend_config  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -60,7 +61,7 @@ def main() -> None:
     (work / "nginx.conf").write_text(nginx_conf(work, json_port, sse_port))
     (work / "agents").mkdir()
     (work / "headend.yaml").write_text(
-        headend_config(json_port, sse_port)
+        headend_config(Upstreams(json_port, sse_port), operator=False)
         + f"agents_dir: {work / 'agents'}\nserver: {{access_log: false}}\n"
     )
 
@@ -110,11 +111,17 @@ def main() -> None:
                             }
                             if mode == "stream":
                                 body["stream"] = True
-                            wait_ready(url, body, key=key)
-                            wrk(url, body, 4, 2, key)  # warm up
+                            wait_ready(url, body, {"Authorization": f"Bearer {key}"})
+                            wrk(url, body, 4, 2, {"Authorization": f"Bearer {key}"})  # warm up
                             for count in connections:
                                 used = cpu_seconds(proxy.pid)
-                                rps, p50, _p99, errors = wrk(url, body, count, args.duration, key)
+                                rps, p50, _p99, errors = wrk(
+                                    url,
+                                    body,
+                                    count,
+                                    args.duration,
+                                    {"Authorization": f"Bearer {key}"},
+                                )
                                 cpu = (cpu_seconds(proxy.pid) - used) / (rps * args.duration)
                                 row = (round_, app, server, mode, count, rps, p50, cpu * 1e6)
                                 rows.append(row)
