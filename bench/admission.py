@@ -24,7 +24,7 @@ from headend.config import LimitSettings
 from headend.limits.base import Limiter, Rates
 from headend.limits.budget import Budget
 from headend.limits.memory import MemoryLimiter
-from headend.providers.pricing import Price
+from headend.pricing import Price
 from headend.server.admission import Admission
 from headend.server.auth import Principal
 from headend.server.budgets import BudgetBook

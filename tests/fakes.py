@@ -7,10 +7,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from headend.errors import APIError
-from headend.providers.base import ChatCall, Json, Resources
+from headend.providers.base import ChatCall, Resources
 from headend.providers.resilience import Resilience, Retry
 from headend.schemas.openai.embeddings import EmbeddingRequest, embedding_list
 from headend.schemas.validation import validate
+from headend.types import Json
 
 
 def chunk(delta: Json, finish: str | None = None) -> Json:

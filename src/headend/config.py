@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from headend.errors import ConfigError
-from headend.providers.pricing import Price
+from headend.pricing import Price
 from headend.proxies import ProxySetting
 
 CONFIG_ENV = "HEADEND_CONFIG"

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from headend.observability.metrics import Metrics
-from headend.observability.requests import surface_of
 from headend.server.admission import pool_labels
+from headend.server.observer import surface_of
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"\bheadend_[a-z_]+")

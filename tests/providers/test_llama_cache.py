@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from headend.config import Settings
-from headend.providers.base import ChatCall, Json
+from headend.providers.base import ChatCall
 from headend.providers.llama_cache import CacheMap, Placement, common_prefix
 from headend.providers.llama_cpp import LlamaCppConfig, LlamaCppProvider
+from headend.types import Json
 from tests.rounding import assert_same_but_rounding
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from headend.config import RouteSection
 from headend.errors import ConfigError, UpstreamFailure
+from headend.pricing import FREE, Price, Spend
 from headend.providers.base import ChatCall
-from headend.providers.pricing import FREE, Price, Spend
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable, Target
 from tests.fakes import ScriptedProvider

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from headend.errors import ProviderError, ProviderTimeout, UpstreamFailure, UpstreamRejected
-from headend.providers.base import ChatCall, Json
+from headend.providers.base import ChatCall
 from headend.providers.resilience import (
     Cooldown,
     Resilience,
@@ -17,6 +17,7 @@ from headend.providers.resilience import (
 )
 from headend.providers.router import Router
 from headend.providers.routes import Target
+from headend.types import Json
 from tests.fakes import ScriptedProvider
 
 A, B = Target("a", "m"), Target("b", "m")

@@ -27,13 +27,14 @@ from headend.agents.registry import Agent
 from headend.observability.genai import agent_span, tool_result, tool_span
 from headend.observability.metrics import ToolOutcome
 from headend.observability.tracing import UNTRACED, Span
-from headend.providers.base import Batch, ChatCall, Json, Timer
-from headend.providers.pricing import Spend, cache_tokens, reasoning_tokens
+from headend.pricing import Spend, cache_tokens, reasoning_tokens
+from headend.providers.base import ChatCall, Timer
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
+from headend.types import Batch, Json
 
 log = logging.getLogger(__name__)
 

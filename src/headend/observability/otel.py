@@ -22,7 +22,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from headend import __version__
 from headend.errors import ConfigError
-from headend.observability.requests import EXACT
 from headend.observability.tracing import TRUE, Attributes, Kind, Span, trace_context
 
 KINDS = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL}
@@ -106,10 +105,11 @@ class OtelTracing:
         path: str,
         raw_headers: Sequence[tuple[bytes, bytes]],
         request_id: str,
+        fixed: bool = False,
     ) -> Span:
-        # ``{method} {route}``: the path when it is one of the API's fixed ones, else the
+        # ``{method} {route}``: the path when it is one of the API's ``fixed`` ones, else the
         # method alone (paths with ids in them would make every span name different).
-        name = f"{method} {path}" if path in EXACT else method
+        name = f"{method} {path}" if fixed else method
         attributes = {
             "http.request.method": method,
             "url.path": path,

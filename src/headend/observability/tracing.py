@@ -97,9 +97,11 @@ class Tracing(Protocol):
         path: str,
         raw_headers: Sequence[tuple[bytes, bytes]],
         request_id: str,
+        fixed: bool = False,
     ) -> Span:
         """A request's span, under the client's trace when it sent one (off: only the
-        client's trace context, to pass on; nothing built per request beyond that)."""
+        client's trace context, to pass on; nothing built per request beyond that);
+        ``fixed``: its path is one of the API's own, so it may name the span."""
         ...
 
     def close(self) -> None:
@@ -113,6 +115,7 @@ class TracingOff:
         path: str,
         raw_headers: Sequence[tuple[bytes, bytes]],
         request_id: str,
+        fixed: bool = False,
     ) -> Span:
         for header, _ in raw_headers:
             if header == b"traceparent":

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from headend.config import Settings
 from headend.errors import InvalidRequest, UpstreamFailure
 from headend.providers.anthropic_translate import StreamTranslator, from_anthropic, to_anthropic
-from headend.providers.base import Batch, ChatCall, Json
+from headend.providers.base import ChatCall, Register
 from headend.providers.http import (
     HttpProvider,
     HttpUpstreamConfig,
@@ -18,9 +17,7 @@ from headend.providers.http import (
     read_json,
     sse_batches,
 )
-
-if TYPE_CHECKING:
-    from headend.providers.registry import ProviderTypes
+from headend.types import Batch, Json
 
 API_VERSION = "2023-06-01"
 
@@ -86,7 +83,5 @@ def _build(name: str, config: AnthropicConfig, settings: Settings) -> AnthropicP
     return AnthropicProvider(name, config)
 
 
-def register(types: ProviderTypes) -> None:
-    from headend.providers.registry import ProviderType
-
-    types.register("anthropic", ProviderType(config_model=AnthropicConfig, build=_build))
+def register(register: Register) -> None:
+    register("anthropic", AnthropicConfig, _build)

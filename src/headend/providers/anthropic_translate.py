@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 
 from headend.errors import InvalidRequest, UpstreamFailure
-from headend.providers.base import Json
 from headend.providers.http import redact
+from headend.types import Json
 
 STOP_REASONS = {
     "end_turn": "stop",

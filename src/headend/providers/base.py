@@ -21,16 +21,18 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from headend.observability.tracing import UNTRACED, Span
+from headend.types import Batch, Json
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from headend.config import Settings
     from headend.observability.metrics import Metrics
+    from headend.pricing import Spend
     from headend.providers.h1 import H1Client
-    from headend.providers.pricing import Spend
     from headend.providers.resilience import Resilience
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-Json = dict[str, Any]
-Batch = list[Json]
 
 
 class SamplingParams(BaseModel):
@@ -165,3 +167,9 @@ def embedder(provider: Provider) -> Embedder | None:
     if isinstance(provider, Embedder) and provider.embeds():
         return provider
     return None
+
+
+# How a provider module registers its type: ``register(type_name, config_model, build)``,
+# where ``build(name, config, settings)`` makes the provider. The registry hands it in
+# (headend.providers.registry), so no provider module imports the registry.
+Register = Callable[[str, type["BaseModel"], Callable[[str, Any, "Settings"], Provider]], None]

@@ -17,10 +17,11 @@ import orjson
 from pydantic import Field
 
 from headend.errors import APIError, ServiceUnavailable, UpstreamFailure, UpstreamRejected
-from headend.providers.base import ChatCall, Json, Resources, Timer
+from headend.providers.base import ChatCall, Resources, Timer
 from headend.providers.h1 import ConnectFailed, H1Client, Response
 from headend.providers.resilience import ResilientConfig, Timeouts, parse_retry_after
 from headend.proxies import Proxy, ProxySetting, proxy_for
+from headend.types import Json
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 CLIENT_FAULT_STATUS = frozenset({400, 413, 422})

@@ -9,11 +9,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from headend import __version__
-from headend.providers.base import Batch, FinishReason, Json
+from headend.providers.base import FinishReason
 from headend.providers.llama_batch import Finished, Piece
 from headend.providers.llama_logprobs import TokenLogprob
 from headend.providers.llama_output import OutputReader
 from headend.providers.reply import Reply, chat_completion
+from headend.types import Batch, Json
 
 SYSTEM_FINGERPRINT = f"fp_headend_{__version__}"
 

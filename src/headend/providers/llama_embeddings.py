@@ -16,11 +16,12 @@ from collections.abc import AsyncGenerator, Callable
 
 from headend.config import Settings
 from headend.errors import InvalidRequest, ServiceUnavailable, UnsupportedValue
-from headend.providers.base import Batch, ChatCall, Json, Resources
+from headend.providers.base import ChatCall, Resources
 from headend.providers.llama_cpp import LlamaBase, LlamaCppConfig, context_params, load_model
 from headend.providers.llama_encoder import Encoder, normalized
 from headend.schemas.openai.embeddings import EmbeddingRequest, embedding_list
 from headend.schemas.validation import validate
+from headend.types import Batch, Json
 
 
 class LlamaEmbeddingProvider(LlamaBase):

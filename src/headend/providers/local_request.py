@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headend.errors import InvalidRequest, UnsupportedValue
-from headend.providers.base import Json, SamplingParams
+from headend.providers.base import SamplingParams
 from headend.providers.llama_tool_formats import ToolSpec
 from headend.schemas.openai.chat import (
     ChatCompletionRequest,
@@ -23,6 +23,7 @@ from headend.schemas.openai.chat import (
     ToolCall,
 )
 from headend.schemas.validation import validate
+from headend.types import Json
 
 NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 LOGIT_BIAS_LIMIT = 100.0

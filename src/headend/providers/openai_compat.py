@@ -9,11 +9,11 @@ the upstream's ``/embeddings`` the same way.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headend.config import Settings
 from headend.errors import UpstreamFailure
-from headend.providers.base import Batch, ChatCall, Json
+from headend.providers.base import ChatCall, Register
 from headend.providers.http import (
     HttpProvider,
     HttpUpstreamConfig,
@@ -22,9 +22,7 @@ from headend.providers.http import (
     redact,
     sse_batches,
 )
-
-if TYPE_CHECKING:
-    from headend.providers.registry import ProviderTypes
+from headend.types import Batch, Json
 
 
 class OpenAIConfig(HttpUpstreamConfig):
@@ -111,7 +109,5 @@ def _build(name: str, config: OpenAIConfig, settings: Settings) -> OpenAICompatP
     return OpenAICompatProvider(name, config)
 
 
-def register(types: ProviderTypes) -> None:
-    from headend.providers.registry import ProviderType
-
-    types.register("openai", ProviderType(config_model=OpenAIConfig, build=_build))
+def register(register: Register) -> None:
+    register("openai", OpenAIConfig, _build)

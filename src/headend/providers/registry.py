@@ -30,6 +30,15 @@ class ProviderTypes:
             raise ValueError(f"provider type {type_name!r} is already registered")
         self._types[type_name] = provider_type
 
+    def add(
+        self,
+        type_name: str,
+        config_model: type[BaseModel],
+        build: Callable[[str, Any, Settings], Provider],
+    ) -> None:
+        """What a provider module's ``register`` is handed (``providers.base.Register``)."""
+        self.register(type_name, ProviderType(config_model, build))
+
     def names(self) -> list[str]:
         return sorted(self._types)
 
@@ -74,5 +83,5 @@ def builtin_provider_types() -> ProviderTypes:
 
     types = ProviderTypes()
     for module in (llama_cpp, openai_compat, anthropic):
-        module.register(types)
+        module.register(types.add)
     return types

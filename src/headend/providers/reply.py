@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from headend.providers.base import Json
+from headend.types import Json
 
 
 @dataclass(slots=True)

@@ -32,12 +32,13 @@ from headend.errors import (
 )
 from headend.observability.genai import ModelCallRecord, model_span
 from headend.observability.metrics import Metrics
-from headend.providers.base import Batch, ChatCall, Json, Provider, embedder
+from headend.pricing import FREE, Price
+from headend.providers.base import ChatCall, Provider, embedder
 from headend.providers.deadlines import Deadlines
-from headend.providers.pricing import FREE, Price
 from headend.providers.resilience import Retry, backoff_delay
 from headend.providers.routes import Target
 from headend.providers.startup import ProviderStartup
+from headend.types import Batch, Json
 
 log = logging.getLogger(__name__)
 

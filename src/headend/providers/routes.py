@@ -6,7 +6,7 @@
 - ``"ollama/*": ollama`` under ``models:`` passes ``ollama/<anything>`` to the provider
   ``ollama`` as model ``<anything>``;
 - ``fast: {route: openai/gpt-4o-mini, price: {input: 0.15, output: 0.6}}`` is an alias
-  with a price of its own (its targets carry it; see ``headend.providers.pricing``).
+  with a price of its own (its targets carry it; see ``headend.pricing``).
 
 Clients may send only agent ids and names under ``models:`` (wildcards included). Agent
 files may also use provider routes directly.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headend.errors import ConfigError
-from headend.providers.pricing import Price
+from headend.pricing import Price
 
 WILDCARD = "/*"
 

@@ -25,7 +25,7 @@ from headend.limits.base import (
     take,
 )
 from headend.observability.metrics import Metrics
-from headend.providers.pricing import FREE, Price, Spend
+from headend.pricing import FREE, Price, Spend
 from headend.server.auth import Principal
 from headend.server.budgets import BudgetBook
 from headend.server.context import RequestContext

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import orjson
 
 from headend.agents.loop import LoopEnd, LoopEvent, ToolProgress
-from headend.providers.base import Json
 from headend.providers.reply import chat_completion
 from headend.schemas.openai.chat import ProgressFormat
 from headend.server.sse import data_frame
+from headend.types import Json
 
 
 @dataclass(slots=True)

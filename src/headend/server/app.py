@@ -28,7 +28,6 @@ from headend.limits.open import open_limiter
 from headend.observability.access_log import AccessLog
 from headend.observability.logs import ACCESS_LOGGER
 from headend.observability.metrics import Metrics
-from headend.observability.requests import RequestObserver
 from headend.observability.store import timed_store
 from headend.observability.tracing import Tracing, tracing_from_env
 from headend.providers.base import Provider, Resources
@@ -46,6 +45,7 @@ from headend.server.dispatch import HeadendApp
 from headend.server.embeddings import EmbeddingService
 from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.idempotency import IdempotencyMiddleware
+from headend.server.observer import RequestObserver
 from headend.server.readiness import Readiness
 from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke, rotate, usage

@@ -21,8 +21,8 @@ from headend.agents.versions import AgentVersions
 from headend.errors import APIError, InvalidRequest, ModelNotFound
 from headend.observability.genai import agent_span
 from headend.observability.tracing import Span
-from headend.providers.base import ChatCall, Json
-from headend.providers.pricing import Spend
+from headend.pricing import Spend
+from headend.providers.base import ChatCall
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable, Target
@@ -47,6 +47,7 @@ from headend.server.sessions import (
 from headend.server.sse import data_frame
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
+from headend.types import Json
 from headend.widget.requests import visitor_request
 
 log = logging.getLogger(__name__)

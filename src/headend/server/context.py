@@ -21,10 +21,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError
 from headend.observability.logs import current_request
-from headend.observability.requests import RequestObserver, surface_of
 from headend.observability.tracing import UNTRACED, Span, Tracing, TracingOff
 from headend.providers.base import Timer
 from headend.server.error_shapes import envelope_for, send_error
+from headend.server.observer import EXACT, RequestObserver, surface_of
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,9 @@ class RequestContextMiddleware:
             surface=surface_of(scope["path"]),
         )
         if context.surface not in UNTRACED_SURFACES:
+            path = scope["path"]
             context.span = self.tracing.request(
-                scope["method"], scope["path"], scope["headers"], context.request_id
+                scope["method"], path, scope["headers"], context.request_id, path in EXACT
             )
         scope.setdefault("state", {})[STATE_KEY] = context
         request_id = context.request_id.encode()

@@ -10,7 +10,7 @@ from typing import Any
 
 from headend.agents.registry import AgentRegistry
 from headend.errors import ModelNotFound, UnsupportedValue
-from headend.providers.base import ChatCall, Json
+from headend.providers.base import ChatCall
 from headend.providers.router import Router
 from headend.providers.routes import RouteTable
 from headend.schemas.openai.embeddings import EmbeddingRequest
@@ -18,6 +18,7 @@ from headend.schemas.validation import validate
 from headend.server.admission import Admission
 from headend.server.auth import Principal
 from headend.server.context import RequestContext
+from headend.types import Json
 
 
 class EmbeddingService:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from headend.errors import SessionBusy, SessionModelMismatch, SessionNotFound
-from headend.store.base import Json, NewSession, Store
+from headend.store.base import NewSession, Store
+from headend.types import Json
 
 LEASE = 10.0  # seconds a turn's lease lasts unless renewed
 RENEW = LEASE / 3

@@ -7,9 +7,9 @@ abandoned turn leaves nothing behind and a crash never leaves half a turn.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-Json = dict[str, Any]
+from headend.types import Json
 
 
 @dataclass(frozen=True, slots=True)

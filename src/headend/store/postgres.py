@@ -19,7 +19,6 @@ from headend.store.base import (
     AuditQuery,
     ConsoleLogin,
     IdempotentRequest,
-    Json,
     KeyRecord,
     NewSession,
     ResponseRecord,
@@ -65,6 +64,7 @@ from headend.store.rows import (
     usage_row,
     usage_values,
 )
+from headend.types import Json
 from headend.urls import without_credentials
 
 Migration = Callable[[Any], Awaitable[None]]

@@ -26,7 +26,6 @@ from headend.store.base import (
     AuditQuery,
     ConsoleLogin,
     IdempotentRequest,
-    Json,
     KeyRecord,
     NewSession,
     ResponseRecord,
@@ -73,6 +72,7 @@ from headend.store.rows import (
     usage_row,
     usage_values,
 )
+from headend.types import Json
 
 T = TypeVar("T")
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from headend.errors import InvalidRequest, UnsupportedValue
-from headend.providers.base import Json
+from headend.types import Json
 
 # fields the chat request takes as they are
 PASSED = (

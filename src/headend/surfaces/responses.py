@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from headend.errors import APIError, InvalidRequest, UnsupportedValue
-from headend.providers.base import Json
-from headend.providers.pricing import cache_tokens, reasoning_tokens, tokens
+from headend.pricing import cache_tokens, reasoning_tokens, tokens
 from headend.schemas.openai.responses import ResponseRequest
 from headend.schemas.validation import validate
 from headend.surfaces.fields import block_text
@@ -20,6 +19,7 @@ from headend.surfaces.responses_tools import (
     custom_arguments,
     flat_name,
 )
+from headend.types import Json
 
 PASSED = {"temperature": "temperature", "top_p": "top_p", "user": "user", "stream": "stream"}
 RENAMED = {"max_output_tokens": "max_tokens", "parallel_tool_calls": "parallel_tool_calls"}

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from headend.errors import InvalidRequest, UnsupportedValue
-from headend.providers.base import Json
+from headend.types import Json
 
 SEPARATOR = "__"
 MAX_NAME = 64  # what OpenAI-compatible upstreams accept for a function name

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from headend.config import McpServerSettings
-from headend.tools.base import Json, Tool, ToolContext, ToolError
+from headend.tools.base import Tool, ToolContext, ToolError
+from headend.types import Json
 
 log = logging.getLogger(__name__)
 

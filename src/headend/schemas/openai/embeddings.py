@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from pydantic_core import PydanticCustomError
 
-from headend.providers.base import Json
+from headend.types import Json
 
 MAX_INPUTS = 2048
 

@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import MethodNotAllowed, UpgradeRequired
-from headend.providers.base import Json
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
 from headend.server.chat import Plan
@@ -26,6 +25,7 @@ from headend.surfaces.responses import (
     to_chat,
 )
 from headend.surfaces.responses_tools import request_tools
+from headend.types import Json
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from headend.tools.base import Json, ToolContext, ToolError
+from headend.tools.base import ToolContext, ToolError
+from headend.types import Json
 
 MAX_DEPTH = 3
 

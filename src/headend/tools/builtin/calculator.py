@@ -9,7 +9,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from headend.tools.base import Json, ToolContext, ToolError
+from headend.tools.base import ToolContext, ToolError
+from headend.types import Json
 
 MAX_EXPRESSION = 500
 MAX_EXPONENT = 10_000

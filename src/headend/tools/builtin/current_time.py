@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from headend.tools.base import Json, ToolContext, ToolError
+from headend.tools.base import ToolContext, ToolError
+from headend.types import Json
 
 
 class CurrentTime:

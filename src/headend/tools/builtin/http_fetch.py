@@ -15,8 +15,9 @@ import aiohttp
 from yarl import URL
 
 from headend.proxies import Proxy, proxy_for
-from headend.tools.base import Json, ToolContext, ToolError
+from headend.tools.base import ToolContext, ToolError
 from headend.tools.fence import Fence
+from headend.types import Json
 
 MAX_BYTES = 100_000
 MAX_REDIRECTS = 5

@@ -19,7 +19,8 @@ import contextlib
 import os
 import signal
 
-from headend.tools.base import Json, ToolContext, ToolError
+from headend.tools.base import ToolContext, ToolError
+from headend.types import Json
 
 MAX_OUTPUT = 20_000
 KEPT_ENVIRONMENT = ("PATH", "LANG", "TERM")
