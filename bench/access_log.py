@@ -30,8 +30,8 @@ from typing import Any
 from headend.observability.access_log import AccessLog
 from headend.observability.logs import ACCESS_LOGGER, LogFormat, configure_logging
 from headend.observability.metrics import Metrics
-from headend.server.context import RequestContext
 from headend.server.observer import RequestObserver
+from headend.server.request_record import RequestContext
 
 SCOPE: dict[str, Any] = {"method": "POST", "path": "/v1/chat/completions", "type": "http"}
 access = logging.getLogger(ACCESS_LOGGER)

@@ -1,7 +1,7 @@
 """What letting a request in costs: budget, rates, concurrency slots and usage counting, per
 request.
 
-Runs the admission of ``headend.server.admission`` in-process, as a chat request does
+Runs the admission of ``headend.runs.admission`` in-process, as a chat request does
 (check the key's budget and rates, take slots, give them back and count tokens and cost),
 for a key without limits, a key with rates and a concurrency cap, and a key with a budget
 (never reached; its spend read from a SQLite store in a temporary directory), in memory, and
@@ -20,15 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from headend.access.principal import Principal
 from headend.config import LimitSettings
 from headend.limits.base import Limiter, Rates
 from headend.limits.budget import Budget
 from headend.limits.memory import MemoryLimiter
 from headend.pricing import Price
-from headend.server.admission import Admission
-from headend.server.auth import Principal
-from headend.server.budgets import BudgetBook
-from headend.server.usage import UsageMeter
+from headend.runs.admission import Admission
+from headend.runs.budgets import BudgetBook
+from headend.runs.usage import UsageMeter
 from headend.store.sqlite import SqliteStore
 
 BIG = 10**9  # limits never reached: the cost of checking them, not of refusing

@@ -4,9 +4,9 @@ the uvicorn protocol ``headend serve`` uses, on default limits (``uvicorn --http
 
 from starlette.applications import Starlette
 
+from headend.app import create_app
 from headend.config import ServerSettings, load_settings
 from headend.observability.logs import configure_logging
-from headend.server.app import create_app
 from headend.server.ingress import guarded_protocol
 
 Protocol = guarded_protocol(ServerSettings())

@@ -41,9 +41,9 @@ from gateway import nginx_conf, stop  # noqa: E402
 from peers import Upstreams, headend_config  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
+from headend.app import create_app  # noqa: E402
 from headend.config import load_settings  # noqa: E402
 from headend.providers.h1 import H1Client  # noqa: E402
-from headend.server.app import create_app  # noqa: E402
 from headend.server.cancel import DISCONNECT, Disconnect  # noqa: E402
 
 CONCURRENCY = 16

@@ -21,8 +21,8 @@ from headend.config import Settings, load_settings
 from headend.errors import ConfigError, HeadendError
 from headend.limits.budget import PERIODS, money
 from headend.observability.audit import ACTIONS, cli_actor
+from headend.providers.model_routes import RouteTable
 from headend.providers.registry import builtin_provider_types
-from headend.providers.routes import RouteTable
 from headend.store.base import KeyRecord, Store
 from headend.tools.registry import builtin_tools
 
@@ -70,9 +70,9 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from headend.app import create_app
     from headend.observability.logs import configure_logging
     from headend.observability.tracing import TracingOff
-    from headend.server.app import create_app
     from headend.server.serving import serve
     from headend.server.workers import Supervisor, check_workers, preflight
 
@@ -85,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_workers(settings)
         create_app(settings, tracing=TracingOff())  # agents, routes, providers: checked once
         preflight(settings)
-        return Supervisor(settings, args.log_level).run()
+        return Supervisor(settings, args.log_level, create_app).run()
     serve(create_app(settings), settings, log_level=args.log_level)
     return 0
 
@@ -196,9 +196,9 @@ def _with_store(
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
+    from headend.access.keys import KeyLimits, Publishable, check_agents, create_key, tool_grant
     from headend.config import parse_duration
     from headend.limits.budget import Budget
-    from headend.server.keys import KeyLimits, Publishable, check_agents, create_key, tool_grant
 
     settings = _settings(args, secrets=False)
 
@@ -314,7 +314,7 @@ def describe_limits(key: KeyRecord) -> str:
 def cmd_usage(args: argparse.Namespace) -> int:
     import time
 
-    from headend.server.usage import utc_day
+    from headend.runs.usage import utc_day
 
     async def work(store: Store) -> int:
         since = utc_day(time.time() - (args.days - 1) * 86400)
@@ -360,7 +360,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from headend.server.keys import revoke_key
+    from headend.access.keys import revoke_key
 
     async def work(store: Store) -> int:
         if not await revoke_key(store, args.key_id, by=cli_actor()):
@@ -373,7 +373,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from headend.server.keys import rotate_key
+    from headend.access.keys import rotate_key
 
     async def work(store: Store) -> int:
         secret = await rotate_key(store, args.key_id, by=cli_actor())

@@ -10,7 +10,7 @@ from headend.agents.compose import merge_sampling
 from headend.agents.registry import load_agents
 from headend.agents.spec import parse_agent
 from headend.errors import ConfigError
-from headend.providers.routes import RouteTable
+from headend.providers.model_routes import RouteTable
 from headend.tools.registry import builtin_tools
 
 LOCAL = RouteTable({}, {"local"})

@@ -13,18 +13,23 @@ import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from headend.app import create_app
 from headend.config import Settings, load_settings
 from headend.errors import HeadendError
 from headend.observability.logs import configure_logging
-from headend.server.workers import Supervisor, run_worker
+from headend.server.workers import AppFactory, Supervisor, run_worker
 
 GONE = "redis://127.0.0.1:1/0"
 
 
 def redis_gone(
-    settings: Settings, log_level: str, listener: socket.socket, channel: Connection
+    settings: Settings,
+    log_level: str,
+    listener: socket.socket,
+    channel: Connection,
+    build_app: AppFactory,
 ) -> None:
-    run_worker(settings.model_copy(update={"redis": GONE}), log_level, listener, channel)
+    run_worker(settings.model_copy(update={"redis": GONE}), log_level, listener, channel, build_app)
 
 
 def main() -> int:
@@ -34,7 +39,7 @@ def main() -> int:
     settings = settings.model_copy(update={"server": server})
     configure_logging("text", "info")
     try:
-        return Supervisor(settings, "info", target=redis_gone).run()
+        return Supervisor(settings, "info", create_app, target=redis_gone).run()
     except HeadendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from headend.observability.metrics import Metrics
-from headend.server.admission import pool_labels
+from headend.runs.admission import pool_labels
 from headend.server.observer import surface_of
 
 ROOT = Path(__file__).resolve().parents[2]

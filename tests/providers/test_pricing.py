@@ -9,8 +9,8 @@ from headend.config import RouteSection
 from headend.errors import ConfigError, UpstreamFailure
 from headend.pricing import FREE, Price, Spend
 from headend.providers.base import ChatCall
+from headend.providers.model_routes import RouteTable, Target
 from headend.providers.router import Router
-from headend.providers.routes import RouteTable, Target
 from tests.fakes import ScriptedProvider
 
 CHEAP = Price(input=1, output=2)

@@ -8,6 +8,7 @@ import pytest
 
 from headend.errors import ProviderError, ProviderTimeout, UpstreamFailure, UpstreamRejected
 from headend.providers.base import ChatCall
+from headend.providers.model_routes import Target
 from headend.providers.resilience import (
     Cooldown,
     Resilience,
@@ -16,7 +17,6 @@ from headend.providers.resilience import (
     parse_retry_after,
 )
 from headend.providers.router import Router
-from headend.providers.routes import Target
 from headend.types import Json
 from tests.fakes import ScriptedProvider
 

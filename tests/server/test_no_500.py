@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from headend.app import create_app
 from headend.config import Settings
-from headend.server.app import create_app
 from tests.fakes import ScriptedEmbedder, ScriptedProvider
 
 json_values = st.recursive(

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from headend.app import create_app
 from headend.config import Settings
 from headend.errors import ServiceUnavailable
 from headend.providers.base import Resources
 from headend.providers.startup import ProviderStartup
-from headend.server.app import create_app
 from tests.fakes import ScriptedProvider
 
 HI = [{"role": "user", "content": "hi"}]

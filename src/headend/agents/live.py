@@ -27,7 +27,7 @@ from headend.agents.registry import API, FILE, agent_files, read_agent_files
 from headend.agents.versions import AgentVersions
 from headend.config import Settings, load_settings
 from headend.errors import ConfigError
-from headend.providers.routes import RouteTable
+from headend.providers.model_routes import RouteTable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from headend.agents.spec import AgentSpec, agent_id_of, parse_agent_text, read_agent
 from headend.errors import ConfigError
 from headend.providers.base import Provider, chats
-from headend.providers.routes import RouteTable, Target, UnknownRoute
+from headend.providers.model_routes import RouteTable, Target, UnknownRoute
 from headend.tools.base import Tool
 from headend.tools.mcp import McpRef
 from headend.tools.registry import ToolRegistry, UnknownTool, builtin_tools, mcp_refs

@@ -18,7 +18,7 @@ from dataclasses import replace
 from headend.agents.registry import API, FILE, Agent, AgentRegistry, build_agent
 from headend.errors import ConfigError, InvalidRequest
 from headend.observability import audit
-from headend.providers.routes import RouteTable
+from headend.providers.model_routes import RouteTable
 from headend.store.base import Store
 from headend.tools.registry import ToolRegistry
 

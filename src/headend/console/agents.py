@@ -10,9 +10,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headend.access.principal import Principal
 from headend.agents.registry import Agent
 from headend.providers.base import SAMPLING_FIELDS
-from headend.server.auth import Principal, principal_of
+from headend.server.auth import principal_of
 from headend.server.http import json_response
 from headend.server.services import services
 

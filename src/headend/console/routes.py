@@ -6,11 +6,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.console.cookies import COOKIE, check_origin, cookie_token
-from headend.console.logins import LIFETIME
+from headend.access.logins import LIFETIME
+from headend.access.principal import OPEN, Principal
 from headend.errors import InvalidKey
 from headend.schemas.validation import validate
-from headend.server.auth import OPEN, Principal
+from headend.server.cookies import COOKIE, check_origin, cookie_token
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import services
 

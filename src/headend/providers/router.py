@@ -35,8 +35,8 @@ from headend.observability.metrics import Metrics
 from headend.pricing import FREE, Price
 from headend.providers.base import ChatCall, Provider, embedder
 from headend.providers.deadlines import Deadlines
+from headend.providers.model_routes import Target
 from headend.providers.resilience import Retry, backoff_delay
-from headend.providers.routes import Target
 from headend.providers.startup import ProviderStartup
 from headend.types import Batch, Json
 

@@ -1,13 +1,10 @@
-"""Wire shapes of the agent admin API, and the definitions its requests carry."""
+"""Wire shapes of the agent admin API."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from headend.agents.spec import compose_agent_text
-from headend.errors import InvalidRequest
 
 
 class AgentEntry(BaseModel):
@@ -58,32 +55,3 @@ class AgentDiff(BaseModel):
 class PublishAgent(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     version: int | None = Field(None, ge=1)  # an earlier version to serve again; None: the draft
-
-
-def definition_text(body: dict[str, Any]) -> str:
-    """An agent's definition from a request: ``content`` (an agent file's whole text), or
-    the front matter's keys with ``prompt`` (the file's body)."""
-    fields = dict(body)
-    if "content" in fields:
-        content = fields.pop("content")
-        if not isinstance(content, str):
-            raise InvalidRequest(
-                "'content' must be a string: an agent file's text (front matter and prompt).",
-                param="content",
-                code="invalid_type",
-            )
-        if fields:
-            raise InvalidRequest(
-                "Send either 'content' (an agent file's text) or the front matter's keys "
-                f"with 'prompt', not both: {', '.join(sorted(fields))}.",
-                param=sorted(fields)[0],
-            )
-        return content
-    prompt = fields.pop("prompt", "")
-    if not isinstance(prompt, str):
-        raise InvalidRequest(
-            "'prompt' must be a string: the agent's system prompt.",
-            param="prompt",
-            code="invalid_type",
-        )
-    return compose_agent_text(fields, prompt)

@@ -6,8 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from headend.store.base import AuditEntry
-
 
 class AuditEntryShape(BaseModel):
     object: Literal["audit.entry"] = "audit.entry"
@@ -17,17 +15,6 @@ class AuditEntryShape(BaseModel):
     action: str
     target: str  # the key's or the agent's id
     detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: AuditEntry) -> AuditEntryShape:
-        return cls(
-            id=entry.id or 0,
-            at=round(entry.at, 3),
-            actor=entry.actor,
-            action=entry.action,
-            target=entry.target,
-            detail=entry.detail,
-        )
 
 
 class AuditList(BaseModel):

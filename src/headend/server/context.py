@@ -14,21 +14,18 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass, field
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.errors import APIError
 from headend.observability.logs import current_request
-from headend.observability.tracing import UNTRACED, Span, Tracing, TracingOff
-from headend.providers.base import Timer
+from headend.observability.tracing import Tracing, TracingOff
 from headend.server.error_shapes import envelope_for, send_error
 from headend.server.observer import EXACT, RequestObserver, surface_of
+from headend.server.request_record import STATE_KEY, RequestContext, context_of
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "headend"
 UNTRACED_SURFACES = frozenset({"health", "metrics"})  # probes and scrapes: noise in traces
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -42,34 +39,6 @@ class RequestIds:
 
     def __call__(self) -> str:
         return f"{self._prefix}{next(self._counter):08x}"
-
-
-@dataclass(slots=True)
-class RequestContext:
-    """One request as it goes: set by the middleware, the routes and the error handlers."""
-
-    request_id: str
-    surface: str = "other"
-    timer: Timer = field(default_factory=Timer)
-    model: str | None = None  # a configured agent's or route's name, once the request names one
-    status: int = 0
-    streaming: bool = False  # an event stream
-    first_event: float | None = None  # perf_counter when a stream's first event went out
-    error: APIError | None = None  # what the request was refused or failed with
-    key_id: str | None = None  # the caller's key, once authenticated
-    tokens: tuple[int, int] | None = None  # prompt and completion tokens charged
-    span: Span = UNTRACED  # the request's span: agent runs and model calls go under it
-
-
-def request_context(request: Request) -> RequestContext:
-    found: RequestContext = request.scope["state"][STATE_KEY]
-    return found
-
-
-def context_of(scope: Scope) -> RequestContext | None:
-    """The request's context, where the middleware made one."""
-    found: RequestContext | None = scope.get("state", {}).get(STATE_KEY)
-    return found
 
 
 async def refuse(scope: Scope, send: Send, error: APIError) -> None:

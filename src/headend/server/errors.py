@@ -7,9 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import APIError, MethodNotAllowed, NotFound
-from headend.server.context import context_of
 from headend.server.error_shapes import envelope_for
 from headend.server.http import json_response
+from headend.server.request_record import context_of
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

@@ -16,7 +16,7 @@ from headend.observability.metrics import Metrics
 if TYPE_CHECKING:
     from starlette.types import Scope
 
-    from headend.server.context import RequestContext
+    from headend.server.request_record import RequestContext
 
 # The API surface a path belongs to: a fixed set of words, whatever the path was.
 EXACT = {

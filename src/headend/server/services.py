@@ -6,20 +6,20 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from headend.access.authenticator import Authenticator
+from headend.access.logins import ConsoleLogins
+from headend.access.visitors import Visitors
 from headend.agents.editor import AgentEditor
 from headend.agents.registry import AgentRegistry
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
-from headend.console.logins import ConsoleLogins
 from headend.observability.metrics import Metrics
-from headend.providers.routes import RouteTable
-from headend.server.auth import Authenticator
-from headend.server.chat import ChatService
-from headend.server.embeddings import EmbeddingService
-from headend.server.responses import ResponseService
-from headend.server.usage import UsageMeter
+from headend.providers.model_routes import RouteTable
+from headend.runs.embeddings import EmbeddingService
+from headend.runs.service import ChatService
+from headend.runs.stored_responses import ResponseService
+from headend.runs.usage import UsageMeter
 from headend.store.base import Store
-from headend.widget.visitors import Visitors
 
 
 @dataclass(slots=True)

@@ -29,10 +29,6 @@ SSE_HEADERS = [
 ]
 
 
-def data_frame(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
-
-
 class EventStream(Response):
     """A ``Response`` so that routes may return it; it speaks ASGI itself."""
 

@@ -39,8 +39,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from headend.config import Settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 from headend.errors import ConfigError, HeadendError, StartupError
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,10 @@ BOOT_FAILED = 3  # a worker's exit code when it could not start (gunicorn's too)
 READY = "ready"  # what a worker tells the supervisor once it serves
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-WorkerTarget = Callable[[Settings, str, socket.socket, Connection], None]
+# What a worker serves: the app for the settings (headend.app.create_app, handed down by the
+# command so that server/ never imports the app above it).
+AppFactory = Callable[[Settings], "Starlette"]
+WorkerTarget = Callable[[Settings, str, socket.socket, Connection, AppFactory], None]
 
 
 def check_workers(settings: Settings) -> None:
@@ -84,8 +91,8 @@ def preflight(settings: Settings) -> None:
     """What every worker would find at start-up, found once before forking: the store and
     Redis answer (their extras installed), and a public address has keys. Migrations run
     here too, so workers do not race to apply them."""
+    from headend.access.authenticator import Authenticator, check_exposure
     from headend.limits.open import open_limiter
-    from headend.server.auth import Authenticator, check_exposure
     from headend.store import open_store
 
     async def check() -> None:
@@ -110,12 +117,15 @@ def one_line(error: HeadendError) -> str:
 
 
 def run_worker(
-    settings: Settings, log_level: str, listener: socket.socket, channel: Connection
+    settings: Settings,
+    log_level: str,
+    listener: socket.socket,
+    channel: Connection,
+    build_app: AppFactory,
 ) -> None:
     """A worker process: the app on the supervisor's socket, until drained. It says READY on
     ``channel`` once it serves, or why it could not start before it exits BOOT_FAILED."""
     from headend.observability.logs import configure_logging
-    from headend.server.app import create_app
     from headend.server.serving import serve
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor passes Ctrl-C on as SIGTERM
@@ -128,7 +138,7 @@ def run_worker(
         channel.send(READY)
 
     try:
-        app = create_app(settings)
+        app = build_app(settings)
         serve(
             app,
             settings,
@@ -181,10 +191,17 @@ class _Deaths:
 class Supervisor:
     """Runs ``target`` (``run_worker``) in N processes; see the module's docstring."""
 
-    def __init__(self, settings: Settings, log_level: str, target: WorkerTarget = run_worker):
+    def __init__(
+        self,
+        settings: Settings,
+        log_level: str,
+        build_app: AppFactory,
+        target: WorkerTarget = run_worker,
+    ):
         self.settings = settings
         self.log_level = log_level
         self.target = target
+        self.build_app = build_app
         self.stopping = False
         self.fatal: str | None = None  # why the supervisor stops on its own
         self._context = multiprocessing.get_context("spawn")
@@ -228,7 +245,7 @@ class Supervisor:
         reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=self.target,
-            args=(self.settings, self.log_level, listener, writer),
+            args=(self.settings, self.log_level, listener, writer, self.build_app),
             name="headend-worker",
         )
         process.start()

@@ -11,9 +11,9 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from headend.access.origins import request_origin
 from headend.errors import OriginNotAllowed
 from headend.server.http import json_response
-from headend.widget.origins import request_origin
 
 CORS_PATHS = frozenset({"/v1/chat/completions", "/widget/api/visitor", "/widget/api/conversation"})
 PREFLIGHT = {

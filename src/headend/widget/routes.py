@@ -15,13 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headend.access.origins import request_origin
+from headend.access.visitor_tokens import MAX_TOKEN
 from headend.errors import APIError, ModelNotFound
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import services
-from headend.widget.origins import request_origin
-from headend.widget.tokens import MAX_TOKEN
 
 SCRIPT_HEADERS = {
     "Cache-Control": "public, max-age=300",

@@ -99,14 +99,8 @@ function labelCells(tbody) {
     });
   }
 }
-new MutationObserver((changes) => {
-  for (const change of changes) {
-    const tbody = change.target.closest?.("tbody");
-    if (tbody) labelCells(tbody);
-    for (const node of change.addedNodes) {
-      if (node instanceof Element) node.querySelectorAll("tbody").forEach(labelCells);
-    }
-  }
+new MutationObserver(() => {
+  for (const tbody of document.querySelectorAll("main tbody")) labelCells(tbody);
 }).observe(document.querySelector("main"), { childList: true, subtree: true });
 
 $("sign-in-form").addEventListener("submit", (event) => app.signIn(event));

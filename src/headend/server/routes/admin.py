@@ -8,13 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.config import parse_duration
-from headend.errors import InvalidRequest, NotFound
-from headend.limits.budget import Budget
-from headend.schemas.validation import validate
-from headend.server.auth import principal_of
-from headend.server.http import decode_json, json_response, read_body
-from headend.server.keys import (
+from headend.access.keys import (
     KeyLimits,
     KeySettingError,
     Publishable,
@@ -25,8 +19,14 @@ from headend.server.keys import (
     rotate_key,
     tool_grant,
 )
+from headend.config import parse_duration
+from headend.errors import InvalidRequest, NotFound
+from headend.limits.budget import Budget
+from headend.runs.usage import usage_entry, utc_day
+from headend.schemas.validation import validate
+from headend.server.auth import principal_of
+from headend.server.http import decode_json, json_response, read_body
 from headend.server.services import Services, services
-from headend.server.usage import usage_entry, utc_day
 from headend.tools.registry import builtin_tools
 
 

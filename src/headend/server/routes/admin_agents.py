@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.agents.registry import API, FILE, Agent
+from headend.agents.spec import compose_agent_text
 from headend.agents.versions import DRAFT
 from headend.errors import InsufficientScope, InvalidRequest, NotFound
 from headend.schemas.agents import (
@@ -18,7 +19,6 @@ from headend.schemas.agents import (
     AgentVersionEntry,
     AgentVersionList,
     PublishAgent,
-    definition_text,
 )
 from headend.schemas.validation import json_object, validate
 from headend.server.auth import principal_of
@@ -210,3 +210,32 @@ async def diff(request: Request) -> Response:
     after = _side(request, "after", DRAFT)
     text = await found.editor.diff(agent_id, before, after)
     return json_response(AgentDiff(agent=agent_id, before=str(before), after=str(after), diff=text))
+
+
+def definition_text(body: dict[str, Any]) -> str:
+    """An agent's definition from a request: ``content`` (an agent file's whole text), or
+    the front matter's keys with ``prompt`` (the file's body)."""
+    fields = dict(body)
+    if "content" in fields:
+        content = fields.pop("content")
+        if not isinstance(content, str):
+            raise InvalidRequest(
+                "'content' must be a string: an agent file's text (front matter and prompt).",
+                param="content",
+                code="invalid_type",
+            )
+        if fields:
+            raise InvalidRequest(
+                "Send either 'content' (an agent file's text) or the front matter's keys "
+                f"with 'prompt', not both: {', '.join(sorted(fields))}.",
+                param=sorted(fields)[0],
+            )
+        return content
+    prompt = fields.pop("prompt", "")
+    if not isinstance(prompt, str):
+        raise InvalidRequest(
+            "'prompt' must be a string: the agent's system prompt.",
+            param="prompt",
+            code="invalid_type",
+        )
+    return compose_agent_text(fields, prompt)

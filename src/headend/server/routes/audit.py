@@ -10,7 +10,7 @@ from headend.observability.audit import known, unknown
 from headend.schemas.audit import AuditEntryShape, AuditList
 from headend.server.http import json_response
 from headend.server.services import services
-from headend.store.base import AuditQuery
+from headend.store.base import AuditEntry, AuditQuery
 
 MOST = 1000  # entries in one answer at most
 
@@ -43,5 +43,16 @@ async def list_audit(request: Request) -> Response:
         actor=request.query_params.get("actor"),
     )
     entries = await services(request).store.audit(query)
-    shown = [AuditEntryShape.of(entry) for entry in entries[:limit]]
+    shown = [entry_shape(entry) for entry in entries[:limit]]
     return json_response(AuditList(data=shown, has_more=len(entries) > limit))
+
+
+def entry_shape(entry: AuditEntry) -> AuditEntryShape:
+    return AuditEntryShape(
+        id=entry.id or 0,
+        at=round(entry.at, 3),
+        actor=entry.actor,
+        action=entry.action,
+        target=entry.target,
+        detail=entry.detail,
+    )

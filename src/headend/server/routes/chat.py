@@ -9,11 +9,11 @@ from starlette.responses import Response
 
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
-from headend.server.chat import error_frames
-from headend.server.context import request_context
 from headend.server.http import decode_json, read_body
+from headend.server.request_record import request_context
 from headend.server.services import services
 from headend.server.sse import EventStream
+from headend.surfaces.agent_chunks import error_frames
 
 
 async def create_chat_completion(request: Request) -> Response:

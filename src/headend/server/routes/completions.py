@@ -8,14 +8,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.server.agent_frames import chunk_frames
+from headend.runs.service import Plan
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
-from headend.server.chat import DONE_FRAME, Plan, error_frames
-from headend.server.context import request_context
 from headend.server.http import decode_json, json_response, read_body
+from headend.server.request_record import request_context
 from headend.server.services import services
 from headend.server.sse import EventStream
+from headend.surfaces.agent_chunks import DONE_FRAME, chunk_frames, error_frames
 from headend.surfaces.completions import (
     CompletionChunks,
     choice,

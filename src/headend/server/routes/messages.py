@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import APIError
+from headend.runs.service import Plan
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
-from headend.server.chat import Plan
-from headend.server.context import request_context
 from headend.server.error_shapes import anthropic_envelope
 from headend.server.http import decode_json, json_response, read_body
+from headend.server.request_record import request_context
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
 from headend.surfaces.messages import MessageEvents, event_frame, to_chat, to_message

@@ -7,10 +7,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headend.access.principal import Principal, check_draft_access
 from headend.agents.registry import Agent
 from headend.errors import ModelNotFound
 from headend.schemas.openai.models import Model, ModelList
-from headend.server.auth import Principal, check_draft_access, principal_of
+from headend.server.auth import principal_of
 from headend.server.http import json_response
 from headend.server.services import Services, services
 

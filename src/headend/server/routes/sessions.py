@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import InvalidRequest, ModelNotFound, SessionNotFound
+from headend.runs.sessions import new_session_id
 from headend.schemas.sessions import (
     CreateSession,
     PostMessage,
@@ -19,7 +20,6 @@ from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
 from headend.server.routes.chat import respond
 from headend.server.services import services
-from headend.server.sessions import new_session_id
 from headend.store.base import SessionRecord, TurnRecord
 
 MAX_LIMIT = 100

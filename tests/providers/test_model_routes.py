@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from headend.errors import ConfigError
-from headend.providers.routes import RouteTable, Target, UnknownRoute
+from headend.providers.model_routes import RouteTable, Target, UnknownRoute
 
 PROVIDERS = {"openai", "ollama", "local"}
 

@@ -7,9 +7,9 @@ import hmac
 
 import pytest
 
-from headend.widget import tokens
-from headend.widget.origins import normalize_origin
-from headend.widget.tokens import VisitorClaims
+from headend.access import visitor_tokens as tokens
+from headend.access.origins import normalize_origin
+from headend.access.visitor_tokens import VisitorClaims
 
 SECRET = "signing-secret-of-one-key"
 CLAIMS = VisitorClaims("key_1", "v_abc", "https://shop.example.com", 1000.0, 4600.0)

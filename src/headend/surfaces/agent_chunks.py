@@ -15,10 +15,20 @@ from dataclasses import dataclass, field
 import orjson
 
 from headend.agents.loop import LoopEnd, LoopEvent, ToolProgress
+from headend.errors import APIError
 from headend.providers.reply import chat_completion
 from headend.schemas.openai.chat import ProgressFormat
-from headend.server.sse import data_frame
 from headend.types import Json
+
+DONE_FRAME = b"data: [DONE]\n\n"
+
+
+def data_frame(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def error_frames(error: APIError) -> bytes:
+    return data_frame(orjson.dumps(error.envelope())) + DONE_FRAME
 
 
 @dataclass(slots=True)

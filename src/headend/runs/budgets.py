@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from headend.errors import BudgetSpent, ServiceUnavailable
 from headend.limits.budget import Budget, Window, money
-from headend.server.usage import UsageMeter
+from headend.runs.usage import UsageMeter
 from headend.store.base import Store
 
 log = logging.getLogger(__name__)

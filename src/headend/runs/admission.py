@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from headend.access.principal import Principal
 from headend.config import LimitSettings
 from headend.errors import RateLimited
 from headend.limits.base import (
@@ -20,17 +21,14 @@ from headend.limits.base import (
     QueueFull,
     Queueing,
     QueueTimeout,
-    Rates,
     Slot,
-    take,
 )
+from headend.limits.refusals import rate_headers, retry_after, retry_headers, visitor_refusal
 from headend.observability.metrics import Metrics
 from headend.pricing import FREE, Price, Spend
-from headend.server.auth import Principal
-from headend.server.budgets import BudgetBook
-from headend.server.context import RequestContext
-from headend.server.ratelimit_headers import rate_headers, retry_after, retry_headers
-from headend.server.usage import UsageMeter
+from headend.runs.budgets import BudgetBook
+from headend.runs.record import RunRecord
+from headend.runs.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +42,13 @@ class Ticket:
 
     principal: Principal
     model: str
-    context: RequestContext | None = None  # told the tokens charged, for the access log
+    context: RunRecord | None = None  # told the tokens charged, for the access log
     headers: dict[str, str] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)  # as the model reported it
     spend: Spend = field(default_factory=Spend)  # what its model calls cost
     price: Price = FREE  # its first target's, for a cost estimated without usage
     done: bool = False
-
-
-def visitor_refusal(rates: Rates, wait: float, who: str) -> RateLimited:
-    return RateLimited(
-        f"Rate limit reached for this {who}: {rates.rpm} requests per minute. "
-        f"Try again in {wait:.1f}s.",
-        kind="requests",
-        headers=retry_headers(wait),
-    )
-
-
-async def take_visitor_rate(
-    limiter: Limiter, bucket: str, rates: Rates, who: str = "visitor"
-) -> None:
-    """One request from a widget visitor's (or client address's) bucket, or 429."""
-    levels = await take(limiter, bucket, rates)
-    if not levels.allowed:
-        raise visitor_refusal(rates, retry_after(rates, levels), who)
 
 
 def pool_labels(pool: str) -> tuple[str, str]:
@@ -128,7 +108,7 @@ class Admission:
         principal: Principal,
         model: str,
         agent_limit: int | None,
-        context: RequestContext | None = None,
+        context: RunRecord | None = None,
     ) -> Ticket:
         """Check the key's budget, take a request from every rate and a slot in every pool,
         or refuse with 429 and when to come back (holding nothing)."""

@@ -12,9 +12,9 @@ import pytest
 
 from headend.errors import BudgetSpent, ServiceUnavailable
 from headend.limits.budget import Budget
-from headend.server import budgets
-from headend.server.budgets import BudgetBook
-from headend.server.usage import UsageMeter, utc_day
+from headend.runs import budgets
+from headend.runs.budgets import BudgetBook
+from headend.runs.usage import UsageMeter, utc_day
 from headend.store.base import UsageRow
 from headend.store.sqlite import SqliteStore
 

@@ -8,21 +8,21 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from headend.limits.budget import Budget
-from headend.observability import audit
-from headend.server.auth import (
+from headend.access.origins import normalize_origin
+from headend.access.principal import normalize_scopes
+from headend.access.secrets import (
     PUBLISHABLE_PREFIX,
     SECRET_PREFIX,
     display_prefix,
     new_secret,
-    normalize_scopes,
     secret_hash,
 )
+from headend.access.visitor_tokens import identity_secret
+from headend.limits.budget import Budget
+from headend.observability import audit
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import NONE, READ_ONLY, ToolPolicy
 from headend.tools.registry import ToolRegistry, UnknownTool
-from headend.widget.origins import normalize_origin
-from headend.widget.tokens import identity_secret
 
 
 class KeySettingError(ValueError):

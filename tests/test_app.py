@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from headend.app import create_app
 from headend.config import ServerSettings, Settings
 from headend.errors import ProviderError
-from headend.server.app import create_app
 from tests.fakes import ScriptedProvider
 
 QUESTION = [{"role": "user", "content": "hi"}]

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
+from headend.access.fresh import FreshCache
 from headend.observability.logs import current_request
-from headend.server.fresh import FreshCache
 
 
 class Store:

@@ -12,17 +12,18 @@ import hmac
 import time
 from dataclasses import dataclass
 
+from headend.access import visitor_tokens as tokens
+from headend.access.authenticator import AHEAD, Authenticator
+from headend.access.fresh import FreshCache
+from headend.access.origins import request_origin
+from headend.access.principal import Principal
+from headend.access.visitor_tokens import LIFETIME, RENEWABLE, VisitorClaims
 from headend.errors import InvalidKey, OriginNotAllowed
 from headend.limits.base import Limiter, Rates
 from headend.limits.budget import Budget
-from headend.server.admission import take_visitor_rate
-from headend.server.auth import AHEAD, Authenticator, Principal
-from headend.server.fresh import FreshCache
+from headend.limits.refusals import take_visitor_rate
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import ToolPolicy
-from headend.widget import tokens
-from headend.widget.origins import request_origin
-from headend.widget.tokens import LIFETIME, RENEWABLE, VisitorClaims
 
 REFRESH_SECONDS = 1.0  # a revoked publishable key is refused everywhere within this
 MISS_REFRESH = 0.1  # an unknown key is looked for again at most this often (a new key)

@@ -14,45 +14,43 @@ from typing import Any
 
 import orjson
 
+from headend.access.principal import OPEN, Principal, check_draft_access
+from headend.access.visitor_request import visitor_request
 from headend.agents.compose import agent_body, max_iterations
 from headend.agents.loop import Run, ToolLoop, ToolProgress, add_usage
 from headend.agents.registry import Agent
 from headend.agents.versions import AgentVersions
-from headend.errors import APIError, InvalidRequest, ModelNotFound
+from headend.errors import InvalidRequest, ModelNotFound
 from headend.observability.genai import agent_span
 from headend.observability.tracing import Span
 from headend.pricing import Spend
 from headend.providers.base import ChatCall
+from headend.providers.model_routes import RouteTable, Target
 from headend.providers.reply import Reply
 from headend.providers.router import Router
-from headend.providers.routes import RouteTable, Target
-from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
-from headend.schemas.validation import validate
-from headend.server.admission import Admission, Ticket
-from headend.server.agent_frames import (
-    Frames,
-    chunk_frames,
-    loop_chunks,
-    loop_completion,
-)
-from headend.server.auth import OPEN, Principal, check_draft_access
-from headend.server.context import RequestContext
-from headend.server.sessions import (
+from headend.runs.admission import Admission, Ticket
+from headend.runs.record import RunRecord
+from headend.runs.sessions import (
     SessionService,
     SessionTurn,
     counting_with,
     estimate_tokens,
     trim,
 )
-from headend.server.sse import data_frame
+from headend.schemas.openai.chat import ChatCompletionRequest, ProgressFormat
+from headend.schemas.validation import validate
+from headend.surfaces.agent_chunks import (
+    DONE_FRAME,
+    Frames,
+    chunk_frames,
+    loop_chunks,
+    loop_completion,
+)
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
 from headend.types import Json
-from headend.widget.requests import visitor_request
 
 log = logging.getLogger(__name__)
-
-DONE_FRAME = b"data: [DONE]\n\n"
 
 
 @dataclass(slots=True)
@@ -200,7 +198,7 @@ class ChatService:
     async def plan(
         self,
         body: Any,
-        context: RequestContext,
+        context: RunRecord,
         headers: Mapping[str, str] | None = None,
         principal: Principal = OPEN,
         *,
@@ -234,7 +232,7 @@ class ChatService:
         return plan
 
     async def count_tokens(
-        self, body: Json, context: RequestContext, principal: Principal = OPEN
+        self, body: Json, context: RunRecord, principal: Principal = OPEN
     ) -> int:
         """The prompt's tokens as the first route would see them (the agent's prompt
         included), by its own tokenizer where it has one."""
@@ -320,7 +318,7 @@ class ChatService:
     def _plan(
         self,
         body: Any,
-        context: RequestContext,
+        context: RunRecord,
         headers: Mapping[str, str],
         agent: Agent | None,
         tools: ToolPolicy = EVERY_TOOL,
@@ -491,7 +489,3 @@ class ChatService:
 def stored_message(message: Json) -> Json:
     """An answer as the conversation keeps it: no null fields."""
     return {key: value for key, value in message.items() if value is not None}
-
-
-def error_frames(error: APIError) -> bytes:
-    return data_frame(orjson.dumps(error.envelope())) + DONE_FRAME

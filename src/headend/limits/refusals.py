@@ -1,10 +1,12 @@
-"""OpenAI's rate limit headers, from what a key's buckets hold."""
+"""What a key's and a visitor's buckets say back: OpenAI's rate limit headers, when to
+come back, and the 429 of a widget visitor (or client address) over its rate."""
 
 from __future__ import annotations
 
 import math
 
-from headend.limits.base import WINDOW, Levels, Rates
+from headend.errors import RateLimited
+from headend.limits.base import WINDOW, Levels, Limiter, Rates, take
 
 
 def duration(seconds: float) -> str:
@@ -53,3 +55,21 @@ def retry_headers(seconds: float) -> dict[str, str]:
         "retry-after": str(max(math.ceil(seconds), 1)),
         "retry-after-ms": str(math.ceil(seconds * 1000)),
     }
+
+
+def visitor_refusal(rates: Rates, wait: float, who: str) -> RateLimited:
+    return RateLimited(
+        f"Rate limit reached for this {who}: {rates.rpm} requests per minute. "
+        f"Try again in {wait:.1f}s.",
+        kind="requests",
+        headers=retry_headers(wait),
+    )
+
+
+async def take_visitor_rate(
+    limiter: Limiter, bucket: str, rates: Rates, who: str = "visitor"
+) -> None:
+    """One request from a widget visitor's (or client address's) bucket, or 429."""
+    levels = await take(limiter, bucket, rates)
+    if not levels.allowed:
+        raise visitor_refusal(rates, retry_after(rates, levels), who)

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from headend.access.principal import Principal
 from headend.config import LimitSettings
 from headend.errors import RateLimited
 from headend.limits.base import Levels, Rates
 from headend.limits.memory import MemoryLimiter
-from headend.server.admission import Admission
-from headend.server.auth import Principal
-from headend.server.ratelimit_headers import duration, rate_headers
-from headend.server.usage import UsageMeter, utc_day
+from headend.limits.refusals import duration, rate_headers
+from headend.runs.admission import Admission
+from headend.runs.usage import UsageMeter, utc_day
 from headend.store.sqlite import SqliteStore
 
 KEY = Principal("key_1", frozenset(["chat"]))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from headend.server.usage import UsageMeter
+from headend.runs.usage import UsageMeter
 from headend.store.base import UsageRow
 
 

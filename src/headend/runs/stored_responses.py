@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from headend.errors import InvalidRequest, NotFound
-from headend.server.chat import Plan
-from headend.server.sessions import new_session_id
+from headend.runs.service import Plan
+from headend.runs.sessions import new_session_id
 from headend.store.base import NewSession, ResponseRecord, Store
 from headend.surfaces.responses import stored_items
 from headend.types import Json

@@ -15,13 +15,15 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from headend import __version__
+from headend.access.authenticator import Authenticator, check_exposure
+from headend.access.logins import ConsoleLogins
+from headend.access.visitors import Visitors
 from headend.agents.editor import AgentEditor
 from headend.agents.live import LiveAgents
 from headend.agents.registry import check_chat_targets, load_agents, skipped_notes
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.console.agents import list_agents
-from headend.console.logins import ConsoleLogins
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
 from headend.limits.open import open_limiter
@@ -32,22 +34,24 @@ from headend.observability.store import timed_store
 from headend.observability.tracing import Tracing, tracing_from_env
 from headend.providers.base import Provider, Resources
 from headend.providers.h1 import H1Client
+from headend.providers.model_routes import RouteTable
 from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
-from headend.providers.routes import RouteTable
 from headend.providers.startup import ProviderStartup
-from headend.server.admission import Admission
-from headend.server.auth import Authenticator, AuthMiddleware, check_exposure
-from headend.server.budgets import BudgetBook
-from headend.server.chat import ChatService
+from headend.runs.admission import Admission
+from headend.runs.budgets import BudgetBook
+from headend.runs.embeddings import EmbeddingService
+from headend.runs.service import ChatService
+from headend.runs.sessions import SessionService
+from headend.runs.stored_responses import ResponseService
+from headend.runs.usage import UsageMeter
+from headend.server.auth import AuthMiddleware
 from headend.server.context import RequestContextMiddleware
 from headend.server.dispatch import HeadendApp
-from headend.server.embeddings import EmbeddingService
 from headend.server.errors import EXCEPTION_HANDLERS
 from headend.server.idempotency import IdempotencyMiddleware
 from headend.server.observer import RequestObserver
 from headend.server.readiness import Readiness
-from headend.server.responses import ResponseService
 from headend.server.routes.admin import list_keys, post_key, revoke, rotate, usage
 from headend.server.routes.admin_agents import (
     create_agent,
@@ -83,15 +87,12 @@ from headend.server.routes.sessions import (
     retrieve_session,
 )
 from headend.server.services import Services
-from headend.server.sessions import SessionService
-from headend.server.usage import UsageMeter
 from headend.store import open_store
 from headend.store.base import Store
 from headend.tools.mcp import McpHub
 from headend.tools.registry import builtin_tools
 from headend.widget.cors import WidgetCors
 from headend.widget.routes import conversation, start_visit, widget_script
-from headend.widget.visitors import Visitors
 
 log = logging.getLogger(__name__)
 

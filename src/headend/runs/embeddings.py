@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from headend.access.principal import Principal
 from headend.agents.registry import AgentRegistry
 from headend.errors import ModelNotFound, UnsupportedValue
 from headend.providers.base import ChatCall
+from headend.providers.model_routes import RouteTable
 from headend.providers.router import Router
-from headend.providers.routes import RouteTable
+from headend.runs.admission import Admission
+from headend.runs.record import RunRecord
 from headend.schemas.openai.embeddings import EmbeddingRequest
 from headend.schemas.validation import validate
-from headend.server.admission import Admission
-from headend.server.auth import Principal
-from headend.server.context import RequestContext
 from headend.types import Json
 
 
@@ -31,7 +31,7 @@ class EmbeddingService:
         self.admission = admission
 
     async def create(
-        self, body: Any, context: RequestContext, principal: Principal
+        self, body: Any, context: RunRecord, principal: Principal
     ) -> tuple[Json, dict[str, str]]:
         """The answer and its headers (the key's rate limit state)."""
         request = validate(EmbeddingRequest, body)

@@ -1,5 +1,5 @@
 """Console sign-in: an API key, given once, exchanged for an HttpOnly cookie
-(``headend.console.cookies`` reads it and guards its use).
+(``headend.server.cookies`` reads it and guards its use).
 
 The cookie holds a random token; the store keeps only the token's SHA-256, with the key (by
 its secret's hash, so revoking or rotating the key ends every login made with it) and an
@@ -12,9 +12,11 @@ import hashlib
 import secrets
 import time
 
+from headend.access.authenticator import AHEAD, Authenticator
+from headend.access.fresh import FreshCache
+from headend.access.principal import Principal
+from headend.access.secrets import secret_hash
 from headend.errors import InvalidKey
-from headend.server.auth import AHEAD, Authenticator, Principal, secret_hash
-from headend.server.fresh import FreshCache
 from headend.store.base import ConsoleLogin, Store
 
 LIFETIME = 12 * 3600.0  # seconds a sign-in lasts

@@ -1,0 +1,1 @@
+"""Who is calling: keys and their scopes, the authenticator, console logins, widget visitors."""
