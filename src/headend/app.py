@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,12 +21,18 @@ from headend.access.logins import ConsoleLogins
 from headend.access.visitors import Visitors
 from headend.agents.editor import AgentEditor
 from headend.agents.live import LiveAgents
-from headend.agents.registry import check_chat_targets, load_agents, skipped_notes
+from headend.agents.registry import (
+    AgentRegistry,
+    check_chat_targets,
+    load_agents,
+    skipped_notes,
+)
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.console.agents import list_agents
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
+from headend.limits.base import Limiter
 from headend.limits.open import open_limiter
 from headend.observability.access_log import AccessLog
 from headend.observability.logs import ACCESS_LOGGER
@@ -90,7 +97,7 @@ from headend.server.services import Services
 from headend.store import open_store
 from headend.store.base import Store
 from headend.tools.mcp import McpHub
-from headend.tools.registry import builtin_tools
+from headend.tools.registry import ToolRegistry, builtin_tools
 from headend.widget.cors import WidgetCors
 from headend.widget.routes import conversation, start_visit, widget_script
 
@@ -230,6 +237,99 @@ def recording_failure(
     return recorded
 
 
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """What the config and the agent files define, checked before anything is served."""
+
+    agents: AgentRegistry
+    routes: RouteTable
+    tools: ToolRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Foundations:
+    """What the services stand on, started in order: the store, the key checks, the limiter,
+    the agents' versions and drafts, and the following of agent files."""
+
+    catalog: Catalog
+    store: Store
+    auth: Authenticator
+    limiter: Limiter
+    versions: AgentVersions
+    editor: AgentEditor
+    live: LiveAgents
+
+
+async def open_foundations(settings: Settings, catalog: Catalog, metrics: Metrics) -> Foundations:
+    """Start them; if one cannot start, close what had (the store and the limiter)."""
+    store = timed_store(open_store(settings.store, settings.base_dir), metrics)
+    await store.start()
+    auth = Authenticator(store, settings.server.admin_key)
+    limiter = open_limiter(settings.redis)
+    try:
+        await check_exposure(auth, settings.server.host, settings.server.insecure_no_auth)
+        await limiter.start()
+        versions = AgentVersions(catalog.agents, store, catalog.routes, catalog.tools)
+        await versions.record()
+        editor = AgentEditor(versions)
+        await editor.sync()
+        live = LiveAgents(settings, versions, editor)
+        await live.start()
+    except BaseException:
+        await limiter.close()
+        await store.close()
+        raise
+    return Foundations(catalog, store, auth, limiter, versions, editor, live)
+
+
+def build_services(
+    settings: Settings,
+    base: Foundations,
+    router: Router,
+    mcp: McpHub,
+    meter: UsageMeter,
+    metrics: Metrics,
+) -> Services:
+    """What the routes use, built on the foundations."""
+    store, agents, routes = base.store, base.catalog.agents, base.catalog.routes
+    admission = Admission(base.limiter, settings.limits, meter, metrics, BudgetBook(store, meter))
+    sessions = SessionService(store, settings.sessions.busy_wait)
+    return Services(
+        settings=settings,
+        agents=agents,
+        routes=routes,
+        store=store,
+        auth=base.auth,
+        meter=meter,
+        responses=ResponseService(store),
+        logins=ConsoleLogins(store, base.auth),
+        visitors=Visitors(store, base.auth, base.limiter),
+        versions=base.versions,
+        editor=base.editor,
+        chat=ChatService(base.versions, routes, router, mcp, sessions, admission),
+        embeddings=EmbeddingService(agents, routes, router, admission),
+        metrics=metrics,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_in_background(
+    settings: Settings, base: Foundations, meter: UsageMeter
+) -> AsyncIterator[None]:
+    """While serving: pruning the store, recording key use and usage, following the agent
+    files (and SIGHUP); on the way out, what they hold is written."""
+    pruner = asyncio.create_task(prune_forever(base.store, settings.sessions.ttl))
+    recorder = asyncio.create_task(record_use(base.auth, meter))
+    following = asyncio.create_task(base.live.run())
+    with on_hangup(base.live.hup):
+        yield
+    following.cancel()
+    recorder.cancel()
+    await base.auth.flush_usage()
+    await meter.flush()
+    pruner.cancel()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -262,24 +362,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mcp = McpHub(settings.mcp_servers)
-        store = timed_store(open_store(settings.store, settings.base_dir), metrics)
-        await store.start()
-        auth = Authenticator(store, settings.server.admin_key)
-        limiter = open_limiter(settings.redis)
-        try:
-            await check_exposure(auth, settings.server.host, settings.server.insecure_no_auth)
-            await limiter.start()
-            versions = AgentVersions(agents, store, routes, tools)
-            await versions.record()
-            editor = AgentEditor(versions)
-            await editor.sync()
-            live = LiveAgents(settings, versions, editor)
-            await live.start()
-        except BaseException:
-            await limiter.close()
-            await store.close()
-            raise
-        meter = UsageMeter(store)
+        base = await open_foundations(settings, Catalog(agents, routes, tools), metrics)
+        meter = UsageMeter(base.store)
         startup = ProviderStartup(built)
         async with upstream_client() as http:
             # Providers start in the background: the server answers (not ready) meanwhile.
@@ -287,56 +371,24 @@ def create_app(
             try:
                 prices = {n: p.price for n, p in settings.providers.items() if p.price}
                 router = Router(built, metrics=metrics, startup=startup, prices=prices)
-                budgets = BudgetBook(store, meter)
-                admission = Admission(limiter, settings.limits, meter, metrics, budgets)
-                app.state.services = Services(
-                    settings=settings,
-                    agents=agents,
-                    routes=routes,
-                    store=store,
-                    auth=auth,
-                    meter=meter,
-                    responses=ResponseService(store),
-                    logins=ConsoleLogins(store, auth),
-                    visitors=Visitors(store, auth, limiter),
-                    versions=versions,
-                    editor=editor,
-                    chat=ChatService(
-                        versions,
-                        routes,
-                        router,
-                        mcp,
-                        SessionService(store, settings.sessions.busy_wait),
-                        admission,
-                    ),
-                    embeddings=EmbeddingService(agents, routes, router, admission),
-                    metrics=metrics,
-                )
+                app.state.services = build_services(settings, base, router, mcp, meter, metrics)
                 readiness.startup = startup
-                readiness.notes = live.notes
-                readiness.pings = {"store": store.ping}
+                readiness.notes = base.live.notes
+                readiness.pings = {"store": base.store.ping}
                 if settings.redis:
-                    readiness.pings["redis"] = limiter.ping
+                    readiness.pings["redis"] = base.limiter.ping
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
-                pruner = asyncio.create_task(prune_forever(store, settings.sessions.ttl))
-                recorder = asyncio.create_task(record_use(auth, meter))
-                following = asyncio.create_task(live.run())
-                with on_hangup(live.hup):
+                async with running_in_background(settings, base, meter):
                     yield
-                following.cancel()
-                recorder.cancel()
-                await auth.flush_usage()
-                await meter.flush()
-                pruner.cancel()
             finally:
                 loading.cancel()  # a model still loading is left to the process's exit
                 with contextlib.suppress(asyncio.CancelledError):
                     await loading
                 await mcp.close()
-                await limiter.close()
-                await store.close()
+                await base.limiter.close()
+                await base.store.close()
                 await startup.close()
                 await asyncio.to_thread(tracing.close)  # sends the spans still buffered
                 if access_log is not None:
