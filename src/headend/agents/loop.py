@@ -107,6 +107,45 @@ def add_usage(total: Json, usage: Any) -> None:
         details["reasoning_tokens"] = details.get("reasoning_tokens", 0) + reasoning
 
 
+@dataclass(slots=True)
+class Offer:
+    """What one run offers its model, and how a reply ends the loop."""
+
+    own: dict[str, Tool]  # the agent's tools the key allows, by name
+    specs: list[Json]  # every tool offered, as the model sees them
+    client_names: set[Any]  # the client's own tools: calls to them end the loop
+    first_choice: Any  # the first call's tool_choice
+
+    def request(self, run: Run, messages: list[Json], iteration: int, last: bool) -> Json:
+        """The model call of this round: the last one may not call a tool."""
+        request = {**run.body, "messages": messages}
+        if self.specs:
+            request["tools"] = self.specs
+            request["tool_choice"] = (
+                "none" if last else (self.first_choice if iteration == 1 else "auto")
+            )
+            if run.agent.spec.parallel_tool_calls is not None:
+                request.setdefault("parallel_tool_calls", run.agent.spec.parallel_tool_calls)
+        return request
+
+    def end(
+        self, reply: Reply, calls: list[Json], last: bool, usage: Json, produced: list[Json]
+    ) -> LoopEnd | None:
+        """How the round ends the loop: an answer, the client's tool calls, or not at all."""
+        text = "".join(reply.text)
+        if last or not calls:
+            reason = "length" if last else (reply.finish or "stop")
+            answer: Json = {"role": "assistant", "content": text}
+            return LoopEnd(reason, usage, text=text, messages=[*produced, answer])
+        for_client = [c for c in calls if c["function"]["name"] in self.client_names]
+        if not for_client:
+            return None
+        answer = {"role": "assistant", "tool_calls": for_client}
+        if text:
+            answer["content"] = text
+        return LoopEnd("tool_calls", usage, for_client, text=text, messages=[*produced, answer])
+
+
 class ToolLoop:
     def __init__(self, router: Router, agents: Callable[[str], Agent | None], mcp: McpHub) -> None:
         self.router = router
@@ -115,75 +154,39 @@ class ToolLoop:
         self.scratch_root = Path(tempfile.gettempdir()) / "headend-scratch"
 
     async def stream(self, run: Run) -> AsyncGenerator[LoopEvent, None]:
-        agent = run.agent
-        tools = [*agent.tools, *(await self.mcp.tools(list(agent.mcp)))]
-        tools = [tool for tool in tools if run.tools.allows(tool)]
-        own = {tool.name: tool for tool in tools}  # a call to anything else is refused
-        client_tools: list[Json] = list(run.body.get("tools") or [])
-        client_names = {(t.get("function") or {}).get("name") for t in client_tools}
-        offered = [function_spec(tool) for tool in tools] + client_tools
+        """Model calls and tool runs in turn, until the model answers without calling a tool
+        of the agent's (or calls one of the client's, or the rounds run out)."""
+        offer = await self._offer(run)
         messages = list(run.body["messages"])
         added = len(messages)
         usage: Json = {key: 0 for key in USAGE_KEYS}
         scratch = self.scratch_root / run.request_id
-        context = ToolContext(
-            agent_id=agent.id,
-            request_id=run.request_id,
-            scratch=scratch,
-            depth=run.depth,
-            allow_hosts=frozenset(h.lower() for h in agent.spec.allow_hosts),
-            read_only=run.tools.read_only,
-            call_agent=self._call_agent(run),
-        )
-        # The agent's tool_choice applies to the first call unless the client set one.
-        first_choice = run.body.get("tool_choice", agent.spec.tool_choice or "auto")
+        context = self._tool_context(run, scratch)
         role_sent = False
         try:
             for iteration in range(1, run.max_iterations + 2):
                 last = iteration > run.max_iterations
-                request = {**run.body, "messages": messages}
-                if offered:
-                    request["tools"] = offered
-                    request["tool_choice"] = (
-                        "none" if last else (first_choice if iteration == 1 else "auto")
-                    )
-                    if agent.spec.parallel_tool_calls is not None:
-                        request.setdefault("parallel_tool_calls", agent.spec.parallel_tool_calls)
                 reply = Reply()
                 call = ChatCall(
-                    body=request,
+                    body=offer.request(run, messages, iteration, last),
                     timer=run.timer,
                     request_id=run.request_id,
                     span=run.span,
                     spend=run.spend,
                 )
-                async for batch in self.router.stream(agent.targets, call):
+                async for batch in self.router.stream(run.agent.targets, call):
                     forward = self._absorb(batch, reply, usage, role_sent)
                     if forward:
                         role_sent = True
                         yield forward
                 calls = reply.tool_calls()
+                end = offer.end(reply, calls, last, usage, messages[added:])
+                if end is not None:
+                    yield end
+                    return
                 text = "".join(reply.text)
-                if last or not calls:
-                    reason = "length" if last else (reply.finish or "stop")
-                    answer: Json = {"role": "assistant", "content": text}
-                    yield LoopEnd(reason, usage, text=text, messages=[*messages[added:], answer])
-                    return
-                for_client = [c for c in calls if c["function"]["name"] in client_names]
-                if for_client:
-                    answer = {"role": "assistant", "tool_calls": for_client}
-                    if text:
-                        answer["content"] = text
-                    yield LoopEnd(
-                        "tool_calls",
-                        usage,
-                        for_client,
-                        text=text,
-                        messages=[*messages[added:], answer],
-                    )
-                    return
                 messages.append({"role": "assistant", "content": text or None, "tool_calls": calls})
-                async for event in self._run_tools(calls, own, context, iteration, run.span):
+                async for event in self._run_tools(calls, offer.own, context, iteration, run.span):
                     if isinstance(event, ToolProgress):
                         yield event
                     else:
@@ -191,6 +194,31 @@ class ToolLoop:
         finally:
             if scratch.exists():
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+    async def _offer(self, run: Run) -> Offer:
+        """The tools offered to the model: the agent's that the key allows, then the client's."""
+        agent = run.agent
+        tools = [*agent.tools, *(await self.mcp.tools(list(agent.mcp)))]
+        tools = [tool for tool in tools if run.tools.allows(tool)]
+        client_tools: list[Json] = list(run.body.get("tools") or [])
+        return Offer(
+            own={tool.name: tool for tool in tools},  # a call to anything else is refused
+            specs=[function_spec(tool) for tool in tools] + client_tools,
+            client_names={(t.get("function") or {}).get("name") for t in client_tools},
+            # The agent's tool_choice applies to the first call unless the client set one.
+            first_choice=run.body.get("tool_choice", agent.spec.tool_choice or "auto"),
+        )
+
+    def _tool_context(self, run: Run, scratch: Path) -> ToolContext:
+        return ToolContext(
+            agent_id=run.agent.id,
+            request_id=run.request_id,
+            scratch=scratch,
+            depth=run.depth,
+            allow_hosts=frozenset(h.lower() for h in run.agent.spec.allow_hosts),
+            read_only=run.tools.read_only,
+            call_agent=self._call_agent(run),
+        )
 
     @staticmethod
     def _absorb(batch: Batch, reply: Reply, usage: Json, role_sent: bool) -> Batch:
