@@ -239,6 +239,7 @@ def test_each_visitor_sees_only_their_own_conversation_and_keeps_it(
     alice, bob = token_for(served, key), token_for(served, key)
     fake.script("w", Reply(text="Hello Alice"), Reply(text="Still here"))
     first = chat(served, alice, messages=[{"role": "user", "content": "I am Alice"}])
+    assert "x-session-id" in first.headers, (first.status_code, first.text[:500])
     session = first.headers["x-session-id"]
     assert chat(served, alice, session_id=session).status_code == 200
 

@@ -66,6 +66,9 @@ class Visitors:
         self._published: FreshCache[None, Published] = FreshCache(
             self._load, REFRESH_SECONDS, AHEAD
         )
+        # Keys ``start`` found active, and when (monotonic): a token minted for a key created
+        # just after the published list was read is not refused for the list's age.
+        self._seen: dict[str, tuple[KeyRecord, float]] = {}
 
     async def _load(self, _: None) -> Published:
         began = time.monotonic()
@@ -82,6 +85,18 @@ class Visitors:
             self._published.forget(None)
             found = await self._published.get(None)
         return found
+
+    async def _record(self, key_id: str) -> KeyRecord | None:
+        """The publishable key as last read; or as ``start`` found it, when that was after
+        the read began (the key is newer than the list: a revocation is still seen within
+        a second, as the list is read again by then)."""
+        published = await self._current(key_id)
+        record = published.keys.get(key_id)
+        if record is None:
+            seen = self._seen.get(key_id)
+            if seen is not None and seen[1] > published.read_at:
+                record = seen[0]
+        return record
 
     async def origins(self) -> frozenset[str]:
         """Every active publishable key's sites: the origins CORS answers for."""
@@ -100,6 +115,7 @@ class Visitors:
         as ``previous`` (a token of this key and site, issued within 30 days), or the
         signed-in ``user`` when the site vouches for them with ``user_hash``, or a new one."""
         record = await self.auth.publishable(secret)
+        self._seen[record.id] = (record, time.monotonic())
         origin = _check_origin(record, request_origin(headers))
         assert record.signing_secret is not None
         if record.visitor_rpm:
@@ -133,7 +149,7 @@ class Visitors:
         """The visitor a token names, if it is current, its key still active and the
         request comes from the token's site."""
         found = tokens.unverified(token)
-        record = (await self._current(found.key_id)).keys.get(found.key_id) if found else None
+        record = await self._record(found.key_id) if found else None
         claims = (
             tokens.verified(token, record.signing_secret)
             if record is not None and record.signing_secret is not None
