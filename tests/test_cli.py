@@ -160,6 +160,28 @@ def test_keys_create_refuses_agents_nobody_has_unless_it_may_write_them(
     capsys.readouterr()
 
 
+def test_keys_create_takes_an_agent_made_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from headend.store.sqlite import SqliteStore
+
+    async def seed() -> None:
+        store = SqliteStore(tmp_path / "h.db")
+        await store.start()
+        await store.create_agent("wip", "---\nmodel: local\n---\nNot yet.\n", "key_1", 1.0)
+        await store.close()
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "headend.yaml").write_text("store: sqlite:///h.db\n")
+    base = ["keys", "create", "--config", str(tmp_path / "headend.yaml"), "--name", "k"]
+    assert main([*base, "--agent", "wip"]) == 0  # only drafted so far, but it is in the store
+    assert main([*base, "--agent", "wop"]) == 1
+    assert "known: assistant, clock, wip" in capsys.readouterr().err
+
+
 def test_keys_create_refuses_limits_that_are_not_positive(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -154,7 +154,8 @@ ROUTES = [
 
 @contextlib.asynccontextmanager
 async def upstream_client() -> AsyncIterator[H1Client]:
-    """The one upstream HTTP client: pooled keep-alive connections, no cookies, no proxies."""
+    """The one upstream HTTP client: pooled keep-alive connections, no cookies; each
+    provider names its own egress proxy, if any (``headend.proxies``)."""
     client = H1Client(f"headend/{__version__}")
     try:
         yield client

@@ -196,7 +196,14 @@ def _with_store(
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from headend.access.keys import KeyLimits, Publishable, check_agents, create_key, tool_grant
+    from headend.access.keys import (
+        KeyLimits,
+        Publishable,
+        check_agents,
+        create_key,
+        known_names,
+        tool_grant,
+    )
     from headend.config import parse_duration
     from headend.limits.budget import Budget
 
@@ -209,9 +216,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         registry = builtin_tools(settings.mcp_servers.keys())
         grant = tool_grant(args.tool, args.no_tools, args.read_only, registry)
         if args.agent:
-            files = {agent.id for agent in _agents(settings)}
-            stored = {agent.id for agent in await store.stored_agents()}
-            check_agents(args.agent, files | stored | set(settings.models), args.scope or [])
+            files = (agent.id for agent in _agents(settings))
+            known = await known_names(store, files, settings.models)
+            check_agents(args.agent, known, args.scope or [])
         if (args.origin or args.visitor_rpm) and not args.publishable:
             raise ValueError("--origin and --visitor-rpm are for --publishable keys")
         publishable = Publishable.of(args.origin, args.visitor_rpm) if args.publishable else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from headend.access.origins import normalize_origin
@@ -104,6 +104,13 @@ class Publishable:
         except ValueError as exc:
             raise KeySettingError(str(exc), "origins") from None
         return cls(normalized, visitor_rpm)
+
+
+async def known_names(store: Store, served: Iterable[str], routes: Iterable[str]) -> set[str]:
+    """What a key may be limited to: the agents ``served`` (their files), those made through
+    the API (drafted or published: they are in the store), and the model ``routes``."""
+    stored = {agent.id for agent in await store.stored_agents()}
+    return set(served) | stored | set(routes)
 
 
 def check_agents(agents: list[str] | None, known: Collection[str], scopes: list[str]) -> None:

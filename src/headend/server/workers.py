@@ -42,10 +42,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from headend.config import Settings
+from headend.errors import ConfigError, HeadendError, StartupError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-from headend.errors import ConfigError, HeadendError, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,6 @@ def run_worker(
     # Stopped before serving (uvicorn then handles SIGTERM): nothing to drain, a clean exit.
     signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(0))
     configure_logging(settings.server.log_format, log_level)
-
-    def ready() -> None:
-        channel.send(READY)
 
     try:
         app = build_app(settings)

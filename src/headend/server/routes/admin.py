@@ -15,6 +15,7 @@ from headend.access.keys import (
     check_agents,
     create_key,
     describe,
+    known_names,
     revoke_key,
     rotate_key,
     tool_grant,
@@ -26,7 +27,7 @@ from headend.runs.usage import usage_entry, utc_day
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
 from headend.server.http import decode_json, json_response, read_body
-from headend.server.services import Services, services
+from headend.server.services import services
 from headend.tools.registry import builtin_tools
 
 
@@ -74,7 +75,8 @@ async def post_key(request: Request) -> Response:
         raise InvalidRequest(str(exc), param="budget_period") from None
     try:
         grant = tool_grant(body.tools, body.no_tools, body.read_only, registry)
-        check_agents(body.agents, await known_names(found), body.scopes or [])
+        known = await known_names(found.store, (a.id for a in found.agents), found.routes.names())
+        check_agents(body.agents, known, body.scopes or [])
         limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency, budget)
         publishable = Publishable.of(body.origins, body.visitor_rpm) if body.publishable else None
         issued = await create_key(
@@ -94,13 +96,6 @@ async def post_key(request: Request) -> Response:
     if issued.identity_secret is not None:
         shown["identity_secret"] = issued.identity_secret
     return json_response(shown)
-
-
-async def known_names(found: Services) -> set[str]:
-    """What a key may be limited to: the agents served, those only drafted through the API
-    so far, and the model routes."""
-    stored = {agent.id for agent in await found.store.stored_agents()}
-    return {agent.id for agent in found.agents} | stored | set(found.routes.names())
 
 
 async def revoke(request: Request) -> Response:
