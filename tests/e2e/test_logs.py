@@ -181,3 +181,21 @@ def test_sigterm_writes_every_access_line_still_held(
     lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
     logged = [line["request_id"] for line in lines if line["logger"] == "headend.access"]
     assert [request_id for request_id in logged if request_id in ids] == ids  # all, in order
+
+
+def test_a_kill_9_loses_no_access_line_older_than_the_flush_interval(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # What a batch holds is written within 0.2 s of its first line: a server killed with
+    # SIGKILL (no drain, no lifespan end) has already written every line older than that.
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "lk", {})
+    server = serve(site, "server.log", "--log-format", "json", access_log=True)
+    with httpx.Client(headers={"Authorization": f"Bearer {ADMIN}"}) as client:
+        ids = [client.get(server.base_url + "/v1/models").headers["x-request-id"] for _ in range(5)]
+    time.sleep(1.0)  # five times the flush interval
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=15)
+    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+    logged = [line["request_id"] for line in lines if line["logger"] == "headend.access"]
+    assert [request_id for request_id in logged if request_id in ids] == ids
