@@ -13,7 +13,7 @@ from collections.abc import Callable
 import orjson
 
 from headend.errors import InvalidRequest
-from headend.server.http import decode_json
+from headend.server.json_bodies import decode_json
 
 
 def per_call(work: Callable[[], object], seconds: float = 1.0) -> float:

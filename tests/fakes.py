@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from headend.errors import APIError
 from headend.providers.base import ChatCall, Resources
 from headend.providers.resilience import Resilience, Retry
-from headend.schemas.openai.embeddings import EmbeddingRequest, embedding_list
+from headend.schemas.openai.embeddings_api import EmbeddingRequest, embedding_list
 from headend.schemas.validation import validate
 from headend.types import Json
 

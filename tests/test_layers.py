@@ -86,3 +86,19 @@ def test_hidden_imports_are_seen(tmp_path: Path) -> None:
         "    import headend.app\n"
     )
     assert [name for _, name in imports(module)] == ["headend.server.context", "headend.app"]
+
+
+# Names every package may have, each meaning its own package's thing: its protocol (``base``),
+# the table it is extended through (``registry``), a face's URL table (``routes``).
+PER_PACKAGE = {"__init__", "base", "registry", "routes"}
+
+
+def test_one_module_name_means_one_thing() -> None:
+    """An API's modules carry their layer in the name (``schemas/…/chat_api``,
+    ``surfaces/responses_translate``, ``server/routes/chat``), so a name found in a traceback
+    or a search is one module, not three."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        seen.setdefault(path.stem, []).append(str(path.relative_to(SRC)))
+    shared = {stem: paths for stem, paths in seen.items() if len(paths) > 1}
+    assert {stem: shared[stem] for stem in set(shared) - PER_PACKAGE} == {}

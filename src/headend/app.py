@@ -47,15 +47,15 @@ from headend.providers.router import Router
 from headend.providers.startup import ProviderStartup
 from headend.runs.admission import Admission
 from headend.runs.budgets import BudgetBook
-from headend.runs.embeddings import EmbeddingService
-from headend.runs.service import ChatService
-from headend.runs.sessions import SessionService
+from headend.runs.embedding_service import EmbeddingService
+from headend.runs.service import RunService
+from headend.runs.session_turns import SessionService
 from headend.runs.stored_responses import ResponseService
 from headend.runs.usage import UsageMeter
 from headend.server.auth import AuthMiddleware
 from headend.server.context import RequestContextMiddleware
 from headend.server.dispatch import HeadendApp
-from headend.server.errors import EXCEPTION_HANDLERS
+from headend.server.error_handlers import EXCEPTION_HANDLERS
 from headend.server.idempotency import IdempotencyMiddleware
 from headend.server.observer import RequestObserver
 from headend.server.readiness import Readiness
@@ -77,8 +77,8 @@ from headend.server.routes.completions import create_completion
 from headend.server.routes.embeddings import create_embeddings
 from headend.server.routes.health import health, ready
 from headend.server.routes.messages import count_tokens, create_message
-from headend.server.routes.metrics import metrics as metrics_route
 from headend.server.routes.models import list_models, retrieve_model
+from headend.server.routes.prometheus import metrics as metrics_route
 from headend.server.routes.responses import (
     create_response,
     delete_response,
@@ -307,7 +307,7 @@ def build_services(
         visitors=Visitors(store, base.auth, base.limiter),
         versions=base.versions,
         editor=base.editor,
-        chat=ChatService(base.versions, routes, router, mcp, sessions, admission),
+        runs=RunService(base.versions, routes, router, mcp, sessions, admission),
         embeddings=EmbeddingService(agents, routes, router, admission),
         metrics=metrics,
     )

@@ -20,7 +20,7 @@ from headend.agents.spec import AgentSpec, parse_agent_text
 from headend.config import Settings, load_settings
 from headend.errors import ConfigError, HeadendError
 from headend.limits.budget import PERIODS, money
-from headend.observability.audit import ACTIONS, cli_actor
+from headend.observability.audit_log import ACTIONS, cli_actor
 from headend.providers.model_routes import RouteTable
 from headend.providers.registry import builtin_provider_types
 from headend.store.base import KeyRecord, Store
@@ -397,7 +397,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from headend.observability.audit import known, unknown
+    from headend.observability.audit_log import known, unknown
     from headend.store.base import AuditQuery
 
     if args.action is not None and not known(args.action):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from headend.runs.sessions import counting_with, estimate_tokens, new_messages, trim
+from headend.runs.session_turns import counting_with, estimate_tokens, new_messages, trim
 
 
 def turn(n: int, words: int = 50) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from headend.errors import InvalidRequest
 from headend.server.dispatch import HeadendApp, fixed_routes
-from headend.server.errors import EXCEPTION_HANDLERS
+from headend.server.error_handlers import EXCEPTION_HANDLERS
 
 
 async def hello(request: Request) -> Response:

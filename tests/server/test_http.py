@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from headend.errors import InvalidRequest
-from headend.server.http import MAX_DEPTH, decode_json
+from headend.server.json_bodies import MAX_DEPTH, decode_json
 
 
 def nest(levels: int) -> str:

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from headend.config import ServerSettings
 from headend.server.context import RequestContextMiddleware
-from headend.server.errors import EXCEPTION_HANDLERS
+from headend.server.error_handlers import EXCEPTION_HANDLERS
 from headend.server.ingress import uvicorn_options
 from tests.conftest import free_port
 

@@ -19,7 +19,7 @@ from headend.access.secrets import (
 )
 from headend.access.visitor_tokens import identity_secret
 from headend.limits.budget import Budget
-from headend.observability import audit
+from headend.observability import audit_log
 from headend.store.base import KeyRecord, Store
 from headend.tools.policy import NONE, READ_ONLY, ToolPolicy
 from headend.tools.registry import ToolRegistry, UnknownTool
@@ -184,7 +184,7 @@ async def create_key(
         budget_period=limits.budget.period if limits.budget else None,
     )
     await store.create_key(record, secret_hash(secret))
-    await audit.record(store, by, "key.create", record.id, **settings_of(record))
+    await audit_log.record(store, by, "key.create", record.id, **settings_of(record))
     return Issued(record, secret)
 
 
@@ -205,7 +205,7 @@ async def rotate_key(store: Store, key_id: str, *, by: str | None) -> str | None
     prefix = display_prefix(secret)
     if not await store.rotate_key(key_id, secret_hash(secret), prefix):
         return None
-    await audit.record(store, by, "key.rotate", key_id, prefix=prefix)
+    await audit_log.record(store, by, "key.rotate", key_id, prefix=prefix)
     return secret
 
 
@@ -213,7 +213,7 @@ async def revoke_key(store: Store, key_id: str, *, by: str | None) -> bool:
     """Revoke an active key; False if there is none with this id."""
     if not await store.revoke_key(key_id, time.time()):
         return False
-    await audit.record(store, by, "key.revoke", key_id)
+    await audit_log.record(store, by, "key.revoke", key_id)
     return True
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from headend.agents.registry import Agent
 from headend.agents.spec import AgentSpec
 from headend.errors import InvalidRequest, UnsupportedValue
-from headend.schemas.openai.chat import ChatCompletionRequest
+from headend.schemas.openai.chat_api import ChatCompletionRequest
 from headend.types import Json
 
 log = logging.getLogger(__name__)

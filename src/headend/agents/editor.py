@@ -18,7 +18,7 @@ from headend.agents.registry import API, FILE, Agent
 from headend.agents.spec import AGENT_ID
 from headend.agents.versions import DRAFT, AgentVersions
 from headend.errors import AgentConflict, ConfigError, InvalidRequest, NotFound
-from headend.observability import audit
+from headend.observability import audit_log
 from headend.store.base import StoredAgent
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class AgentEditor:
         self._check(agent_id, text)
         if not await self.store.create_agent(agent_id, text, by, time.time()):
             raise AgentConflict(f"Agent '{agent_id}' exists.", param="id")
-        await audit.record(self.store, by, "agent.create", agent_id)
+        await audit_log.record(self.store, by, "agent.create", agent_id)
         return await self.stored(agent_id)
 
     async def save_draft(self, agent_id: str, text: str | None, by: str | None) -> StoredAgent:
@@ -120,7 +120,7 @@ class AgentEditor:
         if not await self.store.save_draft(agent_id, text, by, time.time()):
             raise self._not_found(agent_id)
         action = "agent.discard" if text is None else "agent.draft"
-        await audit.record(self.store, by, action, agent_id)
+        await audit_log.record(self.store, by, action, agent_id)
         return await self.stored(agent_id)
 
     async def publish(self, agent_id: str, version: int | None, by: str | None) -> StoredAgent:
@@ -150,7 +150,7 @@ class AgentEditor:
         self._unbuildable.pop(agent_id, None)
         self._changes += 1
         self._serve(replace(agent, version=number))
-        await audit.record(
+        await audit_log.record(
             self.store,
             by,
             "agent.publish",
@@ -168,7 +168,7 @@ class AgentEditor:
             raise self._not_found(agent_id)
         self._changes += 1
         self.agents.agents.pop(agent_id, None)
-        await audit.record(self.store, by, "agent.delete", agent_id, version=stored.published)
+        await audit_log.record(self.store, by, "agent.delete", agent_id, version=stored.published)
 
     async def stored(self, agent_id: str) -> StoredAgent:
         """The stored agent; file agents are read-only here."""

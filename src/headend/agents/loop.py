@@ -19,16 +19,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from headend.agents.registry import Agent
 from headend.observability.genai import agent_span, tool_result, tool_span
 from headend.observability.metrics import ToolOutcome
-from headend.observability.tracing import UNTRACED, Span
-from headend.pricing import Spend, cache_tokens, reasoning_tokens
-from headend.providers.base import ChatCall, Timer
+from headend.observability.tracing import Span
+from headend.pricing import cache_tokens, reasoning_tokens
+from headend.providers.base import ChatCall
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
@@ -75,18 +75,17 @@ LoopEvent = Batch | ToolProgress | LoopEnd
 
 
 @dataclass(slots=True)
-class Run:
-    """One client request to an agent with tools."""
+class LoopCall:
+    """What the tool loop is given: an agent, the model call it starts from, and what the
+    caller may use. Each round's model call is ``call`` with that round's messages; ``call``'s
+    span is the agent's ``invoke_agent`` span (model and tool calls go under it) and its spend
+    counts every model call (agents it calls add theirs)."""
 
     agent: Agent
-    body: Json  # the agent's upstream request: messages, sampling, forwarded fields
+    call: ChatCall  # the agent's upstream request: messages, sampling, forwarded fields
     max_iterations: int
-    timer: Timer
-    request_id: str
     depth: int = 0
     tools: ToolPolicy = EVERY_TOOL  # what the calling key may use, down to agents it calls
-    span: Span = UNTRACED  # the agent's ``invoke_agent`` span: model and tool calls go under it
-    spend: Spend | None = None  # what its model calls cost (agents it calls add theirs)
 
 
 def add_usage(total: Json, usage: Any) -> None:
@@ -116,9 +115,9 @@ class Offer:
     client_names: set[Any]  # the client's own tools: calls to them end the loop
     first_choice: Any  # the first call's tool_choice
 
-    def request(self, run: Run, messages: list[Json], iteration: int, last: bool) -> Json:
+    def request(self, run: LoopCall, messages: list[Json], iteration: int, last: bool) -> Json:
         """The model call of this round: the last one may not call a tool."""
-        request = {**run.body, "messages": messages}
+        request = {**run.call.body, "messages": messages}
         if self.specs:
             request["tools"] = self.specs
             request["tool_choice"] = (
@@ -153,27 +152,21 @@ class ToolLoop:
         self.mcp = mcp
         self.scratch_root = Path(tempfile.gettempdir()) / "headend-scratch"
 
-    async def stream(self, run: Run) -> AsyncGenerator[LoopEvent, None]:
+    async def stream(self, run: LoopCall) -> AsyncGenerator[LoopEvent, None]:
         """Model calls and tool runs in turn, until the model answers without calling a tool
         of the agent's (or calls one of the client's, or the rounds run out)."""
         offer = await self._offer(run)
-        messages = list(run.body["messages"])
+        messages = list(run.call.body["messages"])
         added = len(messages)
         usage: Json = {key: 0 for key in USAGE_KEYS}
-        scratch = self.scratch_root / run.request_id
+        scratch = self.scratch_root / run.call.request_id
         context = self._tool_context(run, scratch)
         role_sent = False
         try:
             for iteration in range(1, run.max_iterations + 2):
                 last = iteration > run.max_iterations
                 reply = Reply()
-                call = ChatCall(
-                    body=offer.request(run, messages, iteration, last),
-                    timer=run.timer,
-                    request_id=run.request_id,
-                    span=run.span,
-                    spend=run.spend,
-                )
+                call = replace(run.call, body=offer.request(run, messages, iteration, last))
                 async for batch in self.router.stream(run.agent.targets, call):
                     forward = self._absorb(batch, reply, usage, role_sent)
                     if forward:
@@ -186,7 +179,9 @@ class ToolLoop:
                     return
                 text = "".join(reply.text)
                 messages.append({"role": "assistant", "content": text or None, "tool_calls": calls})
-                async for event in self._run_tools(calls, offer.own, context, iteration, run.span):
+                async for event in self._run_tools(
+                    calls, offer.own, context, iteration, run.call.span
+                ):
                     if isinstance(event, ToolProgress):
                         yield event
                     else:
@@ -195,24 +190,24 @@ class ToolLoop:
             if scratch.exists():
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
 
-    async def _offer(self, run: Run) -> Offer:
+    async def _offer(self, run: LoopCall) -> Offer:
         """The tools offered to the model: the agent's that the key allows, then the client's."""
         agent = run.agent
         tools = [*agent.tools, *(await self.mcp.tools(list(agent.mcp)))]
         tools = [tool for tool in tools if run.tools.allows(tool)]
-        client_tools: list[Json] = list(run.body.get("tools") or [])
+        client_tools: list[Json] = list(run.call.body.get("tools") or [])
         return Offer(
             own={tool.name: tool for tool in tools},  # a call to anything else is refused
             specs=[function_spec(tool) for tool in tools] + client_tools,
             client_names={(t.get("function") or {}).get("name") for t in client_tools},
             # The agent's tool_choice applies to the first call unless the client set one.
-            first_choice=run.body.get("tool_choice", agent.spec.tool_choice or "auto"),
+            first_choice=run.call.body.get("tool_choice", agent.spec.tool_choice or "auto"),
         )
 
-    def _tool_context(self, run: Run, scratch: Path) -> ToolContext:
+    def _tool_context(self, run: LoopCall, scratch: Path) -> ToolContext:
         return ToolContext(
             agent_id=run.agent.id,
-            request_id=run.request_id,
+            request_id=run.call.request_id,
             scratch=scratch,
             depth=run.depth,
             allow_hosts=frozenset(h.lower() for h in run.agent.spec.allow_hosts),
@@ -325,7 +320,7 @@ class ToolLoop:
             return "error", f"Error: {name} failed: {type(exc).__name__}: {exc}"
         return ("error" if result.startswith("Error: ") else "ok"), result
 
-    def _call_agent(self, run: Run) -> Callable[[str, str, int], Awaitable[str]]:
+    def _call_agent(self, run: LoopCall) -> Callable[[str, str, int], Awaitable[str]]:
         async def call(agent_id: str, text: str, depth: int) -> str:
             agent = self.agents(agent_id)
             if agent is None:
@@ -334,26 +329,29 @@ class ToolLoop:
             if agent.spec.system_prompt:
                 messages.insert(0, {"role": "system", "content": agent.spec.system_prompt})
             body = {**agent.spec.sampling().model_dump(exclude_none=True), "messages": messages}
-            inner = Run(
+            outer = run.call
+            inner = LoopCall(
                 agent=agent,
-                body=body,
+                call=ChatCall(
+                    body=body,
+                    timer=outer.timer,
+                    request_id=f"{outer.request_id}.{agent_id}",
+                    span=agent_span(outer.span, agent.id, None),
+                    spend=outer.spend,
+                ),
                 max_iterations=agent.spec.max_iterations,
-                timer=run.timer,
-                request_id=f"{run.request_id}.{agent_id}",
                 depth=depth,
                 tools=run.tools,
-                span=agent_span(run.span, agent.id, None),
-                spend=run.spend,
             )
             try:
                 end = await self.finish(inner)
             finally:
-                inner.span.end()
+                inner.call.span.end()
             return end.text or "(no answer)"
 
         return call
 
-    async def finish(self, run: Run) -> LoopEnd:
+    async def finish(self, run: LoopCall) -> LoopEnd:
         """Run to the end, for callers that want only the outcome."""
         events = self.stream(run)
         try:

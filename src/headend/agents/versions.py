@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from headend.agents.registry import API, FILE, Agent, AgentRegistry, build_agent
 from headend.errors import ConfigError, InvalidRequest
-from headend.observability import audit
+from headend.observability import audit_log
 from headend.providers.model_routes import RouteTable
 from headend.store.base import Store
 from headend.tools.registry import ToolRegistry
@@ -83,8 +83,8 @@ class AgentVersions:
         found = await self.store.record_agent_version(agent_id, content, FILE, None, at)
         # Minted by this call, not by another instance or an earlier start with this content.
         if found.origin == FILE and found.created_at == at:
-            await audit.record(
-                self.store, audit.FILE, "agent.version", agent_id, version=found.version
+            await audit_log.record(
+                self.store, audit_log.FILE, "agent.version", agent_id, version=found.version
             )
         return found.version
 

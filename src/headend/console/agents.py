@@ -14,7 +14,7 @@ from headend.access.principal import Principal
 from headend.agents.registry import Agent
 from headend.providers.base import SAMPLING_FIELDS
 from headend.server.auth import principal_of
-from headend.server.http import json_response
+from headend.server.json_bodies import json_response
 from headend.server.services import services
 
 

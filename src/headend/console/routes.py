@@ -11,7 +11,7 @@ from headend.access.principal import OPEN, Principal
 from headend.errors import InvalidKey
 from headend.schemas.validation import validate
 from headend.server.cookies import COOKIE, check_origin, cookie_token
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.services import services
 
 

@@ -19,7 +19,7 @@ from headend.errors import InvalidRequest, ServiceUnavailable, UnsupportedValue
 from headend.providers.base import ChatCall, Resources
 from headend.providers.llama_cpp import LlamaBase, LlamaCppConfig, context_params, load_model
 from headend.providers.llama_encoder import Encoder, normalized
-from headend.schemas.openai.embeddings import EmbeddingRequest, embedding_list
+from headend.schemas.openai.embeddings_api import EmbeddingRequest, embedding_list
 from headend.schemas.validation import validate
 from headend.types import Batch, Json
 

@@ -14,7 +14,7 @@ from typing import Any
 from headend.errors import InvalidRequest, UnsupportedValue
 from headend.providers.base import SamplingParams
 from headend.providers.llama_tool_formats import ToolSpec
-from headend.schemas.openai.chat import (
+from headend.schemas.openai.chat_api import (
     ChatCompletionRequest,
     ChatMessage,
     ChatTool,

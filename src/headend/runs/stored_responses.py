@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 
 from headend.errors import InvalidRequest, NotFound
-from headend.runs.service import Plan
-from headend.runs.sessions import new_session_id
+from headend.runs.run import Run
+from headend.runs.session_turns import new_session_id
 from headend.store.base import NewSession, ResponseRecord, Store
-from headend.surfaces.responses import stored_items
+from headend.surfaces.responses_translate import stored_items
 from headend.types import Json
 
 
@@ -74,8 +74,8 @@ class ResponseService:
         await self.store.append_turn(fork, history, NewSession(owner, model, metadata))
         return fork
 
-    async def save(self, response: Json, plan: Plan, items: list[Json], owner: str | None) -> None:
-        session = plan.session
+    async def save(self, response: Json, run: Run, items: list[Json], owner: str | None) -> None:
+        session = run.session
         await self.store.save_response(
             ResponseRecord(
                 id=response["id"],

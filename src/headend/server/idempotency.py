@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from headend.errors import APIError, IdempotencyConflict, InvalidRequest
 from headend.server.auth import principal_of
 from headend.server.context import refuse
-from headend.server.http import read_body
+from headend.server.json_bodies import read_body
 from headend.store.base import IdempotentRequest, Store
 
 log = logging.getLogger(__name__)

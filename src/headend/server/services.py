@@ -15,8 +15,8 @@ from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.observability.metrics import Metrics
 from headend.providers.model_routes import RouteTable
-from headend.runs.embeddings import EmbeddingService
-from headend.runs.service import ChatService
+from headend.runs.embedding_service import EmbeddingService
+from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseService
 from headend.runs.usage import UsageMeter
 from headend.store.base import Store
@@ -30,7 +30,7 @@ class Services:
     editor: AgentEditor
     routes: RouteTable
     store: Store
-    chat: ChatService
+    runs: RunService
     embeddings: EmbeddingService
     auth: Authenticator
     meter: UsageMeter

@@ -77,7 +77,7 @@ class AuditEntry:
 
     at: float
     actor: str  # a key id, "cli:<user>", "file" (the agents directory), "anonymous"
-    action: str  # key.create, agent.publish… (headend.observability.audit.ACTIONS)
+    action: str  # key.create, agent.publish… (headend.observability.audit_log.ACTIONS)
     target: str  # the key's or agent's id
     detail: Json = field(default_factory=dict)  # never a secret
     id: int | None = None  # numbered by the store, in the order written

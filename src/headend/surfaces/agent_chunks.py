@@ -17,7 +17,7 @@ import orjson
 from headend.agents.loop import LoopEnd, LoopEvent, ToolProgress
 from headend.errors import APIError
 from headend.providers.reply import chat_completion
-from headend.schemas.openai.chat import ProgressFormat
+from headend.schemas.openai.chat_api import ProgressFormat
 from headend.types import Json
 
 DONE_FRAME = b"data: [DONE]\n\n"

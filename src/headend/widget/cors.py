@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.access.origins import request_origin
 from headend.errors import OriginNotAllowed
-from headend.server.http import json_response
+from headend.server.json_bodies import json_response
 
 CORS_PATHS = frozenset({"/v1/chat/completions", "/widget/api/visitor", "/widget/api/conversation"})
 PREFLIGHT = {

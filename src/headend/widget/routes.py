@@ -20,7 +20,7 @@ from headend.access.visitor_tokens import MAX_TOKEN
 from headend.errors import APIError, ModelNotFound
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.services import services
 
 SCRIPT_HEADERS = {

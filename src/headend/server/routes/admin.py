@@ -26,7 +26,7 @@ from headend.limits.budget import Budget
 from headend.runs.usage import usage_entry, utc_day
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.services import services
 from headend.tools.registry import builtin_tools
 

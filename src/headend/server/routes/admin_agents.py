@@ -12,7 +12,7 @@ from headend.agents.registry import API, FILE, Agent
 from headend.agents.spec import compose_agent_text
 from headend.agents.versions import DRAFT
 from headend.errors import InsufficientScope, InvalidRequest, NotFound
-from headend.schemas.agents import (
+from headend.schemas.agents_api import (
     AgentDiff,
     AgentEntry,
     AgentList,
@@ -22,7 +22,7 @@ from headend.schemas.agents import (
 )
 from headend.schemas.validation import json_object, validate
 from headend.server.auth import principal_of
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.services import Services, services
 from headend.store.base import StoredAgent
 

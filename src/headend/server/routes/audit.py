@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import InvalidRequest
-from headend.observability.audit import known, unknown
-from headend.schemas.audit import AuditEntryShape, AuditList
-from headend.server.http import json_response
+from headend.observability.audit_log import known, unknown
+from headend.schemas.audit_api import AuditEntryShape, AuditList
+from headend.server.json_bodies import json_response
 from headend.server.services import services
 from headend.store.base import AuditEntry, AuditQuery
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from headend.agents.loop import ToolProgress
+from headend.runs.events import RunEvent, completion_of
+from headend.runs.run import Run
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
-from headend.server.http import decode_json, read_body
+from headend.server.json_bodies import decode_json, read_body
 from headend.server.request_record import request_context
 from headend.server.services import services
 from headend.server.sse import EventStream
-from headend.surfaces.agent_chunks import error_frames
+from headend.surfaces.agent_chunks import DONE_FRAME, chunk_frames, error_frames
 
 
 async def create_chat_completion(request: Request) -> Response:
@@ -25,16 +30,29 @@ async def create_chat_completion(request: Request) -> Response:
 async def respond(request: Request, body: Any) -> Response:
     """A chat completion, or its stream, for an already-parsed body."""
     found = services(request)
-    plan = await found.chat.plan(
+    run = await found.runs.start(
         body, request_context(request), request.headers, principal_of(request.scope)
     )
-    if plan.stream:
+    events = found.runs.events(run)
+    if run.stream:
         return EventStream(
-            found.chat.stream(plan),
+            chat_frames(run, events),
             on_error=error_frames,
             keepalive=found.settings.server.keepalive_seconds,
-            headers=plan.headers,
-            on_close=lambda: found.chat.release(plan),
+            headers=run.headers,
+            on_close=lambda: found.runs.release(run),
         )
-    answer = await until_disconnected(request, found.chat.complete(plan))
-    return Response(answer, media_type="application/json", headers=plan.headers)
+    answer = await until_disconnected(request, completion_of(events))
+    return Response(orjson.dumps(answer), media_type="application/json", headers=run.headers)
+
+
+async def chat_frames(run: Run, events: AsyncGenerator[RunEvent, None]) -> AsyncGenerator[bytes]:
+    """SSE frames of the run's chunks as they arrive, and of its tools' progress if the
+    request asked for it."""
+    async for event in events:
+        if isinstance(event, ToolProgress):
+            if run.progress is not None and run.frames is not None:
+                yield run.frames.progress_frame(event)
+        elif isinstance(event, list) and event:
+            yield chunk_frames(event)
+    yield DONE_FRAME

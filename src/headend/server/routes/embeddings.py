@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.request_record import request_context
 from headend.server.services import services
 

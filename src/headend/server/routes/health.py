@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend import __version__
-from headend.server.http import json_response
+from headend.server.json_bodies import json_response
 from headend.server.readiness import Readiness
 from headend.server.services import services
 

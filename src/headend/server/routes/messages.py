@@ -8,15 +8,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import APIError
-from headend.runs.service import Plan
+from headend.runs.events import chunk_batches, completion_of
+from headend.runs.run import Run
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
 from headend.server.error_shapes import anthropic_envelope
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.request_record import request_context
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
-from headend.surfaces.messages import MessageEvents, event_frame, to_chat, to_message
+from headend.surfaces.messages_translate import MessageEvents, event_frame, to_chat, to_message
 
 
 async def create_message(request: Request) -> Response:
@@ -24,25 +25,25 @@ async def create_message(request: Request) -> Response:
     body = to_chat(decode_json(await read_body(request, found.settings.server.max_body_bytes)))
     if body.get("stream") is True:
         body["stream_options"] = {"include_usage": True}
-    plan = await found.chat.plan(
+    run = await found.runs.start(
         body, request_context(request), request.headers, principal_of(request.scope)
     )
-    if plan.stream:
+    if run.stream:
         return EventStream(
-            message_frames(found, plan),
+            message_frames(found, run),
             on_error=error_frame,
             keepalive=found.settings.server.keepalive_seconds,
-            headers=plan.headers,
-            on_close=lambda: found.chat.release(plan),
+            headers=run.headers,
+            on_close=lambda: found.runs.release(run),
             envelope=anthropic_envelope,
         )
-    answer = await until_disconnected(request, found.chat.answer(plan))
-    return json_response(to_message(answer, plan.client_model), headers=plan.headers)
+    answer = await until_disconnected(request, completion_of(found.runs.events(run)))
+    return json_response(to_message(answer, run.client_model), headers=run.headers)
 
 
-async def message_frames(found: Services, plan: Plan) -> AsyncGenerator[bytes, None]:
-    shape = MessageEvents(plan.client_model)
-    async for batch in found.chat.chunks(plan):
+async def message_frames(found: Services, run: Run) -> AsyncGenerator[bytes, None]:
+    shape = MessageEvents(run.client_model)
+    async for batch in chunk_batches(found.runs.events(run)):
         frames = [event_frame(name, data) for chunk in batch for name, data in shape.feed(chunk)]
         if frames:
             yield b"".join(frames)
@@ -57,7 +58,7 @@ async def count_tokens(request: Request) -> Response:
     found = services(request)
     raw = decode_json(await read_body(request, found.settings.server.max_body_bytes))
     body = to_chat(raw, counting=True)
-    tokens = await found.chat.count_tokens(
+    tokens = await found.runs.count_tokens(
         body, request_context(request), principal_of(request.scope)
     )
     return json_response({"input_tokens": tokens})

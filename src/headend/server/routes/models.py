@@ -10,9 +10,9 @@ from starlette.responses import Response
 from headend.access.principal import Principal, check_draft_access
 from headend.agents.registry import Agent
 from headend.errors import ModelNotFound
-from headend.schemas.openai.models import Model, ModelList
+from headend.schemas.openai.models_api import Model, ModelList
 from headend.server.auth import principal_of
-from headend.server.http import json_response
+from headend.server.json_bodies import json_response
 from headend.server.services import Services, services
 
 AGENT_OWNER = "headend"

@@ -10,21 +10,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import MethodNotAllowed, UpgradeRequired
-from headend.runs.service import Plan
+from headend.runs.events import chunk_batches, completion_of
+from headend.runs.run import Run
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.request_record import request_context
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
-from headend.surfaces.responses import (
+from headend.surfaces.responses_tools import request_tools
+from headend.surfaces.responses_translate import (
     ResponseEvents,
     ResponseShape,
     checked,
     items_of,
     to_chat,
 )
-from headend.surfaces.responses_tools import request_tools
 from headend.types import Json
 
 log = logging.getLogger(__name__)
@@ -55,47 +56,47 @@ async def create_response(request: Request) -> Response:
         chat["session_id"] = await found.responses.session_after(
             previous, principal.owner, agent.id if agent is not None else model
         )
-    plan = await found.chat.plan(
+    run = await found.runs.start(
         chat, request_context(request), request.headers, principal, keep=keep
     )
-    headers = plan.headers
+    headers = run.headers
     if offered.dropped:
         headers[DROPPED_HEADER] = ", ".join(offered.dropped)
         log.info("tools not offered to the model (hosted): %s", ", ".join(offered.dropped))
-    shape = ResponseShape(body, plan.client_model, offered)
-    shape.session_id = plan.session.session_id if plan.session else None
+    shape = ResponseShape(body, run.client_model, offered)
+    shape.session_id = run.session.session_id if run.session else None
     owner = principal.owner
-    if plan.stream:
+    if run.stream:
         events = ResponseEvents(shape)
         return EventStream(
-            response_frames(found, plan, events, items if keep else None, owner),
+            response_frames(found, run, events, items if keep else None, owner),
             on_error=lambda error: event_frames([events.failed(error)]),
             keepalive=found.settings.server.keepalive_seconds,
             headers=headers,
-            on_close=lambda: found.chat.release(plan),
+            on_close=lambda: found.runs.release(run),
         )
-    answer = await until_disconnected(request, found.chat.answer(plan))
+    answer = await until_disconnected(request, completion_of(found.runs.events(run)))
     response = shape.from_answer(answer)
     if keep:
-        await found.responses.save(response, plan, items, owner)
+        await found.responses.save(response, run, items, owner)
     return json_response(response, headers=headers)
 
 
 async def response_frames(
     found: Services,
-    plan: Plan,
+    run: Run,
     events: ResponseEvents,
     items: list[Json] | None,
     owner: str | None,
 ) -> AsyncGenerator[bytes, None]:
     yield event_frames(events.start())  # at once: a failure later is a response.failed
-    async for batch in found.chat.chunks(plan):
+    async for batch in chunk_batches(found.runs.events(run)):
         out = [e for chunk in batch for e in events.feed(chunk)]
         if out:
             yield event_frames(out)
     closing, response = events.finish_events()
     if items is not None:  # stored before the client hears it is done
-        await found.responses.save(response, plan, items, owner)
+        await found.responses.save(response, run, items, owner)
     yield event_frames(closing)
 
 

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import InvalidRequest, ModelNotFound, SessionNotFound
-from headend.runs.sessions import new_session_id
-from headend.schemas.sessions import (
+from headend.runs.session_turns import new_session_id
+from headend.schemas.sessions_api import (
     CreateSession,
     PostMessage,
     Session,
@@ -17,7 +17,7 @@ from headend.schemas.sessions import (
 )
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
-from headend.server.http import decode_json, json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.routes.chat import respond
 from headend.server.services import services
 from headend.store.base import SessionRecord, TurnRecord

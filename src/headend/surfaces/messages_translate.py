@@ -11,7 +11,7 @@ import orjson
 from headend.errors import InvalidRequest
 from headend.pricing import cache_tokens, tokens
 from headend.providers.anthropic_translate import text_of, tool_call_of, tool_use_block
-from headend.schemas.anthropic.messages import MessagesRequest
+from headend.schemas.anthropic.messages_api import MessagesRequest
 from headend.schemas.validation import validate
 from headend.surfaces.fields import block_text
 from headend.types import Json

@@ -16,7 +16,7 @@ from headend.providers.model_routes import RouteTable
 from headend.providers.router import Router
 from headend.runs.admission import Admission
 from headend.runs.record import RunRecord
-from headend.schemas.openai.embeddings import EmbeddingRequest
+from headend.schemas.openai.embeddings_api import EmbeddingRequest
 from headend.schemas.validation import validate
 from headend.types import Json
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from headend.errors import APIError, InvalidRequest, UnsupportedValue
 from headend.pricing import cache_tokens, reasoning_tokens, tokens
-from headend.schemas.openai.responses import ResponseRequest
+from headend.schemas.openai.responses_api import ResponseRequest
 from headend.schemas.validation import validate
 from headend.surfaces.fields import block_text
 from headend.surfaces.responses_tools import (

@@ -13,5 +13,5 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 async def metrics(request: Request) -> Response:
     found = services(request)
-    found.chat.router.report_cooling()
+    found.runs.router.report_cooling()
     return Response(found.metrics.exposition(), media_type=TEXT_FORMAT)

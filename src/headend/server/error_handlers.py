@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from headend.errors import APIError, MethodNotAllowed, NotFound
 from headend.server.error_shapes import envelope_for
-from headend.server.http import json_response
+from headend.server.json_bodies import json_response
 from headend.server.request_record import context_of
 
 
