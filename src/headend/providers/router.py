@@ -172,66 +172,70 @@ class Router:
         self, targets: Sequence[Target], call: ChatCall
     ) -> AsyncGenerator[Batch, None]:
         """Batches of the first target that produces one; retries happen only before it."""
-        Opened = tuple[Batch, AsyncGenerator[Batch, None]]
-
-        async def attempt(provider: Provider, target_call: ChatCall) -> Opened:
-            timeout = provider.resilience.timeout
-            chunks = provider.stream(target_call)
-            try:
-                async with self._deadlines.after(min(timeout.total, timeout.first_token)):
-                    return await anext(chunks), chunks
-            except TimeoutError:
-                await chunks.aclose()
-                raise ProviderTimeout(
-                    f"provider '{provider.name}' sent no first token within "
-                    f"{timeout.first_token:g} s"
-                ) from None
-            except StopAsyncIteration:
-                raise UpstreamFailure(
-                    f"provider '{provider.name}' ended the stream without a chunk",
-                    retryable=True,
-                ) from None
-            except BaseException:
-                await chunks.aclose()
-                raise
-
-        (first, chunks), target, record = await self._first_success(targets, call, attempt, "chat")
+        opened, target, record = await self._first_success(targets, call, self._open_stream, "chat")
+        chunks = opened[1]
+        batch: Batch | None = opened[0]
         provider = self.providers[target.provider]
         deadline = asyncio.get_running_loop().time() + provider.resilience.timeout.total
-        recording = record.span.recording
-        charging = call.spend is not None
         try:
-            if recording:
-                for one in first:
-                    record.chunk(one)
-            if charging:
-                for one in first:
-                    self._charge(call, target, one.get("usage"))
-            yield first
-            while True:
-                try:
-                    async with self._deadlines.at(deadline):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    raise ProviderTimeout(
-                        f"provider '{provider.name}' did not finish within "
-                        f"{provider.resilience.timeout.total:g} s"
-                    ) from None
-                if recording:
-                    for one in chunk:
-                        record.chunk(one)
-                if charging:
-                    for one in chunk:
-                        self._charge(call, target, one.get("usage"))
-                yield chunk
+            while batch is not None:
+                self._observe(batch, call, target, record)
+                yield batch
+                batch = await self._next_batch(chunks, provider, deadline)
         except BaseException as exc:
             record.span.fail(_error_type(exc))
             raise
         finally:
             record.end()
             await chunks.aclose()
+
+    async def _open_stream(
+        self, provider: Provider, call: ChatCall
+    ) -> tuple[Batch, AsyncGenerator[Batch, None]]:
+        """A provider's stream, opened: its first batch within the first-token timeout."""
+        timeout = provider.resilience.timeout
+        chunks = provider.stream(call)
+        try:
+            async with self._deadlines.after(min(timeout.total, timeout.first_token)):
+                return await anext(chunks), chunks
+        except TimeoutError:
+            await chunks.aclose()
+            raise ProviderTimeout(
+                f"provider '{provider.name}' sent no first token within {timeout.first_token:g} s"
+            ) from None
+        except StopAsyncIteration:
+            raise UpstreamFailure(
+                f"provider '{provider.name}' ended the stream without a chunk", retryable=True
+            ) from None
+        except BaseException:
+            await chunks.aclose()
+            raise
+
+    async def _next_batch(
+        self, chunks: AsyncGenerator[Batch, None], provider: Provider, deadline: float
+    ) -> Batch | None:
+        """The stream's next batch before its total timeout; None once it has ended."""
+        try:
+            async with self._deadlines.at(deadline):
+                return await anext(chunks)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise ProviderTimeout(
+                f"provider '{provider.name}' did not finish within "
+                f"{provider.resilience.timeout.total:g} s"
+            ) from None
+
+    def _observe(
+        self, batch: Batch, call: ChatCall, target: Target, record: ModelCallRecord
+    ) -> None:
+        """A batch into the model call's span (when it records) and the request's spend."""
+        if record.span.recording:
+            for one in batch:
+                record.chunk(one)
+        if call.spend is not None:
+            for one in batch:
+                self._charge(call, target, one.get("usage"))
 
     async def _first_success(
         self,
@@ -240,63 +244,83 @@ class Router:
         attempt: Callable[[Provider, ChatCall], Awaitable[T]],
         operation: str,
     ) -> tuple[T, Target, ModelCallRecord]:
-        """The first attempt that succeeds, with what records its model call's span."""
+        """The first attempt that succeeds, with what records its model call's span: each
+        target in turn (those cooling down last), each as often as its retries allow."""
         failures: list[str] = []
         timed_out = True
         for target in self._order(targets):
             provider = self.providers[target.provider]
             retry = provider.resilience.retry
             for number in range(1, retry.attempts + 1):
-                span = model_span(
-                    call.span,
-                    operation,
-                    provider.name,
-                    provider.genai_system,
-                    provider.remote,
-                    target.model or provider.name,  # a route to a provider's default model
-                    call.body,
-                )
-                target_call = ChatCall(
-                    body=call.body,
-                    model=target.model,
-                    timer=call.timer,
-                    request_id=call.request_id,
-                    span=span,
-                )
+                target_call = self._target_call(call, target, provider, operation)
                 try:
-                    if self.startup is not None:
-                        await self.startup.wait(
-                            target.provider, provider.resilience.timeout.first_token
-                        )
-                    result = await attempt(provider, target_call)
-                except BaseException as exc:
-                    span.fail(_error_type(exc), str(exc))
-                    span.end()
-                    if not isinstance(exc, ProviderError):
-                        raise
-                    self.metrics.upstream_attempt(target.provider, False, number > 1)
+                    result = await self._try(provider, target, target_call, attempt)
+                except ProviderError as exc:
                     timed_out = timed_out and isinstance(exc, ProviderTimeout)
-                    wait = self._retry_wait(exc, retry, number)
-                    log.warning(
-                        "request %s: %s attempt %d failed: %s",
-                        call.request_id,
-                        target,
-                        number,
-                        exc.message,
-                    )
+                    wait = self._after_failure(exc, target, number, retry, call.request_id)
                     if wait is None:
                         failures.append(f"{target}: {exc.message}")
-                        self._failed(target.provider)
                         break
                     await self._sleep(wait)
                     continue
                 self.metrics.upstream_attempt(target.provider, True, number > 1)
                 self._succeeded(target.provider)
-                return result, target, ModelCallRecord(span)
+                return result, target, ModelCallRecord(target_call.span)
         summary = "; ".join(failures)
         if timed_out:
             raise ProviderTimeout(f"Every upstream timed out: {summary}")
         raise ProviderError(f"Every upstream failed: {summary}")
+
+    @staticmethod
+    def _target_call(
+        call: ChatCall, target: Target, provider: Provider, operation: str
+    ) -> ChatCall:
+        """The call as one target gets it: its model's name, under a span of its own."""
+        span = model_span(
+            call.span,
+            operation,
+            provider.name,
+            provider.genai_system,
+            provider.remote,
+            target.model or provider.name,  # a route to a provider's default model
+            call.body,
+        )
+        return ChatCall(
+            body=call.body,
+            model=target.model,
+            timer=call.timer,
+            request_id=call.request_id,
+            span=span,
+        )
+
+    async def _try(
+        self,
+        provider: Provider,
+        target: Target,
+        call: ChatCall,
+        attempt: Callable[[Provider, ChatCall], Awaitable[T]],
+    ) -> T:
+        """One attempt, once its provider has started; a failure ends its span."""
+        try:
+            if self.startup is not None:
+                await self.startup.wait(target.provider, provider.resilience.timeout.first_token)
+            return await attempt(provider, call)
+        except BaseException as exc:
+            call.span.fail(_error_type(exc), str(exc))
+            call.span.end()
+            raise
+
+    def _after_failure(
+        self, exc: ProviderError, target: Target, number: int, retry: Retry, request_id: str
+    ) -> float | None:
+        """A failed attempt counted and logged: seconds to wait before trying the target
+        again, or None to move on (the provider then counts one more failure in a row)."""
+        self.metrics.upstream_attempt(target.provider, False, number > 1)
+        log.warning("request %s: %s attempt %d failed: %s", request_id, target, number, exc.message)
+        wait = self._retry_wait(exc, retry, number)
+        if wait is None:
+            self._failed(target.provider)
+        return wait
 
     def _retry_wait(self, exc: ProviderError, retry: Retry, number: int) -> float | None:
         """Seconds to wait before trying the same target again, or None to move on."""
