@@ -46,6 +46,7 @@ from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
 from headend.providers.startup import ProviderStartup
 from headend.runs.admission import Admission
+from headend.runs.background import BackgroundRuns
 from headend.runs.budgets import BudgetBook
 from headend.runs.embedding_service import EmbeddingService
 from headend.runs.service import RunService
@@ -80,6 +81,7 @@ from headend.server.routes.messages import count_tokens, create_message
 from headend.server.routes.models import list_models, retrieve_model
 from headend.server.routes.prometheus import metrics as metrics_route
 from headend.server.routes.responses import (
+    cancel_response,
     create_response,
     delete_response,
     list_input_items,
@@ -111,6 +113,7 @@ ROUTES = [
     Route("/v1/responses", responses_websocket, methods=["GET"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
     Route("/v1/messages", create_message, methods=["POST"]),
     Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
@@ -295,6 +298,7 @@ def build_services(
     store, agents, routes = base.store, base.catalog.agents, base.catalog.routes
     admission = Admission(base.limiter, settings.limits, meter, metrics, BudgetBook(store, meter))
     sessions = SessionService(store, settings.sessions.busy_wait)
+    runs = RunService(base.versions, routes, router, mcp, sessions, admission)
     return Services(
         settings=settings,
         agents=agents,
@@ -307,7 +311,8 @@ def build_services(
         visitors=Visitors(store, base.auth, base.limiter),
         versions=base.versions,
         editor=base.editor,
-        runs=RunService(base.versions, routes, router, mcp, sessions, admission),
+        runs=runs,
+        background=BackgroundRuns(store, runs),
         embeddings=EmbeddingService(agents, routes, router, admission),
         metrics=metrics,
     )
@@ -315,16 +320,18 @@ def build_services(
 
 @contextlib.asynccontextmanager
 async def running_in_background(
-    settings: Settings, base: Foundations, meter: UsageMeter
+    settings: Settings, base: Foundations, meter: UsageMeter, background: BackgroundRuns
 ) -> AsyncIterator[None]:
     """While serving: pruning the store, recording key use and usage, following the agent
-    files (and SIGHUP); on the way out, what they hold is written."""
+    files (and SIGHUP); on the way out, background runs still going stop and what they
+    hold is written."""
     pruner = asyncio.create_task(prune_forever(base.store, settings.sessions.ttl))
     recorder = asyncio.create_task(record_use(base.auth, meter))
     following = asyncio.create_task(base.live.run())
     with on_hangup(base.live.hup):
         yield
     following.cancel()
+    await background.close()
     recorder.cancel()
     await base.auth.flush_usage()
     await meter.flush()
@@ -372,7 +379,8 @@ def create_app(
             try:
                 prices = {n: p.price for n, p in settings.providers.items() if p.price}
                 router = Router(built, metrics=metrics, startup=startup, prices=prices)
-                app.state.services = build_services(settings, base, router, mcp, meter, metrics)
+                services = build_services(settings, base, router, mcp, meter, metrics)
+                app.state.services = services
                 readiness.startup = startup
                 readiness.notes = base.live.notes
                 readiness.pings = {"store": base.store.ping}
@@ -381,7 +389,7 @@ def create_app(
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
-                async with running_in_background(settings, base, meter):
+                async with running_in_background(settings, base, meter, services.background):
                     yield
             finally:
                 loading.cancel()  # a model still loading is left to the process's exit

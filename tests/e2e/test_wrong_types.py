@@ -164,6 +164,7 @@ RESPONSES = {
     "user": "u-1",
     "metadata": {"team": "a"},
     "store": False,
+    "background": False,
     "stream": True,
     "truncation": "disabled",
     "reasoning": {"effort": "low", "summary": "auto"},

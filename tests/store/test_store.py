@@ -35,11 +35,8 @@ async def wipe(url: str) -> None:
 
     db = await asyncpg.connect(url)
     try:
-        await db.execute(
-            "DROP TABLE IF EXISTS messages, sessions, keys, usage, response_items, responses, "
-            "console_logins, idempotency, agent_versions, turns, agents, audit, "
-            "_migrations"
-        )
+        # every table, those a later migration adds too
+        await db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     finally:
         await db.close()
 
@@ -128,6 +125,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m014_usage_cost",
         "m015_key_budgets",
         "m016_audit",
+        "m017_background_runs",
     ]
 
 
@@ -527,3 +525,59 @@ async def test_a_deleted_stored_agent_is_gone_but_its_id_may_come_back(store: St
     back = await store.stored_agent("a-agent")
     assert back is not None
     assert (back.draft, back.published, back.created_by) == ("again", None, "key_c")
+
+
+async def test_background_runs_keep_their_events_and_stay_finished(store: Store) -> None:
+    from headend.store.base import BackgroundProgress, ResponseRecord
+
+    def body(status: str) -> dict[str, object]:
+        return {"id": "resp_b", "status": status, "output": []}
+
+    queued = ResponseRecord("resp_b", "key_1", None, None, 5.0, body("queued"), [])
+    await store.create_background_run(queued, 5.0)
+    run = await store.background_run("resp_b", "key_1")
+    assert run is not None
+    assert (run.status, run.cancel_requested, run.finished) == (
+        "queued",
+        False,
+        False,
+    )
+    assert await store.background_run("resp_b", "key_2") is None  # another key's: unseen
+    events = [{"type": "response.created", "sequence_number": n} for n in range(3)]
+    progress = BackgroundProgress("resp_b", 0, events, body("in_progress"), "in_progress")
+    assert await store.record_background_progress(progress) is False
+    stored = await store.get_response("resp_b", "key_1")
+    assert stored is not None
+    assert stored.body["status"] == "in_progress"
+    assert await store.response_events("resp_b", -1, 10) == events
+    assert await store.response_events("resp_b", 0, 1) == events[1:2]
+
+    assert await store.request_cancel("resp_b", "key_2") is None
+    asked = await store.request_cancel("resp_b", "key_1")
+    assert asked is not None
+    assert asked.cancel_requested
+    assert not asked.finished
+    more = [{"type": "response.output_text.delta", "sequence_number": 3}]
+    assert await store.record_background_progress(
+        BackgroundProgress("resp_b", 3, more, body("cancelled"), "cancelled")
+    )
+    late = [{"type": "response.completed", "sequence_number": 4}]
+    await store.record_background_progress(
+        BackgroundProgress("resp_b", 4, late, body("completed"), "completed")
+    )
+    run = await store.background_run("resp_b", "key_1")
+    assert run is not None
+    assert run.status == "cancelled"
+    stored = await store.get_response("resp_b", "key_1")
+    assert stored is not None
+    assert stored.body["status"] == "cancelled"
+    assert len(await store.response_events("resp_b", -1, 10)) == 5
+
+    finished = ResponseRecord("resp_b", "key_1", "sess_1", 0, 5.0, body("cancelled"), [])
+    await store.save_response(finished)  # saved again: replaced, not refused
+    again = await store.get_response("resp_b", "key_1")
+    assert again is not None
+    assert again.session_id == "sess_1"
+    assert await store.delete_response("resp_b", "key_1")
+    assert await store.background_run("resp_b", "key_1") is None
+    assert await store.response_events("resp_b", -1, 10) == []

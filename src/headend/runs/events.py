@@ -38,6 +38,9 @@ async def completion_of(events: AsyncGenerator[RunEvent, None]) -> Json:
 async def chunk_batches(events: AsyncGenerator[RunEvent, None]) -> AsyncGenerator[list[Json], None]:
     """A streamed run's chunks without its tools' progress: what the surfaces other than
     Chat Completions translate."""
-    async for event in events:
-        if isinstance(event, list) and event:
-            yield event
+    try:
+        async for event in events:
+            if isinstance(event, list) and event:
+                yield event
+    finally:
+        await events.aclose()

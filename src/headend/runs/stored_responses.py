@@ -75,18 +75,7 @@ class ResponseService:
         return fork
 
     async def save(self, response: Json, run: Run, items: list[Json], owner: str | None) -> None:
-        session = run.session
-        await self.store.save_response(
-            ResponseRecord(
-                id=response["id"],
-                owner=owner,
-                session_id=session.session_id if session else None,
-                turn=session.written if session else None,
-                created_at=time.time(),
-                body=response,
-                input_items=stored_items(items),
-            )
-        )
+        await self.store.save_response(stored_response(response, run, stored_items(items), owner))
 
     async def get(self, response_id: str, owner: str | None) -> ResponseRecord:
         record = await self.store.get_response(response_id, owner)
@@ -97,3 +86,19 @@ class ResponseService:
     async def delete(self, response_id: str, owner: str | None) -> None:
         if not await self.store.delete_response(response_id, owner):
             raise ResponseNotFound(response_id)
+
+
+def stored_response(
+    response: Json, run: Run, input_items: list[Json], owner: str | None
+) -> ResponseRecord:
+    """A response as the store keeps it: with the session turn its run wrote."""
+    session = run.session
+    return ResponseRecord(
+        id=response["id"],
+        owner=owner,
+        session_id=session.session_id if session else None,
+        turn=session.written if session else None,
+        created_at=time.time(),
+        body=response,
+        input_items=input_items,
+    )

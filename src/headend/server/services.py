@@ -15,6 +15,7 @@ from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.observability.metrics import Metrics
 from headend.providers.model_routes import RouteTable
+from headend.runs.background import BackgroundRuns
 from headend.runs.embedding_service import EmbeddingService
 from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseService
@@ -31,6 +32,7 @@ class Services:
     routes: RouteTable
     store: Store
     runs: RunService
+    background: BackgroundRuns
     embeddings: EmbeddingService
     auth: Authenticator
     meter: UsageMeter

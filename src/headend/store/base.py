@@ -107,6 +107,39 @@ class ResponseRecord:
     input_items: list[Json]
 
 
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "incomplete"})
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundRun:
+    """A response made with ``background: true``: where its run is and whether its owner
+    asked to cancel it. Its object (``responses.body``) is kept up to date as it runs, and
+    its stream's events are kept in order (``response_events``) for clients to follow."""
+
+    id: str  # the response's
+    owner: str | None
+    status: str  # queued, in_progress, then one of TERMINAL_STATUSES
+    cancel_requested: bool
+    created_at: float
+    updated_at: float
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundProgress:
+    """What a background run did since it last wrote: its next events (numbered from
+    ``first``), its response object now and its status."""
+
+    response_id: str
+    first: int  # the sequence number of ``events[0]``
+    events: list[Json]
+    body: Json
+    status: str
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleLogin:
     """A browser signed in to the console: the key it signed in with (by its secret's
@@ -306,7 +339,31 @@ class Store(Protocol):
         ...
 
     async def save_response(self, record: ResponseRecord) -> None:
-        """Store the response and index its items (input and output) by id."""
+        """Store the response (or replace the one of that id) and index its items (input
+        and output) by id."""
+        ...
+
+    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
+        """Store a background response as queued, in one transaction with its object."""
+        ...
+
+    async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        """The background run of the owner's response, or None (none, or another owner's)."""
+        ...
+
+    async def record_background_progress(self, progress: BackgroundProgress) -> bool:
+        """Append the events and, unless the run has finished already, set its object and
+        status; in one transaction. Whether its owner has asked to cancel it."""
+        ...
+
+    async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
+        """Up to ``limit`` stored events of a background response with a sequence number
+        above ``after``, in order."""
+        ...
+
+    async def request_cancel(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        """Ask the owner's background run to stop (nothing changes once it has finished);
+        the run as it is now, or None when there is none."""
         ...
 
     async def response_item(self, item_id: str, owner: str | None) -> Json | None:

@@ -203,6 +203,27 @@ def m016_audit(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX audit_by_target ON audit (target, id)")
 
 
+def m017_background_runs(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE background_runs (
+            id TEXT PRIMARY KEY REFERENCES responses (id) ON DELETE CASCADE,
+            owner TEXT,
+            status TEXT NOT NULL,
+            cancel_requested INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE response_events (
+            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            PRIMARY KEY (response_id, seq)
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -220,6 +241,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m014_usage_cost,
     m015_key_budgets,
     m016_audit,
+    m017_background_runs,
 ]
 
 

@@ -13,10 +13,25 @@ from typing import Any
 import orjson
 
 from headend.errors import ConfigError
+from headend.store.background_sql import (
+    ADD_EVENT_SQL,
+    BACKGROUND_SQL,
+    CANCEL_REQUESTED_SQL,
+    CREATE_BACKGROUND_SQL,
+    EVENTS_SQL,
+    PROGRESS_BODY_SQL,
+    PROGRESS_SQL,
+    REQUEST_CANCEL_SQL,
+    SAVE_RESPONSE_SQL,
+    background_run,
+    event_rows,
+)
 from headend.store.base import (
     AgentVersion,
     AuditEntry,
     AuditQuery,
+    BackgroundProgress,
+    BackgroundRun,
     ConsoleLogin,
     IdempotentRequest,
     KeyRecord,
@@ -264,6 +279,27 @@ async def m016_audit(db: Any) -> None:
     await db.execute("CREATE INDEX audit_by_target ON audit (target, id)")
 
 
+async def m017_background_runs(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE background_runs (
+            id TEXT PRIMARY KEY REFERENCES responses (id) ON DELETE CASCADE,
+            owner TEXT,
+            status TEXT NOT NULL,
+            cancel_requested BOOLEAN NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )"""
+    )
+    await db.execute(
+        """CREATE TABLE response_events (
+            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            event JSONB NOT NULL,
+            PRIMARY KEY (response_id, seq)
+        )"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -281,6 +317,7 @@ MIGRATIONS: list[Migration] = [
     m014_usage_cost,
     m015_key_budgets,
     m016_audit,
+    m017_background_runs,
 ]
 
 
@@ -597,16 +634,50 @@ class PostgresStore:
 
     async def save_response(self, record: ResponseRecord) -> None:
         async with self._pool.acquire() as db, db.transaction():
+            await self._save_response(db, record)
+
+    @staticmethod
+    async def _save_response(db: Any, record: ResponseRecord) -> None:
+        await db.execute(_dollars(SAVE_RESPONSE_SQL), *response_row(record))
+        await db.executemany(
+            "INSERT INTO response_items (owner, id, response_id, item) "
+            "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
+            response_item_rows(record),
+        )
+
+    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
+        async with self._pool.acquire() as db, db.transaction():
+            await self._save_response(db, record)
             await db.execute(
-                f"INSERT INTO responses ({RESPONSE_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
-                *response_row(record),
+                _dollars(CREATE_BACKGROUND_SQL), record.id, record.owner, False, at, at
             )
-            await db.executemany(
-                "INSERT INTO response_items (owner, id, response_id, item) "
-                "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
-                response_item_rows(record),
+
+    async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        row = await self._pool.fetchrow(_dollars(BACKGROUND_SQL), response_id, owner)
+        return background_run(tuple(row)) if row else None
+
+    async def record_background_progress(self, progress: BackgroundProgress) -> bool:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.executemany(_dollars(ADD_EVENT_SQL), event_rows(progress))
+            row = await db.fetchrow(
+                _dollars(PROGRESS_SQL), progress.status, time.time(), progress.response_id
             )
+            if row is None:  # finished already: its object stays as it ended
+                row = await db.fetchrow(_dollars(CANCEL_REQUESTED_SQL), progress.response_id)
+            else:
+                body = orjson.dumps(progress.body).decode()
+                await db.execute(_dollars(PROGRESS_BODY_SQL), body, progress.response_id)
+            return bool(row and row[0])
+
+    async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
+        rows = await self._pool.fetch(_dollars(EVENTS_SQL), response_id, after, limit)
+        return [orjson.loads(row[0]) for row in rows]
+
+    async def request_cancel(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute(_dollars(REQUEST_CANCEL_SQL), True, response_id, owner)
+            row = await db.fetchrow(_dollars(BACKGROUND_SQL), response_id, owner)
+        return background_run(tuple(row)) if row else None
 
     async def response_item(self, item_id: str, owner: str | None) -> Json | None:
         row = await self._pool.fetchrow(

@@ -20,10 +20,25 @@ from typing import Any, TypeVar
 
 import orjson
 
+from headend.store.background_sql import (
+    ADD_EVENT_SQL,
+    BACKGROUND_SQL,
+    CANCEL_REQUESTED_SQL,
+    CREATE_BACKGROUND_SQL,
+    EVENTS_SQL,
+    PROGRESS_BODY_SQL,
+    PROGRESS_SQL,
+    REQUEST_CANCEL_SQL,
+    SAVE_RESPONSE_SQL,
+    background_run,
+    event_rows,
+)
 from headend.store.base import (
     AgentVersion,
     AuditEntry,
     AuditQuery,
+    BackgroundProgress,
+    BackgroundRun,
     ConsoleLogin,
     IdempotentRequest,
     KeyRecord,
@@ -483,19 +498,67 @@ class SqliteStore:
         return await self._run(select)
 
     async def save_response(self, record: ResponseRecord) -> None:
-        def insert(db: sqlite3.Connection) -> None:
+        def save(db: sqlite3.Connection) -> None:
             with db:
-                db.execute(
-                    f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    response_row(record),
-                )
-                db.executemany(
-                    "INSERT OR IGNORE INTO response_items (owner, id, response_id, item) "
-                    "VALUES (?, ?, ?, ?)",
-                    response_item_rows(record),
-                )
+                self._save_response(db, record)
 
-        await self._run(insert)
+        await self._run(save)
+
+    @staticmethod
+    def _save_response(db: sqlite3.Connection, record: ResponseRecord) -> None:
+        db.execute(SAVE_RESPONSE_SQL, response_row(record))
+        db.executemany(
+            "INSERT OR IGNORE INTO response_items (owner, id, response_id, item) "
+            "VALUES (?, ?, ?, ?)",
+            response_item_rows(record),
+        )
+
+    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
+        def create(db: sqlite3.Connection) -> None:
+            with db:
+                self._save_response(db, record)
+                db.execute(CREATE_BACKGROUND_SQL, (record.id, record.owner, False, at, at))
+
+        await self._run(create)
+
+    async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        def select(db: sqlite3.Connection) -> BackgroundRun | None:
+            row = db.execute(BACKGROUND_SQL, (response_id, owner)).fetchone()
+            return background_run(row) if row else None
+
+        return await self._run(select)
+
+    async def record_background_progress(self, progress: BackgroundProgress) -> bool:
+        def record(db: sqlite3.Connection) -> bool:
+            with db:
+                db.executemany(ADD_EVENT_SQL, event_rows(progress))
+                row = db.execute(
+                    PROGRESS_SQL, (progress.status, time.time(), progress.response_id)
+                ).fetchone()
+                if row is None:  # finished already: its object stays as it ended
+                    row = db.execute(CANCEL_REQUESTED_SQL, (progress.response_id,)).fetchone()
+                else:
+                    body = orjson.dumps(progress.body).decode()
+                    db.execute(PROGRESS_BODY_SQL, (body, progress.response_id))
+                return bool(row and row[0])
+
+        return await self._run(record)
+
+    async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
+        def select(db: sqlite3.Connection) -> list[Json]:
+            rows = db.execute(EVENTS_SQL, (response_id, after, limit)).fetchall()
+            return [orjson.loads(row[0]) for row in rows]
+
+        return await self._run(select)
+
+    async def request_cancel(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        def cancel(db: sqlite3.Connection) -> BackgroundRun | None:
+            with db:
+                db.execute(REQUEST_CANCEL_SQL, (True, response_id, owner))
+                row = db.execute(BACKGROUND_SQL, (response_id, owner)).fetchone()
+            return background_run(row) if row else None
+
+        return await self._run(cancel)
 
     async def response_item(self, item_id: str, owner: str | None) -> Json | None:
         def select(db: sqlite3.Connection) -> Json | None:

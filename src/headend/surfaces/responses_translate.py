@@ -209,6 +209,7 @@ class ResponseShape:
             "object": "response",
             "created_at": self.created_at,
             "status": status,
+            "background": body.get("background") is True,
             "error": error,
             "incomplete_details": {"reason": incomplete} if incomplete else None,
             "instructions": body.get("instructions"),
@@ -297,12 +298,21 @@ class ResponseEvents:
         self.sequence += 1
         return {"type": kind, "sequence_number": self.sequence - 1, **fields}
 
-    def start(self) -> list[Json]:
+    def start(self, queued: bool = False) -> list[Json]:
+        """The opening events; a background response is created queued."""
         response = self.shape.envelope("in_progress", [])
+        created = self.shape.envelope("queued", []) if queued else response
         return [
-            self.event("response.created", response=response),
+            self.event("response.created", response=created),
             self.event("response.in_progress", response=response),
         ]
+
+    def snapshot(self, status: str) -> Json:
+        """The response as it stands: its finished items and the text being written."""
+        output = list(self.output)
+        if self.text is not None:
+            output.append(text_item(self.text_id, "".join(self.text), "in_progress"))
+        return self.shape.envelope(status, output)
 
     def feed(self, chunk: Json) -> list[Json]:
         events: list[Json] = []

@@ -27,6 +27,7 @@ from headend.runs.usage import usage_entry, utc_day
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
 from headend.server.json_bodies import decode_json, json_response, read_body
+from headend.server.query import query_whole
 from headend.server.services import services
 from headend.tools.registry import builtin_tools
 
@@ -117,10 +118,8 @@ async def rotate(request: Request) -> Response:
 
 async def usage(request: Request) -> Response:
     """``GET /admin/usage?days=7&key=key_…``: tokens by day, key and agent or model."""
-    days = request.query_params.get("days", "7")
-    if not days.isdigit() or not 1 <= int(days) <= 3660:
-        raise InvalidRequest("'days' must be a whole number of days, 1 to 3660.", param="days")
-    since = utc_day(time.time() - (int(days) - 1) * 86400)
+    days = query_whole(request, "days", 1, 3660) or 7
+    since = utc_day(time.time() - (days - 1) * 86400)
     found = services(request)
     await found.meter.flush()  # this instance's latest counts too
     rows = await found.store.usage(since, request.query_params.get("key"))

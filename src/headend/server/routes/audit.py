@@ -9,19 +9,11 @@ from headend.errors import InvalidRequest
 from headend.observability.audit_log import known, unknown
 from headend.schemas.audit_api import AuditEntryShape, AuditList
 from headend.server.json_bodies import json_response
+from headend.server.query import query_whole
 from headend.server.services import services
 from headend.store.base import AuditEntry, AuditQuery
 
 MOST = 1000  # entries in one answer at most
-
-
-def _whole(request: Request, name: str, low: int, high: int) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise InvalidRequest(f"'{name}' must be a whole number, {low} to {high}.", param=name)
-    return int(value)
 
 
 def _action(request: Request) -> str | None:
@@ -34,10 +26,10 @@ def _action(request: Request) -> str | None:
 
 async def list_audit(request: Request) -> Response:
     """``?limit=100&before=<id>&target=<id>&action=<action or family>&actor=<who>``."""
-    limit = _whole(request, "limit", 1, MOST) or 100
+    limit = query_whole(request, "limit", 1, MOST) or 100
     query = AuditQuery(
         limit=limit + 1,  # one more tells whether there are more
-        before=_whole(request, "before", 1, 2**63 - 1),
+        before=query_whole(request, "before", 1, 2**63 - 1),
         target=request.query_params.get("target"),
         action=_action(request),
         actor=request.query_params.get("actor"),

@@ -9,12 +9,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.errors import MethodNotAllowed, UpgradeRequired
+from headend.errors import APIError, InvalidRequest, MethodNotAllowed, UpgradeRequired
 from headend.runs.events import chunk_batches, completion_of
 from headend.runs.run import Run
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
 from headend.server.json_bodies import decode_json, json_response, read_body
+from headend.server.query import query_flag, query_whole
 from headend.server.request_record import request_context
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
@@ -56,6 +57,16 @@ async def create_response(request: Request) -> Response:
         chat["session_id"] = await found.responses.session_after(
             previous, principal.owner, agent.id if agent is not None else model
         )
+    background = body.get("background") is True
+    if background:
+        if not keep:
+            raise InvalidRequest(
+                "Background mode needs the response stored: 'store' may not be false.",
+                param="background",
+                code="invalid_value",
+            )
+        # streamed from the upstream whatever the client asked: its output shows so far
+        chat |= {"stream": True, "stream_options": {"include_usage": True}}
     run = await found.runs.start(
         chat, request_context(request), request.headers, principal, keep=keep
     )
@@ -66,6 +77,11 @@ async def create_response(request: Request) -> Response:
     shape = ResponseShape(body, run.client_model, offered)
     shape.session_id = run.session.session_id if run.session else None
     owner = principal.owner
+    if background:
+        queued = await found.background.accept(run, ResponseEvents(shape), items, owner)
+        if body.get("stream") is not True:
+            return json_response(queued, headers=headers)
+        return follow_stream(found, await found.background.follow(shape.id, owner, -1), headers)
     if run.stream:
         events = ResponseEvents(shape)
         return EventStream(
@@ -80,6 +96,29 @@ async def create_response(request: Request) -> Response:
     if keep:
         await found.responses.save(response, run, items, owner)
     return json_response(response, headers=headers)
+
+
+def follow_stream(
+    found: Services, batches: AsyncGenerator[list[Json], None], headers: dict[str, str] | None
+) -> EventStream:
+    """A background response's events as SSE; the run goes on when the client leaves."""
+    return EventStream(
+        (event_frames(batch) async for batch in batches),
+        on_error=lambda error: event_frames([error_event(error)]),
+        keepalive=found.settings.server.keepalive_seconds,
+        headers=headers,
+    )
+
+
+def error_event(error: APIError) -> Json:
+    """A stream's ``error`` event: the stream failed, not (as far as it knows) the run."""
+    return {
+        "type": "error",
+        "code": error.code,
+        "message": error.message,
+        "param": error.param,
+        "sequence_number": -1,
+    }
 
 
 async def response_frames(
@@ -109,10 +148,23 @@ async def responses_websocket(request: Request) -> Response:
 
 
 async def retrieve_response(request: Request) -> Response:
-    record = await services(request).responses.get(
-        request.path_params["response_id"], principal_of(request.scope).owner
-    )
+    """The response; with ``stream=true``, a background response's events after
+    ``starting_after`` (from its first), then as they come."""
+    found, response_id = services(request), request.path_params["response_id"]
+    owner = principal_of(request.scope).owner
+    if query_flag(request, "stream"):
+        after = query_whole(request, "starting_after", -1, 2**31 - 1)
+        after = -1 if after is None else after
+        return follow_stream(found, await found.background.follow(response_id, owner, after), None)
+    record = await found.responses.get(response_id, owner)
     return json_response(record.body)
+
+
+async def cancel_response(request: Request) -> Response:
+    found = services(request)
+    response_id = request.path_params["response_id"]
+    body = await found.background.cancel(response_id, principal_of(request.scope).owner)
+    return json_response(body)
 
 
 async def delete_response(request: Request) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.errors import InvalidRequest, ModelNotFound, SessionNotFound
+from headend.errors import ModelNotFound, SessionNotFound
 from headend.runs.session_turns import new_session_id
 from headend.schemas.sessions_api import (
     CreateSession,
@@ -18,6 +18,7 @@ from headend.schemas.sessions_api import (
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
 from headend.server.json_bodies import decode_json, json_response, read_body
+from headend.server.query import query_whole
 from headend.server.routes.chat import respond
 from headend.server.services import services
 from headend.store.base import SessionRecord, TurnRecord
@@ -61,11 +62,7 @@ async def create_session(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     found = services(request)
-    raw_limit = request.query_params.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise InvalidRequest(
-            f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit"
-        )
+    limit = query_whole(request, "limit", 1, MAX_LIMIT) or 20
     owner = principal_of(request.scope).owner
     before = None
     if cursor := request.query_params.get("before"):
@@ -73,8 +70,8 @@ async def list_sessions(request: Request) -> Response:
         if anchor is None:
             raise SessionNotFound(cursor)
         before = anchor.updated_at
-    records = await found.store.list_sessions(owner, int(raw_limit) + 1, before)
-    page = records[: int(raw_limit)]
+    records = await found.store.list_sessions(owner, limit + 1, before)
+    page = records[:limit]
     return json_response(
         SessionList(data=[_session(r) for r in page], has_more=len(records) > len(page))
     )
