@@ -23,7 +23,7 @@ FLOORS: list[set[str]] = [
     {"runs"},
     {"surfaces"},
     {"access"},
-    {"agents"},
+    {"agents", "webhooks"},
     {"providers", "tools"},
     {"observability", "limits"},
     {"config", "schemas", "store"},

@@ -72,6 +72,7 @@ from headend.server.routes.admin_agents import (
     retrieve_agent,
     save_draft,
 )
+from headend.server.routes.admin_webhooks import list_deliveries
 from headend.server.routes.audit import list_audit
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
@@ -100,6 +101,7 @@ from headend.store import open_store
 from headend.store.base import Store
 from headend.tools.mcp import McpHub
 from headend.tools.registry import ToolRegistry, builtin_tools
+from headend.webhooks.sender import WebhookSender, check_webhooks
 from headend.widget.cors import WidgetCors
 from headend.widget.routes import conversation, start_visit, widget_script
 
@@ -130,6 +132,7 @@ ROUTES = [
     Route("/admin/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/admin/usage", usage, methods=["GET"]),
     Route("/admin/audit", list_audit, methods=["GET"]),
+    Route("/admin/webhooks/deliveries", list_deliveries, methods=["GET"]),
     Route("/admin/agents", list_managed_agents, methods=["GET"]),
     Route("/admin/agents", create_agent, methods=["POST"]),
     Route("/admin/agents/{agent_id}", retrieve_agent, methods=["GET"]),
@@ -299,6 +302,7 @@ def build_services(
     admission = Admission(base.limiter, settings.limits, meter, metrics, BudgetBook(store, meter))
     sessions = SessionService(store, settings.sessions.busy_wait)
     runs = RunService(base.versions, routes, router, mcp, sessions, admission)
+    sender = WebhookSender(store, settings.webhooks, metrics)
     return Services(
         settings=settings,
         agents=agents,
@@ -312,7 +316,8 @@ def build_services(
         versions=base.versions,
         editor=base.editor,
         runs=runs,
-        background=BackgroundRuns(store, runs),
+        background=BackgroundRuns(store, runs, settings.webhooks, sender.wake),
+        webhooks=sender,
         embeddings=EmbeddingService(agents, routes, router, admission),
         metrics=metrics,
     )
@@ -320,18 +325,21 @@ def build_services(
 
 @contextlib.asynccontextmanager
 async def running_in_background(
-    settings: Settings, base: Foundations, meter: UsageMeter, background: BackgroundRuns
+    settings: Settings, base: Foundations, meter: UsageMeter, services: Services
 ) -> AsyncIterator[None]:
     """While serving: pruning the store, recording key use and usage, following the agent
-    files (and SIGHUP); on the way out, background runs still going stop and what they
-    hold is written."""
+    files (and SIGHUP), delivering webhooks; on the way out, background runs still going
+    stop and what they hold is written."""
+    sender = services.webhooks
     pruner = asyncio.create_task(prune_forever(base.store, settings.sessions.ttl))
+    delivering = asyncio.create_task(sender.run())
     recorder = asyncio.create_task(record_use(base.auth, meter))
     following = asyncio.create_task(base.live.run())
     with on_hangup(base.live.hup):
         yield
     following.cancel()
-    await background.close()
+    await services.background.close()
+    delivering.cancel()
     recorder.cancel()
     await base.auth.flush_usage()
     await meter.flush()
@@ -355,6 +363,7 @@ def create_app(
     tools = builtin_tools(settings.mcp_servers.keys())
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
     check_chat_targets(agents, built)
+    check_webhooks(settings)
     for note in skipped_notes(agents, settings.effective_agents_dir()):
         log.warning("%s", note)
     metrics = Metrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by ``--workers``
@@ -389,7 +398,7 @@ def create_app(
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
-                async with running_in_background(settings, base, meter, services.background):
+                async with running_in_background(settings, base, meter, services):
                     yield
             finally:
                 loading.cancel()  # a model still loading is left to the process's exit

@@ -25,6 +25,7 @@ from headend.providers.model_routes import RouteTable
 from headend.providers.registry import builtin_provider_types
 from headend.store.base import KeyRecord, Store
 from headend.tools.registry import builtin_tools
+from headend.webhooks.sender import check_webhooks
 
 
 def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:
@@ -137,6 +138,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     built = builtin_provider_types().build(settings)
     registry = _agents(settings)
     check_chat_targets(registry, built)
+    check_webhooks(settings)
     where = registry.directory or "packaged agents"
     print(
         f"ok: {settings.source}; {len(registry)} agent(s) from {where}; "

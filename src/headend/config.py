@@ -101,6 +101,59 @@ class McpServerSettings(_Strict):
         return self
 
 
+WEBHOOK_EVENTS = (
+    "response.completed",
+    "response.failed",
+    "response.cancelled",
+    "response.incomplete",
+)
+_WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$")
+
+
+class WebhookSettings(_Strict):
+    """An endpoint told when background responses end, as OpenAI's webhooks tell, signed per
+    the Standard Webhooks spec and delivered at least once (see ``headend.webhooks``)."""
+
+    url: str
+    secret: str = Field(repr=False)  # whsec_ and base64, as Standard Webhooks' libraries take
+    events: list[str] | None = None  # None: every event
+    allow_private: bool = False  # its host may be loopback or private (an operator's choice)
+    max_attempts: int = Field(8, ge=1, le=20)
+    backoff: float = Field(5.0, gt=0)  # seconds before the first retry; 4x longer each time
+    timeout: float = Field(10.0, gt=0)  # seconds for one delivery
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("a webhook URL starts with https:// or http://")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        # empty: a ${VAR} left unset by a command that sends nothing (see load_settings)
+        if value and not _WEBHOOK_SECRET.match(value):
+            raise ValueError("a webhook secret is whsec_ followed by base64 (24 bytes or more)")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(WEBHOOK_EVENTS))
+        if unknown:
+            raise ValueError(f"unknown events {unknown}; known: {', '.join(WEBHOOK_EVENTS)}")
+        return value
+
+    @field_validator("backoff", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+    def wants(self, event: str) -> bool:
+        return self.events is None or event in self.events
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -156,6 +209,7 @@ class Settings(_Strict):
     providers: dict[str, ProviderSection] = Field(default_factory=_default_providers)
     models: dict[str, str | list[str] | RouteSection] = Field(default_factory=dict)
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
     store: str = "sqlite:///headend.db"  # relative to the config file's directory
     sessions: SessionSettings = Field(default_factory=lambda: SessionSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
@@ -175,7 +229,7 @@ class Settings(_Strict):
 
 
 # Sections only serving reads: what their ${VAR}s hold is needed by nothing else.
-CALLED_SECTIONS = ("providers.", "mcp_servers.")
+CALLED_SECTIONS = ("providers.", "mcp_servers.", "webhooks[")
 
 
 def interpolate(value: Any, env: Mapping[str, str], where: str, problems: list[str]) -> Any:

@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -17,6 +16,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import ADMIN, issue, make_site, serve
+from tests.e2e.waiting import until
 from tests.postgres import fresh_database
 from tests.upstream import FakeUpstream, Reply
 
@@ -61,23 +61,12 @@ def client(server: RunningServer, key: str = ADMIN) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
 
 
-def until(check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def finished(sdk: openai.OpenAI, response_id: str) -> Response:
-    done: Response = until(
-        lambda: (
-            (r := sdk.responses.retrieve(response_id)).status not in ("queued", "in_progress") and r
-        )
-    )
-    return done
+    def ended() -> Response | None:
+        now = sdk.responses.retrieve(response_id)
+        return None if now.status in ("queued", "in_progress") else now
+
+    return until(ended)
 
 
 def test_a_background_response_answers_at_once_and_finishes_later(

@@ -126,6 +126,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m015_key_budgets",
         "m016_audit",
         "m017_background_runs",
+        "m018_webhook_deliveries",
     ]
 
 

@@ -149,6 +149,13 @@ class Metrics:
             buckets=FAST_BUCKETS,
             registry=registry,
         )
+        self.webhook_deliveries = Counter(
+            "headend_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered; retry: failed, to be tried "
+            "again; failed: given up on).",
+            ["outcome"],
+            registry=registry,
+        )
         self.embedded_tokens = Counter(
             "headend_embedded_tokens",
             "Tokens the embedded model computed, by phase (prompt: read, generated: sampled); "

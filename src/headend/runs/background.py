@@ -17,17 +17,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from headend.config import WebhookSettings
 from headend.errors import APIError, InvalidRequest
 from headend.runs.events import chunk_batches
 from headend.runs.run import Run
 from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseNotFound, stored_response
-from headend.store.base import BackgroundProgress, ResponseRecord, Store
+from headend.store.base import BackgroundProgress, ResponseRecord, Store, WebhookDelivery
 from headend.surfaces.responses_translate import ResponseEvents, stored_items
 from headend.types import Json
+from headend.webhooks.outbox import ending_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,17 @@ class LiveRun:
 
 
 class BackgroundRuns:
-    def __init__(self, store: Store, runs: RunService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runs: RunService,
+        webhooks: Sequence[WebhookSettings] = (),
+        outbox_written: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.runs = runs
+        self.webhooks = webhooks  # told when a run ends, from an outbox written with its end
+        self.outbox_written = outbox_written
         self._live: dict[str, LiveRun] = {}
 
     async def accept(
@@ -220,8 +230,11 @@ class BackgroundRuns:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             await self.runs.release(run)
+            outbox = ending_deliveries(live.id, status, self.webhooks)
             try:
-                await self._write(live, body, status)
+                await self._write(live, body, status, outbox)
+                if outbox:
+                    self.outbox_written()
             except Exception:
                 log.exception("background response %s: could not write its end", live.id)
             finally:
@@ -245,15 +258,17 @@ class BackgroundRuns:
             if asked:
                 live.cancel("owner")
 
-    async def _write(self, live: LiveRun, body: Json, status: str) -> bool:
-        """The run's unwritten events, its object and status, in one transaction; whether
-        its owner asked to cancel it."""
+    async def _write(
+        self, live: LiveRun, body: Json, status: str, outbox: tuple[WebhookDelivery, ...] = ()
+    ) -> bool:
+        """The run's unwritten events, its object and status (and at its end, the webhooks
+        it makes), in one transaction; whether its owner asked to cancel it."""
         async with live._writing:
             events, live.unwritten = live.unwritten, []
             first = events[0]["sequence_number"] if events else 0
             try:
                 return await self.store.record_background_progress(
-                    BackgroundProgress(live.id, first, events, body, status)
+                    BackgroundProgress(live.id, first, events, body, status, outbox)
                 )
             except BaseException:
                 live.unwritten = events + live.unwritten  # written at the next turn

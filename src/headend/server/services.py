@@ -21,6 +21,7 @@ from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseService
 from headend.runs.usage import UsageMeter
 from headend.store.base import Store
+from headend.webhooks.sender import WebhookSender
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class Services:
     store: Store
     runs: RunService
     background: BackgroundRuns
+    webhooks: WebhookSender
     embeddings: EmbeddingService
     auth: Authenticator
     meter: UsageMeter

@@ -129,6 +129,35 @@ class BackgroundRun:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event for one endpoint, in the outbox until delivered or given up on."""
+
+    id: str  # whd_…
+    event_id: str  # evt_…: the webhook-id header, the same on every attempt
+    endpoint: str  # the URL, as configured
+    event_type: str
+    payload: Json
+    status: str  # pending, delivered or failed
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    last_status: int | None = None  # the endpoint's HTTP status, last attempt
+    last_error: str | None = None  # why the last attempt failed
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What an attempt came to: the delivery's next state."""
+
+    status: str  # pending (to be tried again), delivered or failed
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class BackgroundProgress:
     """What a background run did since it last wrote: its next events (numbered from
     ``first``), its response object now and its status."""
@@ -138,6 +167,7 @@ class BackgroundProgress:
     events: list[Json]
     body: Json
     status: str
+    outbox: tuple[WebhookDelivery, ...] = ()  # webhooks for the run's end, in its transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +384,23 @@ class Store(Protocol):
     async def record_background_progress(self, progress: BackgroundProgress) -> bool:
         """Append the events and, unless the run has finished already, set its object and
         status; in one transaction. Whether its owner has asked to cancel it."""
+        ...
+
+    async def claim_deliveries(
+        self, now: float, holder: str, until: float, limit: int
+    ) -> list[WebhookDelivery]:
+        """Up to ``limit`` pending deliveries that are due and nobody holds, held by
+        ``holder`` until ``until`` (another instance takes them after that)."""
+        ...
+
+    async def record_delivery(
+        self, delivery_id: str, holder: str, outcome: DeliveryOutcome
+    ) -> None:
+        """An attempt's outcome, if ``holder`` still holds the delivery; it is let go."""
+        ...
+
+    async def deliveries(self, status: str | None, limit: int) -> list[WebhookDelivery]:
+        """The newest deliveries, of one status or all."""
         ...
 
     async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:

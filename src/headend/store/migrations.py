@@ -224,6 +224,30 @@ def m017_background_runs(db: sqlite3.Connection) -> None:
     )
 
 
+def m018_webhook_deliveries(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            last_status INTEGER,
+            last_error TEXT,
+            updated_at REAL NOT NULL,
+            lease_holder TEXT,
+            lease_until REAL
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -242,6 +266,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m015_key_budgets,
     m016_audit,
     m017_background_runs,
+    m018_webhook_deliveries,
 ]
 
 

@@ -33,6 +33,7 @@ from headend.store.base import (
     BackgroundProgress,
     BackgroundRun,
     ConsoleLogin,
+    DeliveryOutcome,
     IdempotentRequest,
     KeyRecord,
     NewSession,
@@ -41,6 +42,7 @@ from headend.store.base import (
     StoredAgent,
     TurnRecord,
     UsageRow,
+    WebhookDelivery,
 )
 from headend.store.rows import (
     ADD_AUDIT_SQL,
@@ -78,6 +80,16 @@ from headend.store.rows import (
     turn_record,
     usage_row,
     usage_values,
+)
+from headend.store.webhook_sql import (
+    ADD_DELIVERY_SQL,
+    CLAIM_DELIVERIES_SQL,
+    DELIVERIES_SQL,
+    PRUNE_DELIVERIES_SQL,
+    RECORD_DELIVERY_SQL,
+    delivery_values,
+    outcome_values,
+    webhook_delivery,
 )
 from headend.types import Json
 from headend.urls import without_credentials
@@ -300,6 +312,30 @@ async def m017_background_runs(db: Any) -> None:
     )
 
 
+async def m018_webhook_deliveries(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            last_status INTEGER,
+            last_error TEXT,
+            updated_at DOUBLE PRECISION NOT NULL,
+            lease_holder TEXT,
+            lease_until DOUBLE PRECISION
+        )"""
+    )
+    await db.execute(
+        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at)"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -318,6 +354,7 @@ MIGRATIONS: list[Migration] = [
     m015_key_budgets,
     m016_audit,
     m017_background_runs,
+    m018_webhook_deliveries,
 ]
 
 
@@ -659,6 +696,9 @@ class PostgresStore:
     async def record_background_progress(self, progress: BackgroundProgress) -> bool:
         async with self._pool.acquire() as db, db.transaction():
             await db.executemany(_dollars(ADD_EVENT_SQL), event_rows(progress))
+            await db.executemany(
+                _dollars(ADD_DELIVERY_SQL), [delivery_values(d) for d in progress.outbox]
+            )
             row = await db.fetchrow(
                 _dollars(PROGRESS_SQL), progress.status, time.time(), progress.response_id
             )
@@ -668,6 +708,24 @@ class PostgresStore:
                 body = orjson.dumps(progress.body).decode()
                 await db.execute(_dollars(PROGRESS_BODY_SQL), body, progress.response_id)
             return bool(row and row[0])
+
+    async def claim_deliveries(
+        self, now: float, holder: str, until: float, limit: int
+    ) -> list[WebhookDelivery]:
+        sql = _dollars(CLAIM_DELIVERIES_SQL.format(lock=" FOR UPDATE SKIP LOCKED"))
+        rows = await self._pool.fetch(sql, holder, until, now, now, limit)
+        return [webhook_delivery(tuple(row)) for row in rows]
+
+    async def record_delivery(
+        self, delivery_id: str, holder: str, outcome: DeliveryOutcome
+    ) -> None:
+        await self._pool.execute(
+            _dollars(RECORD_DELIVERY_SQL), *outcome_values(delivery_id, holder, outcome)
+        )
+
+    async def deliveries(self, status: str | None, limit: int) -> list[WebhookDelivery]:
+        rows = await self._pool.fetch(_dollars(DELIVERIES_SQL), status, status, limit)
+        return [webhook_delivery(tuple(row)) for row in rows]
 
     async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
         rows = await self._pool.fetch(_dollars(EVENTS_SQL), response_id, after, limit)
@@ -779,5 +837,6 @@ class PostgresStore:
         async with self._pool.acquire() as db, db.transaction():
             await db.execute("DELETE FROM console_logins WHERE expires_at < $1", time.time())
             await db.execute("DELETE FROM responses WHERE created_at < $1", updated_before)
+            await db.execute(_dollars(PRUNE_DELIVERIES_SQL), updated_before)
             status = await db.execute("DELETE FROM sessions WHERE updated_at < $1", updated_before)
         return int(status.split()[-1])

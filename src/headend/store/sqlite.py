@@ -40,6 +40,7 @@ from headend.store.base import (
     BackgroundProgress,
     BackgroundRun,
     ConsoleLogin,
+    DeliveryOutcome,
     IdempotentRequest,
     KeyRecord,
     NewSession,
@@ -48,6 +49,7 @@ from headend.store.base import (
     StoredAgent,
     TurnRecord,
     UsageRow,
+    WebhookDelivery,
 )
 from headend.store.migrations import migrate
 from headend.store.rows import (
@@ -86,6 +88,16 @@ from headend.store.rows import (
     turn_record,
     usage_row,
     usage_values,
+)
+from headend.store.webhook_sql import (
+    ADD_DELIVERY_SQL,
+    CLAIM_DELIVERIES_SQL,
+    DELIVERIES_SQL,
+    PRUNE_DELIVERIES_SQL,
+    RECORD_DELIVERY_SQL,
+    delivery_values,
+    outcome_values,
+    webhook_delivery,
 )
 from headend.types import Json
 
@@ -532,6 +544,7 @@ class SqliteStore:
         def record(db: sqlite3.Connection) -> bool:
             with db:
                 db.executemany(ADD_EVENT_SQL, event_rows(progress))
+                db.executemany(ADD_DELIVERY_SQL, [delivery_values(d) for d in progress.outbox])
                 row = db.execute(
                     PROGRESS_SQL, (progress.status, time.time(), progress.response_id)
                 ).fetchone()
@@ -543,6 +556,34 @@ class SqliteStore:
                 return bool(row and row[0])
 
         return await self._run(record)
+
+    async def claim_deliveries(
+        self, now: float, holder: str, until: float, limit: int
+    ) -> list[WebhookDelivery]:
+        def claim(db: sqlite3.Connection) -> list[WebhookDelivery]:
+            with db:
+                rows = db.execute(
+                    CLAIM_DELIVERIES_SQL.format(lock=""), (holder, until, now, now, limit)
+                ).fetchall()
+            return [webhook_delivery(row) for row in rows]
+
+        return await self._run(claim)
+
+    async def record_delivery(
+        self, delivery_id: str, holder: str, outcome: DeliveryOutcome
+    ) -> None:
+        def record(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(RECORD_DELIVERY_SQL, outcome_values(delivery_id, holder, outcome))
+
+        await self._run(record)
+
+    async def deliveries(self, status: str | None, limit: int) -> list[WebhookDelivery]:
+        def select(db: sqlite3.Connection) -> list[WebhookDelivery]:
+            rows = db.execute(DELIVERIES_SQL, (status, status, limit)).fetchall()
+            return [webhook_delivery(row) for row in rows]
+
+        return await self._run(select)
 
     async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
         def select(db: sqlite3.Connection) -> list[Json]:
@@ -690,6 +731,7 @@ class SqliteStore:
             with db:
                 db.execute("DELETE FROM console_logins WHERE expires_at < ?", (time.time(),))
                 db.execute("DELETE FROM responses WHERE created_at < ?", (updated_before,))
+                db.execute(PRUNE_DELIVERIES_SQL, (updated_before,))
                 return int(
                     db.execute(
                         "DELETE FROM sessions WHERE updated_at < ?", (updated_before,)

@@ -6,8 +6,9 @@ import { bindKeys, loadKeys } from "./keys.js";
 import { playground } from "./playground.js";
 import { loadSessions } from "./sessions.js";
 import { bindUsage, loadUsage } from "./usage.js";
+import { bindWebhooks, loadWebhooks } from "./webhooks.js";
 
-const PAGES = ["playground", "agents", "sessions", "keys", "usage"];
+const PAGES = ["playground", "agents", "sessions", "keys", "usage", "webhooks"];
 // The scope each page needs (the session lists the scopes a key's scopes include).
 const NEEDS = {
   playground: "chat",
@@ -15,6 +16,7 @@ const NEEDS = {
   sessions: "sessions:read",
   keys: "admin",
   usage: "admin",
+  webhooks: "admin",
 };
 const LOADERS = {
   playground: () => playground.loadModels(),
@@ -22,6 +24,7 @@ const LOADERS = {
   sessions: loadSessions,
   keys: loadKeys,
   usage: loadUsage,
+  webhooks: loadWebhooks,
 };
 
 const app = {
@@ -109,4 +112,5 @@ for (const name of PAGES) $(`nav-${name}`).addEventListener("click", () => app.o
 playground.bind();
 bindKeys();
 bindUsage();
+bindWebhooks();
 app.start();
