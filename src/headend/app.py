@@ -49,6 +49,7 @@ from headend.runs.admission import Admission
 from headend.runs.background import BackgroundRuns
 from headend.runs.budgets import BudgetBook
 from headend.runs.embedding_service import EmbeddingService
+from headend.runs.response_runs import ResponseRuns
 from headend.runs.service import RunService
 from headend.runs.session_turns import SessionService
 from headend.runs.stored_responses import ResponseService
@@ -302,6 +303,7 @@ def build_services(
     admission = Admission(base.limiter, settings.limits, meter, metrics, BudgetBook(store, meter))
     sessions = SessionService(store, settings.sessions.busy_wait)
     runs = RunService(base.versions, routes, router, mcp, sessions, admission)
+    responses = ResponseService(store)
     sender = WebhookSender(store, settings.webhooks, metrics)
     return Services(
         settings=settings,
@@ -310,7 +312,8 @@ def build_services(
         store=store,
         auth=base.auth,
         meter=meter,
-        responses=ResponseService(store),
+        responses=responses,
+        response_runs=ResponseRuns(responses, base.versions, runs),
         logins=ConsoleLogins(store, base.auth),
         visitors=Visitors(store, base.auth, base.limiter),
         versions=base.versions,

@@ -17,6 +17,7 @@ from headend.observability.metrics import Metrics
 from headend.providers.model_routes import RouteTable
 from headend.runs.background import BackgroundRuns
 from headend.runs.embedding_service import EmbeddingService
+from headend.runs.response_runs import ResponseRuns
 from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseService
 from headend.runs.usage import UsageMeter
@@ -39,6 +40,7 @@ class Services:
     auth: Authenticator
     meter: UsageMeter
     responses: ResponseService
+    response_runs: ResponseRuns
     logins: ConsoleLogins
     visitors: Visitors
     metrics: Metrics

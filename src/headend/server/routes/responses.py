@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from headend.errors import APIError, InvalidRequest, MethodNotAllowed, UpgradeRequired
+from headend.errors import APIError, MethodNotAllowed, UpgradeRequired
 from headend.runs.events import chunk_batches, completion_of
 from headend.runs.run import Run
 from headend.server.auth import principal_of
@@ -19,13 +19,9 @@ from headend.server.query import query_flag, query_whole
 from headend.server.request_record import request_context
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
-from headend.surfaces.responses_tools import request_tools
 from headend.surfaces.responses_translate import (
     ResponseEvents,
-    ResponseShape,
     checked,
-    items_of,
-    to_chat,
 )
 from headend.types import Json
 
@@ -45,39 +41,15 @@ def event_frames(events: list[Json]) -> bytes:
 async def create_response(request: Request) -> Response:
     found = services(request)
     body = checked(decode_json(await read_body(request, found.settings.server.max_body_bytes)))
-    principal = principal_of(request.scope)
-    items = await found.responses.resolve(items_of(body), principal.owner)
-    offered = request_tools(body)
-    chat = to_chat(body, items, offered)
-    keep = body.get("store", True) is not False
-    previous = body.get("previous_response_id")
-    if previous is not None:
-        model = chat["model"]
-        agent = await found.versions.resolve(model) if isinstance(model, str) else None
-        chat["session_id"] = await found.responses.session_after(
-            previous, principal.owner, agent.id if agent is not None else model
-        )
-    background = body.get("background") is True
-    if background:
-        if not keep:
-            raise InvalidRequest(
-                "Background mode needs the response stored: 'store' may not be false.",
-                param="background",
-                code="invalid_value",
-            )
-        # streamed from the upstream whatever the client asked: its output shows so far
-        chat |= {"stream": True, "stream_options": {"include_usage": True}}
-    run = await found.runs.start(
-        chat, request_context(request), request.headers, principal, keep=keep
+    started = await found.response_runs.start(
+        body, request_context(request), request.headers, principal_of(request.scope)
     )
+    run, shape, owner, items = started.run, started.shape, started.owner, started.items
     headers = run.headers
-    if offered.dropped:
-        headers[DROPPED_HEADER] = ", ".join(offered.dropped)
-        log.info("tools not offered to the model (hosted): %s", ", ".join(offered.dropped))
-    shape = ResponseShape(body, run.client_model, offered)
-    shape.session_id = run.session.session_id if run.session else None
-    owner = principal.owner
-    if background:
+    if shape.offered.dropped:
+        headers[DROPPED_HEADER] = ", ".join(shape.offered.dropped)
+        log.info("tools not offered to the model (hosted): %s", ", ".join(shape.offered.dropped))
+    if started.background:
         queued = await found.background.accept(run, ResponseEvents(shape), items, owner)
         if body.get("stream") is not True:
             return json_response(queued, headers=headers)
@@ -85,7 +57,7 @@ async def create_response(request: Request) -> Response:
     if run.stream:
         events = ResponseEvents(shape)
         return EventStream(
-            response_frames(found, run, events, items if keep else None, owner),
+            response_frames(found, run, events, items if started.keep else None, owner),
             on_error=lambda error: event_frames([events.failed(error)]),
             keepalive=found.settings.server.keepalive_seconds,
             headers=headers,
@@ -93,7 +65,7 @@ async def create_response(request: Request) -> Response:
         )
     answer = await until_disconnected(request, completion_of(found.runs.events(run)))
     response = shape.from_answer(answer)
-    if keep:
+    if started.keep:
         await found.responses.save(response, run, items, owner)
     return json_response(response, headers=headers)
 

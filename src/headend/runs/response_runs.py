@@ -1,0 +1,72 @@
+"""A Responses request as a run: its ``item_reference`` inputs resolved, its conversation
+continued from ``previous_response_id``, translated to a chat request and started. The
+route then answers it, streams it or leaves it to run in the background; a schedule starts
+its background runs the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from headend.access.principal import Principal
+from headend.agents.versions import AgentVersions
+from headend.errors import InvalidRequest
+from headend.runs.record import RunRecord
+from headend.runs.run import Run
+from headend.runs.service import RunService
+from headend.runs.stored_responses import ResponseService
+from headend.surfaces.responses_tools import request_tools
+from headend.surfaces.responses_translate import ResponseShape, items_of, to_chat
+from headend.types import Json
+
+
+@dataclass(slots=True)
+class ResponseRun:
+    """A started Responses run: the chat run, the response it makes, and its input."""
+
+    run: Run
+    shape: ResponseShape
+    items: list[Json]
+    keep: bool  # stored (``store`` is not false)
+    background: bool
+    owner: str | None
+
+
+class ResponseRuns:
+    def __init__(
+        self, responses: ResponseService, versions: AgentVersions, runs: RunService
+    ) -> None:
+        self.responses = responses
+        self.versions = versions
+        self.runs = runs
+
+    async def start(
+        self, body: Json, record: RunRecord, headers: Mapping[str, str], principal: Principal
+    ) -> ResponseRun:
+        """``body``: a request already checked (``surfaces.responses_translate.checked``)."""
+        owner = principal.owner
+        items = await self.responses.resolve(items_of(body), owner)
+        offered = request_tools(body)
+        chat = to_chat(body, items, offered)
+        keep = body.get("store", True) is not False
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            model = chat["model"]
+            agent = await self.versions.resolve(model) if isinstance(model, str) else None
+            chat["session_id"] = await self.responses.session_after(
+                previous, owner, agent.id if agent is not None else model
+            )
+        background = body.get("background") is True
+        if background:
+            if not keep:
+                raise InvalidRequest(
+                    "Background mode needs the response stored: 'store' may not be false.",
+                    param="background",
+                    code="invalid_value",
+                )
+            # streamed from the upstream whatever the client asked: its output shows so far
+            chat |= {"stream": True, "stream_options": {"include_usage": True}}
+        run = await self.runs.start(chat, record, headers, principal, keep=keep)
+        shape = ResponseShape(body, run.client_model, offered)
+        shape.session_id = run.session.session_id if run.session else None
+        return ResponseRun(run, shape, items, keep, background, owner)
