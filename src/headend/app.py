@@ -50,6 +50,7 @@ from headend.runs.background import BackgroundRuns
 from headend.runs.budgets import BudgetBook
 from headend.runs.embedding_service import EmbeddingService
 from headend.runs.response_runs import ResponseRuns
+from headend.runs.schedules import ScheduledRuns, Scheduler
 from headend.runs.service import RunService
 from headend.runs.session_turns import SessionService
 from headend.runs.stored_responses import ResponseService
@@ -73,6 +74,7 @@ from headend.server.routes.admin_agents import (
     retrieve_agent,
     save_draft,
 )
+from headend.server.routes.admin_schedules import list_schedules
 from headend.server.routes.admin_webhooks import list_deliveries
 from headend.server.routes.audit import list_audit
 from headend.server.routes.chat import create_chat_completion
@@ -134,6 +136,7 @@ ROUTES = [
     Route("/admin/usage", usage, methods=["GET"]),
     Route("/admin/audit", list_audit, methods=["GET"]),
     Route("/admin/webhooks/deliveries", list_deliveries, methods=["GET"]),
+    Route("/admin/schedules", list_schedules, methods=["GET"]),
     Route("/admin/agents", list_managed_agents, methods=["GET"]),
     Route("/admin/agents", create_agent, methods=["POST"]),
     Route("/admin/agents/{agent_id}", retrieve_agent, methods=["GET"]),
@@ -305,6 +308,14 @@ def build_services(
     runs = RunService(base.versions, routes, router, mcp, sessions, admission)
     responses = ResponseService(store)
     sender = WebhookSender(store, settings.webhooks, metrics)
+    background = BackgroundRuns(
+        store,
+        runs,
+        settings.webhooks,
+        sender.wake,
+        settings.limits.max_background_runs,
+        metrics.background_runs,
+    )
     return Services(
         settings=settings,
         agents=agents,
@@ -313,13 +324,13 @@ def build_services(
         auth=base.auth,
         meter=meter,
         responses=responses,
-        response_runs=ResponseRuns(responses, base.versions, runs),
+        response_runs=ResponseRuns(responses, base.versions, runs, background),
         logins=ConsoleLogins(store, base.auth),
         visitors=Visitors(store, base.auth, base.limiter),
         versions=base.versions,
         editor=base.editor,
         runs=runs,
-        background=BackgroundRuns(store, runs, settings.webhooks, sender.wake),
+        background=background,
         webhooks=sender,
         embeddings=EmbeddingService(agents, routes, router, admission),
         metrics=metrics,
@@ -331,16 +342,20 @@ async def running_in_background(
     settings: Settings, base: Foundations, meter: UsageMeter, services: Services
 ) -> AsyncIterator[None]:
     """While serving: pruning the store, recording key use and usage, following the agent
-    files (and SIGHUP), delivering webhooks; on the way out, background runs still going
-    stop and what they hold is written."""
+    files (and SIGHUP), firing schedules, delivering webhooks; on the way out, background
+    runs still going stop and what they hold is written."""
     sender = services.webhooks
     pruner = asyncio.create_task(prune_forever(base.store, settings.sessions.ttl))
     delivering = asyncio.create_task(sender.run())
+    scheduled = ScheduledRuns(services.response_runs, services.background)
+    scheduler = Scheduler(base.store, lambda: list(base.versions.agents), scheduled.start)
+    firing = asyncio.create_task(scheduler.run())
     recorder = asyncio.create_task(record_use(base.auth, meter))
     following = asyncio.create_task(base.live.run())
     with on_hangup(base.live.hup):
         yield
     following.cancel()
+    firing.cancel()
     await services.background.close()
     delivering.cancel()
     recorder.cancel()

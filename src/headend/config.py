@@ -186,6 +186,8 @@ class LimitSettings(_Strict):
     model_concurrency: int | None = Field(None, ge=1)  # per model route; None: no limit
     max_queue: int = Field(100, ge=0)  # requests waiting per pool; more are refused (429)
     queue_timeout: float = Field(30.0, gt=0)  # seconds a request waits before a 429
+    # a key's background responses queued or running at once; more are refused (429)
+    max_background_runs: int = Field(100, ge=1)
 
     @field_validator("queue_timeout", mode="before")
     @classmethod

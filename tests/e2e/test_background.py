@@ -35,9 +35,9 @@ def site(
         "helper": "---\nmodel: up/helper\n---\nBe helpful.\n",
         "maths": "---\nmodel: up/maths\ntools: [calculator]\n---\n",
     }
-    store = ""
+    store = "limits: {max_background_runs: 2}\n"
     if request.param == "postgres":
-        store = f"store: {fresh_database(request.getfixturevalue('postgres_url'), 'bg')}\n"
+        store += f"store: {fresh_database(request.getfixturevalue('postgres_url'), 'bg')}\n"
     root = tmp_path_factory.mktemp(f"background-{request.param}")
     return make_site(root, upstream, "bg", agents, store)
 
@@ -210,6 +210,25 @@ def test_cancelling_what_cannot_be_cancelled(first: RunningServer, fake: FakeUps
     )
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "starting_after"
+
+
+def test_a_key_may_have_so_many_background_runs_at_once(
+    first: RunningServer, second: RunningServer, fake: FakeUpstream
+) -> None:
+    fake.script("bg", *[Reply(text=WORDS, chunk_delay=0.2) for _ in range(2)], Reply(text="Ok."))
+    key = str(issue(first, name="busy")["secret"])
+    sdk, other = client(first, key), client(second, key)
+    one = sdk.responses.create(model="gpt", input="Count", background=True)
+    two = sdk.responses.create(model="gpt", input="Count", background=True)
+    with pytest.raises(openai.RateLimitError) as refused:  # counted on any instance
+        other.responses.create(model="gpt", input="Count", background=True)
+    assert "2 background responses" in refused.value.message
+    assert client(first).responses.create(model="gpt", input="Hi", background=True)  # per key
+    sdk.responses.cancel(one.id)
+    third = other.responses.create(model="gpt", input="Count", background=True)
+    assert third.status == "queued"
+    sdk.responses.cancel(two.id)  # nothing left running for the next test's upstream
+    assert finished(sdk, third.id).status == "completed"
 
 
 def test_the_node_sdk_follows_resumes_and_cancels(first: RunningServer, fake: FakeUpstream) -> None:

@@ -430,7 +430,7 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(
     page.click("#send")
     expect(page.locator(".turn.assistant")).to_be_visible()
     page.get_by_role("button", name="curl", exact=True).click()
-    for name in ("playground", "agents", "sessions", "keys", "usage", "webhooks"):
+    for name in ("playground", "agents", "sessions", "keys", "usage", "schedules", "webhooks"):
         page.click(f"#nav-{name}")
         expect(page.locator(f"#{name}")).to_be_visible()
         page.wait_for_load_state("networkidle")

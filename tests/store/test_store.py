@@ -127,6 +127,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m016_audit",
         "m017_background_runs",
         "m018_webhook_deliveries",
+        "m019_schedule_fires",
     ]
 
 
@@ -582,3 +583,26 @@ async def test_background_runs_keep_their_events_and_stay_finished(store: Store)
     assert await store.delete_response("resp_b", "key_1")
     assert await store.background_run("resp_b", "key_1") is None
     assert await store.response_events("resp_b", -1, 10) == []
+
+
+async def test_a_schedule_fire_is_taken_once(store: Store) -> None:
+    from headend.store.base import ResponseRecord
+
+    assert await store.claim_fire("digest", "e1", 600.0, 601.0)
+    assert not await store.claim_fire("digest", "e1", 600.0, 601.5)  # another instance: no
+    assert await store.claim_fire("digest", "e1", 660.0, 661.0)  # the next time: yes
+    assert await store.claim_fire("digest", "e2", 600.0, 601.0)  # another entry: yes
+    body = {"id": "resp_s", "status": "queued", "output": []}
+    await store.create_background_run(
+        ResponseRecord("resp_s", None, None, None, 1.0, body, []), 1.0
+    )
+    await store.fire_started("digest", "e1", 660.0, "resp_s", None)
+    await store.fire_started("digest", "e1", 600.0, None, "refused: over the limit")
+    fires = await store.recent_fires("digest", 10)
+    assert [(f.entry, f.fire_at, f.response_id, f.status, f.error) for f in fires] == [
+        ("e1", 660.0, "resp_s", "queued", None),
+        ("e1", 600.0, None, None, "refused: over the limit"),
+        ("e2", 600.0, None, None, None),
+    ]
+    assert len(await store.recent_fires("digest", 1)) == 1
+    assert await store.recent_fires("other", 10) == []

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PositiveFloat, StringConstraints, ValidationError, field_validator
+from croniter import croniter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from headend.config import format_validation_error
 from headend.errors import ConfigError
@@ -21,6 +32,40 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S 
 _RESERVED_HINT = "the id is the file name, the prompt is the body"
 
 Route = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+class ScheduleEntry(BaseModel):
+    """A run the agent starts by itself: a background response to ``input``, at each time
+    ``cron`` names (five fields: minute hour day-of-month month day-of-week, in UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cron: str
+    input: Annotated[str, StringConstraints(min_length=1)]
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                "cron takes five fields: minute hour day-of-month month day-of-week (UTC)"
+            )
+        return value
+
+    @property
+    def key(self) -> str:
+        """What names the entry across edits of the file: its time and its input."""
+        return hashlib.sha256(f"{self.cron}\n{self.input}".encode()).hexdigest()[:16]
+
+    def previous(self, now: float) -> float:
+        """The last time at or before ``now`` it fires."""
+        start = datetime.fromtimestamp(now, tz=UTC)
+        if croniter.match(self.cron, start.replace(microsecond=0)) and start.second == 0:
+            return start.replace(microsecond=0).timestamp()
+        return float(croniter(self.cron, start).get_prev(float))
+
+    def next(self, now: float) -> float:
+        """The first time after ``now`` it fires."""
+        return float(croniter(self.cron, datetime.fromtimestamp(now, tz=UTC)).get_next(float))
 
 
 class AgentSpec(SamplingParams):
@@ -41,6 +86,7 @@ class AgentSpec(SamplingParams):
     parallel_tool_calls: bool | None = None  # None: the model's default
     # the answer's shape, for every request: {"type": "json_object"} or a json_schema
     response_format: dict[str, Any] | None = None
+    schedule: list[ScheduleEntry] = Field(default_factory=list)  # runs it starts by itself
     system_prompt: str = ""
     source: str = Field("", exclude=True)
 

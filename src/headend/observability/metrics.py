@@ -149,6 +149,12 @@ class Metrics:
             buckets=FAST_BUCKETS,
             registry=registry,
         )
+        self.background_runs = Gauge(
+            "headend_background_runs",
+            "Background responses running on this instance (summed over its workers).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.webhook_deliveries = Counter(
             "headend_webhook_deliveries",
             "Webhook delivery attempts, by outcome (delivered; retry: failed, to be tried "

@@ -20,8 +20,10 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge
+
 from headend.config import WebhookSettings
-from headend.errors import APIError, InvalidRequest
+from headend.errors import APIError, InvalidRequest, RateLimited
 from headend.runs.events import chunk_batches
 from headend.runs.run import Run
 from headend.runs.service import RunService
@@ -94,12 +96,26 @@ class BackgroundRuns:
         runs: RunService,
         webhooks: Sequence[WebhookSettings] = (),
         outbox_written: Callable[[], None] = lambda: None,
+        most: int = 100,
+        running: Gauge | None = None,
     ) -> None:
         self.store = store
         self.runs = runs
+        self.most = most  # an owner's runs queued or running at once
+        self.running = running  # this instance's runs, as a metric
         self.webhooks = webhooks  # told when a run ends, from an outbox written with its end
         self.outbox_written = outbox_written
         self._live: dict[str, LiveRun] = {}
+
+    async def make_room(self, owner: str | None) -> None:
+        """Refuse a new background run to an owner with ``most`` unfinished already."""
+        if await self.store.unfinished_background_runs(owner) >= self.most:
+            raise RateLimited(
+                f"This key has {self.most} background responses queued or running: wait for "
+                "one to end, or cancel one (POST /v1/responses/{id}/cancel).",
+                kind="concurrency",
+                headers={},
+            )
 
     async def accept(
         self, run: Run, events: ResponseEvents, items: list[Json], owner: str | None
@@ -111,6 +127,8 @@ class BackgroundRuns:
         await self.store.create_background_run(record, record.created_at)
         live = self._live[record.id] = LiveRun(record.id)
         live.task = asyncio.create_task(self._drive(live, run, events, inputs, owner))
+        if self.running is not None:
+            self.running.inc()
         return response
 
     async def follow(
@@ -240,6 +258,8 @@ class BackgroundRuns:
             finally:
                 live.finish()
                 self._live.pop(live.id, None)
+                if self.running is not None:
+                    self.running.dec()
 
     async def _keep(self, live: LiveRun, events: ResponseEvents) -> None:
         """While the run goes: its new events written, and a cancel asked elsewhere seen."""

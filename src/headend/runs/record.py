@@ -9,9 +9,10 @@ server.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from headend.observability.tracing import Span
+from headend.observability.tracing import UNTRACED, Span
 from headend.providers.base import Timer
 
 
@@ -21,3 +22,14 @@ class RunRecord(Protocol):
     span: Span
     model: str | None  # set by the run: the agent's id or the route's name
     tokens: tuple[int, int] | None  # set by the run: prompt and completion tokens charged
+
+
+@dataclass(slots=True)
+class OwnRecord:
+    """The record of a run that no request made (a schedule's)."""
+
+    request_id: str
+    timer: Timer = field(default_factory=Timer)
+    span: Span = UNTRACED
+    model: str | None = None
+    tokens: tuple[int, int] | None = None

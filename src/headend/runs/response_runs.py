@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from headend.access.principal import Principal
 from headend.agents.versions import AgentVersions
 from headend.errors import InvalidRequest
+from headend.runs.background import BackgroundRuns
 from headend.runs.record import RunRecord
 from headend.runs.run import Run
 from headend.runs.service import RunService
@@ -34,11 +35,16 @@ class ResponseRun:
 
 class ResponseRuns:
     def __init__(
-        self, responses: ResponseService, versions: AgentVersions, runs: RunService
+        self,
+        responses: ResponseService,
+        versions: AgentVersions,
+        runs: RunService,
+        background: BackgroundRuns,
     ) -> None:
         self.responses = responses
         self.versions = versions
         self.runs = runs
+        self.background = background
 
     async def start(
         self, body: Json, record: RunRecord, headers: Mapping[str, str], principal: Principal
@@ -64,6 +70,7 @@ class ResponseRuns:
                     param="background",
                     code="invalid_value",
                 )
+            await self.background.make_room(owner)
             # streamed from the upstream whatever the client asked: its output shows so far
             chat |= {"stream": True, "stream_options": {"include_usage": True}}
         run = await self.runs.start(chat, record, headers, principal, keep=keep)

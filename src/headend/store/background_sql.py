@@ -42,6 +42,11 @@ REQUEST_CANCEL_SQL = (
 )
 
 
+UNFINISHED_SQL = (
+    f"SELECT count(*) FROM background_runs WHERE owner IS NOT DISTINCT FROM ? AND {_UNFINISHED}"
+)
+
+
 def background_run(row: Sequence[Any]) -> BackgroundRun:
     id_, owner, status, cancel_requested, created_at, updated_at = row
     return BackgroundRun(id_, owner, status, bool(cancel_requested), created_at, updated_at)

@@ -147,6 +147,20 @@ class WebhookDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleFire:
+    """One time a schedule entry fired: the background response it started, and where that
+    is now (None: not started, e.g. refused)."""
+
+    agent: str
+    entry: str  # ScheduleEntry.key
+    fire_at: float  # the time the cron named
+    fired_at: float  # when an instance took it
+    response_id: str | None
+    status: str | None  # the response's, from its background run
+    error: str | None  # why no run started
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
     """What an attempt came to: the delivery's next state."""
 
@@ -377,6 +391,10 @@ class Store(Protocol):
         """Store a background response as queued, in one transaction with its object."""
         ...
 
+    async def unfinished_background_runs(self, owner: str | None) -> int:
+        """How many of the owner's background runs are queued or running."""
+        ...
+
     async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
         """The background run of the owner's response, or None (none, or another owner's)."""
         ...
@@ -384,6 +402,20 @@ class Store(Protocol):
     async def record_background_progress(self, progress: BackgroundProgress) -> bool:
         """Append the events and, unless the run has finished already, set its object and
         status; in one transaction. Whether its owner has asked to cancel it."""
+        ...
+
+    async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:
+        """Take one fire of a schedule entry; False when an instance has taken it already."""
+        ...
+
+    async def fire_started(
+        self, agent: str, entry: str, fire_at: float, response_id: str | None, error: str | None
+    ) -> None:
+        """What a fire came to: its background response, or why there is none."""
+        ...
+
+    async def recent_fires(self, agent: str, limit: int) -> list[ScheduleFire]:
+        """An agent's latest fires, newest first, each with its response's status."""
         ...
 
     async def claim_deliveries(

@@ -222,6 +222,7 @@ def m017_background_runs(db: sqlite3.Connection) -> None:
             PRIMARY KEY (response_id, seq)
         ) WITHOUT ROWID"""
     )
+    db.execute("CREATE INDEX background_runs_by_owner ON background_runs (owner, status)")
 
 
 def m018_webhook_deliveries(db: sqlite3.Connection) -> None:
@@ -248,6 +249,20 @@ def m018_webhook_deliveries(db: sqlite3.Connection) -> None:
     )
 
 
+def m019_schedule_fires(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE schedule_fires (
+            agent TEXT NOT NULL,
+            entry TEXT NOT NULL,
+            fire_at REAL NOT NULL,
+            fired_at REAL NOT NULL,
+            response_id TEXT,
+            error TEXT,
+            PRIMARY KEY (agent, entry, fire_at)
+        )"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -267,6 +282,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m016_audit,
     m017_background_runs,
     m018_webhook_deliveries,
+    m019_schedule_fires,
 ]
 
 

@@ -23,6 +23,7 @@ from headend.store.background_sql import (
     PROGRESS_SQL,
     REQUEST_CANCEL_SQL,
     SAVE_RESPONSE_SQL,
+    UNFINISHED_SQL,
     background_run,
     event_rows,
 )
@@ -38,6 +39,7 @@ from headend.store.base import (
     KeyRecord,
     NewSession,
     ResponseRecord,
+    ScheduleFire,
     SessionRecord,
     StoredAgent,
     TurnRecord,
@@ -80,6 +82,13 @@ from headend.store.rows import (
     turn_record,
     usage_row,
     usage_values,
+)
+from headend.store.schedule_sql import (
+    CLAIM_FIRE_SQL,
+    FIRE_STARTED_SQL,
+    PRUNE_FIRES_SQL,
+    RECENT_FIRES_SQL,
+    schedule_fire,
 )
 from headend.store.webhook_sql import (
     ADD_DELIVERY_SQL,
@@ -310,6 +319,7 @@ async def m017_background_runs(db: Any) -> None:
             PRIMARY KEY (response_id, seq)
         )"""
     )
+    await db.execute("CREATE INDEX background_runs_by_owner ON background_runs (owner, status)")
 
 
 async def m018_webhook_deliveries(db: Any) -> None:
@@ -336,6 +346,20 @@ async def m018_webhook_deliveries(db: Any) -> None:
     )
 
 
+async def m019_schedule_fires(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE schedule_fires (
+            agent TEXT NOT NULL,
+            entry TEXT NOT NULL,
+            fire_at DOUBLE PRECISION NOT NULL,
+            fired_at DOUBLE PRECISION NOT NULL,
+            response_id TEXT,
+            error TEXT,
+            PRIMARY KEY (agent, entry, fire_at)
+        )"""
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -355,6 +379,7 @@ MIGRATIONS: list[Migration] = [
     m016_audit,
     m017_background_runs,
     m018_webhook_deliveries,
+    m019_schedule_fires,
 ]
 
 
@@ -689,6 +714,9 @@ class PostgresStore:
                 _dollars(CREATE_BACKGROUND_SQL), record.id, record.owner, False, at, at
             )
 
+    async def unfinished_background_runs(self, owner: str | None) -> int:
+        return int(await self._pool.fetchval(_dollars(UNFINISHED_SQL), owner))
+
     async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
         row = await self._pool.fetchrow(_dollars(BACKGROUND_SQL), response_id, owner)
         return background_run(tuple(row)) if row else None
@@ -708,6 +736,21 @@ class PostgresStore:
                 body = orjson.dumps(progress.body).decode()
                 await db.execute(_dollars(PROGRESS_BODY_SQL), body, progress.response_id)
             return bool(row and row[0])
+
+    async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:
+        status = await self._pool.execute(_dollars(CLAIM_FIRE_SQL), agent, entry, fire_at, at)
+        return bool(status == "INSERT 0 1")
+
+    async def fire_started(
+        self, agent: str, entry: str, fire_at: float, response_id: str | None, error: str | None
+    ) -> None:
+        await self._pool.execute(
+            _dollars(FIRE_STARTED_SQL), response_id, error, agent, entry, fire_at
+        )
+
+    async def recent_fires(self, agent: str, limit: int) -> list[ScheduleFire]:
+        rows = await self._pool.fetch(_dollars(RECENT_FIRES_SQL), agent, limit)
+        return [schedule_fire(tuple(row)) for row in rows]
 
     async def claim_deliveries(
         self, now: float, holder: str, until: float, limit: int
@@ -838,5 +881,6 @@ class PostgresStore:
             await db.execute("DELETE FROM console_logins WHERE expires_at < $1", time.time())
             await db.execute("DELETE FROM responses WHERE created_at < $1", updated_before)
             await db.execute(_dollars(PRUNE_DELIVERIES_SQL), updated_before)
+            await db.execute(_dollars(PRUNE_FIRES_SQL), updated_before)
             status = await db.execute("DELETE FROM sessions WHERE updated_at < $1", updated_before)
         return int(status.split()[-1])

@@ -30,6 +30,7 @@ from headend.store.background_sql import (
     PROGRESS_SQL,
     REQUEST_CANCEL_SQL,
     SAVE_RESPONSE_SQL,
+    UNFINISHED_SQL,
     background_run,
     event_rows,
 )
@@ -45,6 +46,7 @@ from headend.store.base import (
     KeyRecord,
     NewSession,
     ResponseRecord,
+    ScheduleFire,
     SessionRecord,
     StoredAgent,
     TurnRecord,
@@ -88,6 +90,13 @@ from headend.store.rows import (
     turn_record,
     usage_row,
     usage_values,
+)
+from headend.store.schedule_sql import (
+    CLAIM_FIRE_SQL,
+    FIRE_STARTED_SQL,
+    PRUNE_FIRES_SQL,
+    RECENT_FIRES_SQL,
+    schedule_fire,
 )
 from headend.store.webhook_sql import (
     ADD_DELIVERY_SQL,
@@ -533,6 +542,12 @@ class SqliteStore:
 
         await self._run(create)
 
+    async def unfinished_background_runs(self, owner: str | None) -> int:
+        def count(db: sqlite3.Connection) -> int:
+            return int(db.execute(UNFINISHED_SQL, (owner,)).fetchone()[0])
+
+        return await self._run(count)
+
     async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
         def select(db: sqlite3.Connection) -> BackgroundRun | None:
             row = db.execute(BACKGROUND_SQL, (response_id, owner)).fetchone()
@@ -556,6 +571,29 @@ class SqliteStore:
                 return bool(row and row[0])
 
         return await self._run(record)
+
+    async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:
+        def claim(db: sqlite3.Connection) -> bool:
+            with db:
+                return db.execute(CLAIM_FIRE_SQL, (agent, entry, fire_at, at)).rowcount == 1
+
+        return await self._run(claim)
+
+    async def fire_started(
+        self, agent: str, entry: str, fire_at: float, response_id: str | None, error: str | None
+    ) -> None:
+        def record(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(FIRE_STARTED_SQL, (response_id, error, agent, entry, fire_at))
+
+        await self._run(record)
+
+    async def recent_fires(self, agent: str, limit: int) -> list[ScheduleFire]:
+        def select(db: sqlite3.Connection) -> list[ScheduleFire]:
+            rows = db.execute(RECENT_FIRES_SQL, (agent, limit)).fetchall()
+            return [schedule_fire(row) for row in rows]
+
+        return await self._run(select)
 
     async def claim_deliveries(
         self, now: float, holder: str, until: float, limit: int
@@ -732,6 +770,7 @@ class SqliteStore:
                 db.execute("DELETE FROM console_logins WHERE expires_at < ?", (time.time(),))
                 db.execute("DELETE FROM responses WHERE created_at < ?", (updated_before,))
                 db.execute(PRUNE_DELIVERIES_SQL, (updated_before,))
+                db.execute(PRUNE_FIRES_SQL, (updated_before,))
                 return int(
                     db.execute(
                         "DELETE FROM sessions WHERE updated_at < ?", (updated_before,)

@@ -58,3 +58,20 @@ export async function copyText(trigger, source) {
     trigger.textContent = "Selected: copy it now";
   }
 }
+
+// A page's list: GET `path`, then one row per item of its `data` into `${page}-body`, with
+// `${page}-empty` shown when there is none and the error, if any, in `${page}-error`.
+export async function fillTable(page, path, toRow) {
+  const response = await api(path);
+  const body = $(`${page}-body`);
+  body.replaceChildren();
+  if (!response.ok) {
+    $(`${page}-error`).textContent = await errorOf(response);
+    return null;
+  }
+  $(`${page}-error`).textContent = "";
+  const found = (await response.json()).data;
+  $(`${page}-empty`).hidden = found.length > 0;
+  for (const item of found) body.append(toRow(item));
+  return found;
+}

@@ -4,11 +4,12 @@ import { loadAgents } from "./agents.js";
 import { $, api, errorOf } from "./api.js";
 import { bindKeys, loadKeys } from "./keys.js";
 import { playground } from "./playground.js";
+import { loadSchedules } from "./schedules.js";
 import { loadSessions } from "./sessions.js";
 import { bindUsage, loadUsage } from "./usage.js";
 import { bindWebhooks, loadWebhooks } from "./webhooks.js";
 
-const PAGES = ["playground", "agents", "sessions", "keys", "usage", "webhooks"];
+const PAGES = ["playground", "agents", "sessions", "keys", "usage", "schedules", "webhooks"];
 // The scope each page needs (the session lists the scopes a key's scopes include).
 const NEEDS = {
   playground: "chat",
@@ -16,6 +17,7 @@ const NEEDS = {
   sessions: "sessions:read",
   keys: "admin",
   usage: "admin",
+  schedules: "admin",
   webhooks: "admin",
 };
 const LOADERS = {
@@ -24,6 +26,7 @@ const LOADERS = {
   sessions: loadSessions,
   keys: loadKeys,
   usage: loadUsage,
+  schedules: loadSchedules,
   webhooks: loadWebhooks,
 };
 

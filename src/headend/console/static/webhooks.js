@@ -1,6 +1,6 @@
 // The Webhooks page (admin scope): the outbox, newest first: each event for each endpoint,
 // delivered, waiting for its next try, or given up on, with the endpoint's last answer.
-import { $, api, errorOf, row } from "./api.js";
+import { $, fillTable, row } from "./api.js";
 
 function when(seconds) {
   return seconds == null ? "" : new Date(seconds * 1000).toLocaleString();
@@ -14,22 +14,10 @@ function outcome(delivery) {
 export async function loadWebhooks() {
   const status = $("webhooks-status").value;
   const query = status ? `?limit=100&status=${status}` : "?limit=100";
-  const response = await api(`/admin/webhooks/deliveries${query}`);
-  const body = $("webhooks-body");
-  body.replaceChildren();
-  if (!response.ok) {
-    $("webhooks-error").textContent = await errorOf(response);
-    return;
-  }
-  $("webhooks-error").textContent = "";
-  const found = (await response.json()).data;
-  $("webhooks-empty").hidden = found.length > 0;
-  for (const delivery of found) {
-    body.append(row([
-      when(delivery.created_at), delivery.event_type, delivery.response_id || "",
-      delivery.endpoint, delivery.status, String(delivery.attempts), outcome(delivery),
-    ]));
-  }
+  await fillTable("webhooks", `/admin/webhooks/deliveries${query}`, (delivery) => row([
+    when(delivery.created_at), delivery.event_type, delivery.response_id || "",
+    delivery.endpoint, delivery.status, String(delivery.attempts), outcome(delivery),
+  ]));
 }
 
 export function bindWebhooks() {
