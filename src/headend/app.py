@@ -339,11 +339,15 @@ def build_services(
 
 @contextlib.asynccontextmanager
 async def running_in_background(
-    settings: Settings, base: Foundations, meter: UsageMeter, services: Services
+    settings: Settings,
+    base: Foundations,
+    meter: UsageMeter,
+    services: Services,
+    readiness: Readiness,
 ) -> AsyncIterator[None]:
     """While serving: pruning the store, recording key use and usage, following the agent
     files (and SIGHUP), firing schedules, delivering webhooks; on the way out, background
-    runs still going stop and what they hold is written."""
+    runs still going get what is left of the drain to end, and what they hold is written."""
     sender = services.webhooks
     pruner = asyncio.create_task(prune_forever(base.store, settings.sessions.ttl))
     delivering = asyncio.create_task(sender.run())
@@ -356,7 +360,7 @@ async def running_in_background(
         yield
     following.cancel()
     firing.cancel()
-    await services.background.close()
+    await services.background.close(readiness.drain_left(settings.server.drain_seconds))
     delivering.cancel()
     recorder.cancel()
     await base.auth.flush_usage()
@@ -416,7 +420,7 @@ def create_app(
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
-                async with running_in_background(settings, base, meter, services):
+                async with running_in_background(settings, base, meter, services, readiness):
                     yield
             finally:
                 loading.cancel()  # a model still loading is left to the process's exit

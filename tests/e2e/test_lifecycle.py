@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import RunningServer, free_port, stop_server
 from tests.e2e.sites import ADMIN, HI, make_site, serve
+from tests.e2e.waiting import until
 from tests.redis_server import redis_server
 from tests.upstream import FakeUpstream, Reply
 
@@ -123,6 +124,65 @@ def test_a_drain_that_runs_out_of_time_ends_the_stream(
     assert time.monotonic() - started < 6
     thread.join(10)
     assert "data: [DONE]" not in lines  # cut short, and the client can tell
+
+
+def background_run(server: RunningServer) -> str:
+    """A background response started on ``server``, once its output has begun."""
+    import openai
+
+    sdk = openai.OpenAI(base_url=server.api, api_key=ADMIN, max_retries=0)
+    queued = sdk.responses.create(model="gpt", input="Count", background=True)
+    until(lambda: sdk.responses.retrieve(queued.id).output_text)
+    return queued.id
+
+
+def retrieved(site: Path, response_id: str) -> dict[str, object]:
+    """The response as a server started again on the same store shows it."""
+    again = serve(site, "again.log")
+    try:
+        answer = httpx.get(
+            f"{again.api}/responses/{response_id}", headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        found: dict[str, object] = answer.json()
+        return found
+    finally:
+        stop_server(again)
+
+
+def test_sigterm_lets_a_background_run_finish_within_the_drain(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "db", {}, "server: {drain_seconds: 20}\n")
+    server = serve(site)
+    long = " ".join(f"w{n}" for n in range(30))
+    upstream.script("db", Reply(text=long, chunk_delay=0.1))
+    response_id = background_run(server)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(20) == 0
+    done = retrieved(site, response_id)
+    assert done["status"] == "completed"
+    assert done["output"][0]["content"][0]["text"] == long  # type: ignore[index]
+
+
+def test_a_background_run_past_the_drain_ends_as_failed(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "df", {}, "server: {drain_seconds: 1}\n")
+    server = serve(site)
+    upstream.script("df", Reply(text=WORDS * 20, chunk_delay=0.2))
+    response_id = background_run(server)
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(15) == 0
+    assert time.monotonic() - started < 6
+    ended = retrieved(site, response_id)
+    assert ended["status"] == "failed"
+    assert ended["error"] == {
+        "code": "server_error",
+        "message": "headend stopped before the run finished.",
+    }
 
 
 def test_readiness_follows_redis(upstream: FakeUpstream, tmp_path: Path) -> None:

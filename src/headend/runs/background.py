@@ -183,13 +183,15 @@ class BackgroundRuns:
             raise ResponseNotFound(response_id)
         return record.body
 
-    async def close(self) -> None:
-        """On the way out: the runs still going stop, written as failed."""
-        tasks = []
+    async def close(self, grace: float = 0.0) -> None:
+        """On the way out: the runs still going get ``grace`` seconds to end; those that do
+        not are stopped, written as failed."""
+        tasks = [live.task for live in self._live.values() if live.task is not None]
+        if tasks and grace > 0:
+            log.info("waiting up to %g s for %d background response(s)", grace, len(tasks))
+            await asyncio.wait(tasks, timeout=grace)
         for live in list(self._live.values()):
             live.cancel("shutdown")
-            if live.task is not None:
-                tasks.append(live.task)
         if tasks:
             await asyncio.wait(tasks)
 

@@ -8,6 +8,7 @@ moment a drain begins (SIGTERM). The reasons name the part, never a URL or a cre
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from headend.providers.startup import ProviderStartup
@@ -20,6 +21,7 @@ Ping = Callable[[], Awaitable[None]]
 class Readiness:
     def __init__(self) -> None:
         self.draining = False
+        self.drain_started: float | None = None  # time.monotonic() at the drain's start
         self.startup: ProviderStartup | None = None
         self.pings: dict[str, Ping] = {}
         # What works, but not as configured: an agent file that no longer validates, …
@@ -27,6 +29,13 @@ class Readiness:
 
     def drain(self) -> None:
         self.draining = True
+        self.drain_started = time.monotonic()
+
+    def drain_left(self, drain_seconds: float) -> float:
+        """Seconds left of a drain of ``drain_seconds`` (all of them before it starts)."""
+        if self.drain_started is None:
+            return drain_seconds
+        return max(0.0, drain_seconds - (time.monotonic() - self.drain_started))
 
     async def reasons(self) -> list[str]:
         """Why this process is not ready; empty when it is."""

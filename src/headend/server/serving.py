@@ -2,8 +2,9 @@
 
 On SIGTERM (or a first Ctrl-C) the process drains: ``/health/ready`` answers 503 from then
 on, uvicorn stops accepting connections and closes idle ones, running requests and streams
-get up to ``server.drain_seconds`` to finish (then they are cancelled), the lifespan's end
-flushes key use and token usage to the store, and the process exits 0. A second Ctrl-C
+get up to ``server.drain_seconds`` to finish (then they are cancelled), background runs get
+what is left of it, the lifespan's end flushes key use and token usage to the store, and
+the process exits 0. A second Ctrl-C
 stops at once.
 """
 
