@@ -153,6 +153,9 @@ def test_output_so_far_shows_while_the_run_goes(
         return now if now.status == "in_progress" and now.output_text else None
 
     during = until(partial)
+    with pytest.raises(openai.BadRequestError) as running:  # not before it has answered
+        other.responses.create(model="gpt", input="And?", previous_response_id=queued.id)
+    assert "continue once it has completed" in running.value.message
     assert WORDS.startswith(during.output_text)
     assert during.output_text != WORDS
     assert finished(other, queued.id).output_text == WORDS
@@ -171,6 +174,10 @@ def test_cancel_stops_the_run_from_any_instance_and_is_idempotent(
     assert cancelled.output_text != WORDS
     until(lambda: fake.received("bg")[-1].disconnected_at is not None, timeout=5)
     assert other.responses.cancel(queued.id).status == "cancelled"  # again: the same
+    with pytest.raises(openai.BadRequestError) as unfinished:  # no answer to continue from
+        sdk.responses.create(model="helper", input="And?", previous_response_id=queued.id)
+    assert unfinished.value.code == "response_not_completed"
+    assert "is cancelled" in unfinished.value.message
     time.sleep(0.5)
     assert sdk.responses.retrieve(queued.id).status == "cancelled"  # it stays cancelled
     # the stream of a cancelled run ends where the run stopped

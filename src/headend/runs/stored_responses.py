@@ -61,8 +61,20 @@ class ResponseService:
     async def session_after(self, response_id: str, owner: str | None, model: str) -> str:
         """The session a request with ``previous_response_id`` continues."""
         record = await self.store.get_response(response_id, owner)
-        if record is None or record.session_id is None or record.turn is None:
+        if record is None:
             raise ResponseNotFound(response_id, param="previous_response_id")
+        if record.session_id is None or record.turn is None:  # a background run's, unfinished
+            status = str(record.body.get("status", "")).replace("_", " ")
+            raise InvalidRequest(
+                f"Response '{response_id}' is {status} and has no answer to continue from"
+                + (
+                    ": continue once it has completed."
+                    if status in ("queued", "in progress")
+                    else "."
+                ),
+                param="previous_response_id",
+                code="response_not_completed",
+            )
         session = await self.store.get_session(record.session_id, owner)
         if session is None:  # its conversation was deleted or pruned
             raise ResponseNotFound(response_id, param="previous_response_id")
