@@ -31,6 +31,21 @@ def test_check_fails_naming_file_and_key(
     assert f"{agents / 'bad.md'}: temprature: unknown key" in err
 
 
+def test_check_refuses_a_schedule_that_is_not_five_cron_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    schedule = '---\nschedule:\n  - cron: "0 9 * *"\n    input: Go.\n---\nhi\n'
+    (agents / "digest.md").write_text(schedule)
+    (tmp_path / "headend.yaml").write_text("server:\n  port: 9000\n")
+    assert main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{agents / 'digest.md'}: schedule.0.cron" in err
+    assert "five fields" in err
+
+
 def test_agents_lists_file_and_api_agents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
