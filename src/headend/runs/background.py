@@ -52,10 +52,11 @@ class LiveRun:
     events: list[Json] = field(default_factory=list)
     unwritten: list[Json] = field(default_factory=list)
     done: bool = False
+    ending: bool = False  # it has answered, or is writing how it ended: too late to cancel
     cancel_reason: str | None = None  # "owner" or "shutdown", once cancelled
     task: asyncio.Task[None] | None = None
     _more: asyncio.Event = field(default_factory=asyncio.Event)
-    _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    writing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one write at a time
 
     def add(self, events: list[Json]) -> None:
         self.events += events
@@ -84,7 +85,7 @@ class LiveRun:
             await more.wait()
 
     def cancel(self, reason: str) -> None:
-        if self.cancel_reason is None and self.task is not None and not self.done:
+        if self.cancel_reason is None and self.task is not None and not self.ending:
             self.cancel_reason = reason
             self.task.cancel()
 
@@ -224,6 +225,7 @@ class BackgroundRuns:
             async with contextlib.aclosing(chunk_batches(self.runs.events(run))) as batches:
                 async for batch in batches:
                     live.add([event for chunk in batch for event in events.feed(chunk)])
+            live.ending = True  # answered: a cancel now would leave it completed anyway
             closing, body = events.finish_events()
             # stored before a follower hears it is done, as a response not in background
             await self.store.save_response(stored_response(body, run, inputs, owner))
@@ -246,7 +248,9 @@ class BackgroundRuns:
             live.add([failed])
             body = failed["response"]
         finally:
-            keeper.cancel()
+            live.ending = True
+            async with live.writing:  # so the keeper is not stopped halfway through a write
+                keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             await self.runs.release(run)
@@ -285,7 +289,7 @@ class BackgroundRuns:
     ) -> bool:
         """The run's unwritten events, its object and status (and at its end, the webhooks
         it makes), in one transaction; whether its owner asked to cancel it."""
-        async with live._writing:
+        async with live.writing:
             events, live.unwritten = live.unwritten, []
             first = events[0]["sequence_number"] if events else 0
             try:

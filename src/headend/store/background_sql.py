@@ -27,7 +27,10 @@ _THE_OWNERS = "id = ? AND owner IS NOT DISTINCT FROM ?"
 BACKGROUND_SQL = f"SELECT {BACKGROUND_COLUMNS} FROM background_runs WHERE {_THE_OWNERS}"
 # Events are appended whatever the run's state (a run's last events follow its cancelling);
 # its object and status change only while it has not finished: a cancelled run stays so.
-ADD_EVENT_SQL = "INSERT INTO response_events (response_id, seq, event) VALUES (?, ?, ?)"
+# (written again after a write whose end was not seen: the first one stands)
+ADD_EVENT_SQL = (
+    "INSERT INTO response_events (response_id, seq, event) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+)
 PROGRESS_SQL = (
     f"UPDATE background_runs SET status = ?, updated_at = ? WHERE id = ? AND {_UNFINISHED} "
     "RETURNING cancel_requested"
