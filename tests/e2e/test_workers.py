@@ -276,3 +276,45 @@ def test_a_hang_up_reaches_every_worker(
         assert len(workers_of(server)) == 2  # none ended by the hang-up
     finally:
         stop_server(server)
+
+
+def test_a_background_run_is_followed_and_cancelled_from_the_other_worker(
+    upstream: FakeUpstream, redis_url: str, tmp_path: Path
+) -> None:
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "wb", {}, f"redis: {redis_url}\n")
+    server = serve(site, "server.log", "--workers", "2")
+    words = " ".join(f"w{n}" for n in range(40))
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+
+    def fresh() -> httpx.Client:  # a connection of its own: either worker may take it
+        return httpx.Client(base_url=server.base_url, headers=auth, timeout=30)
+
+    try:
+        ready_workers(server, 2)
+        upstream.script("wb", *[Reply(text=words, chunk_delay=0.1) for _ in range(8)])
+        for _ in range(8):  # until a cancel reaches the worker not running the run
+            with fresh() as client:
+                created = client.post(
+                    "/v1/responses", json={"model": "gpt", "input": "Count", "background": True}
+                )
+            response_id = created.json()["id"]
+            with fresh() as client:
+                ahead = client.get(f"/v1/responses/{response_id}")
+            with fresh() as client:
+                cancelled = client.post(f"/v1/responses/{response_id}/cancel")
+            if process_prefix(cancelled) != process_prefix(created):
+                break
+        else:
+            raise AssertionError("every cancel reached the worker that ran the run")
+        assert ahead.status_code == 200
+        assert ahead.json()["status"] in ("queued", "in_progress")
+        assert cancelled.json()["status"] == "cancelled"
+        with fresh() as client:  # its stream, from whichever worker: it ends where it stopped
+            replay = client.get(f"/v1/responses/{response_id}", params={"stream": "true"})
+        kinds = [line for line in replay.text.splitlines() if line.startswith("event: ")]
+        assert kinds[0] == "event: response.created"
+        assert "event: response.completed" not in kinds
+    finally:
+        stop_server(server)
+    assert "Traceback" not in server.output()
