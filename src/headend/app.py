@@ -354,12 +354,14 @@ async def running_in_background(
     scheduled = ScheduledRuns(services.response_runs, services.background)
     scheduler = Scheduler(base.store, lambda: list(base.versions.agents), scheduled.start)
     firing = asyncio.create_task(scheduler.run())
+    reaping = asyncio.create_task(services.background.reap_forever())
     recorder = asyncio.create_task(record_use(base.auth, meter))
     following = asyncio.create_task(base.live.run())
     with on_hangup(base.live.hup):
         yield
     following.cancel()
     firing.cancel()
+    reaping.cancel()
     await services.background.close(readiness.drain_left(settings.server.drain_seconds))
     delivering.cancel()
     recorder.cancel()

@@ -4,6 +4,7 @@ any event, cancelled, on one instance or another sharing the store."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -236,6 +237,33 @@ def test_a_key_may_have_so_many_background_runs_at_once(
     assert third.status == "queued"
     sdk.responses.cancel(two.id)  # nothing left running for the next test's upstream
     assert finished(sdk, third.id).status == "completed"
+
+
+def test_a_run_whose_instance_is_killed_ends_as_failed_on_another(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "bk", {})
+    upstream.script("bk", Reply(text=WORDS, chunk_delay=1.0))
+    doomed, survivor = serve(site, "doomed.log"), serve(site, "survivor.log")
+    try:
+        queued = client(doomed).responses.create(model="gpt", input="Count", background=True)
+        until(lambda: client(survivor).responses.retrieve(queued.id).output_text)
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(10)
+        # its stream, followed from the instance still up, ends: not a wait for ever
+        events = list(client(survivor).responses.retrieve(queued.id, stream=True))
+        assert events[-1].type == "response.failed"
+        numbers = [e.sequence_number for e in events]
+        assert numbers == list(range(len(numbers)))
+        ended = client(survivor).responses.retrieve(queued.id)
+        assert ended.status == "failed"
+        assert ended.error is not None
+        assert "stopped before it finished" in ended.error.message
+        assert WORDS.startswith(ended.output_text)  # what it had said is kept
+    finally:
+        stop_server(doomed)
+        stop_server(survivor)
 
 
 def test_the_node_sdk_follows_resumes_and_cancels(first: RunningServer, fake: FakeUpstream) -> None:

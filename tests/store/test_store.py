@@ -606,3 +606,27 @@ async def test_a_schedule_fire_is_taken_once(store: Store) -> None:
     ]
     assert len(await store.recent_fires("digest", 1)) == 1
     assert await store.recent_fires("other", 10) == []
+
+
+async def test_a_stale_background_run_is_taken_once(store: Store) -> None:
+    import time
+
+    from headend.store.base import BackgroundProgress, ResponseRecord
+
+    record = ResponseRecord("resp_o", "key_1", None, None, 1.0, {"status": "queued"}, [])
+    await store.create_background_run(record, 1.0)
+    assert await store.last_event("resp_o") == -1
+    events = [{"type": "response.created", "sequence_number": 0}]
+    await store.record_background_progress(
+        BackgroundProgress("resp_o", 0, events, {"status": "in_progress"}, "in_progress")
+    )
+    assert await store.last_event("resp_o") == 0
+    now = time.time()
+    assert await store.stale_background_runs(now - 60, 10) == []  # written to just now
+    assert await store.stale_background_runs(now + 1, 10) == [("resp_o", "key_1")]
+    assert await store.take_stale_run("resp_o", now + 1, now + 2)
+    assert not await store.take_stale_run("resp_o", now + 1, now + 2)  # taken: not twice
+    await store.record_background_progress(
+        BackgroundProgress("resp_o", 1, [], {"status": "failed"}, "failed")
+    )
+    assert await store.stale_background_runs(now + 100, 10) == []  # finished: never stale

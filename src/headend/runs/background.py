@@ -40,6 +40,8 @@ CANCEL_CHECK_SECONDS = 1.0  # how often a run with nothing to write looks for a 
 POLL_SECONDS = 0.2  # how often a follower of a run elsewhere reads the store
 CANCEL_WAIT_SECONDS = 10.0  # how long a cancel waits for a run elsewhere to stop
 EVENTS_PER_READ = 500
+LEASE_SECONDS = 10.0  # a run not written to for this long was left by an instance that stopped
+REAP_SECONDS = 2.0  # how often each instance looks for such runs
 ENDING_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 
 
@@ -195,6 +197,45 @@ class BackgroundRuns:
             live.cancel("shutdown")
         if tasks:
             await asyncio.wait(tasks)
+
+    async def reap_forever(self) -> None:
+        while True:
+            try:
+                await self.reap()
+            except Exception:  # the store away: the next pass tries again
+                log.warning("background responses: could not look for orphans", exc_info=True)
+            await asyncio.sleep(REAP_SECONDS)
+
+    async def reap(self) -> None:
+        """End, as failed, the runs whose instance stopped without ending them (killed, or
+        lost): their clients would otherwise wait for ever. Taking one up again where it
+        stopped is for later; for now it ends with its output so far."""
+        now = time.time()
+        stale_before = now - LEASE_SECONDS
+        for response_id, owner in await self.store.stale_background_runs(stale_before, 16):
+            if response_id in self._live or not await self.store.take_stale_run(
+                response_id, stale_before, now
+            ):
+                continue
+            record = await self.store.get_response(response_id, owner)
+            if record is None:
+                continue
+            error = {
+                "code": "server_error",
+                "message": "The instance running this response stopped before it finished.",
+            }
+            body = {**record.body, "status": "failed", "error": error}
+            last = await self.store.last_event(response_id)
+            failed = {"type": "response.failed", "sequence_number": last + 1, "response": body}
+            outbox = ending_deliveries(response_id, "failed", self.webhooks)
+            await self.store.record_background_progress(
+                BackgroundProgress(response_id, last + 1, [failed], body, "failed", outbox)
+            )
+            if outbox:
+                self.outbox_written()
+            log.warning(
+                "background response %s: its instance stopped; ended as failed", response_id
+            )
 
     async def _refuse(self, response_id: str, owner: str | None, why: str) -> None:
         if await self.store.get_response(response_id, owner) is None:

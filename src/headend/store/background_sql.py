@@ -45,6 +45,16 @@ REQUEST_CANCEL_SQL = (
 )
 
 
+# A run's progress writes (at least each second) keep its updated_at fresh: one older than
+# the lease was left by an instance that stopped.
+STALE_SQL = (
+    f"SELECT id, owner FROM background_runs WHERE {_UNFINISHED} AND updated_at < ? "
+    "ORDER BY updated_at LIMIT ?"
+)
+TAKE_STALE_SQL = (
+    f"UPDATE background_runs SET updated_at = ? WHERE id = ? AND updated_at < ? AND {_UNFINISHED}"
+)
+LAST_EVENT_SQL = "SELECT max(seq) FROM response_events WHERE response_id = ?"
 UNFINISHED_SQL = (
     f"SELECT count(*) FROM background_runs WHERE owner IS NOT DISTINCT FROM ? AND {_UNFINISHED}"
 )

@@ -391,6 +391,20 @@ class Store(Protocol):
         """Store a background response as queued, in one transaction with its object."""
         ...
 
+    async def stale_background_runs(
+        self, stale_before: float, limit: int
+    ) -> list[tuple[str, str | None]]:
+        """Unfinished background runs (id, owner) not written to since ``stale_before``."""
+        ...
+
+    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
+        """Take a stale run to end it: False when it was written to meanwhile, or taken."""
+        ...
+
+    async def last_event(self, response_id: str) -> int:
+        """The sequence number of a background response's last stored event (-1: none)."""
+        ...
+
     async def unfinished_background_runs(self, owner: str | None) -> int:
         """How many of the owner's background runs are queued or running."""
         ...

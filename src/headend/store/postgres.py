@@ -19,10 +19,13 @@ from headend.store.background_sql import (
     CANCEL_REQUESTED_SQL,
     CREATE_BACKGROUND_SQL,
     EVENTS_SQL,
+    LAST_EVENT_SQL,
     PROGRESS_BODY_SQL,
     PROGRESS_SQL,
     REQUEST_CANCEL_SQL,
     SAVE_RESPONSE_SQL,
+    STALE_SQL,
+    TAKE_STALE_SQL,
     UNFINISHED_SQL,
     background_run,
     event_rows,
@@ -713,6 +716,20 @@ class PostgresStore:
             await db.execute(
                 _dollars(CREATE_BACKGROUND_SQL), record.id, record.owner, False, at, at
             )
+
+    async def stale_background_runs(
+        self, stale_before: float, limit: int
+    ) -> list[tuple[str, str | None]]:
+        rows = await self._pool.fetch(_dollars(STALE_SQL), stale_before, limit)
+        return [(row[0], row[1]) for row in rows]
+
+    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
+        status = await self._pool.execute(_dollars(TAKE_STALE_SQL), now, response_id, stale_before)
+        return bool(status == "UPDATE 1")
+
+    async def last_event(self, response_id: str) -> int:
+        found = await self._pool.fetchval(_dollars(LAST_EVENT_SQL), response_id)
+        return -1 if found is None else int(found)
 
     async def unfinished_background_runs(self, owner: str | None) -> int:
         return int(await self._pool.fetchval(_dollars(UNFINISHED_SQL), owner))

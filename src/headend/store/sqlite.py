@@ -26,10 +26,13 @@ from headend.store.background_sql import (
     CANCEL_REQUESTED_SQL,
     CREATE_BACKGROUND_SQL,
     EVENTS_SQL,
+    LAST_EVENT_SQL,
     PROGRESS_BODY_SQL,
     PROGRESS_SQL,
     REQUEST_CANCEL_SQL,
     SAVE_RESPONSE_SQL,
+    STALE_SQL,
+    TAKE_STALE_SQL,
     UNFINISHED_SQL,
     background_run,
     event_rows,
@@ -541,6 +544,29 @@ class SqliteStore:
                 db.execute(CREATE_BACKGROUND_SQL, (record.id, record.owner, False, at, at))
 
         await self._run(create)
+
+    async def stale_background_runs(
+        self, stale_before: float, limit: int
+    ) -> list[tuple[str, str | None]]:
+        def select(db: sqlite3.Connection) -> list[tuple[str, str | None]]:
+            return [(r[0], r[1]) for r in db.execute(STALE_SQL, (stale_before, limit))]
+
+        return await self._run(select)
+
+    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
+        def take(db: sqlite3.Connection) -> bool:
+            with db:
+                values = (now, response_id, stale_before)
+                return db.execute(TAKE_STALE_SQL, values).rowcount == 1
+
+        return await self._run(take)
+
+    async def last_event(self, response_id: str) -> int:
+        def select(db: sqlite3.Connection) -> int:
+            found = db.execute(LAST_EVENT_SQL, (response_id,)).fetchone()[0]
+            return -1 if found is None else int(found)
+
+        return await self._run(select)
 
     async def unfinished_background_runs(self, owner: str | None) -> int:
         def count(db: sqlite3.Connection) -> int:
