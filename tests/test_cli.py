@@ -46,6 +46,17 @@ def test_check_refuses_a_schedule_that_is_not_five_cron_fields(
     assert "five fields" in err
 
 
+def test_check_refuses_a_webhook_without_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "agents").mkdir()
+    config = "webhooks:\n  - url: https://hooks.example.com/x\n    secret: ''\n"
+    (tmp_path / "headend.yaml").write_text(config)
+    assert main(["check"]) == 1
+    assert "webhooks[0].secret: empty" in capsys.readouterr().err
+
+
 def test_agents_lists_file_and_api_agents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

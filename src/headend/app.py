@@ -28,7 +28,7 @@ from headend.agents.registry import (
     skipped_notes,
 )
 from headend.agents.versions import AgentVersions
-from headend.config import Settings
+from headend.config import Settings, check_webhooks
 from headend.console.agents import list_agents
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
@@ -104,7 +104,7 @@ from headend.store import open_store
 from headend.store.base import Store
 from headend.tools.mcp import McpHub
 from headend.tools.registry import ToolRegistry, builtin_tools
-from headend.webhooks.sender import WebhookSender, check_webhooks
+from headend.webhooks.sender import WebhookSender
 from headend.widget.cors import WidgetCors
 from headend.widget.routes import conversation, start_visit, widget_script
 

@@ -17,7 +17,7 @@ from headend.agents.registry import (
     skipped_notes,
 )
 from headend.agents.spec import AgentSpec, parse_agent_text
-from headend.config import Settings, load_settings
+from headend.config import Settings, check_webhooks, load_settings
 from headend.errors import ConfigError, HeadendError
 from headend.limits.budget import PERIODS, money
 from headend.observability.audit_log import ACTIONS, cli_actor
@@ -25,7 +25,6 @@ from headend.providers.model_routes import RouteTable
 from headend.providers.registry import builtin_provider_types
 from headend.store.base import KeyRecord, Store
 from headend.tools.registry import builtin_tools
-from headend.webhooks.sender import check_webhooks
 
 
 def _settings(args: argparse.Namespace, *, secrets: bool = True) -> Settings:

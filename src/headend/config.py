@@ -154,6 +154,14 @@ class WebhookSettings(_Strict):
         return self.events is None or event in self.events
 
 
+def check_webhooks(settings: Settings) -> None:
+    """What ``serve`` refuses of the webhooks: an endpoint without a secret to sign with
+    (only a command that sends nothing reads an unset ``${VAR}`` as empty)."""
+    empty = [f"webhooks[{n}].secret" for n, hook in enumerate(settings.webhooks) if not hook.secret]
+    if empty:
+        raise ConfigError([f"{settings.source}: {where}: empty" for where in empty])
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -215,9 +215,8 @@ def test_a_delivery_survives_a_kill_9(
 
 
 def test_serve_refuses_a_webhook_without_a_secret(tmp_path: Path) -> None:
-    from headend.config import load_settings
+    from headend.config import check_webhooks, load_settings
     from headend.errors import ConfigError
-    from headend.webhooks.sender import check_webhooks
 
     config = tmp_path / "headend.yaml"
     config.write_text("webhooks:\n  - url: https://hooks.example.com/x\n    secret: ''\n")

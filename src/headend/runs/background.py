@@ -320,7 +320,9 @@ class BackgroundRuns:
             try:
                 asked = await self._write(live, events.snapshot("in_progress"), "in_progress")
             except Exception:  # the store is away: try again at the next turn
-                log.warning("background response %s: could not write its progress", live.id)
+                log.warning(
+                    "background response %s: could not write its progress", live.id, exc_info=True
+                )
                 continue
             if asked:
                 live.cancel("owner")

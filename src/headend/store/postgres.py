@@ -7,48 +7,29 @@ as SQLite's, in SQL of PostgreSQL's own. Install with ``pip install headend[post
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from headend.errors import ConfigError
-from headend.store.background_sql import (
-    ADD_EVENT_SQL,
-    BACKGROUND_SQL,
-    CANCEL_REQUESTED_SQL,
-    CREATE_BACKGROUND_SQL,
-    EVENTS_SQL,
-    LAST_EVENT_SQL,
-    PROGRESS_BODY_SQL,
-    PROGRESS_SQL,
-    REQUEST_CANCEL_SQL,
-    SAVE_RESPONSE_SQL,
-    STALE_SQL,
-    TAKE_STALE_SQL,
-    UNFINISHED_SQL,
-    background_run,
-    event_rows,
-)
+from headend.store.background_sql import SAVE_RESPONSE_SQL
 from headend.store.base import (
     AgentVersion,
     AuditEntry,
     AuditQuery,
-    BackgroundProgress,
-    BackgroundRun,
     ConsoleLogin,
-    DeliveryOutcome,
     IdempotentRequest,
     KeyRecord,
     NewSession,
     ResponseRecord,
-    ScheduleFire,
     SessionRecord,
     StoredAgent,
     TurnRecord,
     UsageRow,
-    WebhookDelivery,
 )
+from headend.store.postgres_background import PostgresBackground
+from headend.store.postgres_migrations import MIGRATIONS
+from headend.store.postgres_params import dollars
 from headend.store.rows import (
     ADD_AUDIT_SQL,
     AGENT_VERSION_COLUMNS,
@@ -87,309 +68,15 @@ from headend.store.rows import (
     usage_values,
 )
 from headend.store.schedule_sql import (
-    CLAIM_FIRE_SQL,
-    FIRE_STARTED_SQL,
     PRUNE_FIRES_SQL,
-    RECENT_FIRES_SQL,
-    schedule_fire,
 )
 from headend.store.webhook_sql import (
-    ADD_DELIVERY_SQL,
-    CLAIM_DELIVERIES_SQL,
-    DELIVERIES_SQL,
     PRUNE_DELIVERIES_SQL,
-    RECORD_DELIVERY_SQL,
-    delivery_values,
-    outcome_values,
-    webhook_delivery,
 )
 from headend.types import Json
 from headend.urls import without_credentials
 
-Migration = Callable[[Any], Awaitable[None]]
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
-
-
-async def m001_sessions(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE sessions (
-            id TEXT PRIMARY KEY,
-            owner TEXT,
-            agent TEXT NOT NULL,
-            metadata JSONB NOT NULL DEFAULT '{}',
-            created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL,
-            turns INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX sessions_by_owner ON sessions (owner, updated_at DESC);
-        CREATE INDEX sessions_by_update ON sessions (updated_at);
-        CREATE TABLE messages (
-            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            turn INTEGER NOT NULL,
-            message JSONB NOT NULL,
-            PRIMARY KEY (session_id, seq)
-        );"""
-    )
-
-
-async def m002_turn_lease(db: Any) -> None:
-    await db.execute(
-        "ALTER TABLE sessions ADD COLUMN busy_by TEXT, ADD COLUMN busy_until DOUBLE PRECISION"
-    )
-
-
-async def m003_keys(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE keys (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            prefix TEXT NOT NULL,
-            secret_hash TEXT NOT NULL UNIQUE,
-            scopes JSONB NOT NULL,
-            agents JSONB,
-            created_at DOUBLE PRECISION NOT NULL,
-            expires_at DOUBLE PRECISION,
-            revoked_at DOUBLE PRECISION,
-            last_used_at DOUBLE PRECISION
-        )"""
-    )
-
-
-async def m004_key_limits(db: Any) -> None:
-    await db.execute(
-        "ALTER TABLE keys ADD COLUMN rpm INTEGER, ADD COLUMN tpm INTEGER, "
-        "ADD COLUMN max_concurrency INTEGER"
-    )
-
-
-async def m005_usage(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE usage (
-            day TEXT NOT NULL,
-            key_id TEXT NOT NULL,
-            model TEXT NOT NULL,
-            requests BIGINT NOT NULL DEFAULT 0,
-            prompt_tokens BIGINT NOT NULL DEFAULT 0,
-            completion_tokens BIGINT NOT NULL DEFAULT 0,
-            PRIMARY KEY (day, key_id, model)
-        )"""
-    )
-
-
-async def m006_responses(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE responses (
-            id TEXT PRIMARY KEY,
-            owner TEXT,
-            session_id TEXT,
-            turn INTEGER,
-            created_at DOUBLE PRECISION NOT NULL,
-            body JSONB NOT NULL,
-            input_items JSONB NOT NULL
-        )"""
-    )
-
-
-async def m007_response_items(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE response_items (
-            owner TEXT NOT NULL,
-            id TEXT NOT NULL,
-            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
-            item JSONB NOT NULL,
-            PRIMARY KEY (owner, id)
-        )"""
-    )
-    await db.execute("CREATE INDEX response_items_by_response ON response_items (response_id)")
-
-
-async def m008_key_tools(db: Any) -> None:
-    await db.execute("ALTER TABLE keys ADD COLUMN tools TEXT")  # JSON; NULL: every tool
-
-
-async def m009_console_logins(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE console_logins (
-            token_hash TEXT PRIMARY KEY,
-            key_id TEXT NOT NULL,
-            secret_hash TEXT NOT NULL,
-            expires_at DOUBLE PRECISION NOT NULL
-        )"""
-    )
-
-
-async def m010_publishable_keys(db: Any) -> None:
-    for column in ("origins TEXT", "visitor_rpm INTEGER", "signing_secret TEXT"):
-        await db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
-
-
-async def m011_idempotency(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE idempotency (
-            owner TEXT NOT NULL,
-            key TEXT NOT NULL,
-            body_hash TEXT NOT NULL,
-            status INTEGER,
-            headers TEXT,
-            body BYTEA,
-            expires_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (owner, key)
-        )"""
-    )
-    await db.execute("CREATE INDEX idempotency_expiry ON idempotency (expires_at)")
-
-
-async def m012_agent_versions(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE agent_versions (
-            agent TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            content TEXT NOT NULL,
-            origin TEXT NOT NULL,
-            created_by TEXT,
-            created_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (agent, version)
-        )"""
-    )
-    await db.execute(
-        """CREATE TABLE turns (
-            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-            turn INTEGER NOT NULL,
-            agent_version INTEGER,
-            created_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (session_id, turn)
-        )"""
-    )
-
-
-async def m013_agents(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE agents (
-            id TEXT PRIMARY KEY,
-            published INTEGER,
-            published_by TEXT,
-            published_at DOUBLE PRECISION,
-            draft TEXT,
-            draft_by TEXT,
-            draft_at DOUBLE PRECISION,
-            created_by TEXT,
-            created_at DOUBLE PRECISION NOT NULL,
-            deleted_at DOUBLE PRECISION
-        )"""
-    )
-
-
-async def m014_usage_cost(db: Any) -> None:
-    await db.execute("ALTER TABLE usage ADD COLUMN cost DOUBLE PRECISION NOT NULL DEFAULT 0")
-
-
-async def m015_key_budgets(db: Any) -> None:
-    for column in ("budget DOUBLE PRECISION", "budget_period TEXT"):
-        await db.execute(f"ALTER TABLE keys ADD COLUMN {column}")
-
-
-async def m016_audit(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE audit (
-            id BIGSERIAL PRIMARY KEY,
-            at DOUBLE PRECISION NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            target TEXT NOT NULL,
-            detail TEXT NOT NULL
-        )"""
-    )
-    await db.execute("CREATE INDEX audit_by_target ON audit (target, id)")
-
-
-async def m017_background_runs(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE background_runs (
-            id TEXT PRIMARY KEY REFERENCES responses (id) ON DELETE CASCADE,
-            owner TEXT,
-            status TEXT NOT NULL,
-            cancel_requested BOOLEAN NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL
-        )"""
-    )
-    await db.execute(
-        """CREATE TABLE response_events (
-            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            event JSONB NOT NULL,
-            PRIMARY KEY (response_id, seq)
-        )"""
-    )
-    await db.execute("CREATE INDEX background_runs_by_owner ON background_runs (owner, status)")
-
-
-async def m018_webhook_deliveries(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE webhook_deliveries (
-            id TEXT PRIMARY KEY,
-            event_id TEXT NOT NULL,
-            endpoint TEXT NOT NULL,
-            event_type TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            next_attempt_at DOUBLE PRECISION NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            last_status INTEGER,
-            last_error TEXT,
-            updated_at DOUBLE PRECISION NOT NULL,
-            lease_holder TEXT,
-            lease_until DOUBLE PRECISION
-        )"""
-    )
-    await db.execute(
-        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at)"
-    )
-
-
-async def m019_schedule_fires(db: Any) -> None:
-    await db.execute(
-        """CREATE TABLE schedule_fires (
-            agent TEXT NOT NULL,
-            entry TEXT NOT NULL,
-            fire_at DOUBLE PRECISION NOT NULL,
-            fired_at DOUBLE PRECISION NOT NULL,
-            response_id TEXT,
-            error TEXT,
-            PRIMARY KEY (agent, entry, fire_at)
-        )"""
-    )
-
-
-MIGRATIONS: list[Migration] = [
-    m001_sessions,
-    m002_turn_lease,
-    m003_keys,
-    m004_key_limits,
-    m005_usage,
-    m006_responses,
-    m007_response_items,
-    m008_key_tools,
-    m009_console_logins,
-    m010_publishable_keys,
-    m011_idempotency,
-    m012_agent_versions,
-    m013_agents,
-    m014_usage_cost,
-    m015_key_budgets,
-    m016_audit,
-    m017_background_runs,
-    m018_webhook_deliveries,
-    m019_schedule_fires,
-]
-
-
-def _dollars(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1``, ``$2``…"""
-    parts = sql.split("?")
-    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
 
 
 # One migrator at a time across instances: a transaction-scoped advisory lock.
@@ -408,7 +95,7 @@ def _record(row: Any) -> SessionRecord:
     )
 
 
-class PostgresStore:
+class PostgresStore(PostgresBackground):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
         self._min, self._max = min_size, max_size
@@ -543,19 +230,19 @@ class PostgresStore:
         return int(turn)
 
     async def turns(self, session_id: str) -> list[TurnRecord]:
-        rows = await self._pool.fetch(_dollars(TURNS_SQL), session_id)
+        rows = await self._pool.fetch(dollars(TURNS_SQL), session_id)
         return [turn_record(tuple(row)) for row in rows]
 
     async def record_agent_version(
         self, agent: str, content: str, origin: str, by: str | None, at: float
     ) -> AgentVersion:
         while True:
-            row = await self._pool.fetchrow(_dollars(LATEST_AGENT_VERSION_SQL), agent)
+            row = await self._pool.fetchrow(dollars(LATEST_AGENT_VERSION_SQL), agent)
             if row is not None and row["content"] == content:
                 return agent_version(tuple(row))
             # ignored when another instance took the number: read again
             await self._pool.execute(
-                _dollars(NEW_AGENT_VERSION_SQL),
+                dollars(NEW_AGENT_VERSION_SQL),
                 *(agent, content, origin, by, at, agent, agent, content, agent),
             )
 
@@ -604,7 +291,7 @@ class PostgresStore:
 
     async def _change(self, sql: str, *parameters: Any) -> bool:
         """Run one write; whether it changed a row."""
-        status = await self._pool.execute(_dollars(sql), *parameters)
+        status = await self._pool.execute(dollars(sql), *parameters)
         return not str(status).endswith(" 0")
 
     async def claim(self, session_id: str, holder: str, until: float) -> bool:
@@ -688,13 +375,13 @@ class PostgresStore:
         return [usage_row(tuple(row)) for row in rows]
 
     async def spent(self, key_id: str, since_day: str) -> float:
-        return float(await self._pool.fetchval(_dollars(SPENT_SQL), key_id, since_day))
+        return float(await self._pool.fetchval(dollars(SPENT_SQL), key_id, since_day))
 
     async def add_audit(self, entry: AuditEntry) -> None:
-        await self._pool.execute(_dollars(ADD_AUDIT_SQL), *audit_values(entry))
+        await self._pool.execute(dollars(ADD_AUDIT_SQL), *audit_values(entry))
 
     async def audit(self, query: AuditQuery) -> list[AuditEntry]:
-        rows = await self._pool.fetch(_dollars(AUDIT_SQL), *audit_query_values(query))
+        rows = await self._pool.fetch(dollars(AUDIT_SQL), *audit_query_values(query))
         return [audit_entry(tuple(row)) for row in rows]
 
     async def save_response(self, record: ResponseRecord) -> None:
@@ -703,99 +390,12 @@ class PostgresStore:
 
     @staticmethod
     async def _save_response(db: Any, record: ResponseRecord) -> None:
-        await db.execute(_dollars(SAVE_RESPONSE_SQL), *response_row(record))
+        await db.execute(dollars(SAVE_RESPONSE_SQL), *response_row(record))
         await db.executemany(
             "INSERT INTO response_items (owner, id, response_id, item) "
             "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
             response_item_rows(record),
         )
-
-    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
-        async with self._pool.acquire() as db, db.transaction():
-            await self._save_response(db, record)
-            await db.execute(
-                _dollars(CREATE_BACKGROUND_SQL), record.id, record.owner, False, at, at
-            )
-
-    async def stale_background_runs(
-        self, stale_before: float, limit: int
-    ) -> list[tuple[str, str | None]]:
-        rows = await self._pool.fetch(_dollars(STALE_SQL), stale_before, limit)
-        return [(row[0], row[1]) for row in rows]
-
-    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
-        status = await self._pool.execute(_dollars(TAKE_STALE_SQL), now, response_id, stale_before)
-        return bool(status == "UPDATE 1")
-
-    async def last_event(self, response_id: str) -> int:
-        found = await self._pool.fetchval(_dollars(LAST_EVENT_SQL), response_id)
-        return -1 if found is None else int(found)
-
-    async def unfinished_background_runs(self, owner: str | None) -> int:
-        return int(await self._pool.fetchval(_dollars(UNFINISHED_SQL), owner))
-
-    async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
-        row = await self._pool.fetchrow(_dollars(BACKGROUND_SQL), response_id, owner)
-        return background_run(tuple(row)) if row else None
-
-    async def record_background_progress(self, progress: BackgroundProgress) -> bool:
-        async with self._pool.acquire() as db, db.transaction():
-            await db.executemany(_dollars(ADD_EVENT_SQL), event_rows(progress))
-            await db.executemany(
-                _dollars(ADD_DELIVERY_SQL), [delivery_values(d) for d in progress.outbox]
-            )
-            row = await db.fetchrow(
-                _dollars(PROGRESS_SQL), progress.status, time.time(), progress.response_id
-            )
-            if row is None:  # finished already: its object stays as it ended
-                row = await db.fetchrow(_dollars(CANCEL_REQUESTED_SQL), progress.response_id)
-            else:
-                body = orjson.dumps(progress.body).decode()
-                await db.execute(_dollars(PROGRESS_BODY_SQL), body, progress.response_id)
-            return bool(row and row[0])
-
-    async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:
-        status = await self._pool.execute(_dollars(CLAIM_FIRE_SQL), agent, entry, fire_at, at)
-        return bool(status == "INSERT 0 1")
-
-    async def fire_started(
-        self, agent: str, entry: str, fire_at: float, response_id: str | None, error: str | None
-    ) -> None:
-        await self._pool.execute(
-            _dollars(FIRE_STARTED_SQL), response_id, error, agent, entry, fire_at
-        )
-
-    async def recent_fires(self, agent: str, limit: int) -> list[ScheduleFire]:
-        rows = await self._pool.fetch(_dollars(RECENT_FIRES_SQL), agent, limit)
-        return [schedule_fire(tuple(row)) for row in rows]
-
-    async def claim_deliveries(
-        self, now: float, holder: str, until: float, limit: int
-    ) -> list[WebhookDelivery]:
-        sql = _dollars(CLAIM_DELIVERIES_SQL.format(lock=" FOR UPDATE SKIP LOCKED"))
-        rows = await self._pool.fetch(sql, holder, until, now, now, limit)
-        return [webhook_delivery(tuple(row)) for row in rows]
-
-    async def record_delivery(
-        self, delivery_id: str, holder: str, outcome: DeliveryOutcome
-    ) -> None:
-        await self._pool.execute(
-            _dollars(RECORD_DELIVERY_SQL), *outcome_values(delivery_id, holder, outcome)
-        )
-
-    async def deliveries(self, status: str | None, limit: int) -> list[WebhookDelivery]:
-        rows = await self._pool.fetch(_dollars(DELIVERIES_SQL), status, status, limit)
-        return [webhook_delivery(tuple(row)) for row in rows]
-
-    async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
-        rows = await self._pool.fetch(_dollars(EVENTS_SQL), response_id, after, limit)
-        return [orjson.loads(row[0]) for row in rows]
-
-    async def request_cancel(self, response_id: str, owner: str | None) -> BackgroundRun | None:
-        async with self._pool.acquire() as db, db.transaction():
-            await db.execute(_dollars(REQUEST_CANCEL_SQL), True, response_id, owner)
-            row = await db.fetchrow(_dollars(BACKGROUND_SQL), response_id, owner)
-        return background_run(tuple(row)) if row else None
 
     async def response_item(self, item_id: str, owner: str | None) -> Json | None:
         row = await self._pool.fetchrow(
@@ -848,7 +448,7 @@ class PostgresStore:
         self, owner: str, key: str, body_hash: str, now: float, lease: float
     ) -> IdempotentRequest | None:
         async with self._pool.acquire() as db:
-            status = await db.execute(_dollars(CLAIM_SQL), owner, key, body_hash, now + lease, now)
+            status = await db.execute(dollars(CLAIM_SQL), owner, key, body_hash, now + lease, now)
             if status.endswith(" 1"):
                 return None
             row = await db.fetchrow(
@@ -897,7 +497,7 @@ class PostgresStore:
         async with self._pool.acquire() as db, db.transaction():
             await db.execute("DELETE FROM console_logins WHERE expires_at < $1", time.time())
             await db.execute("DELETE FROM responses WHERE created_at < $1", updated_before)
-            await db.execute(_dollars(PRUNE_DELIVERIES_SQL), updated_before)
-            await db.execute(_dollars(PRUNE_FIRES_SQL), updated_before)
+            await db.execute(dollars(PRUNE_DELIVERIES_SQL), updated_before)
+            await db.execute(dollars(PRUNE_FIRES_SQL), updated_before)
             status = await db.execute("DELETE FROM sessions WHERE updated_at < $1", updated_before)
         return int(status.split()[-1])

@@ -24,8 +24,7 @@ import orjson
 from yarl import URL
 
 from headend import __version__
-from headend.config import Settings, WebhookSettings
-from headend.errors import ConfigError
+from headend.config import WebhookSettings
 from headend.observability.metrics import Metrics
 from headend.proxies import proxy_for
 from headend.store.base import DeliveryOutcome, Store, WebhookDelivery
@@ -39,13 +38,6 @@ POLL_SECONDS = 1.0  # how often the outbox is read when nothing woke the sender
 LEASE_MARGIN = 5.0  # a claim is held for the longest endpoint timeout and this, then freed
 BATCH = 16
 MAX_BACKOFF = 3600.0
-
-
-def check_webhooks(settings: Settings) -> None:
-    """What ``serve`` refuses of the webhooks: an endpoint without a secret to sign with."""
-    empty = [f"webhooks[{n}].secret" for n, hook in enumerate(settings.webhooks) if not hook.secret]
-    if empty:
-        raise ConfigError([f"{settings.source}: {where}: empty" for where in empty])
 
 
 class WebhookSender:

@@ -1,0 +1,144 @@
+"""What PostgreSQL keeps of runs that outlive their request: background runs and their
+events, the webhook outbox, schedule fires. Mixed into ``PostgresStore``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from headend.store.background_sql import (
+    ADD_EVENT_SQL,
+    BACKGROUND_SQL,
+    CANCEL_REQUESTED_SQL,
+    CREATE_BACKGROUND_SQL,
+    EVENTS_SQL,
+    LAST_EVENT_SQL,
+    PROGRESS_BODY_SQL,
+    PROGRESS_SQL,
+    REQUEST_CANCEL_SQL,
+    STALE_SQL,
+    TAKE_STALE_SQL,
+    UNFINISHED_SQL,
+    background_run,
+    event_rows,
+)
+from headend.store.base import (
+    BackgroundProgress,
+    BackgroundRun,
+    DeliveryOutcome,
+    ResponseRecord,
+    ScheduleFire,
+    WebhookDelivery,
+)
+from headend.store.postgres_params import dollars
+from headend.store.schedule_sql import (
+    CLAIM_FIRE_SQL,
+    FIRE_STARTED_SQL,
+    RECENT_FIRES_SQL,
+    schedule_fire,
+)
+from headend.store.webhook_sql import (
+    ADD_DELIVERY_SQL,
+    CLAIM_DELIVERIES_SQL,
+    DELIVERIES_SQL,
+    RECORD_DELIVERY_SQL,
+    delivery_values,
+    outcome_values,
+    webhook_delivery,
+)
+from headend.types import Json
+
+
+class PostgresBackground:
+    _pool: Any  # the store's connection pool
+
+    @staticmethod
+    async def _save_response(db: Any, record: ResponseRecord) -> None:
+        raise NotImplementedError  # PostgresStore's
+
+    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
+        async with self._pool.acquire() as db, db.transaction():
+            await self._save_response(db, record)
+            await db.execute(dollars(CREATE_BACKGROUND_SQL), record.id, record.owner, False, at, at)
+
+    async def stale_background_runs(
+        self, stale_before: float, limit: int
+    ) -> list[tuple[str, str | None]]:
+        rows = await self._pool.fetch(dollars(STALE_SQL), stale_before, limit)
+        return [(row[0], row[1]) for row in rows]
+
+    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
+        status = await self._pool.execute(dollars(TAKE_STALE_SQL), now, response_id, stale_before)
+        return bool(status == "UPDATE 1")
+
+    async def last_event(self, response_id: str) -> int:
+        found = await self._pool.fetchval(dollars(LAST_EVENT_SQL), response_id)
+        return -1 if found is None else int(found)
+
+    async def unfinished_background_runs(self, owner: str | None) -> int:
+        return int(await self._pool.fetchval(dollars(UNFINISHED_SQL), owner))
+
+    async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        row = await self._pool.fetchrow(dollars(BACKGROUND_SQL), response_id, owner)
+        return background_run(tuple(row)) if row else None
+
+    async def record_background_progress(self, progress: BackgroundProgress) -> bool:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.executemany(dollars(ADD_EVENT_SQL), event_rows(progress))
+            await db.executemany(
+                dollars(ADD_DELIVERY_SQL), [delivery_values(d) for d in progress.outbox]
+            )
+            row = await db.fetchrow(
+                dollars(PROGRESS_SQL), progress.status, time.time(), progress.response_id
+            )
+            if row is None:  # finished already: its object stays as it ended
+                row = await db.fetchrow(dollars(CANCEL_REQUESTED_SQL), progress.response_id)
+            else:
+                body = orjson.dumps(progress.body).decode()
+                await db.execute(dollars(PROGRESS_BODY_SQL), body, progress.response_id)
+            return bool(row and row[0])
+
+    async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:
+        status = await self._pool.execute(dollars(CLAIM_FIRE_SQL), agent, entry, fire_at, at)
+        return bool(status == "INSERT 0 1")
+
+    async def fire_started(
+        self, agent: str, entry: str, fire_at: float, response_id: str | None, error: str | None
+    ) -> None:
+        await self._pool.execute(
+            dollars(FIRE_STARTED_SQL), response_id, error, agent, entry, fire_at
+        )
+
+    async def recent_fires(self, agent: str, limit: int) -> list[ScheduleFire]:
+        rows = await self._pool.fetch(dollars(RECENT_FIRES_SQL), agent, limit)
+        return [schedule_fire(tuple(row)) for row in rows]
+
+    async def claim_deliveries(
+        self, now: float, holder: str, until: float, limit: int
+    ) -> list[WebhookDelivery]:
+        sql = dollars(CLAIM_DELIVERIES_SQL.format(lock=" FOR UPDATE SKIP LOCKED"))
+        rows = await self._pool.fetch(sql, holder, until, now, now, limit)
+        return [webhook_delivery(tuple(row)) for row in rows]
+
+    async def record_delivery(
+        self, delivery_id: str, holder: str, outcome: DeliveryOutcome
+    ) -> None:
+        await self._pool.execute(
+            dollars(RECORD_DELIVERY_SQL), *outcome_values(delivery_id, holder, outcome)
+        )
+
+    async def deliveries(self, status: str | None, limit: int) -> list[WebhookDelivery]:
+        rows = await self._pool.fetch(dollars(DELIVERIES_SQL), status, status, limit)
+        return [webhook_delivery(tuple(row)) for row in rows]
+
+    async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
+        rows = await self._pool.fetch(dollars(EVENTS_SQL), response_id, after, limit)
+        return [orjson.loads(row[0]) for row in rows]
+
+    async def request_cancel(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute(dollars(REQUEST_CANCEL_SQL), True, response_id, owner)
+            row = await db.fetchrow(dollars(BACKGROUND_SQL), response_id, owner)
+        return background_run(tuple(row)) if row else None

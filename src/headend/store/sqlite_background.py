@@ -1,0 +1,191 @@
+"""What SQLite keeps of runs that outlive their request: background runs and their events,
+the webhook outbox, schedule fires. Mixed into ``SqliteStore``."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import orjson
+
+from headend.store.background_sql import (
+    ADD_EVENT_SQL,
+    BACKGROUND_SQL,
+    CANCEL_REQUESTED_SQL,
+    CREATE_BACKGROUND_SQL,
+    EVENTS_SQL,
+    LAST_EVENT_SQL,
+    PROGRESS_BODY_SQL,
+    PROGRESS_SQL,
+    REQUEST_CANCEL_SQL,
+    STALE_SQL,
+    TAKE_STALE_SQL,
+    UNFINISHED_SQL,
+    background_run,
+    event_rows,
+)
+from headend.store.base import (
+    BackgroundProgress,
+    BackgroundRun,
+    DeliveryOutcome,
+    ResponseRecord,
+    ScheduleFire,
+    WebhookDelivery,
+)
+from headend.store.schedule_sql import (
+    CLAIM_FIRE_SQL,
+    FIRE_STARTED_SQL,
+    RECENT_FIRES_SQL,
+    schedule_fire,
+)
+from headend.store.webhook_sql import (
+    ADD_DELIVERY_SQL,
+    CLAIM_DELIVERIES_SQL,
+    DELIVERIES_SQL,
+    RECORD_DELIVERY_SQL,
+    delivery_values,
+    outcome_values,
+    webhook_delivery,
+)
+from headend.types import Json
+
+T = TypeVar("T")
+
+
+class SqliteBackground:
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # SqliteStore's: on the store's own thread
+
+    @staticmethod
+    def _save_response(db: sqlite3.Connection, record: ResponseRecord) -> None:
+        raise NotImplementedError  # SqliteStore's
+
+    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
+        def create(db: sqlite3.Connection) -> None:
+            with db:
+                self._save_response(db, record)
+                db.execute(CREATE_BACKGROUND_SQL, (record.id, record.owner, False, at, at))
+
+        await self._run(create)
+
+    async def stale_background_runs(
+        self, stale_before: float, limit: int
+    ) -> list[tuple[str, str | None]]:
+        def select(db: sqlite3.Connection) -> list[tuple[str, str | None]]:
+            return [(r[0], r[1]) for r in db.execute(STALE_SQL, (stale_before, limit))]
+
+        return await self._run(select)
+
+    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
+        def take(db: sqlite3.Connection) -> bool:
+            with db:
+                values = (now, response_id, stale_before)
+                return db.execute(TAKE_STALE_SQL, values).rowcount == 1
+
+        return await self._run(take)
+
+    async def last_event(self, response_id: str) -> int:
+        def select(db: sqlite3.Connection) -> int:
+            found = db.execute(LAST_EVENT_SQL, (response_id,)).fetchone()[0]
+            return -1 if found is None else int(found)
+
+        return await self._run(select)
+
+    async def unfinished_background_runs(self, owner: str | None) -> int:
+        def count(db: sqlite3.Connection) -> int:
+            return int(db.execute(UNFINISHED_SQL, (owner,)).fetchone()[0])
+
+        return await self._run(count)
+
+    async def background_run(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        def select(db: sqlite3.Connection) -> BackgroundRun | None:
+            row = db.execute(BACKGROUND_SQL, (response_id, owner)).fetchone()
+            return background_run(row) if row else None
+
+        return await self._run(select)
+
+    async def record_background_progress(self, progress: BackgroundProgress) -> bool:
+        def record(db: sqlite3.Connection) -> bool:
+            with db:
+                db.executemany(ADD_EVENT_SQL, event_rows(progress))
+                db.executemany(ADD_DELIVERY_SQL, [delivery_values(d) for d in progress.outbox])
+                row = db.execute(
+                    PROGRESS_SQL, (progress.status, time.time(), progress.response_id)
+                ).fetchone()
+                if row is None:  # finished already: its object stays as it ended
+                    row = db.execute(CANCEL_REQUESTED_SQL, (progress.response_id,)).fetchone()
+                else:
+                    body = orjson.dumps(progress.body).decode()
+                    db.execute(PROGRESS_BODY_SQL, (body, progress.response_id))
+                return bool(row and row[0])
+
+        return await self._run(record)
+
+    async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:
+        def claim(db: sqlite3.Connection) -> bool:
+            with db:
+                return db.execute(CLAIM_FIRE_SQL, (agent, entry, fire_at, at)).rowcount == 1
+
+        return await self._run(claim)
+
+    async def fire_started(
+        self, agent: str, entry: str, fire_at: float, response_id: str | None, error: str | None
+    ) -> None:
+        def record(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(FIRE_STARTED_SQL, (response_id, error, agent, entry, fire_at))
+
+        await self._run(record)
+
+    async def recent_fires(self, agent: str, limit: int) -> list[ScheduleFire]:
+        def select(db: sqlite3.Connection) -> list[ScheduleFire]:
+            rows = db.execute(RECENT_FIRES_SQL, (agent, limit)).fetchall()
+            return [schedule_fire(row) for row in rows]
+
+        return await self._run(select)
+
+    async def claim_deliveries(
+        self, now: float, holder: str, until: float, limit: int
+    ) -> list[WebhookDelivery]:
+        def claim(db: sqlite3.Connection) -> list[WebhookDelivery]:
+            with db:
+                rows = db.execute(
+                    CLAIM_DELIVERIES_SQL.format(lock=""), (holder, until, now, now, limit)
+                ).fetchall()
+            return [webhook_delivery(row) for row in rows]
+
+        return await self._run(claim)
+
+    async def record_delivery(
+        self, delivery_id: str, holder: str, outcome: DeliveryOutcome
+    ) -> None:
+        def record(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(RECORD_DELIVERY_SQL, outcome_values(delivery_id, holder, outcome))
+
+        await self._run(record)
+
+    async def deliveries(self, status: str | None, limit: int) -> list[WebhookDelivery]:
+        def select(db: sqlite3.Connection) -> list[WebhookDelivery]:
+            rows = db.execute(DELIVERIES_SQL, (status, status, limit)).fetchall()
+            return [webhook_delivery(row) for row in rows]
+
+        return await self._run(select)
+
+    async def response_events(self, response_id: str, after: int, limit: int) -> list[Json]:
+        def select(db: sqlite3.Connection) -> list[Json]:
+            rows = db.execute(EVENTS_SQL, (response_id, after, limit)).fetchall()
+            return [orjson.loads(row[0]) for row in rows]
+
+        return await self._run(select)
+
+    async def request_cancel(self, response_id: str, owner: str | None) -> BackgroundRun | None:
+        def cancel(db: sqlite3.Connection) -> BackgroundRun | None:
+            with db:
+                db.execute(REQUEST_CANCEL_SQL, (True, response_id, owner))
+                row = db.execute(BACKGROUND_SQL, (response_id, owner)).fetchone()
+            return background_run(row) if row else None
+
+        return await self._run(cancel)
