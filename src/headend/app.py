@@ -54,6 +54,7 @@ from headend.runs.schedules import ScheduledRuns, Scheduler
 from headend.runs.service import RunService
 from headend.runs.session_turns import SessionService
 from headend.runs.stored_responses import ResponseService
+from headend.runs.takeover import RunTakeover
 from headend.runs.usage import UsageMeter
 from headend.server.auth import AuthMiddleware
 from headend.server.context import RequestContextMiddleware
@@ -354,14 +355,21 @@ async def running_in_background(
     scheduled = ScheduledRuns(services.response_runs, services.background)
     scheduler = Scheduler(base.store, lambda: list(base.versions.agents), scheduled.start)
     firing = asyncio.create_task(scheduler.run())
-    reaping = asyncio.create_task(services.background.reap_forever())
+    takeover = RunTakeover(
+        base.store,
+        services.background,
+        services.response_runs,
+        base.auth,
+        services.metrics.background_claims,
+    )
+    claiming = asyncio.create_task(takeover.claim_forever())
     recorder = asyncio.create_task(record_use(base.auth, meter))
     following = asyncio.create_task(base.live.run())
     with on_hangup(base.live.hup):
         yield
     following.cancel()
     firing.cancel()
-    reaping.cancel()
+    claiming.cancel()
     await services.background.close(readiness.drain_left(settings.server.drain_seconds))
     delivering.cancel()
     recorder.cancel()

@@ -61,6 +61,11 @@ class StartupError(HeadendError):
     before it served, an unexpected exception while starting (its traceback logged)."""
 
 
+class LeaseLost(HeadendError):
+    """A background run's claim has passed to another instance (this one was thought dead):
+    what it would write is refused, and it stops without ending the run."""
+
+
 class APIError(HeadendError):
     """An error that reaches the client as ``{"error": {message, type, param, code}}``."""
 

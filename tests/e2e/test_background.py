@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import (
+    Response,
+    ResponseCreatedEvent,
+    ResponseOutputMessage,
+    ResponseStreamEvent,
+)
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import ADMIN, issue, make_site, serve
@@ -239,28 +246,71 @@ def test_a_key_may_have_so_many_background_runs_at_once(
     assert finished(sdk, third.id).status == "completed"
 
 
-def test_a_run_whose_instance_is_killed_ends_as_failed_on_another(
+def test_a_plain_run_whose_instance_is_killed_starts_again_on_another(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     upstream.reset()
     site = make_site(tmp_path, upstream, "bk", {})
-    upstream.script("bk", Reply(text=WORDS, chunk_delay=1.0))
+    upstream.script("bk", Reply(text=WORDS, chunk_delay=1.0), Reply(text="Counted to forty."))
     doomed, survivor = serve(site, "doomed.log"), serve(site, "survivor.log")
     try:
         queued = client(doomed).responses.create(model="gpt", input="Count", background=True)
         until(lambda: client(survivor).responses.retrieve(queued.id).output_text)
         doomed.process.send_signal(signal.SIGKILL)
         doomed.process.wait(10)
-        # its stream, followed from the instance still up, ends: not a wait for ever
+        # its stream, followed from the instance still up, goes on there to its end
         events = list(client(survivor).responses.retrieve(queued.id, stream=True))
-        assert events[-1].type == "response.failed"
+        assert events[-1].type == "response.completed"
         numbers = [e.sequence_number for e in events]
         assert numbers == list(range(len(numbers)))
         ended = client(survivor).responses.retrieve(queued.id)
-        assert ended.status == "failed"
-        assert ended.error is not None
-        assert "stopped before it finished" in ended.error.message
-        assert WORDS.startswith(ended.output_text)  # what it had said is kept
+        assert ended.status == "completed"
+        assert len(upstream.received("bk")) == 2  # the model call cut short is asked again
+        # what followers saw of the call cut short stays, closed as incomplete
+        cut, answer = ended.output
+        assert isinstance(cut, ResponseOutputMessage)
+        assert isinstance(answer, ResponseOutputMessage)
+        assert (cut.status, answer.status) == ("incomplete", "completed")
+        assert WORDS.startswith(cut.content[0].text)  # type: ignore[union-attr]
+        assert answer.content[0].text == "Counted to forty."  # type: ignore[union-attr]
+        created = events[0]
+        assert isinstance(created, ResponseCreatedEvent)
+        assert ended.model_extra is not None
+        assert created.response.model_extra is not None  # the same session, named the same
+        assert ended.model_extra["session_id"] == created.response.model_extra["session_id"]
+    finally:
+        stop_server(doomed)
+        stop_server(survivor)
+
+
+def test_a_run_that_cannot_go_on_after_a_crash_ends_as_failed(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Its key was revoked meanwhile: the instance taking it up does not run it on."""
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "bf", {})
+    upstream.script("bf", Reply(text=WORDS, chunk_delay=1.0))
+    doomed, survivor = serve(site, "doomed.log"), serve(site, "survivor.log")
+    try:
+        key = issue(doomed, name="short-lived")
+        sdk = client(doomed, str(key["secret"]))
+        queued = sdk.responses.create(model="gpt", input="Count", background=True)
+        until(lambda: sdk.responses.retrieve(queued.id).output_text)
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        httpx.delete(f"{survivor.base_url}/admin/keys/{key['id']}", headers=admin)
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(10)
+
+        def ended() -> dict[str, Any] | None:  # its key may no longer read it: the store
+            with sqlite3.connect(site / "headend.db") as db:
+                row = db.execute("SELECT body FROM responses WHERE id = ?", (queued.id,)).fetchone()
+            body: dict[str, Any] = json.loads(row[0])
+            return body if body["status"] == "failed" else None
+
+        failed = until(ended, timeout=40)
+        assert "revoked" in failed["error"]["message"]
+        assert WORDS.startswith(failed["output"][0]["content"][0]["text"])  # what it said stays
+        assert len(upstream.received("bf")) == 1
     finally:
         stop_server(doomed)
         stop_server(survivor)

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
+from openai.types.responses import Response, ResponseOutputMessage
 
 from tests.conftest import RunningServer, free_port, stop_server
 from tests.e2e.sites import ADMIN, HI, make_site, serve
@@ -128,8 +130,6 @@ def test_a_drain_that_runs_out_of_time_ends_the_stream(
 
 def background_run(server: RunningServer) -> str:
     """A background response started on ``server``, once its output has begun."""
-    import openai
-
     sdk = openai.OpenAI(base_url=server.api, api_key=ADMIN, max_retries=0)
     queued = sdk.responses.create(model="gpt", input="Count", background=True)
     until(lambda: sdk.responses.retrieve(queued.id).output_text)
@@ -165,24 +165,35 @@ def test_sigterm_lets_a_background_run_finish_within_the_drain(
     assert done["output"][0]["content"][0]["text"] == long  # type: ignore[index]
 
 
-def test_a_background_run_past_the_drain_ends_as_failed(
+def test_a_background_run_past_the_drain_is_handed_off_and_goes_on_at_the_next_start(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     upstream.reset()
     site = make_site(tmp_path, upstream, "df", {}, "server: {drain_seconds: 1}\n")
     server = serve(site)
-    upstream.script("df", Reply(text=WORDS * 20, chunk_delay=0.2))
+    upstream.script("df", Reply(text=WORDS * 20, chunk_delay=0.2), Reply(text="Finished."))
     response_id = background_run(server)
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(15) == 0
     assert time.monotonic() - started < 6
-    ended = retrieved(site, response_id)
-    assert ended["status"] == "failed"
-    assert ended["error"] == {
-        "code": "server_error",
-        "message": "headend stopped before the run finished.",
-    }
+    again = serve(site, "again.log")  # takes it up at once: its claim was given up
+    try:
+        sdk = openai.OpenAI(base_url=again.api, api_key=ADMIN, max_retries=0)
+
+        def ended() -> Response | None:
+            found = sdk.responses.retrieve(response_id)
+            return found if found.status == "completed" else None
+
+        done = until(ended, timeout=10)
+        cut, answer = done.output
+        assert isinstance(cut, ResponseOutputMessage)
+        assert isinstance(answer, ResponseOutputMessage)
+        assert cut.status == "incomplete"
+        assert answer.content[0].text == "Finished."  # type: ignore[union-attr]
+        assert len(upstream.received("df")) == 2
+    finally:
+        stop_server(again)
 
 
 def test_readiness_follows_redis(upstream: FakeUpstream, tmp_path: Path) -> None:

@@ -128,6 +128,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m017_background_runs",
         "m018_webhook_deliveries",
         "m019_schedule_fires",
+        "m020_run_steps",
     ]
 
 
@@ -608,25 +609,56 @@ async def test_a_schedule_fire_is_taken_once(store: Store) -> None:
     assert await store.recent_fires("other", 10) == []
 
 
-async def test_a_stale_background_run_is_taken_once(store: Store) -> None:
+async def test_a_stale_background_run_is_claimed_once_and_fences_the_old_writer(
+    store: Store,
+) -> None:
+    import asyncio
     import time
 
-    from headend.store.base import BackgroundProgress, ResponseRecord
+    from headend.errors import LeaseLost
+    from headend.store.base import BackgroundProgress, ResponseRecord, RunStep
 
     record = ResponseRecord("resp_o", "key_1", None, None, 1.0, {"status": "queued"}, [])
-    await store.create_background_run(record, 1.0)
+    resume = {"request": {"model": "helper", "input": "hi"}, "session_id": "sess_x"}
+    await store.create_background_run(record, 1.0, resume)
     assert await store.last_event("resp_o") == -1
     events = [{"type": "response.created", "sequence_number": 0}]
+    step = RunStep(0, "reply", {"message": {"role": "assistant"}, "usage": {}}, 0, 2.0)
     await store.record_background_progress(
-        BackgroundProgress("resp_o", 0, events, {"status": "in_progress"}, "in_progress")
+        BackgroundProgress(
+            "resp_o", 0, events, {"status": "in_progress"}, "in_progress", steps=(step,)
+        )
     )
     assert await store.last_event("resp_o") == 0
+    assert await store.run_steps("resp_o") == [step]
     now = time.time()
-    assert await store.stale_background_runs(now - 60, 10) == []  # written to just now
-    assert await store.stale_background_runs(now + 1, 10) == [("resp_o", "key_1")]
-    assert await store.take_stale_run("resp_o", now + 1, now + 2)
-    assert not await store.take_stale_run("resp_o", now + 1, now + 2)  # taken: not twice
-    await store.record_background_progress(
-        BackgroundProgress("resp_o", 1, [], {"status": "failed"}, "failed")
+    assert await store.claim_stale_runs(now - 60, now, 10) == []  # written to just now
+    # two instances claim at once: one gets it, with the next attempt and how to resume
+    both = await asyncio.gather(
+        store.claim_stale_runs(now + 1, now + 2, 10), store.claim_stale_runs(now + 1, now + 2, 10)
     )
-    assert await store.stale_background_runs(now + 100, 10) == []  # finished: never stale
+    claims = [claim for claimed in both for claim in claimed]
+    assert [(c.id, c.owner, c.attempt, c.resume) for c in claims] == [
+        ("resp_o", "key_1", 1, resume)
+    ]
+    # the instance thought dead writes again: refused, and nothing of it is kept
+    late = [{"type": "response.output_text.delta", "sequence_number": 1}]
+    with pytest.raises(LeaseLost):
+        await store.record_background_progress(
+            BackgroundProgress("resp_o", 1, late, {"status": "x"}, "in_progress", attempt=0)
+        )
+    assert await store.last_event("resp_o") == 0
+    later = RunStep(1, "tool", {"call_id": "c1", "content": "ok"}, 1, 3.0)
+    await store.record_background_progress(
+        BackgroundProgress(
+            "resp_o", 1, [], {"status": "failed"}, "failed", attempt=1, steps=(later,)
+        )
+    )
+    assert [s.number for s in await store.run_steps("resp_o")] == [0, 1]
+    assert await store.claim_stale_runs(now + 100, now + 100, 10) == []  # finished: never stale
+    with pytest.raises(LeaseLost):  # finished by the new claim: the old one still may not
+        await store.record_background_progress(
+            BackgroundProgress("resp_o", 2, [], {"status": "x"}, "completed", attempt=0)
+        )
+    assert await store.delete_response("resp_o", "key_1")
+    assert await store.run_steps("resp_o") == []

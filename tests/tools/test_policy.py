@@ -74,3 +74,22 @@ def test_a_list_of_names_as_agent_files_write_them(
     policy = ToolPolicy.of(names)
     assert sorted(allowed(policy)) == sorted(expected)
     assert policy.describe() == sorted(names)
+
+
+def test_a_call_cut_short_by_a_crash_runs_again_only_if_its_tool_says_that_is_safe() -> None:
+    repeats = {tool.ref: tool.repeatable({}) for tool in TOOLS}
+    assert repeats == {
+        "calculator": True,
+        "current_time": True,
+        "http_fetch": True,  # a GET
+        "terminal": False,
+        "agent:helper": False,  # the agent it asks may have acted
+        "mcp:files/read": True,
+        "mcp:files/write": False,
+        "mcp:web/search": False,  # says nothing: not safe
+    }
+    assert not HttpFetch().repeatable({"url": "https://example.com", "method": "POST"})
+    connection = SimpleNamespace(name="db", settings=SimpleNamespace(timeout=5.0))
+    hints = SimpleNamespace(read_only_hint=False, idempotent_hint=True)
+    upsert = SimpleNamespace(name="upsert", description="", input_schema=None, annotations=hints)
+    assert McpTool(connection, upsert).repeatable({})  # type: ignore[arg-type]

@@ -88,24 +88,55 @@ class Authenticator:
 
     async def _lookup(self, hashed: str) -> Known:
         record = await self.store.key_by_hash(hashed)
-        principal = None
-        if record is not None:
-            agents = None if record.agents is None else frozenset(record.agents)
-            principal = Principal(
-                record.id,
-                frozenset(record.scopes),
-                agents,
-                Rates(record.rpm, record.tpm),
-                record.max_concurrency,
-                ToolPolicy.of(record.tools),
-                budget=Budget.of(record.budget, record.budget_period),
-            )
-        return record, principal
+        return record, key_principal(record) if record is not None else None
+
+    async def caller_again(self, key_id: str | None, visitor: str | None) -> Principal:
+        """Who started a background run, for the instance taking it up after a crash: the
+        same key as it stands now, refused if it has been revoked or has expired since."""
+        if key_id is None:
+            return OPEN
+        if key_id == ADMIN.key_id and self.admin_key is not None:
+            return ADMIN
+        record = next((key for key in await self.store.list_keys() if key.id == key_id), None)
+        if record is None or not record.active(time.time()):
+            raise InvalidKey("The key that started this response was revoked or has expired.")
+        if visitor is not None:
+            return visitor_principal(record, visitor, None)
+        return key_principal(record)
 
     async def flush_usage(self) -> None:
         used, self._used = self._used, {}
         if used:
             await self.store.touch_keys(used)
+
+
+def key_principal(record: KeyRecord) -> Principal:
+    """What a (secret) key may do, as its record says."""
+    return Principal(
+        record.id,
+        frozenset(record.scopes),
+        None if record.agents is None else frozenset(record.agents),
+        Rates(record.rpm, record.tpm),
+        record.max_concurrency,
+        ToolPolicy.of(record.tools),
+        budget=Budget.of(record.budget, record.budget_period),
+    )
+
+
+def visitor_principal(record: KeyRecord, visitor: str, address: str | None) -> Principal:
+    """What a widget visitor of a publishable key may do: chat with the key's agents."""
+    return Principal(
+        key_id=record.id,
+        scopes=frozenset({"chat"}),
+        agents=frozenset(record.agents or ()),
+        rates=Rates(record.rpm, record.tpm),
+        max_concurrency=record.max_concurrency,
+        tools=ToolPolicy.of(record.tools),
+        visitor=visitor,
+        address=address,
+        visitor_rates=Rates(record.visitor_rpm),
+        budget=Budget.of(record.budget, record.budget_period),
+    )
 
 
 def is_loopback(host: str) -> bool:

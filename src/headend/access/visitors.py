@@ -13,17 +13,15 @@ import time
 from dataclasses import dataclass
 
 from headend.access import visitor_tokens as tokens
-from headend.access.authenticator import AHEAD, Authenticator
+from headend.access.authenticator import AHEAD, Authenticator, visitor_principal
 from headend.access.fresh import FreshCache
 from headend.access.origins import request_origin
 from headend.access.principal import Principal
 from headend.access.visitor_tokens import LIFETIME, RENEWABLE, VisitorClaims
 from headend.errors import InvalidKey, OriginNotAllowed
 from headend.limits.base import Limiter, Rates
-from headend.limits.budget import Budget
 from headend.limits.refusals import take_visitor_rate
 from headend.store.base import KeyRecord, Store
-from headend.tools.policy import ToolPolicy
 
 REFRESH_SECONDS = 1.0  # a revoked publishable key is refused everywhere within this
 MISS_REFRESH = 0.1  # an unknown key is looked for again at most this often (a new key)
@@ -171,15 +169,5 @@ class Visitors:
             )
         self.auth.visited(record.id)
         client = scope.get("client")
-        return Principal(
-            key_id=record.id,
-            scopes=frozenset({"chat"}),
-            agents=frozenset(record.agents or ()),
-            rates=Rates(record.rpm, record.tpm),
-            max_concurrency=record.max_concurrency,
-            tools=ToolPolicy.of(record.tools),
-            visitor=claims.visitor,
-            address=client[0] if isinstance(client, tuple | list) else None,
-            visitor_rates=Rates(record.visitor_rpm),
-            budget=Budget.of(record.budget, record.budget_period),
-        )
+        address = client[0] if isinstance(client, tuple | list) else None
+        return visitor_principal(record, claims.visitor, address)

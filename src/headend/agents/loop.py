@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from headend.agents.journal import INTERRUPTED, Journal, RecordedRound
 from headend.agents.registry import Agent
 from headend.observability.genai import agent_span, tool_result, tool_span
 from headend.observability.metrics import ToolOutcome
@@ -86,6 +87,39 @@ class LoopCall:
     max_iterations: int
     depth: int = 0
     tools: ToolPolicy = EVERY_TOOL  # what the calling key may use, down to agents it calls
+    journal: Journal | None = None  # a background run's: its steps committed, or replayed
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """Where a round's tool calls run: its number, its trace parent, and what a journal
+    recorded of it before the run was taken up."""
+
+    iteration: int
+    parent: Span
+    recorded: RecordedRound | None = None
+    journal: Journal | None = None
+
+    def settled(self, call: Json, own: dict[str, Tool]) -> str | None:
+        """A call's result without running it: recorded, or (cut short by the crash, its
+        tool not safe to repeat) that it was interrupted; None: run it."""
+        if self.recorded is None:
+            return None
+        if call["id"] in self.recorded.results:
+            return self.recorded.results[call["id"]]
+        tool = own.get(call["function"]["name"])
+        arguments = _arguments(call)
+        if tool is not None and isinstance(arguments, dict) and not tool.repeatable(arguments):
+            return INTERRUPTED
+        return None  # repeatable, or refused whatever happens (unknown tool, bad arguments)
+
+
+def _arguments(call: Json) -> Any:
+    """A call's arguments, parsed (None: not JSON)."""
+    try:
+        return json.loads(call["function"]["arguments"] or "{}")
+    except json.JSONDecodeError:
+        return None
 
 
 def add_usage(total: Json, usage: Any) -> None:
@@ -162,25 +196,39 @@ class ToolLoop:
         scratch = self.scratch_root / run.call.request_id
         context = self._tool_context(run, scratch)
         role_sent = False
+        journal = run.journal
         try:
             for iteration in range(1, run.max_iterations + 2):
                 last = iteration > run.max_iterations
-                reply = Reply()
-                call = replace(run.call, body=offer.request(run, messages, iteration, last))
-                async for batch in self.router.stream(run.agent.targets, call):
-                    forward = self._absorb(batch, reply, usage, role_sent)
-                    if forward:
-                        role_sent = True
-                        yield forward
-                calls = reply.tool_calls()
-                end = offer.end(reply, calls, last, usage, messages[added:])
-                if end is not None:
-                    yield end
-                    return
-                text = "".join(reply.text)
-                messages.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+                recorded = None
+                if journal is not None and iteration <= len(journal.rounds):
+                    recorded = journal.rounds[iteration - 1]  # asked before: not again
+                    add_usage(usage, recorded.usage)
+                    message = recorded.message
+                else:
+                    reply, spent = Reply(), {key: 0 for key in USAGE_KEYS}
+                    call = replace(run.call, body=offer.request(run, messages, iteration, last))
+                    async for batch in self.router.stream(run.agent.targets, call):
+                        forward = self._absorb(batch, reply, spent, role_sent)
+                        if forward:
+                            role_sent = True
+                            yield forward
+                    add_usage(usage, spent)
+                    calls = reply.tool_calls()
+                    end = offer.end(reply, calls, last, usage, messages[added:])
+                    if end is not None:
+                        yield end
+                        return
+                    text = "".join(reply.text)
+                    message = {"role": "assistant", "content": text or None, "tool_calls": calls}
+                    if journal is not None:
+                        await journal.replied(message, spent)
+                messages.append(message)
                 async for event in self._run_tools(
-                    calls, offer.own, context, iteration, run.call.span
+                    message["tool_calls"],
+                    offer.own,
+                    context,
+                    Round(iteration, run.call.span, recorded, journal),
                 ):
                     if isinstance(event, ToolProgress):
                         yield event
@@ -245,27 +293,20 @@ class ToolLoop:
         return forward
 
     async def _run_tools(
-        self,
-        calls: list[Json],
-        own: dict[str, Tool],
-        context: ToolContext,
-        iteration: int,
-        parent: Span,
+        self, calls: list[Json], own: dict[str, Tool], context: ToolContext, at: Round
     ) -> AsyncGenerator[ToolProgress | Json, None]:
-        """Run every call at once; progress as it happens, then the results in call order."""
+        """Run every call at once (those a journal has settled, not); progress as it
+        happens, then the results in call order."""
         progress: asyncio.Queue[ToolProgress] = asyncio.Queue()
+        iteration = at.iteration
 
         async def run_one(call: Json) -> Json:
             name = call["function"]["name"]
             tool = own.get(name)
-            arguments: Any = {}
-            try:
-                arguments = json.loads(call["function"]["arguments"] or "{}")
-            except json.JSONDecodeError:
-                arguments = None
+            arguments = _arguments(call)
             label = tool.label(arguments) if tool and isinstance(arguments, dict) else name
             progress.put_nowait(ToolProgress("tool.started", name, label, iteration))
-            span = tool_span(parent, name, call["id"], call["function"]["arguments"] or "")
+            span = tool_span(at.parent, name, call["id"], call["function"]["arguments"] or "")
             started = time.perf_counter()
             ok = False
             outcome: ToolOutcome = "error"
@@ -287,11 +328,24 @@ class ToolLoop:
                         duration_ms=round(seconds * 1000),
                     )
                 )
+            if at.journal is not None:
+                await at.journal.tool_done(call["id"], result)
             return {"role": "tool", "tool_call_id": call["id"], "content": result}
 
-        tasks = [asyncio.ensure_future(run_one(call)) for call in calls]
+        async def settled(call: Json, result: str) -> Json:
+            if at.recorded is not None and call["id"] not in at.recorded.results:
+                assert at.journal is not None  # interrupted: recorded so, to be told once
+                await at.journal.tool_done(call["id"], result)
+            return {"role": "tool", "tool_call_id": call["id"], "content": result}
+
+        known = [at.settled(call, own) for call in calls]
+        tasks = [
+            asyncio.ensure_future(run_one(call) if result is None else settled(call, result))
+            for call, result in zip(calls, known, strict=True)
+        ]
+        running = known.count(None)
         try:
-            for _ in range(2 * len(tasks)):
+            for _ in range(2 * running):
                 yield await progress.get()
             for result in await asyncio.gather(*tasks):
                 yield result

@@ -155,6 +155,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.background_claims = Counter(
+            "headend_background_runs_claimed",
+            "Background responses taken over from an instance that stopped, by outcome "
+            "(resumed: going on here; failed: could not go on, ended as failed).",
+            ["outcome"],
+            registry=registry,
+        )
         self.webhook_deliveries = Counter(
             "headend_webhook_deliveries",
             "Webhook delivery attempts, by outcome (delivered; retry: failed, to be tried "

@@ -7,6 +7,12 @@ memory for followers here and written to the store by the run's keeper every
 shows the output so far and a stream can be followed, or resumed after any event, from any
 instance sharing the store. The keeper also notices a cancel asked on another instance.
 
+Those writes are the run's claim: a run not written to for ``LEASE_SECONDS`` was left by an
+instance that stopped, and another one takes it up (``runs.takeover``) under a new claim
+number, which fences the old instance's writes off should it come back. An agent's run
+goes on from its last committed step (``runs.run_journal``); a plain model call starts
+again.
+
 A cancelled run stops where it is: its session turn is not written and its response keeps
 the output so far, with status ``cancelled``; a run that finished stays finished.
 """
@@ -23,12 +29,20 @@ from dataclasses import dataclass, field
 from prometheus_client import Gauge
 
 from headend.config import WebhookSettings
-from headend.errors import APIError, InvalidRequest, RateLimited
+from headend.errors import APIError, InvalidRequest, LeaseLost, RateLimited
 from headend.runs.events import chunk_batches
 from headend.runs.run import Run
+from headend.runs.run_journal import RunJournal, cut_short
 from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseNotFound, stored_response
-from headend.store.base import BackgroundProgress, ResponseRecord, Store, WebhookDelivery
+from headend.store.base import (
+    BackgroundProgress,
+    ClaimedRun,
+    ResponseRecord,
+    RunStep,
+    Store,
+    WebhookDelivery,
+)
 from headend.surfaces.responses_translate import ResponseEvents, stored_items
 from headend.types import Json
 from headend.webhooks.outbox import ending_deliveries
@@ -40,8 +54,7 @@ CANCEL_CHECK_SECONDS = 1.0  # how often a run with nothing to write looks for a 
 POLL_SECONDS = 0.2  # how often a follower of a run elsewhere reads the store
 CANCEL_WAIT_SECONDS = 10.0  # how long a cancel waits for a run elsewhere to stop
 EVENTS_PER_READ = 500
-LEASE_SECONDS = 10.0  # a run not written to for this long was left by an instance that stopped
-REAP_SECONDS = 2.0  # how often each instance looks for such runs
+STEP_RETRY_SECONDS = 0.5  # how soon a step the store refused is written again
 ENDING_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 
 
@@ -51,12 +64,14 @@ class LiveRun:
     those not yet written."""
 
     id: str
+    attempt: int = 0  # its claim: 0 as accepted, one more each time it is taken up
     events: list[Json] = field(default_factory=list)
     unwritten: list[Json] = field(default_factory=list)
     done: bool = False
     ending: bool = False  # it has answered, or is writing how it ended: too late to cancel
-    cancel_reason: str | None = None  # "owner" or "shutdown", once cancelled
+    cancel_reason: str | None = None  # "owner", "shutdown" or "lost", once cancelled
     task: asyncio.Task[None] | None = None
+    lost: bool = False  # its claim passed to another instance, which goes on with it
     _more: asyncio.Event = field(default_factory=asyncio.Event)
     writing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one write at a time
 
@@ -121,18 +136,70 @@ class BackgroundRuns:
             )
 
     async def accept(
-        self, run: Run, events: ResponseEvents, items: list[Json], owner: str | None
+        self,
+        run: Run,
+        events: ResponseEvents,
+        items: list[Json],
+        owner: str | None,
+        resume: Json | None = None,
     ) -> Json:
-        """Store the response as queued and start its run; the queued response."""
+        """Store the response as queued, with how to start it again (``resume``), and start
+        its run; the queued response."""
         response = events.shape.envelope("queued", [])
         inputs = stored_items(items)
         record = ResponseRecord(response["id"], owner, None, None, time.time(), response, inputs)
-        await self.store.create_background_run(record, record.created_at)
-        live = self._live[record.id] = LiveRun(record.id)
-        live.task = asyncio.create_task(self._drive(live, run, events, inputs, owner))
+        await self.store.create_background_run(record, record.created_at, resume)
+        live = LiveRun(record.id)
+        self._start(live, run, events, inputs, owner, events.start(queued=True), [])
+        return response
+
+    async def resume(self, run: Run, events: ResponseEvents, claimed: ClaimedRun) -> None:
+        """Go on with a run another instance left (``events``: as it last wrote them), from
+        its last committed step."""
+        record = await self.store.get_response(claimed.id, claimed.owner)
+        steps = await self.store.run_steps(claimed.id)
+        written = await self.store.response_events(claimed.id, -1, 1_000_000)
+        opening = events.interrupted() if cut_short(steps, written) else []
+        live = LiveRun(claimed.id, claimed.attempt)
+        inputs = record.input_items if record is not None else []
+        self._start(live, run, events, inputs, claimed.owner, opening, steps)
+        log.warning(
+            "background response %s: taken up after its instance stopped (claim %d, %d steps "
+            "committed)",
+            claimed.id,
+            claimed.attempt,
+            len(steps),
+        )
+
+    def adopt(self, claimed: ClaimedRun) -> bool:
+        """A run of this instance's own that was claimed as stale (the store was away for
+        the lease): it goes on here, under the new claim. False: not one of ours."""
+        live = self._live.get(claimed.id)
+        if live is None:
+            return False
+        live.attempt = claimed.attempt
+        return True
+
+    def _start(
+        self,
+        live: LiveRun,
+        run: Run,
+        events: ResponseEvents,
+        inputs: list[Json],
+        owner: str | None,
+        opening: list[Json],
+        steps: list[RunStep],
+    ) -> None:
+        if run.loop is not None:
+
+            async def commit(step: RunStep) -> None:
+                await self._commit_step(live, events, step)
+
+            run.loop.journal = RunJournal(steps, live.attempt, commit, lambda: events.sequence - 1)
+        self._live[live.id] = live
+        live.task = asyncio.create_task(self._drive(live, run, events, inputs, owner, opening))
         if self.running is not None:
             self.running.inc()
-        return response
 
     async def follow(
         self, response_id: str, owner: str | None, after: int
@@ -149,8 +216,10 @@ class BackgroundRuns:
         live = self._live.get(response_id)
         if live is not None:
             async for batch in live.follow(after):
+                after = batch[-1]["sequence_number"]
                 yield batch
-            return
+            if not live.lost:
+                return
         while True:  # a run elsewhere, or finished: what the store has, until it ends
             batch = await self.store.response_events(response_id, after, EVENTS_PER_READ)
             if batch:
@@ -188,7 +257,8 @@ class BackgroundRuns:
 
     async def close(self, grace: float = 0.0) -> None:
         """On the way out: the runs still going get ``grace`` seconds to end; those that do
-        not are stopped, written as failed."""
+        not are stopped and handed off: their claim given up at once, so that another
+        instance (or this one, started again) takes them up from their last step."""
         tasks = [live.task for live in self._live.values() if live.task is not None]
         if tasks and grace > 0:
             log.info("waiting up to %g s for %d background response(s)", grace, len(tasks))
@@ -198,44 +268,25 @@ class BackgroundRuns:
         if tasks:
             await asyncio.wait(tasks)
 
-    async def reap_forever(self) -> None:
-        while True:
-            try:
-                await self.reap()
-            except Exception:  # the store away: the next pass tries again
-                log.warning("background responses: could not look for orphans", exc_info=True)
-            await asyncio.sleep(REAP_SECONDS)
-
-    async def reap(self) -> None:
-        """End, as failed, the runs whose instance stopped without ending them (killed, or
-        lost): their clients would otherwise wait for ever. Taking one up again where it
-        stopped is for later; for now it ends with its output so far."""
-        now = time.time()
-        stale_before = now - LEASE_SECONDS
-        for response_id, owner in await self.store.stale_background_runs(stale_before, 16):
-            if response_id in self._live or not await self.store.take_stale_run(
-                response_id, stale_before, now
-            ):
-                continue
-            record = await self.store.get_response(response_id, owner)
-            if record is None:
-                continue
-            error = {
-                "code": "server_error",
-                "message": "The instance running this response stopped before it finished.",
-            }
-            body = {**record.body, "status": "failed", "error": error}
-            last = await self.store.last_event(response_id)
-            failed = {"type": "response.failed", "sequence_number": last + 1, "response": body}
-            outbox = ending_deliveries(response_id, "failed", self.webhooks)
-            await self.store.record_background_progress(
-                BackgroundProgress(response_id, last + 1, [failed], body, "failed", outbox)
+    async def fail_orphan(self, claimed: ClaimedRun, why: str) -> None:
+        """End, as failed with its output so far, a run taken over that cannot go on (its
+        key revoked, its agent gone…): its clients would otherwise wait for ever."""
+        record = await self.store.get_response(claimed.id, claimed.owner)
+        if record is None:
+            return
+        error = {"code": "server_error", "message": why}
+        body = {**record.body, "status": "failed", "error": error}
+        last = await self.store.last_event(claimed.id)
+        failed = {"type": "response.failed", "sequence_number": last + 1, "response": body}
+        outbox = ending_deliveries(claimed.id, "failed", self.webhooks)
+        await self.store.record_background_progress(
+            BackgroundProgress(
+                claimed.id, last + 1, [failed], body, "failed", outbox, claimed.attempt
             )
-            if outbox:
-                self.outbox_written()
-            log.warning(
-                "background response %s: its instance stopped; ended as failed", response_id
-            )
+        )
+        if outbox:
+            self.outbox_written()
+        log.warning("background response %s: ended as failed: %s", claimed.id, why)
 
     async def _refuse(self, response_id: str, owner: str | None, why: str) -> None:
         if await self.store.get_response(response_id, owner) is None:
@@ -257,12 +308,14 @@ class BackgroundRuns:
         events: ResponseEvents,
         inputs: list[Json],
         owner: str | None,
+        opening: list[Json],
     ) -> None:
-        """The run, its events into ``live``, and its end into the store."""
+        """The run, its events into ``live``, and its end into the store (unless another
+        instance has claimed it meanwhile: then it is that one's to end)."""
         keeper = asyncio.create_task(self._keep(live, events))
         status, body = "failed", events.snapshot("failed")
         try:
-            live.add(events.start(queued=True))
+            live.add(opening)
             async with contextlib.aclosing(chunk_batches(self.runs.events(run))) as batches:
                 async for batch in batches:
                     live.add([event for chunk in batch for event in events.feed(chunk)])
@@ -272,11 +325,13 @@ class BackgroundRuns:
             await self.store.save_response(stored_response(body, run, inputs, owner))
             live.add(closing)
             status = body["status"]
+        except LeaseLost:
+            live.lost = True
         except asyncio.CancelledError:
-            if live.cancel_reason == "shutdown":
-                failed = events.failed(APIError("headend stopped before the run finished."))
-                live.add([failed])
-                body = failed["response"]
+            if live.cancel_reason == "lost":
+                live.lost = True
+            elif live.cancel_reason == "shutdown":
+                status, body = "in_progress", events.snapshot("in_progress")
             else:
                 status, body = "cancelled", events.snapshot("cancelled")
         except APIError as error:
@@ -295,18 +350,62 @@ class BackgroundRuns:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             await self.runs.release(run)
-            outbox = ending_deliveries(live.id, status, self.webhooks)
             try:
-                await self._write(live, body, status, outbox)
-                if outbox:
-                    self.outbox_written()
-            except Exception:
-                log.exception("background response %s: could not write its end", live.id)
+                if live.lost:
+                    log.warning("background response %s: taken up by another instance", live.id)
+                elif status == "in_progress":
+                    await self._hand_off(live, body)
+                else:
+                    await self._end(live, body, status)
             finally:
                 live.finish()
                 self._live.pop(live.id, None)
                 if self.running is not None:
                     self.running.dec()
+
+    async def _end(self, live: LiveRun, body: Json, status: str) -> None:
+        outbox = ending_deliveries(live.id, status, self.webhooks)
+        try:
+            await self._write(live, body, status, outbox)
+        except LeaseLost:
+            live.lost = True
+            log.warning("background response %s: taken up by another instance", live.id)
+        except Exception:
+            log.exception("background response %s: could not write its end", live.id)
+        else:
+            if outbox:
+                self.outbox_written()
+
+    async def _hand_off(self, live: LiveRun, body: Json) -> None:
+        try:
+            await self._write(live, body, "in_progress", released=True)
+        except Exception:  # it will be taken up once its claim lapses instead
+            log.warning("background response %s: could not hand it off", live.id, exc_info=True)
+        else:
+            log.info("background response %s: handed off, to go on elsewhere", live.id)
+
+    async def _commit_step(self, live: LiveRun, events: ResponseEvents, step: RunStep) -> None:
+        """A journal step, with the events so far: tried until it lands (the store may be
+        away a while) or the run is another instance's."""
+        while True:
+            try:
+                asked = await self._write(
+                    live, events.snapshot("in_progress"), "in_progress", steps=(step,)
+                )
+            except LeaseLost:
+                raise
+            except Exception:
+                log.warning(
+                    "background response %s: could not commit step %d",
+                    live.id,
+                    step.number,
+                    exc_info=True,
+                )
+                await asyncio.sleep(STEP_RETRY_SECONDS)
+                continue
+            if asked:
+                live.cancel("owner")
+            return
 
     async def _keep(self, live: LiveRun, events: ResponseEvents) -> None:
         """While the run goes: its new events written, and a cancel asked elsewhere seen."""
@@ -319,6 +418,9 @@ class BackgroundRuns:
             quiet = 0.0
             try:
                 asked = await self._write(live, events.snapshot("in_progress"), "in_progress")
+            except LeaseLost:  # thought dead, and taken up elsewhere: stop here
+                live.cancel("lost")
+                return
             except Exception:  # the store is away: try again at the next turn
                 log.warning(
                     "background response %s: could not write its progress", live.id, exc_info=True
@@ -328,16 +430,25 @@ class BackgroundRuns:
                 live.cancel("owner")
 
     async def _write(
-        self, live: LiveRun, body: Json, status: str, outbox: tuple[WebhookDelivery, ...] = ()
+        self,
+        live: LiveRun,
+        body: Json,
+        status: str,
+        outbox: tuple[WebhookDelivery, ...] = (),
+        steps: tuple[RunStep, ...] = (),
+        released: bool = False,
     ) -> bool:
-        """The run's unwritten events, its object and status (and at its end, the webhooks
-        it makes), in one transaction; whether its owner asked to cancel it."""
+        """The run's unwritten events, its object and status (and the journal's steps, and
+        at its end the webhooks it makes), in one transaction under its claim; whether its
+        owner asked to cancel it."""
         async with live.writing:
             events, live.unwritten = live.unwritten, []
             first = events[0]["sequence_number"] if events else 0
             try:
                 return await self.store.record_background_progress(
-                    BackgroundProgress(live.id, first, events, body, status, outbox)
+                    BackgroundProgress(
+                        live.id, first, events, body, status, outbox, live.attempt, steps, released
+                    )
                 )
             except BaseException:
                 live.unwritten = events + live.unwritten  # written at the next turn

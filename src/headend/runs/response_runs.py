@@ -1,7 +1,12 @@
 """A Responses request as a run: its ``item_reference`` inputs resolved, its conversation
 continued from ``previous_response_id``, translated to a chat request and started. The
 route then answers it, streams it or leaves it to run in the background; a schedule starts
-its background runs the same way."""
+its background runs the same way.
+
+A background run is stored with what starting it again takes (``ResponseRun.resume``): the
+request, its inputs as resolved, its session, the agent version and who asked. An instance
+taking the run up after a crash ``restart``s it from that, as the same response.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from headend.runs.record import RunRecord
 from headend.runs.run import Run
 from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseService
+from headend.store.base import ResponseRecord
 from headend.surfaces.responses_tools import request_tools
 from headend.surfaces.responses_translate import ResponseShape, items_of, to_chat
 from headend.types import Json
@@ -31,6 +37,24 @@ class ResponseRun:
     keep: bool  # stored (``store`` is not false)
     background: bool
     owner: str | None
+    body: Json  # the request, as checked
+    principal: Principal
+
+    def resume(self) -> Json:
+        """What starting this run again takes (stored with a background run)."""
+        session = self.run.session
+        caller = self.principal
+        model = self.body["model"]
+        if self.run.agent is not None and self.run.agent_version is not None:
+            model = f"{self.run.agent.id}@{self.run.agent_version}"  # the version started
+        return {
+            "request": self.body,
+            "items": self.items,
+            "model": model,
+            "session_id": session.session_id if session is not None else None,
+            "new_session": session is not None and session.new is not None,
+            "caller": {"key_id": caller.key_id, "visitor": caller.visitor},
+        }
 
 
 class ResponseRuns:
@@ -76,4 +100,25 @@ class ResponseRuns:
         run = await self.runs.start(chat, record, headers, principal, keep=keep)
         shape = ResponseShape(body, run.client_model, offered)
         shape.session_id = run.session.session_id if run.session else None
-        return ResponseRun(run, shape, items, keep, background, owner)
+        return ResponseRun(run, shape, items, keep, background, owner, body, principal)
+
+    async def restart(
+        self, resume: Json, so_far: ResponseRecord, record: RunRecord, principal: Principal
+    ) -> ResponseRun:
+        """A background run taken up after a crash, started again from what it stored: as
+        the same response (id, creation time, session), at the agent version it began on."""
+        body, items = resume["request"], resume["items"]
+        offered = request_tools(body)
+        chat = to_chat(body, items, offered)
+        chat |= {"model": resume["model"], "stream": True}
+        chat["stream_options"] = {"include_usage": True}
+        session_id = resume["session_id"]
+        fresh = session_id if resume["new_session"] else None
+        if session_id is not None and fresh is None:
+            chat["session_id"] = session_id
+        run = await self.runs.start(chat, record, {}, principal, keep=True, new_session=fresh)
+        run.client_model = body["model"]  # as the client named it
+        shape = ResponseShape(body, run.client_model, offered)
+        shape.id, shape.created_at = so_far.id, so_far.body["created_at"]
+        shape.session_id = session_id
+        return ResponseRun(run, shape, items, True, True, so_far.owner, body, principal)

@@ -37,6 +37,13 @@ SCHEDULE_OWNER = "schedule"
 Start = Callable[[Agent, ScheduleEntry], Awaitable[str]]
 
 
+def schedule_principal(agent_id: str) -> Principal:
+    """Who a schedule's runs run as: ``schedule``, with that agent only."""
+    return Principal(
+        key_id=SCHEDULE_OWNER, scopes=frozenset({"chat"}), agents=frozenset({agent_id})
+    )
+
+
 class ScheduledRuns:
     """Starts an entry's run: a background response, as if POSTed by the schedule."""
 
@@ -46,13 +53,12 @@ class ScheduledRuns:
 
     async def start(self, agent: Agent, entry: ScheduleEntry) -> str:
         body = checked({"model": agent.id, "input": entry.input, "background": True})
-        principal = Principal(
-            key_id=SCHEDULE_OWNER, scopes=frozenset({"chat"}), agents=frozenset({agent.id})
-        )
         record = OwnRecord(request_id=f"sched_{uuid.uuid4().hex[:16]}")
-        started = await self.response_runs.start(body, record, {}, principal)
+        started = await self.response_runs.start(body, record, {}, schedule_principal(agent.id))
         events = ResponseEvents(started.shape)
-        await self.background.accept(started.run, events, started.items, started.owner)
+        await self.background.accept(
+            started.run, events, started.items, started.owner, started.resume()
+        )
         return started.shape.id
 
 

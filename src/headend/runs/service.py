@@ -82,9 +82,10 @@ class RunService:
         principal: Principal = OPEN,
         *,
         keep: bool = False,
+        new_session: str | None = None,
     ) -> Run:
-        """Validate the request and, last, open its session turn and take its slots (the only
-        steps that wait)."""
+        """Validate the request and, last, open its session turn (on a new session called
+        ``new_session``, if given) and take its slots (the only steps that wait)."""
         headers = headers or {}
         ignored: list[str] = []
         if principal.visitor is not None:
@@ -99,7 +100,7 @@ class RunService:
             raise InvalidRequest("'session_id' must be a string.", param="session_id")
         try:
             # The session first: a turn waiting for its session's previous one holds no slot.
-            await self._begin_session(run, session_id, principal, keep)
+            await self._begin_session(run, session_id, principal, keep, new_session)
             run.ticket = await self.admission.admit(
                 principal, run.configured, self._agent_limit(run), context
             )
@@ -163,13 +164,20 @@ class RunService:
         return run.agent.spec.max_concurrency or self.admission.limits.agent_concurrency
 
     async def _begin_session(
-        self, run: Run, session_id: str | None, principal: Principal, keep: bool
+        self,
+        run: Run,
+        session_id: str | None,
+        principal: Principal,
+        keep: bool,
+        new_session: str | None = None,
     ) -> None:
         if session_id is None and not keep and run.agent is None:
             return  # a plain model route stays stateless unless asked to keep or continue
         head = run.call.body["messages"][: run.prepended]  # the agent's own prompt
         sent = run.call.body["messages"][run.prepended :]
-        turn = await self.sessions.begin(session_id, run.configured, sent, owner=principal.owner)
+        turn = await self.sessions.begin(
+            session_id, run.configured, sent, principal.owner, new_session
+        )
         if turn.history:
             system = [*head, *(m for m in sent if m.get("role") in ("system", "developer"))]
             messages = await self._fit(run, system, turn)

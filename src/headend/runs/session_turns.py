@@ -80,11 +80,21 @@ class SessionService:
         self._gates: dict[str, _Gate] = {}
 
     async def begin(
-        self, session_id: str | None, agent: str, sent: list[Json], owner: str | None
+        self,
+        session_id: str | None,
+        agent: str,
+        sent: list[Json],
+        owner: str | None,
+        new_id: str | None = None,
     ) -> SessionTurn:
+        """The turn on ``session_id``, or on a new session (called ``new_id``: a run taken
+        up after a crash keeps the id its response shows)."""
         if session_id is None:
             return SessionTurn(
-                new_session_id(), [], sent_without_system(sent), NewSession(owner, agent, {})
+                new_id or new_session_id(),
+                [],
+                sent_without_system(sent),
+                NewSession(owner, agent, {}),
             )
         record = await self.store.get_session(session_id, owner)
         if record is None:

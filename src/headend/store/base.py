@@ -182,6 +182,33 @@ class BackgroundProgress:
     body: Json
     status: str
     outbox: tuple[WebhookDelivery, ...] = ()  # webhooks for the run's end, in its transaction
+    attempt: int = 0  # the writer's claim: a write from an older claim raises LeaseLost
+    steps: tuple[RunStep, ...] = ()  # journal steps committed with these events
+    released: bool = False  # the claim given up (a shutdown): any instance may take it now
+
+
+@dataclass(frozen=True, slots=True)
+class RunStep:
+    """One committed step of a background run, kept so that a run taken up after a crash
+    goes on from it: a model reply that called the agent's tools (``reply``: the assistant
+    message and the call's usage) or one tool's result (``tool``: its call id and text)."""
+
+    number: int  # from 0, in the order committed
+    kind: str  # reply or tool
+    data: Json
+    attempt: int  # the claim of the run that made it (0: the instance that accepted it)
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A background run taken over from an instance that stopped renewing its claim: how
+    to start it again (``resume``), and the claim's number, which every write must carry."""
+
+    id: str
+    owner: str | None
+    attempt: int
+    resume: Json | None  # None: a run recorded before runs could be taken up
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,18 +414,23 @@ class Store(Protocol):
         and output) by id."""
         ...
 
-    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
-        """Store a background response as queued, in one transaction with its object."""
+    async def create_background_run(
+        self, record: ResponseRecord, at: float, resume: Json | None = None
+    ) -> None:
+        """Store a background response as queued, in one transaction with its object, and
+        what an instance needs to start it again (``resume``)."""
         ...
 
-    async def stale_background_runs(
-        self, stale_before: float, limit: int
-    ) -> list[tuple[str, str | None]]:
-        """Unfinished background runs (id, owner) not written to since ``stale_before``."""
+    async def claim_stale_runs(
+        self, stale_before: float, now: float, limit: int
+    ) -> list[ClaimedRun]:
+        """Take over up to ``limit`` unfinished runs not written to since ``stale_before``
+        (their instance stopped): each gets the next claim number, and no two callers get
+        the same run."""
         ...
 
-    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
-        """Take a stale run to end it: False when it was written to meanwhile, or taken."""
+    async def run_steps(self, response_id: str) -> list[RunStep]:
+        """A background run's committed steps, in order."""
         ...
 
     async def last_event(self, response_id: str) -> int:
@@ -414,8 +446,9 @@ class Store(Protocol):
         ...
 
     async def record_background_progress(self, progress: BackgroundProgress) -> bool:
-        """Append the events and, unless the run has finished already, set its object and
-        status; in one transaction. Whether its owner has asked to cancel it."""
+        """Append the events and steps and, unless the run has finished already, set its
+        object and status; in one transaction, refused (``LeaseLost``) when the run has been
+        claimed since by another. Whether its owner has asked to cancel it."""
         ...
 
     async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:

@@ -263,6 +263,28 @@ def m019_schedule_fires(db: sqlite3.Connection) -> None:
     )
 
 
+def m020_run_steps(db: sqlite3.Connection) -> None:
+    """Runs taken up after a crash: each one's claim number and how to start it again, its
+    committed steps, and the unfinished ones found by age."""
+    db.execute("ALTER TABLE background_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE background_runs ADD COLUMN resume TEXT")
+    db.execute(
+        """CREATE TABLE run_steps (
+            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (response_id, step)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        "CREATE INDEX background_runs_unfinished ON background_runs (updated_at) "
+        "WHERE status NOT IN ('cancelled', 'completed', 'failed', 'incomplete')"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -283,6 +305,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m017_background_runs,
     m018_webhook_deliveries,
     m019_schedule_fires,
+    m020_run_steps,
 ]
 
 

@@ -3,32 +3,39 @@ events, the webhook outbox, schedule fires. Mixed into ``PostgresStore``."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
 from headend.store.background_sql import (
     ADD_EVENT_SQL,
+    ADD_STEP_SQL,
     BACKGROUND_SQL,
-    CANCEL_REQUESTED_SQL,
+    CLAIM_STALE_SQL,
     CREATE_BACKGROUND_SQL,
     EVENTS_SQL,
     LAST_EVENT_SQL,
+    NOT_WRITTEN_SQL,
     PROGRESS_BODY_SQL,
     PROGRESS_SQL,
     REQUEST_CANCEL_SQL,
-    STALE_SQL,
-    TAKE_STALE_SQL,
+    STEPS_SQL,
     UNFINISHED_SQL,
     background_run,
+    check_not_written,
+    claimed_run,
     event_rows,
+    run_step,
+    step_rows,
+    written_at,
 )
 from headend.store.base import (
     BackgroundProgress,
     BackgroundRun,
+    ClaimedRun,
     DeliveryOutcome,
     ResponseRecord,
+    RunStep,
     ScheduleFire,
     WebhookDelivery,
 )
@@ -58,20 +65,26 @@ class PostgresBackground:
     async def _save_response(db: Any, record: ResponseRecord) -> None:
         raise NotImplementedError  # PostgresStore's
 
-    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
+    async def create_background_run(
+        self, record: ResponseRecord, at: float, resume: Json | None = None
+    ) -> None:
+        stored = orjson.dumps(resume).decode() if resume is not None else None
         async with self._pool.acquire() as db, db.transaction():
             await self._save_response(db, record)
-            await db.execute(dollars(CREATE_BACKGROUND_SQL), record.id, record.owner, False, at, at)
+            await db.execute(
+                dollars(CREATE_BACKGROUND_SQL), record.id, record.owner, False, at, at, stored
+            )
 
-    async def stale_background_runs(
-        self, stale_before: float, limit: int
-    ) -> list[tuple[str, str | None]]:
-        rows = await self._pool.fetch(dollars(STALE_SQL), stale_before, limit)
-        return [(row[0], row[1]) for row in rows]
+    async def claim_stale_runs(
+        self, stale_before: float, now: float, limit: int
+    ) -> list[ClaimedRun]:
+        sql = dollars(CLAIM_STALE_SQL.format(lock=" FOR UPDATE SKIP LOCKED"))
+        rows = await self._pool.fetch(sql, now, stale_before, limit)
+        return [claimed_run(tuple(row)) for row in rows]
 
-    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
-        status = await self._pool.execute(dollars(TAKE_STALE_SQL), now, response_id, stale_before)
-        return bool(status == "UPDATE 1")
+    async def run_steps(self, response_id: str) -> list[RunStep]:
+        rows = await self._pool.fetch(dollars(STEPS_SQL), response_id)
+        return [run_step(tuple(row)) for row in rows]
 
     async def last_event(self, response_id: str) -> int:
         found = await self._pool.fetchval(dollars(LAST_EVENT_SQL), response_id)
@@ -86,19 +99,26 @@ class PostgresBackground:
 
     async def record_background_progress(self, progress: BackgroundProgress) -> bool:
         async with self._pool.acquire() as db, db.transaction():
+            row = await db.fetchrow(
+                dollars(PROGRESS_SQL),
+                progress.status,
+                written_at(progress),
+                progress.response_id,
+                progress.attempt,
+            )
+            if row is None:  # finished already (its object stays as it ended), or taken
+                why = await db.fetchrow(dollars(NOT_WRITTEN_SQL), progress.response_id)
+                asked = check_not_written(progress, why)
+            else:
+                asked = bool(row[0])
+                body = orjson.dumps(progress.body).decode()
+                await db.execute(dollars(PROGRESS_BODY_SQL), body, progress.response_id)
             await db.executemany(dollars(ADD_EVENT_SQL), event_rows(progress))
+            await db.executemany(dollars(ADD_STEP_SQL), step_rows(progress))
             await db.executemany(
                 dollars(ADD_DELIVERY_SQL), [delivery_values(d) for d in progress.outbox]
             )
-            row = await db.fetchrow(
-                dollars(PROGRESS_SQL), progress.status, time.time(), progress.response_id
-            )
-            if row is None:  # finished already: its object stays as it ended
-                row = await db.fetchrow(dollars(CANCEL_REQUESTED_SQL), progress.response_id)
-            else:
-                body = orjson.dumps(progress.body).decode()
-                await db.execute(dollars(PROGRESS_BODY_SQL), body, progress.response_id)
-            return bool(row and row[0])
+            return asked
 
     async def claim_fire(self, agent: str, entry: str, fire_at: float, at: float) -> bool:
         status = await self._pool.execute(dollars(CLAIM_FIRE_SQL), agent, entry, fire_at, at)

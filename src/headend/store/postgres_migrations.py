@@ -262,6 +262,28 @@ async def m019_schedule_fires(db: Any) -> None:
     )
 
 
+async def m020_run_steps(db: Any) -> None:
+    """Runs taken up after a crash: each one's claim number and how to start it again, its
+    committed steps, and the unfinished ones found by age."""
+    await db.execute("ALTER TABLE background_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
+    await db.execute("ALTER TABLE background_runs ADD COLUMN resume JSONB")
+    await db.execute(
+        """CREATE TABLE run_steps (
+            response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            data JSONB NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (response_id, step)
+        )"""
+    )
+    await db.execute(
+        "CREATE INDEX background_runs_unfinished ON background_runs (updated_at) "
+        "WHERE status NOT IN ('cancelled', 'completed', 'failed', 'incomplete')"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -282,4 +304,5 @@ MIGRATIONS: list[Migration] = [
     m017_background_runs,
     m018_webhook_deliveries,
     m019_schedule_fires,
+    m020_run_steps,
 ]

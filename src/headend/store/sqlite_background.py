@@ -4,7 +4,6 @@ the webhook outbox, schedule fires. Mixed into ``SqliteStore``."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,25 +11,33 @@ import orjson
 
 from headend.store.background_sql import (
     ADD_EVENT_SQL,
+    ADD_STEP_SQL,
     BACKGROUND_SQL,
-    CANCEL_REQUESTED_SQL,
+    CLAIM_STALE_SQL,
     CREATE_BACKGROUND_SQL,
     EVENTS_SQL,
     LAST_EVENT_SQL,
+    NOT_WRITTEN_SQL,
     PROGRESS_BODY_SQL,
     PROGRESS_SQL,
     REQUEST_CANCEL_SQL,
-    STALE_SQL,
-    TAKE_STALE_SQL,
+    STEPS_SQL,
     UNFINISHED_SQL,
     background_run,
+    check_not_written,
+    claimed_run,
     event_rows,
+    run_step,
+    step_rows,
+    written_at,
 )
 from headend.store.base import (
     BackgroundProgress,
     BackgroundRun,
+    ClaimedRun,
     DeliveryOutcome,
     ResponseRecord,
+    RunStep,
     ScheduleFire,
     WebhookDelivery,
 )
@@ -62,29 +69,35 @@ class SqliteBackground:
     def _save_response(db: sqlite3.Connection, record: ResponseRecord) -> None:
         raise NotImplementedError  # SqliteStore's
 
-    async def create_background_run(self, record: ResponseRecord, at: float) -> None:
+    async def create_background_run(
+        self, record: ResponseRecord, at: float, resume: Json | None = None
+    ) -> None:
+        stored = orjson.dumps(resume).decode() if resume is not None else None
+
         def create(db: sqlite3.Connection) -> None:
             with db:
                 self._save_response(db, record)
-                db.execute(CREATE_BACKGROUND_SQL, (record.id, record.owner, False, at, at))
+                values = (record.id, record.owner, False, at, at, stored)
+                db.execute(CREATE_BACKGROUND_SQL, values)
 
         await self._run(create)
 
-    async def stale_background_runs(
-        self, stale_before: float, limit: int
-    ) -> list[tuple[str, str | None]]:
-        def select(db: sqlite3.Connection) -> list[tuple[str, str | None]]:
-            return [(r[0], r[1]) for r in db.execute(STALE_SQL, (stale_before, limit))]
+    async def claim_stale_runs(
+        self, stale_before: float, now: float, limit: int
+    ) -> list[ClaimedRun]:
+        def claim(db: sqlite3.Connection) -> list[ClaimedRun]:
+            with db:
+                sql = CLAIM_STALE_SQL.format(lock="")
+                rows = db.execute(sql, (now, stale_before, limit)).fetchall()
+            return [claimed_run(row) for row in rows]
+
+        return await self._run(claim)
+
+    async def run_steps(self, response_id: str) -> list[RunStep]:
+        def select(db: sqlite3.Connection) -> list[RunStep]:
+            return [run_step(row) for row in db.execute(STEPS_SQL, (response_id,))]
 
         return await self._run(select)
-
-    async def take_stale_run(self, response_id: str, stale_before: float, now: float) -> bool:
-        def take(db: sqlite3.Connection) -> bool:
-            with db:
-                values = (now, response_id, stale_before)
-                return db.execute(TAKE_STALE_SQL, values).rowcount == 1
-
-        return await self._run(take)
 
     async def last_event(self, response_id: str) -> int:
         def select(db: sqlite3.Connection) -> int:
@@ -109,17 +122,24 @@ class SqliteBackground:
     async def record_background_progress(self, progress: BackgroundProgress) -> bool:
         def record(db: sqlite3.Connection) -> bool:
             with db:
-                db.executemany(ADD_EVENT_SQL, event_rows(progress))
-                db.executemany(ADD_DELIVERY_SQL, [delivery_values(d) for d in progress.outbox])
-                row = db.execute(
-                    PROGRESS_SQL, (progress.status, time.time(), progress.response_id)
-                ).fetchone()
-                if row is None:  # finished already: its object stays as it ended
-                    row = db.execute(CANCEL_REQUESTED_SQL, (progress.response_id,)).fetchone()
+                values = (
+                    progress.status,
+                    written_at(progress),
+                    progress.response_id,
+                    progress.attempt,
+                )
+                row = db.execute(PROGRESS_SQL, values).fetchone()
+                if row is None:  # finished already (its object stays as it ended), or taken
+                    why = db.execute(NOT_WRITTEN_SQL, (progress.response_id,)).fetchone()
+                    asked = check_not_written(progress, why)
                 else:
+                    asked = bool(row[0])
                     body = orjson.dumps(progress.body).decode()
                     db.execute(PROGRESS_BODY_SQL, (body, progress.response_id))
-                return bool(row and row[0])
+                db.executemany(ADD_EVENT_SQL, event_rows(progress))
+                db.executemany(ADD_STEP_SQL, step_rows(progress))
+                db.executemany(ADD_DELIVERY_SQL, [delivery_values(d) for d in progress.outbox])
+                return asked
 
         return await self._run(record)
 

@@ -294,6 +294,27 @@ class ResponseEvents:
         self.finish: str | None = None
         self.usage: Json = {}
 
+    @classmethod
+    def resumed(cls, shape: ResponseShape, so_far: Json, following: int) -> ResponseEvents:
+        """The events of a run taken up after a crash, from its response as last written
+        (``so_far``) on: the next is numbered ``following``, and its message being written,
+        if any, goes on."""
+        events = cls(shape)
+        events.sequence = following
+        output = list(so_far.get("output") or [])
+        last = output[-1] if output else {}
+        if last.get("type") == "message" and last.get("status") == "in_progress":
+            output.pop()
+            events.text = [part.get("text") or "" for part in last.get("content") or ()]
+            events.text_id = last["id"]
+        events.output = output
+        return events
+
+    def interrupted(self) -> list[Json]:
+        """The message being written closed as ``incomplete``: the model call writing it
+        was cut short (its words stay, as followers saw them) and is asked again."""
+        return self._close_text("incomplete")
+
     def event(self, kind: str, **fields: Any) -> Json:
         self.sequence += 1
         return {"type": kind, "sequence_number": self.sequence - 1, **fields}
@@ -366,12 +387,12 @@ class ResponseEvents:
         )
         return events
 
-    def _close_text(self) -> list[Json]:
+    def _close_text(self, status: str = "completed") -> list[Json]:
         if self.text is None:
             return []
         text, self.text = "".join(self.text), None
         index = len(self.output)
-        item = text_item(self.text_id, text, "completed")
+        item = text_item(self.text_id, text, status)
         self.output.append(item)
         fields = {"item_id": self.text_id, "output_index": index, "content_index": 0}
         return [

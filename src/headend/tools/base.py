@@ -48,6 +48,11 @@ class Tool(Protocol):
         """A short human line for progress events: what this call is doing."""
         ...
 
+    def repeatable(self, arguments: Json) -> bool:
+        """Whether this call may run again when a crash cut it short, not knowing whether
+        it took effect: it only reads, or doing it twice is doing it once."""
+        ...
+
 
 def function_spec(tool: Tool) -> Json:
     """The tool as an OpenAI function tool."""

@@ -197,6 +197,8 @@ class McpTool:
         self.ref = f"mcp:{connection.name}/{self.tool}"
         annotations = getattr(spec, "annotations", None)
         self.read_only = getattr(annotations, "read_only_hint", None) is True
+        # the server says a repeat does no more than the first call
+        self.idempotent = getattr(annotations, "idempotent_hint", None) is True
         self.description = str(getattr(spec, "description", None) or self.tool)
         schema = getattr(spec, "input_schema", None) or getattr(spec, "inputSchema", None)
         self.parameters: Json = dict(schema) if schema else {"type": "object", "properties": {}}
@@ -207,6 +209,9 @@ class McpTool:
 
     def label(self, arguments: Json) -> str:
         return f"{self.connection.name}/{self.tool}"
+
+    def repeatable(self, arguments: Json) -> bool:
+        return self.read_only or self.idempotent
 
 
 class McpHub:

@@ -50,7 +50,8 @@ async def create_response(request: Request) -> Response:
         headers[DROPPED_HEADER] = ", ".join(shape.offered.dropped)
         log.info("tools not offered to the model (hosted): %s", ", ".join(shape.offered.dropped))
     if started.background:
-        queued = await found.background.accept(run, ResponseEvents(shape), items, owner)
+        events = ResponseEvents(shape)
+        queued = await found.background.accept(run, events, items, owner, started.resume())
         if body.get("stream") is not True:
             return json_response(queued, headers=headers)
         return follow_stream(found, await found.background.follow(shape.id, owner, -1), headers)

@@ -34,3 +34,6 @@ class AgentTool:
 
     def label(self, arguments: Json) -> str:
         return f"asking {self.agent_id}"
+
+    def repeatable(self, arguments: Json) -> bool:
+        return False  # the agent it asks may have acted, with tools of its own

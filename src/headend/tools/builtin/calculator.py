@@ -128,5 +128,8 @@ class Calculator:
             return str(int(result))
         return str(result)
 
+    def repeatable(self, arguments: Json) -> bool:
+        return True
+
     def label(self, arguments: Json) -> str:
         return f"calculating {str(arguments.get('expression', ''))[:60]}"

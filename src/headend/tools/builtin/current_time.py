@@ -35,3 +35,6 @@ class CurrentTime:
 
     def label(self, arguments: Json) -> str:
         return "reading the clock"
+
+    def repeatable(self, arguments: Json) -> bool:
+        return True

@@ -98,6 +98,9 @@ class HttpFetch:
         method = str(arguments.get("method") or "GET").upper()
         return f"{method} {str(arguments.get('url', ''))[:100]}"
 
+    def repeatable(self, arguments: Json) -> bool:
+        return str(arguments.get("method") or "GET").upper() == "GET"
+
 
 def _proxy_headers(proxy: Proxy | None) -> dict[str, str] | None:
     if proxy is None or proxy.authorization is None:

@@ -80,6 +80,9 @@ class Terminal:
     def label(self, arguments: Json) -> str:
         return f"$ {str(arguments.get('command', ''))[:80]}"
 
+    def repeatable(self, arguments: Json) -> bool:
+        return False  # a command may have done anything
+
 
 async def _read_capped(process: asyncio.subprocess.Process) -> bytes:
     assert process.stdout is not None
