@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import statistics
@@ -34,7 +35,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import RunningServer, free_port, start_server, stop_server
-from tests.postgres import postgres_cluster
+from tests.e2e.waiting import until
+from tests.postgres import fresh_database, postgres_cluster
 from tests.upstream import FakeUpstream, Reply
 
 from headend.store.background_sql import CLAIM_STALE_SQL
@@ -108,14 +110,6 @@ async def claims(make: Any, runs: int, claimers: int, lock: str | None = None) -
     return f"{runs / took:,.0f} | {len(set(found))} of {runs} | {twice}"
 
 
-async def wipe(url: str) -> None:
-    db = await asyncpg.connect(url)
-    try:
-        await db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await db.close()
-
-
 def claim_rows(args: argparse.Namespace, url: str) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,8 +117,10 @@ def claim_rows(args: argparse.Namespace, url: str) -> list[str]:
         result = asyncio.run(claims(lambda: SqliteStore(path), args.runs, args.claimers))
         rows.append(f"| SQLite | {args.claimers} | {result} |")
     for label, lock in (("PostgreSQL", None), ("PostgreSQL, no SKIP LOCKED", "")):
-        asyncio.run(wipe(url))
-        result = asyncio.run(claims(lambda: PostgresStore(url), args.runs, args.claimers, lock))
+        database = fresh_database(url, "claims")
+        result = asyncio.run(
+            claims(functools.partial(PostgresStore, database), args.runs, args.claimers, lock)
+        )
         rows.append(f"| {label} | {args.claimers} | {result} |")
     return rows
 
@@ -138,16 +134,6 @@ def serve(site: Path, log: str) -> RunningServer:
         env={"HEADEND_ADMIN_KEY": ADMIN},
         access_log=True,
     )
-
-
-def wait(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise SystemExit(f"not within {timeout:g} s")
 
 
 async def updated_at(site: Path, store: str, ids: list[str]) -> dict[str, float]:
@@ -190,7 +176,7 @@ def lapse(name: str, store: str, runs: int) -> str:
                 httpx.post(f"{doomed.api}/responses", json=body, headers=headers).json()["id"]
                 for _ in range(runs)
             ]
-            wait(lambda: ledger.exists() and len(ledger.read_text().split()) == runs)
+            until(lambda: ledger.exists() and len(ledger.read_text().split()) == runs)
             upstream.script("tk", *[Reply(text="Done.") for _ in range(runs)])
             time.sleep(1.5)  # a progress write or two after the tool started
             written = asyncio.run(updated_at(site, store, ids))
@@ -210,7 +196,7 @@ def lapse(name: str, store: str, runs: int) -> str:
                         going[response_id] = time.time()
                 return len(going) == runs
 
-            wait(all_going)
+            until(all_going, timeout=60)
         finally:
             stop_server(doomed)
             if survivor is not None:
@@ -240,8 +226,8 @@ def main() -> None:
             "median s | max s |",
             "|---|---:|---:|---:|---:|",
         ]
-        asyncio.run(wipe(url))
-        rows.append(lapse("PostgreSQL, another instance", url, args.lapse_runs))
+        lapsing = fresh_database(url, "lapse")
+        rows.append(lapse("PostgreSQL, another instance", lapsing, args.lapse_runs))
         rows.append(
             lapse("SQLite, the same instance restarted", "sqlite:///headend.db", args.lapse_runs)
         )

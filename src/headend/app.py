@@ -75,6 +75,7 @@ from headend.server.routes.admin_agents import (
     retrieve_agent,
     save_draft,
 )
+from headend.server.routes.admin_background import list_runs, run_steps
 from headend.server.routes.admin_schedules import list_schedules
 from headend.server.routes.admin_webhooks import list_deliveries
 from headend.server.routes.audit import list_audit
@@ -137,6 +138,8 @@ ROUTES = [
     Route("/admin/usage", usage, methods=["GET"]),
     Route("/admin/audit", list_audit, methods=["GET"]),
     Route("/admin/webhooks/deliveries", list_deliveries, methods=["GET"]),
+    Route("/admin/background", list_runs, methods=["GET"]),
+    Route("/admin/background/{response_id}", run_steps, methods=["GET"]),
     Route("/admin/schedules", list_schedules, methods=["GET"]),
     Route("/admin/agents", list_managed_agents, methods=["GET"]),
     Route("/admin/agents", create_agent, methods=["POST"]),

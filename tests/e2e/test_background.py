@@ -42,6 +42,7 @@ def site(
     agents = {
         "helper": "---\nmodel: up/helper\n---\nBe helpful.\n",
         "maths": "---\nmodel: up/maths\ntools: [calculator]\n---\n",
+        "solo": "---\nmodel: up/solo\nmax_concurrency: 1\n---\nOne at a time.\n",
     }
     store = "limits: {max_background_runs: 2}\n"
     if request.param == "postgres":
@@ -316,6 +317,29 @@ def test_a_run_that_cannot_go_on_after_a_crash_ends_as_failed(
         stop_server(survivor)
 
 
+def test_a_run_waits_for_its_slot_queued_and_its_request_does_not(
+    first: RunningServer, fake: FakeUpstream
+) -> None:
+    """The agent runs one at a time: the second run is accepted at once and shows
+    ``queued`` until the first has ended."""
+    fake.script("bg", Reply(text=WORDS, chunk_delay=0.05), Reply(text="Second."))
+    sdk = client(first)
+    started = time.monotonic()
+    one = sdk.responses.create(model="solo", input="First", background=True)
+    two = sdk.responses.create(model="solo", input="Second", background=True)
+    assert time.monotonic() - started < 1.5  # neither waits for the other's slot
+    until(lambda: sdk.responses.retrieve(one.id).output_text)
+    assert sdk.responses.retrieve(two.id).status == "queued"
+    metrics = httpx.get(f"{first.base_url}/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert 'headend_background_runs{status="queued"} 1.0' in metrics.text
+    assert 'headend_background_runs{status="in_progress"} 1.0' in metrics.text
+    events = list(sdk.responses.retrieve(two.id, stream=True))
+    assert [e.type for e in events[:2]] == ["response.created", "response.in_progress"]
+    assert events[0].response.status == "queued"  # type: ignore[union-attr]
+    assert finished(sdk, one.id).output_text == WORDS
+    assert finished(sdk, two.id).output_text == "Second."
+
+
 def test_the_node_sdk_follows_resumes_and_cancels(first: RunningServer, fake: FakeUpstream) -> None:
     fake.script("bg", Reply(text=WORDS, chunk_delay=0.03), Reply(text=WORDS, chunk_delay=0.3))
     done = subprocess.run(
@@ -330,3 +354,36 @@ def test_the_node_sdk_follows_resumes_and_cancels(first: RunningServer, fake: Fa
     assert out["numbers"] == list(range(len(out["numbers"])))
     assert out["last"] == "response.completed"
     assert out["cancelled"] == "cancelled"
+
+
+def test_operators_see_every_keys_runs_and_a_runs_steps(
+    first: RunningServer, fake: FakeUpstream
+) -> None:
+    call = {"id": "c1", "name": "calculator", "arguments": '{"expression": "6*7"}'}
+    fake.script("bg", Reply(text="", tool_calls=[call]), Reply(text="It is 42."))
+    key = issue(first, name="runner")
+    mine = client(first, str(key["secret"]))
+    queued = mine.responses.create(model="maths", input="6 times 7?", background=True)
+    finished(mine, queued.id)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    listed = httpx.get(f"{first.base_url}/admin/background?status=completed", headers=admin)
+    assert listed.status_code == 200
+    runs = {run["id"]: run for run in listed.json()["data"]}
+    assert runs[queued.id]["owner"] == key["id"]  # another key's run, seen by the operator
+    assert runs[queued.id]["taken_up"] == 0
+    one = httpx.get(f"{first.base_url}/admin/background/{queued.id}", headers=admin).json()
+    assert one["status"] == "completed"
+    reply, result = one["steps"]
+    assert reply["kind"] == "reply"
+    assert reply["tool_calls"] == [
+        {"id": "c1", "name": "calculator", "arguments": '{"expression": "6*7"}'}
+    ]
+    assert (result["kind"], result["call_id"], result["result"]) == ("tool", "c1", "42")
+    missing = httpx.get(f"{first.base_url}/admin/background/resp_nope", headers=admin)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "run_not_found"
+    wrong = httpx.get(f"{first.base_url}/admin/background?status=done", headers=admin)
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["param"] == "status"
+    not_admin = {"Authorization": f"Bearer {key['secret']}"}
+    assert httpx.get(f"{first.base_url}/admin/background", headers=not_admin).status_code == 403

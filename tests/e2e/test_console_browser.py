@@ -430,7 +430,8 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(
     page.click("#send")
     expect(page.locator(".turn.assistant")).to_be_visible()
     page.get_by_role("button", name="curl", exact=True).click()
-    for name in ("playground", "agents", "sessions", "keys", "usage", "schedules", "webhooks"):
+    pages = ("playground", "agents", "sessions", "keys", "usage", "runs", "schedules", "webhooks")
+    for name in pages:
         page.click(f"#nav-{name}")
         expect(page.locator(f"#{name}")).to_be_visible()
         page.wait_for_load_state("networkidle")
@@ -451,3 +452,33 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(
             "}).map((td) => td.outerHTML.slice(0, 200))"
         )
         assert unlabelled == [], f"cells on the {name} page say not what they are"
+
+
+def test_runs_page_shows_a_background_run_and_its_steps_as_they_happen(
+    served: RunningServer, browser: object, fake: FakeUpstream
+) -> None:
+    import openai
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    call = {"id": "c7", "name": "calculator", "arguments": json.dumps({"expression": "6*7"})}
+    slow = " ".join(f"w{n}" for n in range(30))
+    fake.script(
+        "b", Reply(text="Let me work.", tool_calls=[call]), Reply(text=slow, chunk_delay=0.2)
+    )
+    sdk = openai.OpenAI(base_url=served.api, api_key=ADMIN, max_retries=0)
+    queued = sdk.responses.create(model="worker", input="6 times 7?", background=True)
+    page = signed_in(browser, served, ADMIN)
+    page.click("#nav-runs")
+    row = page.locator("#runs-body tr", has_text=queued.id)
+    expect(row).to_be_visible()
+    row.get_by_role("button", name="Steps").click()
+    steps = page.locator("#run-steps")
+    expect(steps).to_contain_text('calculator({"expression": "6*7"}) [c7]')  # the reply
+    expect(steps).to_contain_text("Let me work.")
+    expect(steps).to_contain_text("result of c7")  # then the tool's result
+    expect(steps.locator("li").nth(1)).to_contain_text("42")
+    # followed while it runs: its end shows without a reload
+    expect(page.locator("#run-steps-title")).to_have_text(f"{queued.id}: in_progress")
+    expect(page.locator("#run-steps-title")).to_have_text(f"{queued.id}: completed", timeout=20_000)

@@ -151,7 +151,9 @@ class Metrics:
         )
         self.background_runs = Gauge(
             "headend_background_runs",
-            "Background responses running on this instance (summed over its workers).",
+            "Background responses of this instance (summed over its workers), by status: "
+            "queued (waiting for a slot) or in_progress.",
+            ["status"],
             registry=registry,
             multiprocess_mode="livesum",
         )

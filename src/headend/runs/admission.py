@@ -33,6 +33,9 @@ from headend.runs.usage import UsageMeter
 log = logging.getLogger(__name__)
 
 GLOBAL_POOL = "global"
+# A background run waits for its slots as long as it takes (its key may have only so many):
+# queued, behind the requests and runs that came first.
+BACKLOG = Queueing(max_waiting=1_000_000, timeout=86_400.0)
 QUEUE_FULL_RETRY = 1.0  # seconds a client refused by a full queue is told to wait
 
 
@@ -109,14 +112,17 @@ class Admission:
         model: str,
         agent_limit: int | None,
         context: RunRecord | None = None,
+        *,
+        slots: bool = True,
     ) -> Ticket:
-        """Check the key's budget, take a request from every rate and a slot in every pool,
-        or refuse with 429 and when to come back (holding nothing)."""
+        """Check the key's budget, take a request from every rate and (unless ``slots`` is
+        false: a background run takes them when it runs, ``take_slots``) a slot in every
+        pool, or refuse with 429 and when to come back (holding nothing)."""
         ticket = Ticket(principal, model, context)
         if self.budgets is not None:
             ticket.headers = await self.budgets.check(principal.key_id, principal.budget)
         buckets = self.buckets(principal)
-        pools = self.pools(principal, model, agent_limit)
+        pools = self.pools(principal, model, agent_limit) if slots else []
         if not buckets and not pools:
             return ticket
         try:
@@ -150,6 +156,16 @@ class Admission:
         for pool, waited in zip(pools, entry.waited, strict=True):
             self.metrics.queue_wait.labels(*pool_labels(pool.name)).observe(waited)
         return ticket
+
+    async def take_slots(self, ticket: Ticket, agent_limit: int | None) -> None:
+        """A background run's slots, waited for as long as it takes (``BACKLOG``)."""
+        pools = self.pools(ticket.principal, ticket.model, agent_limit)
+        if not pools:
+            return
+        entry = await self.limiter.enter([], pools, BACKLOG, self._watch)
+        ticket.slots = entry.slots
+        for pool, waited in zip(pools, entry.waited, strict=True):
+            self.metrics.queue_wait.labels(*pool_labels(pool.name)).observe(waited)
 
     def _watch(self, pool: str, waiting: bool) -> None:
         gauge = self.metrics.queued.labels(*pool_labels(pool))

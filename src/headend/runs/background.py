@@ -32,7 +32,7 @@ from headend.config import WebhookSettings
 from headend.errors import APIError, InvalidRequest, LeaseLost, RateLimited
 from headend.runs.events import chunk_batches
 from headend.runs.run import Run
-from headend.runs.run_journal import RunJournal, cut_short
+from headend.runs.run_journal import RunJournal, cut_short, last_committed_event
 from headend.runs.service import RunService
 from headend.runs.stored_responses import ResponseNotFound, stored_response
 from headend.store.base import (
@@ -54,6 +54,7 @@ CANCEL_CHECK_SECONDS = 1.0  # how often a run with nothing to write looks for a 
 POLL_SECONDS = 0.2  # how often a follower of a run elsewhere reads the store
 CANCEL_WAIT_SECONDS = 10.0  # how long a cancel waits for a run elsewhere to stop
 EVENTS_PER_READ = 500
+MOST_EVENTS = 1_000_000  # of one run, read at once (what one model call may have written)
 STEP_RETRY_SECONDS = 0.5  # how soon a step the store refused is written again
 ENDING_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 
@@ -65,6 +66,7 @@ class LiveRun:
 
     id: str
     attempt: int = 0  # its claim: 0 as accepted, one more each time it is taken up
+    status: str = "queued"  # until it has its slots: then in_progress
     events: list[Json] = field(default_factory=list)
     unwritten: list[Json] = field(default_factory=list)
     done: bool = False
@@ -107,6 +109,18 @@ class LiveRun:
             self.task.cancel()
 
 
+@dataclass(slots=True)
+class Job:
+    """What a background run is driven with: the run, its events as they stand, its input
+    as stored, its owner, and the events it opens with."""
+
+    run: Run
+    events: ResponseEvents
+    inputs: list[Json]
+    owner: str | None
+    opening: list[Json]
+
+
 class BackgroundRuns:
     def __init__(
         self,
@@ -115,7 +129,7 @@ class BackgroundRuns:
         webhooks: Sequence[WebhookSettings] = (),
         outbox_written: Callable[[], None] = lambda: None,
         most: int = 100,
-        running: Gauge | None = None,
+        running: Gauge | None = None,  # by status
     ) -> None:
         self.store = store
         self.runs = runs
@@ -149,8 +163,7 @@ class BackgroundRuns:
         inputs = stored_items(items)
         record = ResponseRecord(response["id"], owner, None, None, time.time(), response, inputs)
         await self.store.create_background_run(record, record.created_at, resume)
-        live = LiveRun(record.id)
-        self._start(live, run, events, inputs, owner, events.start(queued=True), [])
+        self._start(LiveRun(record.id), Job(run, events, inputs, owner, [events.queued()]), [])
         return response
 
     async def resume(self, run: Run, events: ResponseEvents, claimed: ClaimedRun) -> None:
@@ -158,11 +171,14 @@ class BackgroundRuns:
         its last committed step."""
         record = await self.store.get_response(claimed.id, claimed.owner)
         steps = await self.store.run_steps(claimed.id)
-        written = await self.store.response_events(claimed.id, -1, 1_000_000)
-        opening = events.interrupted() if cut_short(steps, written) else []
-        live = LiveRun(claimed.id, claimed.attempt)
+        since = await self.store.response_events(
+            claimed.id, last_committed_event(steps), MOST_EVENTS
+        )
+        opening = events.interrupted() if cut_short(since) else []
+        queued = record is not None and record.body.get("status") == "queued"
+        live = LiveRun(claimed.id, claimed.attempt, "queued" if queued else "in_progress")
         inputs = record.input_items if record is not None else []
-        self._start(live, run, events, inputs, claimed.owner, opening, steps)
+        self._start(live, Job(run, events, inputs, claimed.owner, opening), steps)
         log.warning(
             "background response %s: taken up after its instance stopped (claim %d, %d steps "
             "committed)",
@@ -180,26 +196,20 @@ class BackgroundRuns:
         live.attempt = claimed.attempt
         return True
 
-    def _start(
-        self,
-        live: LiveRun,
-        run: Run,
-        events: ResponseEvents,
-        inputs: list[Json],
-        owner: str | None,
-        opening: list[Json],
-        steps: list[RunStep],
-    ) -> None:
-        if run.loop is not None:
+    def _start(self, live: LiveRun, job: Job, steps: list[RunStep]) -> None:
+        """``steps``: what its agent committed before (it goes on from there)."""
+        events = job.events
+        if job.run.loop is not None:
 
             async def commit(step: RunStep) -> None:
                 await self._commit_step(live, events, step)
 
-            run.loop.journal = RunJournal(steps, live.attempt, commit, lambda: events.sequence - 1)
+            job.run.loop.journal = RunJournal(
+                steps, live.attempt, commit, lambda: events.sequence - 1
+            )
         self._live[live.id] = live
-        live.task = asyncio.create_task(self._drive(live, run, events, inputs, owner, opening))
-        if self.running is not None:
-            self.running.inc()
+        live.task = asyncio.create_task(self._drive(live, job))
+        self._count(live.status, 1)
 
     async def follow(
         self, response_id: str, owner: str | None, after: int
@@ -268,6 +278,10 @@ class BackgroundRuns:
         if tasks:
             await asyncio.wait(tasks)
 
+    def _count(self, status: str, change: int) -> None:
+        if self.running is not None:
+            self.running.labels(status).inc(change)
+
     async def fail_orphan(self, claimed: ClaimedRun, why: str) -> None:
         """End, as failed with its output so far, a run taken over that cannot go on (its
         key revoked, its agent gone…): its clients would otherwise wait for ever."""
@@ -301,28 +315,27 @@ class BackgroundRuns:
                 return
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _drive(
-        self,
-        live: LiveRun,
-        run: Run,
-        events: ResponseEvents,
-        inputs: list[Json],
-        owner: str | None,
-        opening: list[Json],
-    ) -> None:
+    async def _drive(self, live: LiveRun, job: Job) -> None:
         """The run, its events into ``live``, and its end into the store (unless another
         instance has claimed it meanwhile: then it is that one's to end)."""
+        run, events = job.run, job.events
         keeper = asyncio.create_task(self._keep(live, events))
         status, body = "failed", events.snapshot("failed")
         try:
-            live.add(opening)
+            live.add(job.opening)
+            await self.runs.take_slots(run)  # queued until then
+            if live.status == "queued":
+                self._count("queued", -1)
+                live.status = "in_progress"
+                self._count("in_progress", 1)
+                live.add([events.running()])
             async with contextlib.aclosing(chunk_batches(self.runs.events(run))) as batches:
                 async for batch in batches:
                     live.add([event for chunk in batch for event in events.feed(chunk)])
             live.ending = True  # answered: a cancel now would leave it completed anyway
             closing, body = events.finish_events()
             # stored before a follower hears it is done, as a response not in background
-            await self.store.save_response(stored_response(body, run, inputs, owner))
+            await self.store.save_response(stored_response(body, run, job.inputs, job.owner))
             live.add(closing)
             status = body["status"]
         except LeaseLost:
@@ -331,7 +344,7 @@ class BackgroundRuns:
             if live.cancel_reason == "lost":
                 live.lost = True
             elif live.cancel_reason == "shutdown":
-                status, body = "in_progress", events.snapshot("in_progress")
+                status, body = live.status, events.snapshot(live.status)
             else:
                 status, body = "cancelled", events.snapshot("cancelled")
         except APIError as error:
@@ -353,15 +366,14 @@ class BackgroundRuns:
             try:
                 if live.lost:
                     log.warning("background response %s: taken up by another instance", live.id)
-                elif status == "in_progress":
-                    await self._hand_off(live, body)
+                elif status in ("queued", "in_progress"):
+                    await self._hand_off(live, body, status)
                 else:
                     await self._end(live, body, status)
             finally:
                 live.finish()
                 self._live.pop(live.id, None)
-                if self.running is not None:
-                    self.running.dec()
+                self._count(live.status, -1)
 
     async def _end(self, live: LiveRun, body: Json, status: str) -> None:
         outbox = ending_deliveries(live.id, status, self.webhooks)
@@ -376,9 +388,9 @@ class BackgroundRuns:
             if outbox:
                 self.outbox_written()
 
-    async def _hand_off(self, live: LiveRun, body: Json) -> None:
+    async def _hand_off(self, live: LiveRun, body: Json, status: str) -> None:
         try:
-            await self._write(live, body, "in_progress", released=True)
+            await self._write(live, body, status, released=True)
         except Exception:  # it will be taken up once its claim lapses instead
             log.warning("background response %s: could not hand it off", live.id, exc_info=True)
         else:
@@ -417,7 +429,7 @@ class BackgroundRuns:
                 continue
             quiet = 0.0
             try:
-                asked = await self._write(live, events.snapshot("in_progress"), "in_progress")
+                asked = await self._write(live, events.snapshot(live.status), live.status)
             except LeaseLost:  # thought dead, and taken up elsewhere: stop here
                 live.cancel("lost")
                 return

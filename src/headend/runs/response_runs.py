@@ -97,7 +97,9 @@ class ResponseRuns:
             await self.background.make_room(owner)
             # streamed from the upstream whatever the client asked: its output shows so far
             chat |= {"stream": True, "stream_options": {"include_usage": True}}
-        run = await self.runs.start(chat, record, headers, principal, keep=keep)
+        run = await self.runs.start(
+            chat, record, headers, principal, keep=keep, slots_later=background
+        )
         shape = ResponseShape(body, run.client_model, offered)
         shape.session_id = run.session.session_id if run.session else None
         return ResponseRun(run, shape, items, keep, background, owner, body, principal)
@@ -116,7 +118,9 @@ class ResponseRuns:
         fresh = session_id if resume["new_session"] else None
         if session_id is not None and fresh is None:
             chat["session_id"] = session_id
-        run = await self.runs.start(chat, record, {}, principal, keep=True, new_session=fresh)
+        run = await self.runs.start(
+            chat, record, {}, principal, keep=True, new_session=fresh, slots_later=True
+        )
         run.client_model = body["model"]  # as the client named it
         shape = ResponseShape(body, run.client_model, offered)
         shape.id, shape.created_at = so_far.id, so_far.body["created_at"]

@@ -52,11 +52,12 @@ class RunJournal:
         await self._commit(RunStep(number, kind, data, self.attempt, time.time()))
 
 
-def cut_short(steps: list[RunStep], events: list[Json]) -> bool:
-    """Whether the run wrote words after its last committed step (``events``: those
-    stored since its first): a model call was cut short mid-answer."""
-    after = steps[-1].data.get("last_event", -1) if steps else -1
-    return any(
-        event.get("type") == "response.output_text.delta" and event["sequence_number"] > after
-        for event in events
-    )
+def last_committed_event(steps: list[RunStep]) -> int:
+    """The sequence number of the last event written with the run's last step (-1: none)."""
+    return int(steps[-1].data.get("last_event", -1)) if steps else -1
+
+
+def cut_short(since: list[Json]) -> bool:
+    """Whether the run wrote words after its last committed step (``since``: the events
+    stored after it): a model call was cut short mid-answer."""
+    return any(event.get("type") == "response.output_text.delta" for event in since)

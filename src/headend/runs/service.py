@@ -83,9 +83,12 @@ class RunService:
         *,
         keep: bool = False,
         new_session: str | None = None,
+        slots_later: bool = False,
     ) -> Run:
         """Validate the request and, last, open its session turn (on a new session called
-        ``new_session``, if given) and take its slots (the only steps that wait)."""
+        ``new_session``, if given) and take its slots (the only steps that wait). A
+        background run (``slots_later``) is checked against the key's budget and rates now
+        and takes its slots when it runs (``take_slots``)."""
         headers = headers or {}
         ignored: list[str] = []
         if principal.visitor is not None:
@@ -102,7 +105,7 @@ class RunService:
             # The session first: a turn waiting for its session's previous one holds no slot.
             await self._begin_session(run, session_id, principal, keep, new_session)
             run.ticket = await self.admission.admit(
-                principal, run.configured, self._agent_limit(run), context
+                principal, run.configured, self._agent_limit(run), context, slots=not slots_later
             )
             run.ticket.spend = run.spend
             run.ticket.price = self.router.price(run.targets[0])
@@ -111,6 +114,11 @@ class RunService:
             await self.release(run)
             raise
         return run
+
+    async def take_slots(self, run: Run) -> None:
+        """A run started with ``slots_later``: its slots, once free (it waits, queued)."""
+        assert run.ticket is not None  # started: admitted but for its slots
+        await self.admission.take_slots(run.ticket, self._agent_limit(run))
 
     async def count_tokens(
         self, body: Json, context: RunRecord, principal: Principal = OPEN

@@ -23,6 +23,16 @@ def query_whole(request: Request, name: str, low: int, high: int) -> int | None:
     return int(value)
 
 
+def query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
+    """One of ``choices``, or None when the parameter is absent."""
+    value = request.query_params.get(name)
+    if value is not None and value not in choices:
+        raise InvalidRequest(
+            f"'{name}' must be one of {', '.join(choices)}.", param=name, code="invalid_value"
+        )
+    return value
+
+
 def query_flag(request: Request, name: str) -> bool:
     """``true`` or ``false`` (``1`` or ``0``); absent is false."""
     value = request.query_params.get(name)

@@ -34,7 +34,14 @@ CREATE_BACKGROUND_SQL = (
     "VALUES (?, ?, 'queued', ?, ?, ?, ?)"
 )
 _THE_OWNERS = "id = ? AND owner IS NOT DISTINCT FROM ?"
-BACKGROUND_SQL = f"SELECT {BACKGROUND_COLUMNS} FROM background_runs WHERE {_THE_OWNERS}"
+_READ = f"SELECT {BACKGROUND_COLUMNS}, attempt FROM background_runs"
+BACKGROUND_SQL = f"{_READ} WHERE {_THE_OWNERS}"
+# for operators: every owner's
+ANY_BACKGROUND_SQL = f"{_READ} WHERE id = ?"
+LIST_BACKGROUND_SQL = (
+    f"{_READ} WHERE (CAST(? AS TEXT) IS NULL OR status = ?) ORDER BY created_at DESC, id DESC "
+    "LIMIT ?"
+)
 # Events are appended whatever the run's state (a run's last events follow its cancelling);
 # its object and status change only while it has not finished: a cancelled run stays so.
 # (written again after a write whose end was not seen: the first one stands)
@@ -80,8 +87,10 @@ UNFINISHED_SQL = (
 
 
 def background_run(row: Sequence[Any]) -> BackgroundRun:
-    id_, owner, status, cancel_requested, created_at, updated_at = row
-    return BackgroundRun(id_, owner, status, bool(cancel_requested), created_at, updated_at)
+    id_, owner, status, cancel_requested, created_at, updated_at, attempt = row
+    return BackgroundRun(
+        id_, owner, status, bool(cancel_requested), created_at, updated_at, int(attempt)
+    )
 
 
 def claimed_run(row: Sequence[Any]) -> ClaimedRun:

@@ -122,6 +122,7 @@ class BackgroundRun:
     cancel_requested: bool
     created_at: float
     updated_at: float
+    attempt: int = 0  # how many times it was taken up after its instance stopped
 
     @property
     def finished(self) -> bool:
@@ -431,6 +432,14 @@ class Store(Protocol):
 
     async def run_steps(self, response_id: str) -> list[RunStep]:
         """A background run's committed steps, in order."""
+        ...
+
+    async def list_background_runs(self, status: str | None, limit: int) -> list[BackgroundRun]:
+        """Every owner's background runs (of that status), newest first: for operators."""
+        ...
+
+    async def any_background_run(self, response_id: str) -> BackgroundRun | None:
+        """A background run, whoever owns it: for operators."""
         ...
 
     async def last_event(self, response_id: str) -> int:

@@ -10,11 +10,13 @@ import orjson
 from headend.store.background_sql import (
     ADD_EVENT_SQL,
     ADD_STEP_SQL,
+    ANY_BACKGROUND_SQL,
     BACKGROUND_SQL,
     CLAIM_STALE_SQL,
     CREATE_BACKGROUND_SQL,
     EVENTS_SQL,
     LAST_EVENT_SQL,
+    LIST_BACKGROUND_SQL,
     NOT_WRITTEN_SQL,
     PROGRESS_BODY_SQL,
     PROGRESS_SQL,
@@ -81,6 +83,14 @@ class PostgresBackground:
         sql = dollars(CLAIM_STALE_SQL.format(lock=" FOR UPDATE SKIP LOCKED"))
         rows = await self._pool.fetch(sql, now, stale_before, limit)
         return [claimed_run(tuple(row)) for row in rows]
+
+    async def list_background_runs(self, status: str | None, limit: int) -> list[BackgroundRun]:
+        rows = await self._pool.fetch(dollars(LIST_BACKGROUND_SQL), status, status, limit)
+        return [background_run(tuple(row)) for row in rows]
+
+    async def any_background_run(self, response_id: str) -> BackgroundRun | None:
+        row = await self._pool.fetchrow(dollars(ANY_BACKGROUND_SQL), response_id)
+        return background_run(tuple(row)) if row else None
 
     async def run_steps(self, response_id: str) -> list[RunStep]:
         rows = await self._pool.fetch(dollars(STEPS_SQL), response_id)

@@ -12,11 +12,13 @@ import orjson
 from headend.store.background_sql import (
     ADD_EVENT_SQL,
     ADD_STEP_SQL,
+    ANY_BACKGROUND_SQL,
     BACKGROUND_SQL,
     CLAIM_STALE_SQL,
     CREATE_BACKGROUND_SQL,
     EVENTS_SQL,
     LAST_EVENT_SQL,
+    LIST_BACKGROUND_SQL,
     NOT_WRITTEN_SQL,
     PROGRESS_BODY_SQL,
     PROGRESS_SQL,
@@ -92,6 +94,20 @@ class SqliteBackground:
             return [claimed_run(row) for row in rows]
 
         return await self._run(claim)
+
+    async def list_background_runs(self, status: str | None, limit: int) -> list[BackgroundRun]:
+        def select(db: sqlite3.Connection) -> list[BackgroundRun]:
+            rows = db.execute(LIST_BACKGROUND_SQL, (status, status, limit)).fetchall()
+            return [background_run(row) for row in rows]
+
+        return await self._run(select)
+
+    async def any_background_run(self, response_id: str) -> BackgroundRun | None:
+        def select(db: sqlite3.Connection) -> BackgroundRun | None:
+            row = db.execute(ANY_BACKGROUND_SQL, (response_id,)).fetchone()
+            return background_run(row) if row else None
+
+        return await self._run(select)
 
     async def run_steps(self, response_id: str) -> list[RunStep]:
         def select(db: sqlite3.Connection) -> list[RunStep]:

@@ -319,14 +319,21 @@ class ResponseEvents:
         self.sequence += 1
         return {"type": kind, "sequence_number": self.sequence - 1, **fields}
 
-    def start(self, queued: bool = False) -> list[Json]:
-        """The opening events; a background response is created queued."""
+    def start(self) -> list[Json]:
+        """The opening events of a response that runs at once."""
         response = self.shape.envelope("in_progress", [])
-        created = self.shape.envelope("queued", []) if queued else response
         return [
-            self.event("response.created", response=created),
+            self.event("response.created", response=response),
             self.event("response.in_progress", response=response),
         ]
+
+    def queued(self) -> Json:
+        """The opening event of a background response: created, waiting to run."""
+        return self.event("response.created", response=self.shape.envelope("queued", []))
+
+    def running(self) -> Json:
+        """A background response has begun to run (it has its slots)."""
+        return self.event("response.in_progress", response=self.shape.envelope("in_progress", []))
 
     def snapshot(self, status: str) -> Json:
         """The response as it stands: its finished items and the text being written."""

@@ -4,12 +4,15 @@ import { loadAgents } from "./agents.js";
 import { $, api, errorOf } from "./api.js";
 import { bindKeys, loadKeys } from "./keys.js";
 import { playground } from "./playground.js";
+import { bindRuns, loadRuns } from "./runs.js";
 import { loadSchedules } from "./schedules.js";
 import { loadSessions } from "./sessions.js";
 import { bindUsage, loadUsage } from "./usage.js";
 import { bindWebhooks, loadWebhooks } from "./webhooks.js";
 
-const PAGES = ["playground", "agents", "sessions", "keys", "usage", "schedules", "webhooks"];
+const PAGES = [
+  "playground", "agents", "sessions", "keys", "usage", "runs", "schedules", "webhooks",
+];
 // The scope each page needs (the session lists the scopes a key's scopes include).
 const NEEDS = {
   playground: "chat",
@@ -17,6 +20,7 @@ const NEEDS = {
   sessions: "sessions:read",
   keys: "admin",
   usage: "admin",
+  runs: "admin",
   schedules: "admin",
   webhooks: "admin",
 };
@@ -26,6 +30,7 @@ const LOADERS = {
   sessions: loadSessions,
   keys: loadKeys,
   usage: loadUsage,
+  runs: loadRuns,
   schedules: loadSchedules,
   webhooks: loadWebhooks,
 };
@@ -115,5 +120,6 @@ for (const name of PAGES) $(`nav-${name}`).addEventListener("click", () => app.o
 playground.bind();
 bindKeys();
 bindUsage();
+bindRuns();
 bindWebhooks();
 app.start();

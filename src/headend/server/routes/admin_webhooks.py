@@ -7,10 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from yarl import URL
 
-from headend.errors import InvalidRequest
 from headend.schemas.webhooks_api import DeliveryList, DeliveryShape
 from headend.server.json_bodies import json_response
-from headend.server.query import query_whole
+from headend.server.query import query_choice, query_whole
 from headend.server.services import services
 from headend.store.base import WebhookDelivery
 
@@ -20,11 +19,7 @@ STATUSES = ("pending", "delivered", "failed")
 
 async def list_deliveries(request: Request) -> Response:
     """``?status=pending|delivered|failed&limit=50``."""
-    status = request.query_params.get("status")
-    if status is not None and status not in STATUSES:
-        raise InvalidRequest(
-            f"'status' must be one of {', '.join(STATUSES)}.", param="status", code="invalid_value"
-        )
+    status = query_choice(request, "status", STATUSES)
     limit = query_whole(request, "limit", 1, MOST) or 50
     found = await services(request).store.deliveries(status, limit)
     return json_response(DeliveryList(data=[delivery_shape(d) for d in found]))
