@@ -239,12 +239,14 @@ def test_keys_create_with_tool_grants(
     assert main([*base, "--name", "reader", "--read-only"]) == 0
     assert main([*base, "--name", "sums", "--tool", "calculator", "--tool", "agent:x"]) == 0
     assert main([*base, "--name", "bare", "--no-tools"]) == 0
+    assert main([*base, "--name", "careful", "--require-approval"]) == 0
     capsys.readouterr()
     assert main(["keys", "list", "--config", str(config)]) == 0
     rows = {line.split()[2]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert " read-only " in rows["reader"]
     assert " calculator,agent:x " in rows["sums"] or " agent:x,calculator " in rows["sums"]
     assert " none " in rows["bare"]
+    assert " all+approval " in rows["careful"]  # its calls that do more than read ask first
     assert main([*base, "--name", "x", "--tool", "rm_rf"]) == 1
     assert "unknown tool 'rm_rf'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:

@@ -46,6 +46,7 @@ from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
 from headend.providers.startup import ProviderStartup
 from headend.runs.admission import Admission
+from headend.runs.approvals import Approvals
 from headend.runs.background import BackgroundRuns
 from headend.runs.budgets import BudgetBook
 from headend.runs.embedding_service import EmbeddingService
@@ -309,7 +310,10 @@ def build_services(
     store, agents, routes = base.store, base.catalog.agents, base.catalog.routes
     admission = Admission(base.limiter, settings.limits, meter, metrics, BudgetBook(store, meter))
     sessions = SessionService(store, settings.sessions.busy_wait)
-    runs = RunService(base.versions, routes, router, mcp, sessions, admission)
+    approvals = Approvals(
+        store, settings.sessions.approval_expires, metrics.approvals, metrics.approval_wait
+    )
+    runs = RunService(base.versions, routes, router, mcp, sessions, admission, approvals)
     responses = ResponseService(store)
     sender = WebhookSender(store, settings.webhooks, metrics)
     background = BackgroundRuns(

@@ -233,6 +233,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             grant,
             publishable,
             by=cli_actor(),
+            require_approval=args.require_approval,
         )
         print(f"{issued.record.id}  {', '.join(issued.record.scopes)}")
         print(issued.secret)
@@ -300,7 +301,8 @@ def describe_tools(key: KeyRecord) -> str:
     from headend.tools.policy import ToolPolicy
 
     shown = ToolPolicy.of(key.tools).describe()
-    return ",".join(shown) if isinstance(shown, list) else shown
+    tools = ",".join(shown) if isinstance(shown, list) else shown
+    return f"{tools}+approval" if key.require_approval else tools  # writes ask a person
 
 
 def describe_limits(key: KeyRecord) -> str:
@@ -533,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--no-tools", action="store_true", help="its runs may use no agent tool")
     tools.add_argument(
         "--read-only", action="store_true", help="its runs may use only tools that read"
+    )
+    create.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="its runs' tool calls that do more than read wait for a person's approval",
     )
     create.add_argument(
         "--publishable",

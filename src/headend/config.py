@@ -179,8 +179,10 @@ def parse_duration(value: object) -> float:
 class SessionSettings(_Strict):
     busy_wait: float = Field(30.0, ge=0)  # seconds a turn waits for the session's previous one
     ttl: float | None = None  # sessions idle longer than this are deleted; None keeps them
+    # how long a tool call waits for a person's approval (then the model is told it expired)
+    approval_expires: float = Field(86_400.0, gt=0)
 
-    @field_validator("ttl", mode="before")
+    @field_validator("ttl", "approval_expires", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float | None:
         return None if value is None else parse_duration(value)

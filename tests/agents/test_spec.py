@@ -165,3 +165,22 @@ def test_agents_may_use_mcp_servers_and_each_other(tmp_path: Path) -> None:
     assert [tool.name for tool in a.tools] == ["agent_b"]
     assert a.acts
     assert b.acts
+
+
+def test_require_approval_takes_openais_shape_and_names_only_the_agents_tools() -> None:
+    from pydantic import ValidationError
+
+    from headend.agents.spec import AgentSpec
+
+    spec = AgentSpec(id="a", tools=["terminal", "mcp:files"], require_approval="always")
+    assert spec.require_approval == "always"
+    named = AgentSpec(
+        id="a",
+        tools=["terminal", "mcp:files"],
+        require_approval={"never": ["mcp:files/read_file"]},
+    )
+    assert not isinstance(named.require_approval, str)
+    assert named.require_approval.never == ["mcp:files/read_file"]
+    for wrong in ("sometimes", {"always": ["terminal"], "never": []}, {"always": ["http_fetch"]}):
+        with pytest.raises(ValidationError):
+            AgentSpec(id="a", tools=["terminal"], require_approval=wrong)

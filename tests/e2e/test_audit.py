@@ -85,6 +85,7 @@ def test_key_changes_are_recorded_with_who_made_them_and_no_secret(
         "budget": 5.0,
         "budget_period": "day",
         "tools": "all",
+        "require_approval": False,
         "publishable": False,
     }
     assert log[1]["detail"] == {"prefix": rotated["secret"][: len(made["prefix"])]}

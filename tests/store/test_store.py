@@ -129,6 +129,8 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m018_webhook_deliveries",
         "m019_schedule_fires",
         "m020_run_steps",
+        "m021_key_approval",
+        "m022_approvals",
     ]
 
 
@@ -662,3 +664,40 @@ async def test_a_stale_background_run_is_claimed_once_and_fences_the_old_writer(
         )
     assert await store.delete_response("resp_o", "key_1")
     assert await store.run_steps("resp_o") == []
+
+
+async def test_a_call_waiting_for_approval_is_answered_once_and_goes_with_its_session(
+    store: Store,
+) -> None:
+    from headend.store.base import ApprovalRecord, NewSession
+
+    await store.append_turn("sess_a", [msg("hi")], NewSession("key_1", "worker", {}))
+    record = ApprovalRecord(
+        "mcpr_1",
+        "key_1",
+        "sess_a",
+        "worker",
+        "c1",
+        "terminal",
+        "terminal",
+        "headend",
+        '{"command": "ls"}',
+        "pending",
+        10.0,
+        100.0,
+    )
+    await store.add_approvals([record])
+    assert await store.pending_approvals("sess_a") == [record]
+    assert await store.approval("mcpr_1", "key_2") is None  # another owner's: unknown
+    assert await store.decide_approval("mcpr_1", "approved", "key_1", None, 20.0)
+    assert not await store.decide_approval("mcpr_1", "denied", "key_1", "no", 21.0)  # once
+    answered = await store.approval("mcpr_1", "key_1")
+    assert answered is not None
+    assert (answered.status, answered.decided_by, answered.decided_at) == (
+        "approved",
+        "key_1",
+        20.0,
+    )
+    assert await store.pending_approvals("sess_a") == []
+    assert await store.delete_session("sess_a", "key_1")
+    assert await store.approval("mcpr_1", "key_1") is None

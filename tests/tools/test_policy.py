@@ -93,3 +93,23 @@ def test_a_call_cut_short_by_a_crash_runs_again_only_if_its_tool_says_that_is_sa
     hints = SimpleNamespace(read_only_hint=False, idempotent_hint=True)
     upsert = SimpleNamespace(name="upsert", description="", input_schema=None, annotations=hints)
     assert McpTool(connection, upsert).repeatable({})  # type: ignore[arg-type]
+
+
+def test_which_calls_ask_a_person_first() -> None:
+    from headend.tools.approval_policy import ApprovalNames, ApprovalPolicy
+
+    def asking(policy: ApprovalPolicy, **arguments: str) -> list[str]:
+        return [tool.ref for tool in TOOLS if policy.needs(tool, dict(arguments))]
+
+    assert asking(ApprovalPolicy()) == []
+    assert asking(ApprovalPolicy("always")) == [tool.ref for tool in TOOLS]
+    named = ApprovalPolicy(ApprovalNames(always=["terminal", "mcp:files"]))
+    assert asking(named) == ["terminal", "mcp:files/read", "mcp:files/write"]
+    spared = ApprovalPolicy(ApprovalNames(never=["calculator", "mcp:files/read"]))
+    assert "calculator" not in asking(spared)
+    assert "mcp:files/read" not in asking(spared)
+    assert "terminal" in asking(spared)
+    # a key that asks before anything that does more than read
+    writes = ApprovalPolicy(writes=True)
+    assert asking(writes) == ["terminal", "agent:helper", "mcp:files/write", "mcp:web/search"]
+    assert writes.needs(HttpFetch(), {"url": "https://example.com", "method": "POST"})

@@ -120,6 +120,7 @@ def key_principal(record: KeyRecord) -> Principal:
         record.max_concurrency,
         ToolPolicy.of(record.tools),
         budget=Budget.of(record.budget, record.budget_period),
+        require_approval=record.require_approval,
     )
 
 
@@ -136,6 +137,7 @@ def visitor_principal(record: KeyRecord, visitor: str, address: str | None) -> P
         address=address,
         visitor_rates=Rates(record.visitor_rpm),
         budget=Budget.of(record.budget, record.budget_period),
+        require_approval=record.require_approval,
     )
 
 

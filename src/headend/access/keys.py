@@ -150,6 +150,7 @@ async def create_key(
     publishable: Publishable | None = None,
     *,
     by: str | None,
+    require_approval: bool = False,
 ) -> Issued:
     """A new key, issued by ``by`` (the audit's actor). A publishable one chats only, on its
     listed agents (one at least), from its sites; by default its runs use only tools that
@@ -182,6 +183,7 @@ async def create_key(
         signing_secret=secrets.token_urlsafe(32) if publishable else None,
         budget=limits.budget.amount if limits.budget else None,
         budget_period=limits.budget.period if limits.budget else None,
+        require_approval=require_approval,
     )
     await store.create_key(record, secret_hash(secret))
     await audit_log.record(store, by, "key.create", record.id, **settings_of(record))
@@ -236,6 +238,7 @@ def describe(record: KeyRecord) -> dict[str, object]:
         "budget": record.budget,
         "budget_period": record.budget_period,
         "tools": ToolPolicy.of(record.tools).describe(),
+        "require_approval": record.require_approval,
         "publishable": record.publishable,
         "origins": list(record.origins) if record.origins is not None else None,
         "visitor_rpm": record.visitor_rpm,

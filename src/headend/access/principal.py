@@ -37,6 +37,7 @@ class Principal:
     address: str | None = None  # the visitor's client address
     visitor_rates: Rates = NO_RATES  # per visitor, and per client address
     budget: Budget | None = None  # the key's (its visitors share it)
+    require_approval: bool = False  # its calls that do more than read ask a person first
 
     def may_use(self, name: str) -> bool:
         return self.agents is None or name in self.agents

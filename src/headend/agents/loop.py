@@ -18,6 +18,7 @@ import logging
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +33,7 @@ from headend.pricing import cache_tokens, reasoning_tokens
 from headend.providers.base import ChatCall
 from headend.providers.reply import Reply
 from headend.providers.router import Router
+from headend.tools.approval_policy import NO_APPROVAL, ApprovalPolicy
 from headend.tools.base import Tool, ToolContext, ToolError, function_spec
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
@@ -70,6 +72,22 @@ class LoopEnd:
     client_calls: list[Json] = field(default_factory=list)
     text: str = ""
     messages: list[Json] = field(default_factory=list)  # what the run added to the conversation
+    # calls waiting for a person's approval: the run stopped at them (see ``pending``)
+    approvals: list[Json] = field(default_factory=list)
+    # the results of calls a person answered, which belong before this turn's new messages
+    answered: list[Json] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A person's answer to a call that waited for approval: the call as it was asked (its
+    arguments are what runs), whether it runs, and what the model is told if not."""
+
+    call_id: str
+    name: str
+    arguments: str
+    approved: bool
+    reason: str = ""
 
 
 LoopEvent = Batch | ToolProgress | LoopEnd
@@ -88,6 +106,8 @@ class LoopCall:
     depth: int = 0
     tools: ToolPolicy = EVERY_TOOL  # what the calling key may use, down to agents it calls
     journal: Journal | None = None  # a background run's: its steps committed, or replayed
+    approval: ApprovalPolicy = NO_APPROVAL  # which calls ask a person first
+    answers: list[Answer] = field(default_factory=list)  # to calls the last turn asked about
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +132,27 @@ class Round:
         if tool is not None and isinstance(arguments, dict) and not tool.repeatable(arguments):
             return INTERRUPTED
         return None  # repeatable, or refused whatever happens (unknown tool, bad arguments)
+
+
+def placed(messages: list[Json], answered: list[Json]) -> list[Json]:
+    """``messages`` with each answered call's result right after the assistant message that
+    made the call (and the results already there): where the model expects it."""
+    out = list(messages)
+    for result in answered:
+        at = next(
+            (
+                i + 1
+                for i in range(len(out) - 1, -1, -1)
+                if any(
+                    c.get("id") == result["tool_call_id"] for c in out[i].get("tool_calls") or ()
+                )
+            ),
+            len(out),
+        )
+        while at < len(out) and out[at].get("role") == "tool":
+            at += 1
+        out.insert(at, result)
+    return out
 
 
 def _arguments(call: Json) -> Any:
@@ -161,6 +202,29 @@ class Offer:
                 request.setdefault("parallel_tool_calls", run.agent.spec.parallel_tool_calls)
         return request
 
+    def asking(self, calls: list[Json], policy: ApprovalPolicy) -> dict[str, Json]:
+        """The calls that must wait for a person, by call id: each as its approval request
+        (an id for it, the tool, its server, the arguments exactly as they will run)."""
+        found = {}
+        for call in calls:
+            tool = self.own.get(call["function"]["name"])
+            arguments = _arguments(call)
+            if tool is None or not isinstance(arguments, dict):
+                continue  # refused whatever is answered: no need to ask
+            if policy.needs(tool, arguments):
+                server, _, tool_name = tool.ref.partition("/")
+                mcp = server.startswith("mcp:") and tool_name
+                found[call["id"]] = {
+                    "id": f"mcpr_{uuid.uuid4().hex}",
+                    "call_id": call["id"],
+                    "tool": tool.name,  # as the model calls it
+                    "name": tool_name if mcp else tool.name,  # as the request shows it
+                    "ref": tool.ref,
+                    "server_label": server.removeprefix("mcp:") if mcp else "headend",
+                    "arguments": call["function"]["arguments"] or "{}",
+                }
+        return found
+
     def end(
         self, reply: Reply, calls: list[Json], last: bool, usage: Json, produced: list[Json]
     ) -> LoopEnd | None:
@@ -197,7 +261,16 @@ class ToolLoop:
         context = self._tool_context(run, scratch)
         role_sent = False
         journal = run.journal
+        answered: list[Json] = []
         try:
+            if run.answers:
+                async for event in self._answer(run.answers, offer.own, context, run.call.span):
+                    if isinstance(event, ToolProgress):
+                        yield event
+                    else:
+                        answered.append(event)
+                messages = placed(messages, answered)
+                added = len(messages)
             for iteration in range(1, run.max_iterations + 2):
                 last = iteration > run.max_iterations
                 recorded = None
@@ -217,15 +290,16 @@ class ToolLoop:
                     calls = reply.tool_calls()
                     end = offer.end(reply, calls, last, usage, messages[added:])
                     if end is not None:
-                        yield end
+                        yield replace(end, answered=answered)
                         return
                     text = "".join(reply.text)
                     message = {"role": "assistant", "content": text or None, "tool_calls": calls}
                     if journal is not None:
                         await journal.replied(message, spent)
                 messages.append(message)
+                asking = offer.asking(message["tool_calls"], run.approval)
                 async for event in self._run_tools(
-                    message["tool_calls"],
+                    [call for call in message["tool_calls"] if call["id"] not in asking],
                     offer.own,
                     context,
                     Round(iteration, run.call.span, recorded, journal),
@@ -234,6 +308,17 @@ class ToolLoop:
                         yield event
                     else:
                         messages.append(event)
+                if asking:  # the run stops here, to ask
+                    text = message.get("content") or ""
+                    yield LoopEnd(
+                        "stop",
+                        usage,
+                        text=text,
+                        messages=messages[added:],
+                        approvals=list(asking.values()),
+                        answered=answered,
+                    )
+                    return
         finally:
             if scratch.exists():
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
@@ -352,6 +437,33 @@ class ToolLoop:
         finally:
             for task in tasks:
                 task.cancel()
+
+    async def _answer(
+        self, answers: list[Answer], own: dict[str, Tool], context: ToolContext, parent: Span
+    ) -> AsyncGenerator[ToolProgress | Json, None]:
+        """The calls a person answered: the approved ones run (with the arguments they were
+        asked with), the others' results say why they did not; in the answers' order."""
+        approved = [
+            {
+                "id": a.call_id,
+                "type": "function",
+                "function": {"name": a.name, "arguments": a.arguments},
+            }
+            for a in answers
+            if a.approved
+        ]
+        ran: dict[str, Json] = {}
+        async for event in self._run_tools(approved, own, context, Round(0, parent)):
+            if isinstance(event, ToolProgress):
+                yield event
+            else:
+                ran[event["tool_call_id"]] = event
+        for answer in answers:
+            yield ran.get(answer.call_id) or {
+                "role": "tool",
+                "tool_call_id": answer.call_id,
+                "content": answer.reason,
+            }
 
     @staticmethod
     async def _invoke(

@@ -18,11 +18,13 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from headend.config import format_validation_error
 from headend.errors import ConfigError
 from headend.providers.base import SAMPLING_FIELDS, SamplingParams
+from headend.tools.approval_policy import RequireApproval
 from headend.tools.registry import ToolRegistry, UnknownTool
 
 MAX_ITERATIONS_LIMIT = 50
@@ -87,6 +89,8 @@ class AgentSpec(SamplingParams):
     # the answer's shape, for every request: {"type": "json_object"} or a json_schema
     response_format: dict[str, Any] | None = None
     schedule: list[ScheduleEntry] = Field(default_factory=list)  # runs it starts by itself
+    # which tool calls stop to ask a person first (headend.tools.approval_policy)
+    require_approval: RequireApproval = "never"
     system_prompt: str = ""
     source: str = Field("", exclude=True)
 
@@ -122,6 +126,23 @@ class AgentSpec(SamplingParams):
                 f"(pinnable: {', '.join(sorted(SAMPLING_FIELDS))})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _approval_names_are_its_tools(self) -> AgentSpec:
+        rule = self.require_approval
+        if isinstance(rule, str):
+            return self
+        listed = set(self.tools) | {name.split("/")[0] for name in self.tools}
+        names = rule.always if rule.always is not None else rule.never or []
+        unknown = [
+            name for name in names if name not in listed and name.split("/")[0] not in listed
+        ]
+        if unknown:
+            raise ValueError(
+                f"require_approval names {', '.join(unknown)}: not among this agent's tools "
+                f"({', '.join(self.tools) or 'none'})"
+            )
+        return self
 
     def routes(self) -> list[str]:
         return [self.model] if isinstance(self.model, str) else list(self.model)

@@ -1,4 +1,5 @@
-"""The audit log: every change to a key or an agent — who made it, what, to what, when —
+"""The audit log: every change to a key or an agent, and every answer to a tool call that
+waited for approval — who made it, what, to what, when —
 kept in the store, so instances sharing a store keep one log. Listed by ``headend audit``
 and ``GET /admin/audit``."""
 
@@ -21,6 +22,9 @@ ACTIONS = {
     "agent.publish": "a draft was published as a new version, or a version served again",
     "agent.delete": "an API agent stopped being served (its versions stay)",
     "agent.version": "an agent file's content became a new version",
+    "approval.approve": "a tool call waiting for approval was approved (it runs)",
+    "approval.deny": "a tool call waiting for approval was denied, or left unanswered",
+    "approval.expire": "a tool call waited for approval past its time (it did not run)",
 }
 ANONYMOUS = "anonymous"  # a change made while headend ran without keys
 FILE = "file"  # the agents directory
@@ -32,7 +36,7 @@ def known(action: str) -> bool:
 
 
 def unknown(action: str) -> str:
-    return f"no audit action {action!r}: {', '.join(ACTIONS)} (or key, agent)"
+    return f"no audit action {action!r}: {', '.join(ACTIONS)} (or key, agent, approval)"
 
 
 def cli_actor() -> str:

@@ -157,6 +157,20 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.approvals = Counter(
+            "headend_approvals",
+            "Tool calls that waited for a person's approval, by outcome: requested, "
+            "approved, denied (or left unanswered), expired.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.approval_wait = Histogram(
+            "headend_approval_decision_seconds",
+            "From a tool call's approval request to a person's answer (approved or denied).",
+            ["outcome"],
+            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86_400),
+            registry=registry,
+        )
         self.background_claims = Counter(
             "headend_background_runs_claimed",
             "Background responses taken over from an instance that stopped, by outcome "

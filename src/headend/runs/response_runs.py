@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from headend.access.principal import Principal
 from headend.agents.versions import AgentVersions
 from headend.errors import InvalidRequest
+from headend.runs.approvals import Verdict
 from headend.runs.background import BackgroundRuns
 from headend.runs.record import RunRecord
 from headend.runs.run import Run
@@ -57,6 +58,28 @@ class ResponseRun:
         }
 
 
+def split_verdicts(items: list[Json]) -> tuple[list[Json], list[Verdict]]:
+    """The input without its ``mcp_approval_response`` items, and those, as verdicts."""
+    rest, verdicts = [], []
+    for index, item in enumerate(items):
+        if item.get("type") != "mcp_approval_response":
+            rest.append(item)
+            continue
+        where = f"input[{index}]"
+        approval_id, approve = item.get("approval_request_id"), item.get("approve")
+        if not isinstance(approval_id, str):
+            raise InvalidRequest(
+                "'approval_request_id' must be a string.", param=f"{where}.approval_request_id"
+            )
+        if not isinstance(approve, bool):
+            raise InvalidRequest("'approve' must be true or false.", param=f"{where}.approve")
+        reason = item.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidRequest("'reason' must be a string.", param=f"{where}.reason")
+        verdicts.append(Verdict(approval_id, approve, reason, f"{where}.approval_request_id"))
+    return rest, verdicts
+
+
 class ResponseRuns:
     def __init__(
         self,
@@ -76,8 +99,9 @@ class ResponseRuns:
         """``body``: a request already checked (``surfaces.responses_translate.checked``)."""
         owner = principal.owner
         items = await self.responses.resolve(items_of(body), owner)
+        said, verdicts = split_verdicts(items)
         offered = request_tools(body)
-        chat = to_chat(body, items, offered)
+        chat = to_chat(body, said, offered)
         keep = body.get("store", True) is not False
         previous = body.get("previous_response_id")
         if previous is not None:
@@ -98,7 +122,7 @@ class ResponseRuns:
             # streamed from the upstream whatever the client asked: its output shows so far
             chat |= {"stream": True, "stream_options": {"include_usage": True}}
         run = await self.runs.start(
-            chat, record, headers, principal, keep=keep, slots_later=background
+            chat, record, headers, principal, keep=keep, slots_later=background, verdicts=verdicts
         )
         shape = ResponseShape(body, run.client_model, offered)
         shape.session_id = run.session.session_id if run.session else None
@@ -111,7 +135,8 @@ class ResponseRuns:
         the same response (id, creation time, session), at the agent version it began on."""
         body, items = resume["request"], resume["items"]
         offered = request_tools(body)
-        chat = to_chat(body, items, offered)
+        # (answers to approval requests were settled by the first start: not again)
+        chat = to_chat(body, split_verdicts(items)[0], offered)
         chat |= {"model": resume["model"], "stream": True}
         chat["stream_options"] = {"include_usage": True}
         session_id = resume["session_id"]

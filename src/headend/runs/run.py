@@ -40,6 +40,7 @@ class Run:
     released: bool = False
     ignored: tuple[str, ...] = ()  # a widget visitor's fields the agent overrides
     agent_span: Span | None = None  # an agent's run, traced from admission to release
+    owner: str | None = None  # whose sessions and approvals these are
 
     @property
     def agent_version(self) -> int | None:

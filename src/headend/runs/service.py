@@ -16,7 +16,7 @@ import orjson
 from headend.access.principal import OPEN, Principal, check_draft_access
 from headend.access.visitor_request import visitor_request
 from headend.agents.compose import agent_body, max_iterations
-from headend.agents.loop import LoopCall, ToolLoop, ToolProgress
+from headend.agents.loop import LoopCall, LoopEnd, ToolLoop, ToolProgress
 from headend.agents.registry import Agent
 from headend.agents.versions import AgentVersions
 from headend.errors import InvalidRequest, ModelNotFound
@@ -28,6 +28,7 @@ from headend.providers.model_routes import RouteTable
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.runs.admission import Admission
+from headend.runs.approvals import ApprovalNotFound, Approvals, Verdict
 from headend.runs.chat_fields import (
     in_client_terms,
     include_usage,
@@ -49,6 +50,7 @@ from headend.runs.session_turns import (
 from headend.schemas.openai.chat_api import ChatCompletionRequest
 from headend.schemas.validation import validate
 from headend.surfaces.agent_chunks import Frames, loop_chunks, loop_completion
+from headend.tools.approval_policy import ApprovalPolicy
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
 from headend.types import Json
@@ -65,6 +67,7 @@ class RunService:
         mcp: McpHub,
         sessions: SessionService,
         admission: Admission,
+        approvals: Approvals,
     ) -> None:
         self.versions = versions
         self.routes = routes
@@ -73,6 +76,7 @@ class RunService:
         self.loop = ToolLoop(router, versions.agents.get, mcp)
         self.sessions = sessions
         self.admission = admission
+        self.approvals = approvals
 
     async def start(
         self,
@@ -84,17 +88,28 @@ class RunService:
         keep: bool = False,
         new_session: str | None = None,
         slots_later: bool = False,
+        verdicts: list[Verdict] | None = None,
     ) -> Run:
         """Validate the request and, last, open its session turn (on a new session called
         ``new_session``, if given) and take its slots (the only steps that wait). A
         background run (``slots_later``) is checked against the key's budget and rates now
-        and takes its slots when it runs (``take_slots``)."""
+        and takes its slots when it runs (``take_slots``). ``verdicts``: answers to the
+        calls the session's last turn asked approval for."""
         headers = headers or {}
         ignored: list[str] = []
         if principal.visitor is not None:
             body, ignored = visitor_request(body)
         agent = await self._agent(body, principal)
-        run = self._run(body, context, headers, agent, principal.tools)
+        run = self._run(
+            body,
+            context,
+            headers,
+            agent,
+            principal.tools,
+            principal.require_approval,
+            answering=bool(verdicts),
+        )
+        run.owner = principal.owner
         if principal.visitor is not None and run.agent is None:
             raise ModelNotFound(run.client_model)  # a visitor talks to agents only
         run.ignored = tuple(ignored)
@@ -104,6 +119,15 @@ class RunService:
         try:
             # The session first: a turn waiting for its session's previous one holds no slot.
             await self._begin_session(run, session_id, principal, keep, new_session)
+            if run.loop is not None and run.session is not None:
+                run.loop.answers = await self.approvals.settle(
+                    run.session, verdicts or [], principal
+                )
+            elif verdicts:
+                raise ApprovalNotFound(
+                    "There is no approval request to answer: this conversation has none.",
+                    param=verdicts[0].param,
+                )
             run.ticket = await self.admission.admit(
                 principal, run.configured, self._agent_limit(run), context, slots=not slots_later
             )
@@ -214,6 +238,8 @@ class RunService:
         headers: Mapping[str, str],
         agent: Agent | None,
         tools: ToolPolicy = EVERY_TOOL,
+        approve_writes: bool = False,
+        answering: bool = False,
     ) -> Run:
         if not isinstance(body, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
@@ -234,14 +260,15 @@ class RunService:
             agent=agent,
         )
         if agent is not None:
-            request = validate(ChatCompletionRequest, body)
+            request = self._agent_request(body, answering)
             if request.unknown_fields():
                 log.debug("ignoring unknown chat fields: %s", ", ".join(request.unknown_fields()))
             run.call.body, run.targets = agent_body(agent, request), agent.targets
             run.prepended = len(run.call.body["messages"]) - len(request.messages)
             if agent.acts:
                 steps = max_iterations(agent.spec, request.max_iterations)
-                run.loop = LoopCall(agent, run.call, steps, tools=tools)
+                approval = ApprovalPolicy(agent.spec.require_approval, approve_writes)
+                run.loop = LoopCall(agent, run.call, steps, tools=tools, approval=approval)
                 run.progress = progress_format(request, headers)
         else:
             found = self.routes.for_client(name)
@@ -252,6 +279,17 @@ class RunService:
         # a configured name (an agent's id, not its version): bounded, so it may label metrics
         context.model = agent.id if agent is not None else name
         return run
+
+    @staticmethod
+    def _agent_request(body: Json, answering: bool) -> ChatCompletionRequest:
+        """The request to an agent, checked. One that only answers approval requests may
+        bring no message: the conversation goes on from the calls it answers."""
+        if not answering or body.get("messages"):
+            return validate(ChatCompletionRequest, body)
+        seat = {"role": "user", "content": "."}  # checked with one, then none
+        request = validate(ChatCompletionRequest, {**body, "messages": [seat]})
+        request.messages = []
+        return request
 
     async def events(self, run: Run) -> AsyncGenerator[RunEvent, None]:
         """The run's output, for every surface to frame: a streamed run's batches of
@@ -291,13 +329,16 @@ class RunService:
         """The ``chat.completion`` of a run not streamed, its turn committed."""
         if run.loop is not None:
             end = await self.loop.finish(run.loop)
-            answer, produced = loop_completion(end, run.client_model), end.messages
+            answer = loop_completion(end, run.client_model)
             run.count_usage(end.usage)
-        else:
-            answer, _target = await self.router.complete(run.targets, run.call)
-            answer["model"] = run.client_model
-            run.count_usage(answer.get("usage"))
-            produced = [stored_message(answer["choices"][0]["message"])]
+            if run.session is not None:
+                await self._commit_agent_turn(run, end)
+                answer["session_id"] = run.session.session_id
+            return answer
+        answer, _target = await self.router.complete(run.targets, run.call)
+        answer["model"] = run.client_model
+        run.count_usage(answer.get("usage"))
+        produced = [stored_message(answer["choices"][0]["message"])]
         if run.session is not None:
             await self.sessions.commit(run.session, produced, run.agent_version)
             answer["session_id"] = run.session.session_id
@@ -312,8 +353,15 @@ class RunService:
         async for event in loop_chunks(self.loop.stream(loop), shape):
             yield event
         run.count_usage(shape.usage)
-        if run.session is not None:
-            await self.sessions.commit(run.session, shape.produced, run.agent_version)
+        if run.session is not None and shape.end_state is not None:
+            await self._commit_agent_turn(run, shape.end_state)
+
+    async def _commit_agent_turn(self, run: Run, end: LoopEnd) -> None:
+        """The turn, and then the calls it stopped at to ask approval for."""
+        assert run.session is not None
+        await self.sessions.commit(run.session, end.messages, run.agent_version, end.answered)
+        if end.approvals:
+            await self.approvals.open(run.session, run.owner, run.configured, end.approvals)
 
     async def _relay(self, run: Run) -> AsyncGenerator[list[Json], None]:
         reply = Reply()

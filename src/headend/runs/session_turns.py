@@ -132,9 +132,15 @@ class SessionService:
         return turn
 
     async def commit(
-        self, turn: SessionTurn, produced: list[Json], agent_version: int | None = None
+        self,
+        turn: SessionTurn,
+        produced: list[Json],
+        agent_version: int | None = None,
+        before: list[Json] | None = None,
     ) -> None:
-        messages = [*turn.added, *produced]
+        """``before``: results of calls the last turn asked approval for, which belong
+        before this turn's new messages."""
+        messages = [*(before or ()), *turn.added, *produced]
         turn.written = await self.store.append_turn(
             turn.session_id, messages, turn.new, agent_version
         )

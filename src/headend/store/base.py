@@ -49,6 +49,7 @@ class KeyRecord:
     signing_secret: str | None = field(default=None, repr=False)
     budget: float | None = None  # what it may spend in its budget period; None: no limit
     budget_period: str | None = None  # day, week or month
+    require_approval: bool = False  # its runs' calls that do more than read ask a person first
 
     @property
     def publishable(self) -> bool:
@@ -210,6 +211,28 @@ class ClaimedRun:
     owner: str | None
     attempt: int
     resume: Json | None  # None: a run recorded before runs could be taken up
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """A tool call waiting for a person's approval, kept with its session (and gone with
+    it), and what came of it."""
+
+    id: str  # mcpr_…: the approval request's id on the wire
+    owner: str | None  # the session's
+    session_id: str
+    agent: str
+    call_id: str  # the model's tool call
+    name: str  # the tool as the model called it
+    ref: str  # the tool as agent files name it
+    server_label: str  # the MCP server, or headend for built-in and agent tools
+    arguments: str  # exactly what runs if approved
+    status: str  # pending, approved, denied or expired
+    created_at: float
+    expires_at: float
+    decided_at: float | None = None
+    decided_by: str | None = None  # the key that answered
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +455,24 @@ class Store(Protocol):
 
     async def run_steps(self, response_id: str) -> list[RunStep]:
         """A background run's committed steps, in order."""
+        ...
+
+    async def add_approvals(self, records: list[ApprovalRecord]) -> None:
+        """Keep tool calls waiting for approval (their session exists)."""
+        ...
+
+    async def pending_approvals(self, session_id: str) -> list[ApprovalRecord]:
+        """A session's calls still waiting for an answer, oldest first."""
+        ...
+
+    async def approval(self, approval_id: str, owner: str | None) -> ApprovalRecord | None:
+        """The owner's approval request of that id (another owner's is None)."""
+        ...
+
+    async def decide_approval(
+        self, approval_id: str, status: str, by: str | None, reason: str | None, at: float
+    ) -> bool:
+        """Answer a pending approval; False when it was answered already."""
         ...
 
     async def list_background_runs(self, status: str | None, limit: int) -> list[BackgroundRun]:

@@ -285,6 +285,33 @@ def m020_run_steps(db: sqlite3.Connection) -> None:
     )
 
 
+def m021_key_approval(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE keys ADD COLUMN require_approval INTEGER NOT NULL DEFAULT 0")
+
+
+def m022_approvals(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            server_label TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            decided_at REAL,
+            decided_by TEXT,
+            reason TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX approvals_by_session ON approvals (session_id, status)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -306,6 +333,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m018_webhook_deliveries,
     m019_schedule_fires,
     m020_run_steps,
+    m021_key_approval,
+    m022_approvals,
 ]
 
 

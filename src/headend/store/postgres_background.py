@@ -1,5 +1,6 @@
 """What PostgreSQL keeps of runs that outlive their request: background runs and their
-events, the webhook outbox, schedule fires. Mixed into ``PostgresStore``."""
+events, the webhook outbox, schedule fires, tool calls waiting for approval. Mixed into
+``PostgresStore``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ from typing import Any
 
 import orjson
 
+from headend.store.approval_sql import (
+    ADD_APPROVAL_SQL,
+    APPROVAL_SQL,
+    DECIDE_APPROVAL_SQL,
+    PENDING_APPROVALS_SQL,
+    approval_record,
+    approval_values,
+)
 from headend.store.background_sql import (
     ADD_EVENT_SQL,
     ADD_STEP_SQL,
@@ -32,6 +41,7 @@ from headend.store.background_sql import (
     written_at,
 )
 from headend.store.base import (
+    ApprovalRecord,
     BackgroundProgress,
     BackgroundRun,
     ClaimedRun,
@@ -83,6 +93,27 @@ class PostgresBackground:
         sql = dollars(CLAIM_STALE_SQL.format(lock=" FOR UPDATE SKIP LOCKED"))
         rows = await self._pool.fetch(sql, now, stale_before, limit)
         return [claimed_run(tuple(row)) for row in rows]
+
+    async def add_approvals(self, records: list[ApprovalRecord]) -> None:
+        await self._pool.executemany(
+            dollars(ADD_APPROVAL_SQL), [approval_values(r) for r in records]
+        )
+
+    async def pending_approvals(self, session_id: str) -> list[ApprovalRecord]:
+        rows = await self._pool.fetch(dollars(PENDING_APPROVALS_SQL), session_id)
+        return [approval_record(tuple(row)) for row in rows]
+
+    async def approval(self, approval_id: str, owner: str | None) -> ApprovalRecord | None:
+        row = await self._pool.fetchrow(dollars(APPROVAL_SQL), approval_id, owner)
+        return approval_record(tuple(row)) if row else None
+
+    async def decide_approval(
+        self, approval_id: str, status: str, by: str | None, reason: str | None, at: float
+    ) -> bool:
+        done = await self._pool.execute(
+            dollars(DECIDE_APPROVAL_SQL), status, by, reason, at, approval_id
+        )
+        return bool(done == "UPDATE 1")
 
     async def list_background_runs(self, status: str | None, limit: int) -> list[BackgroundRun]:
         rows = await self._pool.fetch(dollars(LIST_BACKGROUND_SQL), status, status, limit)

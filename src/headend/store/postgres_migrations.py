@@ -284,6 +284,33 @@ async def m020_run_steps(db: Any) -> None:
     )
 
 
+async def m021_key_approval(db: Any) -> None:
+    await db.execute("ALTER TABLE keys ADD COLUMN require_approval BOOLEAN NOT NULL DEFAULT FALSE")
+
+
+async def m022_approvals(db: Any) -> None:
+    await db.execute(
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            server_label TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            decided_at DOUBLE PRECISION,
+            decided_by TEXT,
+            reason TEXT
+        )"""
+    )
+    await db.execute("CREATE INDEX approvals_by_session ON approvals (session_id, status)")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -305,4 +332,6 @@ MIGRATIONS: list[Migration] = [
     m018_webhook_deliveries,
     m019_schedule_fires,
     m020_run_steps,
+    m021_key_approval,
+    m022_approvals,
 ]

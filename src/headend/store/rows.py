@@ -22,7 +22,7 @@ from headend.store.base import (
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
     "rpm, tpm, max_concurrency, tools, origins, visitor_rpm, signing_secret, budget, "
-    "budget_period"
+    "budget_period, require_approval"
 )
 KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
 HAS_KEYS_SQL = "SELECT 1 FROM keys LIMIT 1"
@@ -118,6 +118,7 @@ def key_row(record: KeyRecord) -> tuple[Any, ...]:
         record.signing_secret,
         record.budget,
         record.budget_period,
+        record.require_approval,
     )
 
 
@@ -125,7 +126,7 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
     (id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most, tools) = (
         row[:13]
     )
-    origins, visitor_rpm, signing_secret, budget, budget_period = row[13:]
+    origins, visitor_rpm, signing_secret, budget, budget_period, require_approval = row[13:]
     grant = None if tools is None else orjson.loads(tools)
     return KeyRecord(
         id=id_,
@@ -146,6 +147,7 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
         signing_secret=signing_secret,
         budget=budget,
         budget_period=budget_period,
+        require_approval=bool(require_approval),
     )
 
 

@@ -1,5 +1,6 @@
 """What SQLite keeps of runs that outlive their request: background runs and their events,
-the webhook outbox, schedule fires. Mixed into ``SqliteStore``."""
+the webhook outbox, schedule fires, tool calls waiting for approval. Mixed into
+``SqliteStore``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from typing import TypeVar
 
 import orjson
 
+from headend.store.approval_sql import (
+    ADD_APPROVAL_SQL,
+    APPROVAL_SQL,
+    DECIDE_APPROVAL_SQL,
+    PENDING_APPROVALS_SQL,
+    approval_record,
+    approval_values,
+)
 from headend.store.background_sql import (
     ADD_EVENT_SQL,
     ADD_STEP_SQL,
@@ -34,6 +43,7 @@ from headend.store.background_sql import (
     written_at,
 )
 from headend.store.base import (
+    ApprovalRecord,
     BackgroundProgress,
     BackgroundRun,
     ClaimedRun,
@@ -94,6 +104,37 @@ class SqliteBackground:
             return [claimed_run(row) for row in rows]
 
         return await self._run(claim)
+
+    async def add_approvals(self, records: list[ApprovalRecord]) -> None:
+        def add(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(ADD_APPROVAL_SQL, [approval_values(r) for r in records])
+
+        await self._run(add)
+
+    async def pending_approvals(self, session_id: str) -> list[ApprovalRecord]:
+        def select(db: sqlite3.Connection) -> list[ApprovalRecord]:
+            rows = db.execute(PENDING_APPROVALS_SQL, (session_id,)).fetchall()
+            return [approval_record(row) for row in rows]
+
+        return await self._run(select)
+
+    async def approval(self, approval_id: str, owner: str | None) -> ApprovalRecord | None:
+        def select(db: sqlite3.Connection) -> ApprovalRecord | None:
+            row = db.execute(APPROVAL_SQL, (approval_id, owner)).fetchone()
+            return approval_record(row) if row else None
+
+        return await self._run(select)
+
+    async def decide_approval(
+        self, approval_id: str, status: str, by: str | None, reason: str | None, at: float
+    ) -> bool:
+        def decide(db: sqlite3.Connection) -> bool:
+            with db:
+                values = (status, by, reason, at, approval_id)
+                return db.execute(DECIDE_APPROVAL_SQL, values).rowcount == 1
+
+        return await self._run(decide)
 
     async def list_background_runs(self, status: str | None, limit: int) -> list[BackgroundRun]:
         def select(db: sqlite3.Connection) -> list[BackgroundRun]:

@@ -42,6 +42,7 @@ class Frames:
     created: int = field(default_factory=lambda: int(time.time()))
     session_id: str | None = None  # shown on the first chunk
     produced: list[Json] = field(default_factory=list)  # the run's messages, once it ended
+    end_state: LoopEnd | None = None  # how it ended
     usage: Json = field(default_factory=dict)  # the run's, once it ended
     _first: bool = True
 
@@ -75,6 +76,7 @@ class Frames:
     def end(self, end: LoopEnd) -> list[Json]:
         self.usage = end.usage
         self.produced = end.messages
+        self.end_state = end
         frames = []
         if end.client_calls:
             calls = [{"index": i, **call} for i, call in enumerate(end.client_calls)]
@@ -82,9 +84,11 @@ class Frames:
             frames.append(
                 self.chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
             )
+        extra = {"approval_requests": approval_requests(end)} if end.approvals else {}
         frames.append(
             self.chunk(
-                [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": end.finish_reason}]
+                [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": end.finish_reason}],
+                **extra,
             )
         )
         if self.include_usage:
@@ -140,4 +144,22 @@ def loop_completion(end: LoopEnd, model: str) -> Json:
         message["tool_calls"] = end.client_calls
     elif message["content"] is None:
         message["content"] = ""
-    return chat_completion(model, message, end.finish_reason, end.usage)
+    answer = chat_completion(model, message, end.finish_reason, end.usage)
+    if end.approvals:
+        answer["approval_requests"] = approval_requests(end)
+    return answer
+
+
+def approval_requests(end: LoopEnd) -> list[Json]:
+    """The calls a run stopped at, as OpenAI's ``mcp_approval_request`` items (the
+    extension field ``approval_requests`` of the chat answer or its last chunk)."""
+    return [
+        {
+            "type": "mcp_approval_request",
+            "id": call["id"],
+            "server_label": call["server_label"],
+            "name": call["name"],
+            "arguments": call["arguments"],
+        }
+        for call in end.approvals
+    ]

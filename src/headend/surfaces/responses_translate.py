@@ -253,6 +253,7 @@ class ResponseShape:
                     "completed",
                 )
             )
+        output += answer.get("approval_requests") or []
         incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
         status = "incomplete" if incomplete else "completed"
         return self.envelope(status, output, usage_of(answer.get("usage")), None, incomplete)
@@ -354,7 +355,20 @@ class ResponseEvents:
                 events += self._call(call)
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
+        for request in chunk.get("approval_requests") or ():
+            events += self._approval(request)
         return events
+
+    def _approval(self, request: Json) -> list[Json]:
+        """A call waiting for approval: an ``mcp_approval_request`` item, whole at once."""
+        events = self._close_text() + self._close_calls()
+        index = len(self.output)
+        self.output.append(request)
+        return [
+            *events,
+            self.event("response.output_item.added", output_index=index, item=request),
+            self.event("response.output_item.done", output_index=index, item=request),
+        ]
 
     def _index(self) -> int:
         return len(self.output) + (self.text is not None) + len(self.calls)

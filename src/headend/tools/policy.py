@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from headend.tools.approval_policy import names_cover
 from headend.tools.base import Tool
 
 Mode = Literal["all", "none", "read-only", "list"]
@@ -50,8 +51,7 @@ class ToolPolicy:
             return False
         if self.mode == "read-only":
             return tool.read_only
-        ref = tool.ref
-        return ref in self.names or (ref.startswith("mcp:") and ref.split("/")[0] in self.names)
+        return names_cover(tool, self.names)
 
     def describe(self) -> str | list[str]:
         """As keys are listed: "all", "none", "read-only", or the names."""

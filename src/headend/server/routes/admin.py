@@ -46,6 +46,7 @@ class CreateKey(BaseModel):
     tools: list[str] | None = None  # the agent tools its runs may use (names as agent files)
     no_tools: bool = False
     read_only: bool = False  # only tools that read
+    require_approval: bool = False  # its runs' calls that do more than read ask a person first
     publishable: bool = False  # a pk-he- key for the chat widget
     origins: list[str] | None = None  # the sites a publishable key works from
     visitor_rpm: int | None = Field(None, ge=1)
@@ -90,6 +91,7 @@ async def post_key(request: Request) -> Response:
             grant,
             publishable,
             by=principal_of(request.scope).key_id,
+            require_approval=body.require_approval,
         )
     except KeySettingError as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
