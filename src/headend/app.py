@@ -95,6 +95,7 @@ from headend.server.routes.responses import (
     responses_websocket,
     retrieve_response,
 )
+from headend.server.routes.session_approvals import answer_approval, list_approvals
 from headend.server.routes.sessions import (
     create_session,
     delete_session,
@@ -132,6 +133,8 @@ ROUTES = [
     Route("/v1/sessions/{session_id}", retrieve_session, methods=["GET"]),
     Route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"]),
     Route("/v1/sessions/{session_id}/messages", post_message, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/approvals", list_approvals, methods=["GET"]),
+    Route("/v1/sessions/{session_id}/approvals/{approval_id}", answer_approval, methods=["POST"]),
     Route("/admin/keys", list_keys, methods=["GET"]),
     Route("/admin/keys", post_key, methods=["POST"]),
     Route("/admin/keys/{key_id}", revoke, methods=["DELETE"]),

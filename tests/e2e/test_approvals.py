@@ -272,3 +272,98 @@ def test_a_restart_between_request_and_answer_loses_nothing(
         assert ledger.read_text() == "written\n"
     finally:
         stop_server(again)
+
+
+def test_chat_completions_say_what_waits_and_the_sessions_api_answers_it(
+    server: RunningServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """A strict client shows the request as text and raises nothing; the answer goes
+    through the sessions API; the next turn runs the call and goes on."""
+    ledger = tmp_path / "ledger.txt"
+    command = f"echo chat >> {ledger}"
+    fake.script(
+        "ap", Reply(text="On it.", tool_calls=[call("c1", "terminal", {"command": command})])
+    )
+    chat = sdk(server).chat.completions.create(
+        model="ops", messages=[{"role": "user", "content": "Write the ledger."}]
+    )
+    text = chat.choices[0].message.content or ""
+    assert chat.choices[0].finish_reason == "stop"
+    assert text.startswith("On it.\n\nWaiting for your approval before running:\n- terminal ")
+    extra = chat.model_extra or {}
+    session_id = extra["session_id"]
+    (request,) = extra["approval_requests"]
+    assert f"POST /v1/sessions/{session_id}/approvals/{request['id']}" in text
+    assert not ledger.exists()
+
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    listed = httpx.get(f"{server.api}/sessions/{session_id}/approvals", headers=admin).json()
+    assert [(a["id"], a["status"], a["tool"]) for a in listed["data"]] == [
+        (request["id"], "pending", "terminal")
+    ]
+    url = f"{server.api}/sessions/{session_id}/approvals/{request['id']}"
+    stranger = {"Authorization": f"Bearer {issue(server, name='nosy')['secret']}"}
+    assert httpx.post(url, json={"approve": True}, headers=stranger).status_code == 404
+    answered = httpx.post(url, json={"approve": True}, headers=admin)
+    assert answered.status_code == 200, answered.text
+    assert (answered.json()["status"], answered.json()["applied"]) == ("approved", False)
+    twice = httpx.post(url, json={"approve": False}, headers=admin)
+    assert twice.json()["error"]["code"] == "approval_already_answered"
+    assert not ledger.exists()  # answered: it runs when the conversation goes on
+
+    fake.script("ap", Reply(text="Written."))
+    going = sdk(server).chat.completions.create(
+        model="ops",
+        messages=[{"role": "user", "content": "Go on."}],
+        extra_body={"session_id": session_id},
+    )
+    assert going.choices[0].message.content == "Written."
+    assert ledger.read_text() == "chat\n"
+    sent = fake.received("ap")[-1].body["messages"]
+    assert [m["role"] for m in sent[-3:]] == ["assistant", "tool", "user"]  # the result in place
+    again = httpx.get(f"{server.api}/sessions/{session_id}/approvals", headers=admin).json()
+    assert again["data"][0]["applied"] is True
+
+
+def test_the_anthropic_sdk_shows_the_request_as_text(
+    server: RunningServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    import anthropic
+
+    command = f"echo claude >> {tmp_path / 'ledger.txt'}"
+    fake.script("ap", Reply(text="", tool_calls=[call("c1", "terminal", {"command": command})]))
+    client = anthropic.Anthropic(base_url=server.base_url, api_key=ADMIN, max_retries=0)
+    with client.messages.stream(
+        model="ops", max_tokens=200, messages=[{"role": "user", "content": "Write."}]
+    ) as stream:
+        said = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert said.startswith("Waiting for your approval before running:\n- terminal ")
+    assert final.stop_reason == "end_turn"
+    assert not (tmp_path / "ledger.txt").exists()
+
+
+def test_the_llm_cli_shows_the_request_as_text(
+    server: RunningServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        f"- model_id: ops\n  model_name: ops\n  api_base: {server.api}\n  api_key_name: headend\n"
+    )
+    (tmp_path / "keys.json").write_text(json.dumps({"headend": ADMIN}))
+    command = f"echo cli >> {tmp_path / 'ledger.txt'}"
+    fake.script("ap", Reply(text="", tool_calls=[call("c1", "terminal", {"command": command})]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLM_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "llm", "-m", "ops", "Write the ledger."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "LLM_USER_PATH": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Waiting for your approval before running:\n- terminal ")
+    assert not (tmp_path / "ledger.txt").exists()

@@ -687,7 +687,7 @@ async def test_a_call_waiting_for_approval_is_answered_once_and_goes_with_its_se
         100.0,
     )
     await store.add_approvals([record])
-    assert await store.pending_approvals("sess_a") == [record]
+    assert await store.open_approvals("sess_a") == [record]
     assert await store.approval("mcpr_1", "key_2") is None  # another owner's: unknown
     assert await store.decide_approval("mcpr_1", "approved", "key_1", None, 20.0)
     assert not await store.decide_approval("mcpr_1", "denied", "key_1", "no", 21.0)  # once
@@ -698,6 +698,11 @@ async def test_a_call_waiting_for_approval_is_answered_once_and_goes_with_its_se
         "key_1",
         20.0,
     )
-    assert await store.pending_approvals("sess_a") == []
+    assert await store.open_approvals("sess_a") == [answered]  # answered, not yet gone on from
+    assert await store.approval("mcpr_1", "key_2", any_owner=True) == answered  # an admin's look
+    await store.apply_approvals(["mcpr_1"], 30.0)
+    assert await store.open_approvals("sess_a") == []
+    (kept,) = await store.session_approvals("sess_a", 10)
+    assert (kept.status, kept.applied_at) == ("approved", 30.0)
     assert await store.delete_session("sess_a", "key_1")
     assert await store.approval("mcpr_1", "key_1") is None

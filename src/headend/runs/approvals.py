@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 
 from headend.access.principal import Principal
 from headend.agents.loop import Answer
-from headend.errors import InvalidRequest
+from headend.errors import InvalidRequest, NotFound
 from headend.observability import audit_log
 from headend.runs.session_turns import SessionTurn
 from headend.store.base import ApprovalRecord, Store
@@ -30,6 +30,13 @@ CUT_SHORT = "This call did not run: its turn ended before it could (the server s
 
 
 class ApprovalNotFound(InvalidRequest):
+    default_code = "approval_not_found"
+
+
+class NoSuchApproval(NotFound):
+    """The sessions API's: a session has no approval request of that id (or it is another
+    key's session)."""
+
     default_code = "approval_not_found"
 
 
@@ -88,50 +95,70 @@ class Approvals:
     async def settle(
         self, turn: SessionTurn, verdicts: list[Verdict], principal: Principal
     ) -> list[Answer]:
-        """The answers to the session's waiting calls, from ``verdicts`` (refused: one that
-        names no waiting call of this session, or one answered already), recorded."""
-        waiting = await self.store.pending_approvals(turn.session_id)
-        pending = {record.id: record for record in waiting}
+        """The answers to the calls the session's last turn stopped at: given now
+        (``verdicts``; refused if one names no waiting call of this session, or one answered
+        already), given before through the sessions API, or none (unanswered, or expired);
+        recorded, and the turn goes on from them."""
+        waiting = await self.store.open_approvals(turn.session_id)
+        opened = {record.id: record for record in waiting}
         given: dict[str, Verdict] = {}
         for verdict in verdicts:
-            if verdict.approval_id not in pending:
+            found = opened.get(verdict.approval_id)
+            if found is None or found.status != "pending":
                 await self._refuse(verdict, principal)
             given[verdict.approval_id] = verdict
         now = time.time()
         answers = []
         for record in waiting:
-            found = given.get(record.id)
-            status, reason = self._decision(record, found, now)
-            said = found.reason if found is not None else None
-            if not await self.store.decide_approval(record.id, status, principal.owner, said, now):
-                raise ApprovalAnswered(
-                    f"The approval request '{record.id}' has been answered already.",
-                    param=found.param if found is not None else None,
-                )
-            await self._audit(record, status, principal)
-            if found is not None and self.waited is not None and status != "expired":
-                self.waited.labels(status).observe(now - record.created_at)
-            answers.append(
-                Answer(record.call_id, record.name, record.arguments, status == "approved", reason)
-            )
+            if record.status == "pending":
+                status, reason = await self._decide(record, given.get(record.id), principal, now)
+            else:  # answered before, through the sessions API
+                status, reason = record.status, told(record.status, record.reason, self.expires)
+            approved = status == "approved"
+            answers.append(Answer(record.call_id, record.name, record.arguments, approved, reason))
+        await self.store.apply_approvals([record.id for record in waiting], now)
         settled = {answer.call_id for answer in answers}
         return answers + cut_short([*turn.history, *turn.added], settled)
 
-    def _decision(
-        self, record: ApprovalRecord, verdict: Verdict | None, now: float
-    ) -> tuple[str, str]:
-        """What comes of a waiting call, and what the model is told if it does not run."""
-        if record.expires_at <= now:
-            return "expired", (
-                f"The request to approve this call expired unanswered after {self.expires:g} s, "
-                "so it did not run."
+    async def answer(
+        self, session_id: str, verdict: Verdict, principal: Principal
+    ) -> ApprovalRecord:
+        """A person's answer through the sessions API, kept until the session's next turn
+        goes on from it. Only the session's owner, or an admin, may answer."""
+        approval_id = verdict.approval_id
+        record = await self.store.approval(approval_id, principal.owner, principal.has("admin"))
+        if record is None or record.session_id != session_id:
+            raise NoSuchApproval(f"No approval request '{approval_id}' in session '{session_id}'.")
+        if record.status != "pending":
+            raise ApprovalAnswered(
+                f"The approval request '{approval_id}' has been answered already ({record.status})."
             )
-        if verdict is None:
-            return "denied", UNANSWERED
-        if verdict.approve:
-            return "approved", ""
-        why = f": {verdict.reason}" if verdict.reason else "."
-        return "denied", f"A person denied this call, so it did not run{why}"
+        await self._decide(record, verdict, principal, time.time())
+        found = await self.store.approval(approval_id, record.owner)
+        assert found is not None  # just answered
+        return found
+
+    async def _decide(
+        self, record: ApprovalRecord, verdict: Verdict | None, principal: Principal, now: float
+    ) -> tuple[str, str]:
+        """Record what comes of a waiting call: its status, and what the model is told."""
+        if record.expires_at <= now:
+            outcome = "expired"
+        elif verdict is None:
+            outcome = "unanswered"
+        else:
+            outcome = "approved" if verdict.approve else "denied"
+        said = verdict.reason if verdict is not None else None
+        status = "denied" if outcome == "unanswered" else outcome
+        if not await self.store.decide_approval(record.id, status, principal.owner, said, now):
+            raise ApprovalAnswered(
+                f"The approval request '{record.id}' has been answered already.",
+                param=verdict.param if verdict is not None else None,
+            )
+        await self._audit(record, status, principal)
+        if verdict is not None and self.waited is not None and status != "expired":
+            self.waited.labels(status).observe(now - record.created_at)
+        return status, told(outcome, said, self.expires)
 
     async def _refuse(self, verdict: Verdict, principal: Principal) -> None:
         found = await self.store.approval(verdict.approval_id, principal.owner)
@@ -166,6 +193,21 @@ class Approvals:
     def _count(self, outcome: str, n: int) -> None:
         if self.counted is not None and n:
             self.counted.labels(outcome).inc(n)
+
+
+def told(outcome: str, reason: str | None, expires: float) -> str:
+    """What the model is told of a call that waited for approval (approved: nothing)."""
+    if outcome == "approved":
+        return ""
+    if outcome == "expired":
+        return (
+            f"The request to approve this call expired unanswered after {expires:g} s, "
+            "so it did not run."
+        )
+    if outcome == "unanswered":
+        return UNANSWERED
+    why = f": {reason}" if reason else "."
+    return f"A person denied this call, so it did not run{why}"
 
 
 def cut_short(history: list[Json], answered: set[str]) -> list[Answer]:

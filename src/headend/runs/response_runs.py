@@ -124,6 +124,7 @@ class ResponseRuns:
         run = await self.runs.start(
             chat, record, headers, principal, keep=keep, slots_later=background, verdicts=verdicts
         )
+        run.approvals_as_text = False  # they are output items of their own
         shape = ResponseShape(body, run.client_model, offered)
         shape.session_id = run.session.session_id if run.session else None
         return ResponseRun(run, shape, items, keep, background, owner, body, principal)
@@ -147,6 +148,7 @@ class ResponseRuns:
             chat, record, {}, principal, keep=True, new_session=fresh, slots_later=True
         )
         run.client_model = body["model"]  # as the client named it
+        run.approvals_as_text = False
         shape = ResponseShape(body, run.client_model, offered)
         shape.id, shape.created_at = so_far.id, so_far.body["created_at"]
         shape.session_id = session_id

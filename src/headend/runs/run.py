@@ -41,6 +41,7 @@ class Run:
     ignored: tuple[str, ...] = ()  # a widget visitor's fields the agent overrides
     agent_span: Span | None = None  # an agent's run, traced from admission to release
     owner: str | None = None  # whose sessions and approvals these are
+    approvals_as_text: bool = True  # calls waiting for approval said in words too
 
     @property
     def agent_version(self) -> int | None:

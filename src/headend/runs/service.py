@@ -329,7 +329,8 @@ class RunService:
         """The ``chat.completion`` of a run not streamed, its turn committed."""
         if run.loop is not None:
             end = await self.loop.finish(run.loop)
-            answer = loop_completion(end, run.client_model)
+            session_id = run.session.session_id if run.session is not None else None
+            answer = loop_completion(end, run.client_model, run.approvals_as_text, session_id)
             run.count_usage(end.usage)
             if run.session is not None:
                 await self._commit_agent_turn(run, end)
@@ -348,6 +349,7 @@ class RunService:
         self, run: Run, loop: LoopCall
     ) -> AsyncGenerator[list[Json] | ToolProgress, None]:
         shape = run.frames = Frames(run.client_model, run.include_usage, run.progress)
+        shape.approvals_as_text = run.approvals_as_text
         if run.session is not None:
             shape.session_id = run.session.session_id
         async for event in loop_chunks(self.loop.stream(loop), shape):

@@ -24,7 +24,7 @@ class ApprovalShape(BaseModel):
     name: str  # the tool as the model called it
     tool: str  # as agent files name it
     arguments: str  # exactly what runs if approved
-    status: Literal["pending", "approved", "denied", "expired"]
+    status: str  # pending, approved, denied (or left unanswered) or expired
     created_at: float
     expires_at: float
     decided_at: float | None

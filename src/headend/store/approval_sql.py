@@ -10,18 +10,24 @@ from headend.store.base import ApprovalRecord
 
 APPROVAL_COLUMNS = (
     "id, owner, session_id, agent, call_id, name, ref, server_label, arguments, status, "
-    "created_at, expires_at, decided_at, decided_by, reason"
+    "created_at, expires_at, decided_at, decided_by, reason, applied_at"
 )
 ADD_APPROVAL_SQL = (
     f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-PENDING_APPROVALS_SQL = (
-    f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE session_id = ? AND status = 'pending' "
+OPEN_APPROVALS_SQL = (
+    f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE session_id = ? AND applied_at IS NULL "
     "ORDER BY created_at, id"
 )
+SESSION_APPROVALS_SQL = (
+    f"SELECT * FROM (SELECT {APPROVAL_COLUMNS} FROM approvals WHERE session_id = ? "
+    "ORDER BY created_at DESC, id DESC LIMIT ?) AS latest ORDER BY created_at, id"
+)
+APPLY_APPROVAL_SQL = "UPDATE approvals SET applied_at = ? WHERE id = ? AND applied_at IS NULL"
 APPROVAL_SQL = (
-    f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ? AND owner IS NOT DISTINCT FROM ?"
+    f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ? "
+    "AND (CAST(? AS BOOLEAN) OR owner IS NOT DISTINCT FROM ?)"
 )
 # only a pending one: a second answer changes nothing (and is refused)
 DECIDE_APPROVAL_SQL = (
@@ -47,6 +53,7 @@ def approval_values(record: ApprovalRecord) -> tuple[Any, ...]:
         record.decided_at,
         record.decided_by,
         record.reason,
+        record.applied_at,
     )
 
 

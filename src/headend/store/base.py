@@ -233,6 +233,7 @@ class ApprovalRecord:
     decided_at: float | None = None
     decided_by: str | None = None  # the key that answered
     reason: str | None = None
+    applied_at: float | None = None  # when a turn went on from it (the call ran, or not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,12 +462,23 @@ class Store(Protocol):
         """Keep tool calls waiting for approval (their session exists)."""
         ...
 
-    async def pending_approvals(self, session_id: str) -> list[ApprovalRecord]:
-        """A session's calls still waiting for an answer, oldest first."""
+    async def open_approvals(self, session_id: str) -> list[ApprovalRecord]:
+        """A session's calls no turn has gone on from yet (answered or not), oldest first."""
         ...
 
-    async def approval(self, approval_id: str, owner: str | None) -> ApprovalRecord | None:
-        """The owner's approval request of that id (another owner's is None)."""
+    async def session_approvals(self, session_id: str, limit: int) -> list[ApprovalRecord]:
+        """A session's approval requests, the latest ``limit``, oldest first."""
+        ...
+
+    async def apply_approvals(self, approval_ids: list[str], at: float) -> None:
+        """A turn went on from these (their calls ran, or the model was told why not)."""
+        ...
+
+    async def approval(
+        self, approval_id: str, owner: str | None, any_owner: bool = False
+    ) -> ApprovalRecord | None:
+        """The owner's approval request of that id (another owner's is None, unless
+        ``any_owner``: an admin's look)."""
         ...
 
     async def decide_approval(

@@ -306,7 +306,8 @@ def m022_approvals(db: sqlite3.Connection) -> None:
             expires_at REAL NOT NULL,
             decided_at REAL,
             decided_by TEXT,
-            reason TEXT
+            reason TEXT,
+            applied_at REAL
         )"""
     )
     db.execute("CREATE INDEX approvals_by_session ON approvals (session_id, status)")

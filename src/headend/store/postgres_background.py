@@ -10,9 +10,11 @@ import orjson
 
 from headend.store.approval_sql import (
     ADD_APPROVAL_SQL,
+    APPLY_APPROVAL_SQL,
     APPROVAL_SQL,
     DECIDE_APPROVAL_SQL,
-    PENDING_APPROVALS_SQL,
+    OPEN_APPROVALS_SQL,
+    SESSION_APPROVALS_SQL,
     approval_record,
     approval_values,
 )
@@ -99,12 +101,23 @@ class PostgresBackground:
             dollars(ADD_APPROVAL_SQL), [approval_values(r) for r in records]
         )
 
-    async def pending_approvals(self, session_id: str) -> list[ApprovalRecord]:
-        rows = await self._pool.fetch(dollars(PENDING_APPROVALS_SQL), session_id)
+    async def open_approvals(self, session_id: str) -> list[ApprovalRecord]:
+        rows = await self._pool.fetch(dollars(OPEN_APPROVALS_SQL), session_id)
         return [approval_record(tuple(row)) for row in rows]
 
-    async def approval(self, approval_id: str, owner: str | None) -> ApprovalRecord | None:
-        row = await self._pool.fetchrow(dollars(APPROVAL_SQL), approval_id, owner)
+    async def session_approvals(self, session_id: str, limit: int) -> list[ApprovalRecord]:
+        rows = await self._pool.fetch(dollars(SESSION_APPROVALS_SQL), session_id, limit)
+        return [approval_record(tuple(row)) for row in rows]
+
+    async def apply_approvals(self, approval_ids: list[str], at: float) -> None:
+        await self._pool.executemany(
+            dollars(APPLY_APPROVAL_SQL), [(at, id_) for id_ in approval_ids]
+        )
+
+    async def approval(
+        self, approval_id: str, owner: str | None, any_owner: bool = False
+    ) -> ApprovalRecord | None:
+        row = await self._pool.fetchrow(dollars(APPROVAL_SQL), approval_id, any_owner, owner)
         return approval_record(tuple(row)) if row else None
 
     async def decide_approval(

@@ -305,7 +305,8 @@ async def m022_approvals(db: Any) -> None:
             expires_at DOUBLE PRECISION NOT NULL,
             decided_at DOUBLE PRECISION,
             decided_by TEXT,
-            reason TEXT
+            reason TEXT,
+            applied_at DOUBLE PRECISION
         )"""
     )
     await db.execute("CREATE INDEX approvals_by_session ON approvals (session_id, status)")

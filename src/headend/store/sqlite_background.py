@@ -12,9 +12,11 @@ import orjson
 
 from headend.store.approval_sql import (
     ADD_APPROVAL_SQL,
+    APPLY_APPROVAL_SQL,
     APPROVAL_SQL,
     DECIDE_APPROVAL_SQL,
-    PENDING_APPROVALS_SQL,
+    OPEN_APPROVALS_SQL,
+    SESSION_APPROVALS_SQL,
     approval_record,
     approval_values,
 )
@@ -112,16 +114,32 @@ class SqliteBackground:
 
         await self._run(add)
 
-    async def pending_approvals(self, session_id: str) -> list[ApprovalRecord]:
+    async def open_approvals(self, session_id: str) -> list[ApprovalRecord]:
         def select(db: sqlite3.Connection) -> list[ApprovalRecord]:
-            rows = db.execute(PENDING_APPROVALS_SQL, (session_id,)).fetchall()
+            rows = db.execute(OPEN_APPROVALS_SQL, (session_id,)).fetchall()
             return [approval_record(row) for row in rows]
 
         return await self._run(select)
 
-    async def approval(self, approval_id: str, owner: str | None) -> ApprovalRecord | None:
+    async def session_approvals(self, session_id: str, limit: int) -> list[ApprovalRecord]:
+        def select(db: sqlite3.Connection) -> list[ApprovalRecord]:
+            rows = db.execute(SESSION_APPROVALS_SQL, (session_id, limit)).fetchall()
+            return [approval_record(row) for row in rows]
+
+        return await self._run(select)
+
+    async def apply_approvals(self, approval_ids: list[str], at: float) -> None:
+        def apply(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(APPLY_APPROVAL_SQL, [(at, id_) for id_ in approval_ids])
+
+        await self._run(apply)
+
+    async def approval(
+        self, approval_id: str, owner: str | None, any_owner: bool = False
+    ) -> ApprovalRecord | None:
         def select(db: sqlite3.Connection) -> ApprovalRecord | None:
-            row = db.execute(APPROVAL_SQL, (approval_id, owner)).fetchone()
+            row = db.execute(APPROVAL_SQL, (approval_id, any_owner, owner)).fetchone()
             return approval_record(row) if row else None
 
         return await self._run(select)

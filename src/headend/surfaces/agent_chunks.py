@@ -43,6 +43,8 @@ class Frames:
     session_id: str | None = None  # shown on the first chunk
     produced: list[Json] = field(default_factory=list)  # the run's messages, once it ended
     end_state: LoopEnd | None = None  # how it ended
+    # calls waiting for approval also said in words (the wires without a standard for it)
+    approvals_as_text: bool = True
     usage: Json = field(default_factory=dict)  # the run's, once it ended
     _first: bool = True
 
@@ -85,6 +87,20 @@ class Frames:
                 self.chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
             )
         extra = {"approval_requests": approval_requests(end)} if end.approvals else {}
+        if end.approvals and self.approvals_as_text:
+            notice = approval_notice(end, self.session_id)
+            frames.append(
+                self.chunk(
+                    [
+                        {
+                            "index": 0,
+                            "delta": {"content": notice},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ]
+                )
+            )
         frames.append(
             self.chunk(
                 [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": end.finish_reason}],
@@ -137,9 +153,14 @@ def chunk_frames(chunks: list[Json]) -> bytes:
     return b"".join(data_frame(orjson.dumps(chunk)) for chunk in chunks)
 
 
-def loop_completion(end: LoopEnd, model: str) -> Json:
+def loop_completion(
+    end: LoopEnd, model: str, approvals_as_text: bool = True, session_id: str | None = None
+) -> Json:
     """The ``chat.completion`` of a finished agent run."""
-    message: Json = {"role": "assistant", "content": end.text or None, "refusal": None}
+    text = end.text
+    if end.approvals and approvals_as_text:
+        text += approval_notice(end, session_id)
+    message: Json = {"role": "assistant", "content": text or None, "refusal": None}
     if end.client_calls:
         message["tool_calls"] = end.client_calls
     elif message["content"] is None:
@@ -148,6 +169,23 @@ def loop_completion(end: LoopEnd, model: str) -> Json:
     if end.approvals:
         answer["approval_requests"] = approval_requests(end)
     return answer
+
+
+def approval_notice(end: LoopEnd, session_id: str | None) -> str:
+    """The calls a run stopped at, in words any chat client shows: what waits, and how to
+    answer (the sessions API), then to go on with the next message."""
+    session = session_id or "{session_id}"
+    lines = [
+        f"- {call['name']} {call['arguments']} (approval {call['id']})" for call in end.approvals
+    ]
+    which = end.approvals[0]["id"] if len(end.approvals) == 1 else "<approval id>"
+    return (
+        ("\n\n" if end.text else "")
+        + "Waiting for your approval before running:\n"
+        + "\n".join(lines)
+        + f"\nAnswer with POST /v1/sessions/{session}/approvals/{which} and "
+        + '{"approve": true} (or false, with a "reason"), then send your next message.'
+    )
 
 
 def approval_requests(end: LoopEnd) -> list[Json]:
