@@ -18,9 +18,12 @@ from tests.upstream import FakeUpstream, Reply
 pytestmark = pytest.mark.e2e
 
 WORKER = "---\nmodel: up/worker\ntools: [calculator]\n---\nYou compute.\n"
+GUARDED = "---\nmodel: up/guarded\ntools: [terminal]\nrequire_approval: always\n---\nYou act.\n"
 # (the site's models: go on: a route with a price of its own)
 served = site_fixture(
-    "b", {"worker": WORKER}, "  priced: {route: up/p, price: {input: 2, output: 4}}\n"
+    "b",
+    {"worker": WORKER, "guarded": GUARDED},
+    "  priced: {route: up/p, price: {input: 2, output: 4}}\n",
 )
 
 
@@ -482,3 +485,53 @@ def test_runs_page_shows_a_background_run_and_its_steps_as_they_happen(
     # followed while it runs: its end shows without a reload
     expect(page.locator("#run-steps-title")).to_have_text(f"{queued.id}: in_progress")
     expect(page.locator("#run-steps-title")).to_have_text(f"{queued.id}: completed", timeout=20_000)
+
+
+def test_an_approval_is_a_card_to_answer_in_the_playground_and_the_sessions_page(
+    served: RunningServer, browser: object, fake: FakeUpstream, tmp_path: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    ledger = tmp_path / "ledger.txt"
+    run = {
+        "id": "c1",
+        "name": "terminal",
+        "arguments": json.dumps({"command": f"echo ok >> {ledger}"}),
+    }
+    fake.script("b", Reply(text="Let me write it.", tool_calls=[run]))
+    page = signed_in(browser, served, ADMIN)
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.select_option("#model", "guarded")
+    page.fill("#message", "Write the ledger.")
+    page.click("#send")
+    card = page.locator("#transcript .approval")
+    expect(card).to_contain_text("Waiting for your approval: terminal")
+    expect(card.locator("pre")).to_contain_text(f"echo ok >> {ledger}")
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 360, f"the card makes the page {width}px wide on a 360px screen"
+    card.get_by_role("button", name="Approve").click()
+    expect(card).to_contain_text("Approved: send your next message to go on.")
+    assert not ledger.exists()
+    fake.script("b", Reply(text="Written."))
+    page.fill("#message", "Go on.")
+    page.click("#send")
+    expect(page.locator(".turn.assistant .text").last).to_have_text("Written.")
+    assert ledger.read_text() == "ok\n"
+
+    # a request left waiting shows on the Sessions page, where it is denied
+    fake.script("b", Reply(text="", tool_calls=[{**run, "id": "c2"}]))
+    page.fill("#message", "Once more.")
+    page.click("#send")
+    expect(page.locator("#transcript .approval").last).to_be_visible()
+    page.click("#nav-sessions")
+    page.locator("#sessions-body tr", has_text="guarded").first.get_by_role(
+        "button", name="Open"
+    ).click()
+    waiting = page.locator("#session-transcript .approval")
+    expect(waiting).to_have_count(1)
+    waiting.get_by_label("Reason for denying").fill("once is enough")
+    waiting.get_by_role("button", name="Deny").click()
+    expect(waiting).to_contain_text("Denied: send your next message to go on.")
+    assert ledger.read_text() == "ok\n"

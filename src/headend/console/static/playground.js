@@ -1,5 +1,6 @@
 // The Playground: chat with any agent or model the key may use, the answer streaming in as
 // it arrives and each tool call shown live; continue the session or start a new one.
+import { approvalCard } from "./approval_cards.js";
 import { $, api, copyText, errorOf } from "./api.js";
 
 const OPTIONS = ["temperature", "top_p", "max_tokens", "seed", "max_iterations"];
@@ -130,7 +131,10 @@ export const playground = {
         $("chat-error").textContent = await errorOf(response);
         return;
       }
-      const usage = await this.read(response);
+      const { usage, approvals } = await this.read(response);
+      for (const approval of approvals) {
+        $("transcript").append(approvalCard(this.sessionId, approval));
+      }
       const id = response.headers.get("x-request-id");
       $("meta").textContent = [
         usage ? `${usage.prompt_tokens} in, ${usage.completion_tokens} out` : "",
@@ -149,6 +153,7 @@ export const playground = {
     let answer = null;
     let buffer = "";
     let usage = null;
+    let approvals = [];
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -167,6 +172,7 @@ export const playground = {
         }
         if (payload.session_id) this.sessionId = payload.session_id;
         if (payload.usage) usage = payload.usage;
+        if (payload.approval_requests) approvals = payload.approval_requests;
         if (payload.error) $("chat-error").textContent = payload.error.message;
         const delta = payload.choices?.[0]?.delta?.content;
         if (delta) {
@@ -175,7 +181,7 @@ export const playground = {
         }
       }
     }
-    return usage;
+    return { usage, approvals };
   },
 
   bind() {

@@ -1,6 +1,7 @@
 // The Sessions page: the signed-in key's sessions, newest first, each as a transcript with
-// its tool calls and their results.
+// its tool calls and their results, and the calls waiting for approval as cards to answer.
 import { $, api, button, errorOf, row } from "./api.js";
+import { approvalCard } from "./approval_cards.js";
 
 function when(seconds) {
   return new Date(seconds * 1000).toLocaleString();
@@ -45,6 +46,12 @@ async function show(session) {
     for (const call of message.tool_calls || []) {
       const fn = call.function || {};
       transcript.append(line("tool", "Tool call:", `${fn.name}(${fn.arguments || ""})`));
+    }
+  }
+  const waiting = await api(`/v1/sessions/${encodeURIComponent(session.id)}/approvals`);
+  if (waiting.ok) {
+    for (const approval of (await waiting.json()).data) {
+      if (approval.status === "pending") transcript.append(approvalCard(session.id, approval));
     }
   }
   $("session-detail").hidden = false;
