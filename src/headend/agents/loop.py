@@ -13,17 +13,16 @@ summed over every model call.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from headend.agents.approval_round import Answer, call_arguments, placed, waiting
 from headend.agents.journal import INTERRUPTED, Journal, RecordedRound
 from headend.agents.registry import Agent
 from headend.observability.genai import agent_span, tool_result, tool_span
@@ -78,18 +77,6 @@ class LoopEnd:
     answered: list[Json] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A person's answer to a call that waited for approval: the call as it was asked (its
-    arguments are what runs), whether it runs, and what the model is told if not."""
-
-    call_id: str
-    name: str
-    arguments: str
-    approved: bool
-    reason: str = ""
-
-
 LoopEvent = Batch | ToolProgress | LoopEnd
 
 
@@ -128,39 +115,10 @@ class Round:
         if call["id"] in self.recorded.results:
             return self.recorded.results[call["id"]]
         tool = own.get(call["function"]["name"])
-        arguments = _arguments(call)
+        arguments = call_arguments(call)
         if tool is not None and isinstance(arguments, dict) and not tool.repeatable(arguments):
             return INTERRUPTED
         return None  # repeatable, or refused whatever happens (unknown tool, bad arguments)
-
-
-def placed(messages: list[Json], answered: list[Json]) -> list[Json]:
-    """``messages`` with each answered call's result right after the assistant message that
-    made the call (and the results already there): where the model expects it."""
-    out = list(messages)
-    for result in answered:
-        at = next(
-            (
-                i + 1
-                for i in range(len(out) - 1, -1, -1)
-                if any(
-                    c.get("id") == result["tool_call_id"] for c in out[i].get("tool_calls") or ()
-                )
-            ),
-            len(out),
-        )
-        while at < len(out) and out[at].get("role") == "tool":
-            at += 1
-        out.insert(at, result)
-    return out
-
-
-def _arguments(call: Json) -> Any:
-    """A call's arguments, parsed (None: not JSON)."""
-    try:
-        return json.loads(call["function"]["arguments"] or "{}")
-    except json.JSONDecodeError:
-        return None
 
 
 def add_usage(total: Json, usage: Any) -> None:
@@ -201,29 +159,6 @@ class Offer:
             if run.agent.spec.parallel_tool_calls is not None:
                 request.setdefault("parallel_tool_calls", run.agent.spec.parallel_tool_calls)
         return request
-
-    def asking(self, calls: list[Json], policy: ApprovalPolicy) -> dict[str, Json]:
-        """The calls that must wait for a person, by call id: each as its approval request
-        (an id for it, the tool, its server, the arguments exactly as they will run)."""
-        found = {}
-        for call in calls:
-            tool = self.own.get(call["function"]["name"])
-            arguments = _arguments(call)
-            if tool is None or not isinstance(arguments, dict):
-                continue  # refused whatever is answered: no need to ask
-            if policy.needs(tool, arguments):
-                server, _, tool_name = tool.ref.partition("/")
-                mcp = server.startswith("mcp:") and tool_name
-                found[call["id"]] = {
-                    "id": f"mcpr_{uuid.uuid4().hex}",
-                    "call_id": call["id"],
-                    "tool": tool.name,  # as the model calls it
-                    "name": tool_name if mcp else tool.name,  # as the request shows it
-                    "ref": tool.ref,
-                    "server_label": server.removeprefix("mcp:") if mcp else "headend",
-                    "arguments": call["function"]["arguments"] or "{}",
-                }
-        return found
 
     def end(
         self, reply: Reply, calls: list[Json], last: bool, usage: Json, produced: list[Json]
@@ -297,7 +232,7 @@ class ToolLoop:
                     if journal is not None:
                         await journal.replied(message, spent)
                 messages.append(message)
-                asking = offer.asking(message["tool_calls"], run.approval)
+                asking = waiting(message["tool_calls"], offer.own, run.approval)
                 async for event in self._run_tools(
                     [call for call in message["tool_calls"] if call["id"] not in asking],
                     offer.own,
@@ -388,7 +323,7 @@ class ToolLoop:
         async def run_one(call: Json) -> Json:
             name = call["function"]["name"]
             tool = own.get(name)
-            arguments = _arguments(call)
+            arguments = call_arguments(call)
             label = tool.label(arguments) if tool and isinstance(arguments, dict) else name
             progress.put_nowait(ToolProgress("tool.started", name, label, iteration))
             span = tool_span(at.parent, name, call["id"], call["function"]["arguments"] or "")

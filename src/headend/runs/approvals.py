@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Histogram
 
 from headend.access.principal import Principal
-from headend.agents.loop import Answer
+from headend.agents.approval_round import Answer
 from headend.errors import InvalidRequest, NotFound
 from headend.observability import audit_log
 from headend.runs.session_turns import SessionTurn
