@@ -367,3 +367,40 @@ def test_the_llm_cli_shows_the_request_as_text(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Waiting for your approval before running:\n- terminal ")
     assert not (tmp_path / "ledger.txt").exists()
+
+
+def test_parallel_calls_each_get_their_request_and_their_own_answer(
+    server: RunningServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    fake.script(
+        "ap",
+        Reply(
+            text="",
+            tool_calls=[
+                call("c1", "terminal", {"command": f"echo first >> {ledger}"}),
+                call("c2", "terminal", {"command": f"echo second >> {ledger}"}),
+            ],
+        ),
+    )
+    first = sdk(server).responses.create(model="ops", input="Write both.")
+    requests = [item for item in first.output if item.type == "mcp_approval_request"]
+    assert len(requests) == 2
+    by_command = {json.loads(r.arguments)["command"].split()[1]: r for r in requests}
+    fake.script("ap", Reply(text="One of two."))
+    sdk(server).responses.create(
+        model="ops",
+        previous_response_id=first.id,
+        input=[
+            *answer(by_command["first"].id, True),
+            *answer(by_command["second"].id, False, "one is enough"),
+        ],
+    )
+    assert ledger.read_text() == "first\n"
+    told = {
+        m["tool_call_id"]: m["content"]
+        for m in fake.received("ap")[-1].body["messages"]
+        if m.get("role") == "tool"
+    }
+    assert told["c1"].startswith("exit code 0")
+    assert "one is enough" in told["c2"]
