@@ -404,3 +404,33 @@ def test_parallel_calls_each_get_their_request_and_their_own_answer(
     }
     assert told["c1"].startswith("exit code 0")
     assert "one is enough" in told["c2"]
+
+
+def test_an_answer_of_the_wrong_shape_is_a_4xx_and_leaves_the_request_waiting(
+    server: RunningServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    from tests.e2e.refusals import problem
+    from tests.e2e.test_wrong_types import variants
+
+    command = f"echo never >> {tmp_path / 'ledger.txt'}"
+    fake.script("ap", Reply(text="", tool_calls=[call("c1", "terminal", {"command": command})]))
+    chat = sdk(server).chat.completions.create(
+        model="ops", messages=[{"role": "user", "content": "Write."}]
+    )
+    extra = chat.model_extra or {}
+    (request,) = extra["approval_requests"]
+    url = f"{server.api}/sessions/{extra['session_id']}/approvals/{request['id']}"
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    failures = []
+    tried = 0
+    for name, variant in variants({"approve": True, "reason": "looks fine"}):
+        if "reason" in variant and variant["reason"] is None:
+            continue  # no reason: a valid answer
+        tried += 1
+        found = problem(httpx.post(url, json=variant, headers=admin))
+        if found is not None:
+            failures.append(f"{name}: {found}")
+    assert tried > 5
+    assert not failures, failures
+    listed = httpx.get(f"{server.api}/sessions/{extra['session_id']}/approvals", headers=admin)
+    assert listed.json()["data"][0]["status"] == "pending"  # none of them answered it

@@ -116,7 +116,8 @@ class Approvals:
                 status, reason = record.status, told(record.status, record.reason, self.expires)
             approved = status == "approved"
             answers.append(Answer(record.call_id, record.name, record.arguments, approved, reason))
-        await self.store.apply_approvals([record.id for record in waiting], now)
+        if waiting:  # (most turns have none: no write for them)
+            await self.store.apply_approvals([record.id for record in waiting], now)
         settled = {answer.call_id for answer in answers}
         return answers + cut_short([*turn.history, *turn.added], settled)
 

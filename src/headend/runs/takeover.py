@@ -9,7 +9,9 @@ taken by one instance, under a new claim number that fences the old instance's w
 The instance that claims a run starts it again from what it stored (``ResponseRuns.restart``)
 under the same key as it stands now, and goes on from its last committed step. A run that
 cannot go on (its key revoked, its agent removed, a run stored before runs could be taken
-up) ends as failed with its output so far.
+up) ends as failed with its output so far; one that cannot go on *now* (the store away, a
+limit full, its session busy) is left for its claim to lapse again, and is failed only after
+``MOST_TAKEOVERS`` tries.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ LEASE_SECONDS = 10.0  # a run not written to for this long was left by an instan
 CLAIM_SECONDS = 2.0  # how often each instance looks for such runs
 CLAIMS_PER_PASS = 16
 STOPPED = "The instance running this response stopped before it finished."
+# Taken up this many times and still not going (the store away, a bug): it ends as failed.
+MOST_TAKEOVERS = 3
 
 
 class RunTakeover:
@@ -82,15 +86,29 @@ class RunTakeover:
                 why = STOPPED
             else:
                 await self._restart(claimed, claimed.resume, so_far)
-        except APIError as error:
-            why = f"{STOPPED} It could not go on: {error.message}"
-        except Exception:
-            log.exception("background response %s: could not be taken up", claimed.id)
-            why = f"{STOPPED} It could not go on."
+        except Exception as error:
+            if not for_good(error) and claimed.attempt < MOST_TAKEOVERS:
+                # the store away, a limit full, its session busy: its claim lapses, and it is
+                # tried again
+                log.warning(
+                    "background response %s: not taken up this time", claimed.id, exc_info=True
+                )
+                return
+            if isinstance(error, APIError):
+                why = f"{STOPPED} It could not go on: {error.message}"
+            else:
+                log.exception("background response %s: could not be taken up", claimed.id)
+                why = f"{STOPPED} It could not go on."
         if why is not None:
             await self.background.fail_orphan(claimed, why)
         if self.claimed is not None:
             self.claimed.labels("failed" if why else "resumed").inc()
+
+    async def _caller(self, resume: Json) -> Principal:
+        caller = resume["caller"]
+        if caller["key_id"] == SCHEDULE_OWNER:
+            return schedule_principal(resume["request"]["model"])
+        return await self.auth.caller_again(caller["key_id"], caller["visitor"])
 
     async def _restart(self, claimed: ClaimedRun, resume: Json, so_far: ResponseRecord) -> None:
         record = OwnRecord(request_id=f"resume_{uuid.uuid4().hex[:16]}")
@@ -104,8 +122,8 @@ class RunTakeover:
             await self.response_runs.runs.release(started.run)  # its session, its slot
             raise
 
-    async def _caller(self, resume: Json) -> Principal:
-        caller = resume["caller"]
-        if caller["key_id"] == SCHEDULE_OWNER:
-            return schedule_principal(resume["request"]["model"])
-        return await self.auth.caller_again(caller["key_id"], caller["visitor"])
+
+def for_good(error: Exception) -> bool:
+    """Whether a run that could not be taken up never will be: its key revoked, its agent
+    gone, its request refused (not a limit full, a session busy, the store away)."""
+    return isinstance(error, APIError) and error.status < 500 and error.status not in (409, 429)
