@@ -110,7 +110,12 @@ from headend.tools.mcp import McpHub
 from headend.tools.registry import ToolRegistry, builtin_tools
 from headend.webhooks.sender import WebhookSender
 from headend.widget.cors import WidgetCors
-from headend.widget.routes import conversation, start_visit, widget_script
+from headend.widget.routes import (
+    answer_visitor_approval,
+    conversation,
+    start_visit,
+    widget_script,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +169,7 @@ ROUTES = [
     Route("/widget.js", widget_script, methods=["GET"]),
     Route("/widget/api/visitor", start_visit, methods=["POST"]),
     Route("/widget/api/conversation", conversation, methods=["GET"]),
+    Route("/widget/api/approval", answer_visitor_approval, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
     Route("/health/ready", ready, methods=["GET"]),
     Route("/metrics", metrics_route, methods=["GET"]),

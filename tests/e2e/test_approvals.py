@@ -343,6 +343,42 @@ def test_the_anthropic_sdk_shows_the_request_as_text(
     assert not (tmp_path / "ledger.txt").exists()
 
 
+def test_a_messages_client_answers_through_the_sessions_api_and_goes_on(
+    server: RunningServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """The README's Messages example: the session from the header, the request from the
+    answer, approved, then the next message runs it."""
+    import anthropic
+
+    ledger = tmp_path / "ledger.txt"
+    command = f"echo messages >> {ledger}"
+    fake.script("ap", Reply(text="", tool_calls=[call("c1", "terminal", {"command": command})]))
+    client = anthropic.Anthropic(base_url=server.base_url, api_key=ADMIN, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="ops", max_tokens=200, messages=[{"role": "user", "content": "Write."}]
+    )
+    session_id = raw.headers["x-session-id"]
+    first = raw.parse()
+    (request,) = (first.model_extra or {})["approval_requests"]
+    assert (request["name"], json.loads(request["arguments"])) == ("terminal", {"command": command})
+    assert first.stop_reason == "end_turn"
+    url = f"{server.api}/sessions/{session_id}/approvals/{request['id']}"
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    assert httpx.post(url, json={"approve": True}, headers=admin).status_code == 200
+    assert not ledger.exists()
+
+    fake.script("ap", Reply(text="Written."))
+    going = client.messages.create(
+        model="ops",
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Go on."}],
+        extra_body={"session_id": session_id},
+    )
+    assert [block.type for block in going.content] == ["text"]
+    assert going.content[0].text == "Written."  # type: ignore[union-attr]
+    assert ledger.read_text() == "messages\n"
+
+
 def test_the_llm_cli_shows_the_request_as_text(
     server: RunningServer, fake: FakeUpstream, tmp_path: Path
 ) -> None:

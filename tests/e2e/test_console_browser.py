@@ -19,10 +19,11 @@ pytestmark = pytest.mark.e2e
 
 WORKER = "---\nmodel: up/worker\ntools: [calculator]\n---\nYou compute.\n"
 GUARDED = "---\nmodel: up/guarded\ntools: [terminal]\nrequire_approval: always\n---\nYou act.\n"
+ACTING = "---\nmodel: up/acting\ntools: [terminal, calculator]\n---\nYou act.\n"  # asks no one
 # (the site's models: go on: a route with a price of its own)
 served = site_fixture(
     "b",
-    {"worker": WORKER, "guarded": GUARDED},
+    {"worker": WORKER, "guarded": GUARDED, "acting": ACTING},
     "  priced: {route: up/p, price: {input: 2, output: 4}}\n",
 )
 
@@ -394,6 +395,56 @@ def test_keys_page_creates_a_publishable_key_for_the_widget(
     expect(listed).to_contain_text("publishable: https://shop.example.com")
     expect(listed).to_contain_text("visitor rpm 4")
     expect(listed).to_contain_text("read-only")
+
+
+def test_keys_page_creates_a_key_whose_calls_that_act_wait_for_a_person(
+    served: RunningServer, browser: object, fake: FakeUpstream, tmp_path: Any
+) -> None:
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    page = signed_in(browser, served, ADMIN)
+    page.click("#nav-keys")
+    page.fill("#key-name", "careful")
+    page.check("#key-require-approval")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#secret-box")).to_be_visible()
+    secret = page.locator("#secret-value").text_content() or ""
+    expect(page.locator("#keys-body tr", has_text="careful")).to_contain_text("approval first")
+
+    # The agent asks no one, but this key's runs do: the command waits, the sum does not.
+    ledger = tmp_path / "ledger.txt"
+    calls = [
+        {
+            "id": "c1",
+            "name": "terminal",
+            "arguments": json.dumps({"command": f"echo x > {ledger}"}),
+        },
+        {"id": "c2", "name": "calculator", "arguments": json.dumps({"expression": "6*7"})},
+    ]
+    fake.script("b", Reply(text="", tool_calls=calls))
+    answer = httpx.post(
+        served.api + "/responses",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"model": "acting", "input": "Write the ledger and work out 6*7."},
+        timeout=30,
+    ).json()
+    waiting = [item for item in answer["output"] if item["type"] == "mcp_approval_request"]
+    assert [item["name"] for item in waiting] == ["terminal"]
+    assert not ledger.exists()
+    # the same call from a key without the flag runs at once
+    plain = str(issue(served, name="plain", scopes=["chat"])["secret"])
+    fake.script("b", Reply(text="", tool_calls=calls), Reply(text="Done."))
+    done = httpx.post(
+        served.api + "/responses",
+        headers={"Authorization": f"Bearer {plain}"},
+        json={"model": "acting", "input": "Write the ledger and work out 6*7."},
+        timeout=30,
+    ).json()
+    assert [item["type"] for item in done["output"]][-1] == "message"
+    assert ledger.read_text() == "x\n"
 
 
 def test_the_agents_api_needs_models_read_and_shows_only_the_keys_agents(

@@ -256,6 +256,7 @@ def test_each_visitor_sees_only_their_own_conversation_and_keeps_it(
         "agent": "support",
         "session_id": None,
         "messages": [],
+        "approvals": [],
     }
     stolen = chat(served, bob, session_id=session)
     assert stolen.status_code == 404

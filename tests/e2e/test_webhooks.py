@@ -5,6 +5,7 @@ across a kill -9, and visible to operators."""
 from __future__ import annotations
 
 import base64
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,11 @@ def hook_site(root: Path, upstream: FakeUpstream, receiver: WebhookReceiver) -> 
         fenced=receiver.url("fenced"),  # loopback, not allowed: the fence refuses it
         other=OTHER,
     )
-    agents = {"helper": "---\nmodel: up/helper\n---\nBe helpful.\n"}
+    agents = {
+        "helper": "---\nmodel: up/helper\n---\nBe helpful.\n",
+        "guarded": "---\nmodel: up/helper\ntools: [terminal]\nrequire_approval: always\n---\n"
+        "You act.\n",
+    }
     return make_site(root, upstream, "hk", agents, extra)
 
 
@@ -183,6 +188,41 @@ def test_each_endpoint_gets_the_events_it_asked_for(
     # "ok" asked for completed and cancelled only: not told of the failure
     ok = [Webhook(SECRET).verify(h.body, h.headers) for h in hooks.hooks("ok")]
     assert [(e["type"], e["data"]["id"]) for e in ok] == [("response.cancelled", slow.id)]
+
+
+def test_a_run_that_stops_to_ask_a_person_is_told_and_its_answer_goes_on_in_the_background(
+    served: RunningServer, fake: FakeUpstream, hooks: WebhookReceiver, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    command = {"command": f"echo yes > {ledger}"}
+    fake.script(
+        "hk",
+        Reply(
+            text="", tool_calls=[{"id": "c1", "name": "terminal", "arguments": json.dumps(command)}]
+        ),
+    )
+    client = sdk(served)
+    queued = client.responses.create(model="guarded", input="Write it.", background=True)
+    until(lambda: hooks.hooks("ok"))
+    (first,) = [Webhook(SECRET).verify(h.body, h.headers) for h in hooks.hooks("ok")]
+    assert (first["type"], first["data"]["id"]) == ("response.completed", queued.id)
+    stopped = client.responses.retrieve(queued.id)
+    (request,) = [item for item in stopped.output if item.type == "mcp_approval_request"]
+    assert json.loads(request.arguments) == command
+    assert not ledger.exists()  # told while it waits, before anything ran
+
+    fake.script("hk", Reply(text="Written."))
+    approved: list[Any] = [
+        {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+    ]
+    going = client.responses.create(
+        model="guarded", previous_response_id=queued.id, input=approved, background=True
+    )
+    until(lambda: len(hooks.hooks("ok")) == 2)
+    second = Webhook(SECRET).verify(hooks.hooks("ok")[1].body, hooks.hooks("ok")[1].headers)
+    assert (second["type"], second["data"]["id"]) == ("response.completed", going.id)
+    assert client.responses.retrieve(going.id).output_text == "Written."
+    assert ledger.read_text() == "yes\n"
 
 
 def test_a_delivery_survives_a_kill_9(

@@ -5,6 +5,7 @@ keyboard: Escape closes it and gives the focus back."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,11 @@ from tests.web_page import Site
 pytestmark = pytest.mark.e2e
 
 SUPPORT = "---\nmodel: up/support\n---\nYou help shoppers.\n"
-served = site_fixture("g", {"support": SUPPORT})
+CAREFUL = (
+    "---\nmodel: up/careful\ntools: [calculator]\nrequire_approval: always\n---\n"
+    "You quote prices.\n"
+)
+served = site_fixture("g", {"support": SUPPORT, "careful": CAREFUL})
 
 # A hostile stylesheet: if it reached into the widget, the checks below would see it.
 PAGE = """<!doctype html>
@@ -111,3 +116,77 @@ def test_the_widget_answers_on_its_site_and_keeps_the_conversation(
     assert len(fake.received("g")) == 2  # nothing reached the model
     other.close()
     page.close()
+
+
+def test_a_call_that_waits_is_a_card_the_visitor_answers_and_only_they_can(
+    served: RunningServer, browser: object, fake: FakeUpstream, shop: Site
+) -> None:
+    import httpx
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    created = issue(
+        served, name="quotes", publishable=True, agents=["careful"], origins=[shop.origin]
+    )
+    shop.page = PAGE.format(headend=served.base_url, key=created["secret"]).replace(
+        'data-agent="support"', 'data-agent="careful"'
+    )
+    sum_call = {"id": "c1", "name": "calculator", "arguments": json.dumps({"expression": "6*7"})}
+    fake.script("g", Reply(text="Let me work it out.", tool_calls=[sum_call]))
+    page = browser.new_page(viewport={"width": 360, "height": 740})
+    page.goto(shop.origin + "/")
+    page.get_by_role("button", name="Open chat: Help desk").click()
+    page.get_by_label("Message").fill("What do six boxes at 7 cost?")
+    page.get_by_label("Message").press("Enter")
+    card = page.get_by_role("group", name="Approval needed: calculator")
+    expect(card).to_contain_text("Waiting for your approval: calculator")
+    expect(card.locator("pre")).to_contain_text('"expression": "6*7"')
+    expect(page.locator(".msg.assistant").last).to_have_text("Let me work it out.")
+    assert "/v1/sessions" not in page.locator("[data-headend-widget]").inner_text()
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 360, f"the card makes the page {width}px wide on a 360px screen"
+
+    # Another visitor of the same site cannot answer it, even knowing its ids.
+    session_id = json.loads(page.evaluate("() => Object.values({...localStorage})[0]"))["session"]
+    approval_id = waiting_approval_id(served, session_id)
+    stranger = httpx.post(
+        served.base_url + "/widget/api/visitor",
+        content=json.dumps({"key": created["secret"]}),
+        headers={"Origin": shop.origin, "Content-Type": "text/plain"},
+    ).json()["token"]
+    refused = httpx.post(
+        served.base_url + "/widget/api/approval",
+        json={"session_id": session_id, "approval_id": approval_id, "approve": True},
+        headers={"Origin": shop.origin, "Authorization": f"Bearer {stranger}"},
+    )
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["error"]["code"] == "approval_not_found"
+
+    page.reload()  # still waiting on the next page load
+    page.get_by_role("button", name="Open chat: Help desk").click()
+    card = page.get_by_role("group", name="Approval needed: calculator")
+    card.get_by_role("button", name="Approve").click()
+    expect(card).to_contain_text("Approved: send your next message to go on.")
+    fake.script("g", Reply(text="Six boxes cost 42."))
+    page.get_by_label("Message").fill("Go on.")
+    page.get_by_label("Message").press("Enter")
+    expect(page.locator(".msg.assistant").last).to_have_text("Six boxes cost 42.")
+    sent = fake.received("g")[-1].body["messages"]
+    assert {"role": "tool", "tool_call_id": "c1", "content": "42"}.items() <= {
+        **next(m for m in sent if m["role"] == "tool")
+    }.items()
+    page.close()
+
+
+def waiting_approval_id(served: RunningServer, session_id: str) -> str:
+    """The session's one waiting request, as an admin sees it."""
+    import httpx
+
+    from tests.e2e.sites import ADMIN
+
+    listed = httpx.get(
+        f"{served.api}/sessions/{session_id}/approvals",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    ).json()["data"]
+    (waiting,) = [a for a in listed if a["status"] == "pending"]
+    return str(waiting["id"])

@@ -164,6 +164,17 @@ SURFACES = {
             "stream": json_values,
         },
     ),
+    "/v1/sessions/sess_unknown/approvals/mcpr_unknown": st.fixed_dictionaries(
+        {"approve": st.booleans() | json_values},
+        optional={"reason": st.text() | json_values},
+    ),
+    "/widget/api/approval": st.fixed_dictionaries(
+        {
+            "session_id": st.sampled_from(["sess_unknown", ""]) | json_values,
+            "approval_id": st.sampled_from(["mcpr_unknown", ""]) | json_values,
+        },
+        optional={"approve": st.booleans() | json_values, "reason": st.text() | json_values},
+    ),
 }
 
 

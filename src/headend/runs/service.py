@@ -110,8 +110,10 @@ class RunService:
             answering=bool(verdicts),
         )
         run.owner = principal.owner
-        if principal.visitor is not None and run.agent is None:
-            raise ModelNotFound(run.client_model)  # a visitor talks to agents only
+        if principal.visitor is not None:
+            if run.agent is None:
+                raise ModelNotFound(run.client_model)  # a visitor talks to agents only
+            run.approvals_as_text = False  # the widget shows them as cards, not an API call
         run.ignored = tuple(ignored)
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):

@@ -1,5 +1,6 @@
 """Wire shapes of a session's approvals: ``GET /v1/sessions/{id}/approvals`` and
-``POST /v1/sessions/{id}/approvals/{approval_id}``."""
+``POST /v1/sessions/{id}/approvals/{approval_id}``, and the widget's
+``POST /widget/api/approval``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ class ApprovalAnswer(BaseModel):
 
     approve: bool
     reason: str | None = Field(None, max_length=2_000)  # told to the model when denied
+
+
+class WidgetApprovalAnswer(ApprovalAnswer):
+    """A widget visitor's answer: which session and which request, in the body (the widget's
+    calls go to fixed paths, the ones its sites' CORS is answered for)."""
+
+    session_id: str = Field(min_length=1, max_length=128)
+    approval_id: str = Field(min_length=1, max_length=128)
 
 
 class ApprovalShape(BaseModel):

@@ -36,7 +36,9 @@ PUBLIC_PATHS = frozenset(
     }
 )
 # What a visitor token may call: chat, and read back its own conversation.
-VISITOR_PATHS = frozenset({"/v1/chat/completions", "/widget/api/conversation"})
+VISITOR_PATHS = frozenset(
+    {"/v1/chat/completions", "/widget/api/conversation", "/widget/api/approval"}
+)
 
 
 def required_scope(method: str, path: str) -> str | None:
@@ -107,8 +109,8 @@ class AuthMiddleware:
                     principal = await authenticator.principal(secret)
                 if principal.visitor is not None and scope["path"] not in VISITOR_PATHS:
                     raise InsufficientScope(
-                        "A visitor token may only chat (POST /v1/chat/completions) and read "
-                        "its own conversation."
+                        "A visitor token may only chat (POST /v1/chat/completions), read "
+                        "its own conversation and answer its approval requests."
                     )
                 if not principal.has(needed):
                     raise InsufficientScope(f"This key lacks the '{needed}' scope.")

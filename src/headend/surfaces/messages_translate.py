@@ -224,7 +224,7 @@ def to_message(answer: Json, model: str) -> Json:
     if reply.get("content"):
         content.append({"type": "text", "text": reply["content"]})
     content += [tool_use_block(call) for call in reply.get("tool_calls") or []]
-    return {
+    message: Json = {
         "id": new_message_id(),
         "type": "message",
         "role": "assistant",
@@ -234,6 +234,9 @@ def to_message(answer: Json, model: str) -> Json:
         "stop_sequence": None,
         "usage": usage_of(answer.get("usage")),
     }
+    if answer.get("approval_requests"):  # headend's extension, as on the chat answer
+        message["approval_requests"] = answer["approval_requests"]
+    return message
 
 
 class MessageEvents:

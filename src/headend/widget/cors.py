@@ -1,9 +1,9 @@
 """CORS for the widget: answered for the sites of active publishable keys, and no others.
 
-Only the calls the widget makes take part: chatting, its visitor token and its
-conversation. A preflight from any other site gets 403 naming the rule; a request from an
-allowed site gets ``Access-Control-Allow-Origin`` for that site (never ``*``, never
-credentials: the widget sends a token, not cookies).
+Only the calls the widget makes take part: chatting, its visitor token, its
+conversation and its answers to approval requests. A preflight from any other site gets
+403 naming the rule; a request from an allowed site gets ``Access-Control-Allow-Origin``
+for that site (never ``*``, never credentials: the widget sends a token, not cookies).
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from headend.access.origins import request_origin
 from headend.errors import OriginNotAllowed
 from headend.server.json_bodies import json_response
 
-CORS_PATHS = frozenset({"/v1/chat/completions", "/widget/api/visitor", "/widget/api/conversation"})
+CORS_PATHS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/widget/api/visitor",
+        "/widget/api/conversation",
+        "/widget/api/approval",
+    }
+)
 PREFLIGHT = {
     "Access-Control-Allow-Methods": "GET, POST",
     "Access-Control-Allow-Headers": "authorization, content-type, x-tool-progress",

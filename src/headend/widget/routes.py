@@ -1,4 +1,5 @@
-"""The widget's own calls: its script, a visitor's token, and a visitor's conversation.
+"""The widget's own calls: its script, a visitor's token, a visitor's conversation (with the
+tool calls in it waiting for their approval) and their answer to one.
 
 ``POST /widget/api/visitor`` takes the publishable key in its JSON body (sent as
 ``text/plain``, so a browser sends it without a CORS preflight): a refusal then reaches the
@@ -18,9 +19,12 @@ from starlette.responses import Response
 from headend.access.origins import request_origin
 from headend.access.visitor_tokens import MAX_TOKEN
 from headend.errors import APIError, ModelNotFound
+from headend.runs.approvals import Verdict
+from headend.schemas.approvals_api import WidgetApprovalAnswer
 from headend.schemas.validation import validate
 from headend.server.auth import principal_of
 from headend.server.json_bodies import decode_json, json_response, read_body
+from headend.server.routes.session_approvals import approval_shape
 from headend.server.services import services
 
 SCRIPT_HEADERS = {
@@ -99,16 +103,37 @@ async def conversation(request: Request) -> Response:
     sessions = await found.store.list_sessions(principal.owner, 50)
     latest = next((s for s in sessions if s.agent == agent), None)
     shown: list[dict[str, str]] = []
+    waiting: list[dict[str, Any]] = []
     if latest is not None:
         for message in await found.store.messages(latest.id):
             text = _text(message.get("content"))
             if message.get("role") in ("user", "assistant") and text:
                 shown.append({"role": message["role"], "content": text})
+        for record in await found.store.session_approvals(latest.id, 20):
+            if record.status == "pending":
+                waiting.append(approval_shape(record).model_dump())
     return json_response(
         {
             "object": "widget.conversation",
             "agent": agent,
             "session_id": latest.id if latest is not None else None,
             "messages": shown[-MAX_SHOWN:],
+            "approvals": waiting,  # the calls that wait for the visitor's answer
         }
     )
+
+
+async def answer_visitor_approval(request: Request) -> Response:
+    """``POST /widget/api/approval`` ``{session_id, approval_id, approve, reason}``: the
+    visitor answers a call of their own conversation that waits; their next message goes
+    on from it. Another visitor's request is unknown to them (404)."""
+    found = services(request)
+    body = validate(
+        WidgetApprovalAnswer,
+        decode_json(await read_body(request, found.settings.server.max_body_bytes)),
+    )
+    verdict = Verdict(body.approval_id, body.approve, body.reason, "approve")
+    record = await found.runs.approvals.answer(
+        body.session_id, verdict, principal_of(request.scope)
+    )
+    return json_response(approval_shape(record))

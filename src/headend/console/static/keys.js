@@ -45,7 +45,8 @@ export async function loadKeys() {
         button("Revoke", () => revoke(key)),
       );
     }
-    const tools = Array.isArray(key.tools) ? key.tools.join(", ") : key.tools;
+    let tools = Array.isArray(key.tools) ? key.tools.join(", ") : key.tools;
+    if (key.require_approval) tools += " (approval first)";
     const name = key.publishable ? `${key.name} (publishable: ${key.origins.join(", ")})` : key.name;
     body.append(row([
       name, key.prefix + "…", key.scopes.join(", "), (key.agents || ["*"]).join(", "),
@@ -105,6 +106,7 @@ export async function createKey(event) {
   else if (tools === "list") {
     body.tools = $("key-tool-names").value.split(",").map((s) => s.trim()).filter(Boolean);
   }
+  if ($("key-require-approval").checked) body.require_approval = true;
   const response = await api("/admin/keys", { method: "POST", body: JSON.stringify(body) });
   if (!response.ok) {
     $("keys-error").textContent = await errorOf(response);

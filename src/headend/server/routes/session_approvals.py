@@ -22,10 +22,13 @@ MOST = 100
 
 
 async def list_approvals(request: Request) -> Response:
-    """``?limit=20``: the session's latest approval requests, oldest first."""
+    """``?limit=20``: the session's latest approval requests, oldest first. The session's
+    owner sees them, and an admin, who may answer them, sees any session's."""
     found = services(request)
     session_id = request.path_params["session_id"]
-    if await found.store.get_session(session_id, principal_of(request.scope).owner) is None:
+    principal = principal_of(request.scope)
+    mine = await found.store.get_session(session_id, principal.owner) is not None
+    if not mine and not principal.has("admin"):
         raise SessionNotFound(session_id)
     limit = query_whole(request, "limit", 1, MOST) or 20
     records = await found.store.session_approvals(session_id, limit)

@@ -3,7 +3,8 @@
 // Optional: data-title, data-color, data-greeting, data-placeholder, and for a signed-in
 // user data-user with data-user-hash (the HMAC your server computes; see headend's README).
 // It renders in a shadow root, keeps the visitor's token and conversation across page
-// loads, and streams answers. No dependencies, no build step.
+// loads, streams answers, and shows a tool call that waits for the visitor's approval as a
+// card to approve or deny. No dependencies, no build step.
 (() => {
   "use strict";
   const script = document.currentScript;
@@ -106,8 +107,20 @@
     return response.json();
   }
 
-  // The answer's text as it streams: onText(piece) for each piece.
-  async function ask(text, onText) {
+  async function answerApproval(approvalId, approve) {
+    const body = { session_id: kept.session, approval_id: approvalId, approve };
+    const response = await authorized(`${base}/widget/api/approval`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw await failure(response);
+    return response.json();
+  }
+
+  // The answer's text as it streams: onText(piece) for each piece; then onWaiting(requests)
+  // for the tool calls it stopped at, if any.
+  async function ask(text, onText, onWaiting) {
     const body = { model: agent, messages: [{ role: "user", content: text }], stream: true };
     if (kept.session) body.session_id = kept.session;
     const response = await authorized(`${base}/v1/chat/completions`, {
@@ -141,6 +154,7 @@
           }
           if (chunk.error) throw new Refused(chunk.error.message, 500, chunk.error.code);
           if (chunk.session_id) keep({ session: chunk.session_id });
+          if (chunk.approval_requests) onWaiting(chunk.approval_requests);
           const piece = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
           if (piece) onText(piece);
         }
@@ -175,6 +189,14 @@ header button { background: transparent; color: #fff; border: 1px solid rgba(255
 .assistant { align-self: flex-start; background: #fff; border: 1px solid #dde1e6; }
 .notice { align-self: stretch; color: #8a1c1c; background: #fdecec; border: 1px solid #f3b9b9;
   font-size: 14px; }
+.approval { align-self: stretch; background: #fff8e6; border: 1px solid #e8c66a;
+  border-radius: 10px; padding: 8px 11px; font-size: 14px; }
+.approval p { margin: 0 0 6px; }
+.approval pre { margin: 0 0 8px; white-space: pre-wrap; overflow-wrap: anywhere;
+  font-family: ui-monospace, monospace; font-size: 13px; }
+.approval button { border: 1px solid #c6cbd2; border-radius: 6px; padding: 4px 10px;
+  margin-right: 6px; background: #fff; color: #111; cursor: pointer; font-size: 14px; }
+.approval button.approve { background: var(--accent); border-color: var(--accent); color: #fff; }
 form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e3e6ea; }
 textarea { flex: 1; resize: none; border: 1px solid #c6cbd2; border-radius: 8px; padding: 8px;
   font-size: 15px; min-height: 40px; max-height: 120px; color: #111; background: #fff; }
@@ -266,6 +288,44 @@ form button:disabled { opacity: .5; cursor: default; }
     const greet = () => {
       if (cfg.greeting) bubble("assistant", cfg.greeting);
     };
+    // A call that waits: the tool, its arguments as they would run, Approve and Deny.
+    const card = (request) => {
+      let shown = request.arguments;
+      try {
+        shown = JSON.stringify(JSON.parse(request.arguments), null, 2);
+      } catch (_) {
+        /* shown as sent */
+      }
+      const approve = make("button", { type: "button", class: "approve", text: "Approve" });
+      const deny = make("button", { type: "button", text: "Deny" });
+      const choices = make("div", {}, approve, deny);
+      const node = make(
+        "div",
+        { class: "approval", role: "group", "aria-label": `Approval needed: ${request.name}` },
+        make("p", { text: `Waiting for your approval: ${request.name}` }),
+        make("pre", { text: shown }),
+        choices,
+      );
+      const decide = async (yes) => {
+        approve.disabled = deny.disabled = true;
+        try {
+          await answerApproval(request.id, yes);
+          choices.replaceWith(
+            make("p", {
+              text: `${yes ? "Approved" : "Denied"}: send your next message to go on.`,
+            }),
+          );
+          input.focus();
+        } catch (error) {
+          approve.disabled = deny.disabled = false;
+          notice(error);
+        }
+      };
+      approve.addEventListener("click", () => decide(true));
+      deny.addEventListener("click", () => decide(false));
+      log.append(node);
+      log.scrollTop = log.scrollHeight;
+    };
 
     let loaded = false;
     async function load() {
@@ -276,6 +336,7 @@ form button:disabled { opacity: .5; cursor: default; }
         if (found.session_id) keep({ session: found.session_id });
         if (!found.messages.length) greet();
         for (const message of found.messages) bubble(message.role, message.content);
+        for (const request of found.approvals || []) card(request);
       } catch (error) {
         loaded = false;
         notice(error);
@@ -326,11 +387,17 @@ form button:disabled { opacity: .5; cursor: default; }
       const answer = bubble("assistant", "");
       answer.setAttribute("aria-busy", "true");
       try {
-        await ask(text, (piece) => {
-          answer.textContent += piece;
-          log.scrollTop = log.scrollHeight;
-        });
+        const waiting = [];
+        await ask(
+          text,
+          (piece) => {
+            answer.textContent += piece;
+            log.scrollTop = log.scrollHeight;
+          },
+          (requests) => waiting.push(...requests),
+        );
         if (!answer.textContent) answer.remove();
+        for (const request of waiting) card(request);
       } catch (error) {
         if (!answer.textContent) answer.remove();
         notice(error);
