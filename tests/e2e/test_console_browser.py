@@ -424,25 +424,24 @@ def test_keys_page_creates_a_key_whose_calls_that_act_wait_for_a_person(
         },
         {"id": "c2", "name": "calculator", "arguments": json.dumps({"expression": "6*7"})},
     ]
+
+    def ask(key: str) -> Any:
+        return httpx.post(
+            served.api + "/responses",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "acting", "input": "Write the ledger and work out 6*7."},
+            timeout=30,
+        ).json()
+
     fake.script("b", Reply(text="", tool_calls=calls))
-    answer = httpx.post(
-        served.api + "/responses",
-        headers={"Authorization": f"Bearer {secret}"},
-        json={"model": "acting", "input": "Write the ledger and work out 6*7."},
-        timeout=30,
-    ).json()
+    answer = ask(secret)
     waiting = [item for item in answer["output"] if item["type"] == "mcp_approval_request"]
     assert [item["name"] for item in waiting] == ["terminal"]
     assert not ledger.exists()
     # the same call from a key without the flag runs at once
     plain = str(issue(served, name="plain", scopes=["chat"])["secret"])
     fake.script("b", Reply(text="", tool_calls=calls), Reply(text="Done."))
-    done = httpx.post(
-        served.api + "/responses",
-        headers={"Authorization": f"Bearer {plain}"},
-        json={"model": "acting", "input": "Write the ledger and work out 6*7."},
-        timeout=30,
-    ).json()
+    done = ask(plain)
     assert [item["type"] for item in done["output"]][-1] == "message"
     assert ledger.read_text() == "x\n"
 
