@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from headend import __version__
 from headend.access.authenticator import Authenticator, check_exposure
@@ -92,9 +92,10 @@ from headend.server.routes.responses import (
     create_response,
     delete_response,
     list_input_items,
-    responses_websocket,
+    responses_get,
     retrieve_response,
 )
+from headend.server.routes.responses_socket import responses_socket
 from headend.server.routes.session_approvals import answer_approval, list_approvals
 from headend.server.routes.sessions import (
     create_session,
@@ -124,7 +125,8 @@ ROUTES = [
     Route("/v1/completions", create_completion, methods=["POST"]),
     Route("/v1/embeddings", create_embeddings, methods=["POST"]),
     Route("/v1/responses", create_response, methods=["POST"]),
-    Route("/v1/responses", responses_websocket, methods=["GET"]),
+    Route("/v1/responses", responses_get, methods=["GET"]),
+    WebSocketRoute("/v1/responses", responses_socket),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),

@@ -51,6 +51,7 @@ class ServerSettings(_Strict):
     header_timeout: float = Field(10.0, gt=0)  # seconds from a request's first byte to its head
     body_timeout: float = Field(60.0, gt=0)  # seconds from the head to the body's last byte
     idle_timeout: float = Field(10.0, gt=0)  # seconds a connection may wait between requests
+    websocket_seconds: float = Field(3600.0, gt=0)  # a Responses WebSocket's life, as OpenAI's
     admin_key: str | None = Field(None, repr=False)  # also from $HEADEND_ADMIN_KEY
     insecure_no_auth: bool = False  # serve without keys on a non-loopback address
     drain_seconds: float = Field(30.0, ge=0)  # on SIGTERM, how long running requests may finish
@@ -58,7 +59,7 @@ class ServerSettings(_Strict):
     access_log: bool = True  # one line per request (headend's own; uvicorn's is off)
     workers: int = Field(1, ge=1, le=64)  # processes serving one port (see headend.server.workers)
 
-    @field_validator("drain_seconds", mode="before")
+    @field_validator("drain_seconds", "websocket_seconds", mode="before")
     @classmethod
     def _drain(cls, value: object) -> float:
         return parse_duration(value)

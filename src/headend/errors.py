@@ -137,7 +137,7 @@ class HeadersTooLarge(APIError):
 
 class UpgradeRequired(MethodNotAllowed):
     status = 426
-    default_code = "websocket_not_supported"
+    default_code = "upgrade_not_supported"
     headers = {"Connection": "close"}  # noqa: RUF012 - read-only
 
 

@@ -15,11 +15,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.clients import BIN, MCP_TINY, mcp_calls, node_env, require_clients
 from tests.conftest import RunningServer
-from tests.e2e.sites import issue, site_fixture
+from tests.e2e.sites import ADMIN, issue, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -97,11 +98,29 @@ def texts(messages: list[dict[str, object]], role: str) -> list[str]:
     return [str(m["content"]) for m in messages if m["role"] == role]
 
 
-def test_a_prompt_on_the_default_model(codex: Codex, fake: FakeUpstream) -> None:
+def answered(served: RunningServer, surface: str) -> float:
+    """Requests headend answered on ``surface``, by its metrics."""
+    text = httpx.get(served.base_url + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.text.splitlines()
+        if line.startswith("headend_requests_total{") and f'surface="{surface}"' in line
+    )
+
+
+def test_a_prompt_on_the_default_model(
+    served: RunningServer, codex: Codex, fake: FakeUpstream
+) -> None:
     fake.script("x", Reply(text="Hello from headend."))
+    before = answered(served, "responses_websocket"), answered(served, "responses")
     done = codex.run("Say hello")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Hello from headend." in done.stdout
+    # Over the WebSocket, on Codex's defaults: its warm-up and the turn; no fallback to HTTP.
+    after = answered(served, "responses_websocket"), answered(served, "responses")
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 0), done.stderr[-3000:]
+    assert "falling back" not in done.stderr.lower()
+    assert "reconnecting" not in done.stderr.lower()
     (seen,) = fake.received("x")
     assert seen.body["model"] == "sol"
     assert seen.body["stream"] is True

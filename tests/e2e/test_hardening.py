@@ -384,10 +384,14 @@ def test_a_response_continued_with_another_model_forks(
     assert client.get(f"/sessions/{first['session_id']}").json()["turns"] == 1
 
 
-def test_a_websocket_upgrade_on_responses_gets_426(hardened: RunningServer) -> None:
-    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", **ADMIN_HEADERS}
-    refused = httpx.get(hardened.api + "/responses", headers=upgrade)
-    assert refused.status_code == 426  # Codex falls back to HTTP at once on this one
+def test_an_upgrade_headend_does_not_speak_gets_426(hardened: RunningServer) -> None:
+    """WebSocket is served (tests/e2e/test_responses_websocket.py); any other upgrade, or a
+    WebSocket handshake that is not one, is answered as HTTP, never left hanging."""
+    upgrade = {"Upgrade": "h2c", "Connection": "Upgrade", **ADMIN_HEADERS}
+    refused = httpx.get(hardened.api + "/responses", headers=upgrade, timeout=5)
+    assert refused.status_code == 426
     assert refused.headers["connection"] == "close"
-    assert refused.json()["error"]["code"] == "websocket_not_supported"
+    assert refused.json()["error"]["code"] == "upgrade_not_supported"
+    half = {"Upgrade": "websocket", "Connection": "Upgrade", **ADMIN_HEADERS}  # no key, version
+    assert httpx.get(hardened.api + "/responses", headers=half, timeout=5).status_code == 400
     assert httpx.get(hardened.api + "/responses", headers=ADMIN_HEADERS).status_code == 405

@@ -21,6 +21,7 @@ from headend.runs.background import BackgroundRuns
 from headend.runs.record import RunRecord
 from headend.runs.run import Run
 from headend.runs.service import RunService
+from headend.runs.socket_chain import Link
 from headend.runs.stored_responses import ResponseService
 from headend.store.base import ResponseRecord
 from headend.surfaces.responses_tools import request_tools
@@ -94,17 +95,28 @@ class ResponseRuns:
         self.background = background
 
     async def start(
-        self, body: Json, record: RunRecord, headers: Mapping[str, str], principal: Principal
+        self,
+        body: Json,
+        record: RunRecord,
+        headers: Mapping[str, str],
+        principal: Principal,
+        after: Link | None = None,
     ) -> ResponseRun:
-        """``body``: a request already checked (``surfaces.responses_translate.checked``)."""
+        """``body``: a request already checked (``surfaces.responses_translate.checked``);
+        ``after``: the response it goes on from, when a WebSocket holds it (no store read)."""
         owner = principal.owner
         items = await self.responses.resolve(items_of(body), owner)
+        if after is not None and after.session_id is None:
+            items = [*after.items, *after.output, *items]  # the chain so far, from the socket
         said, verdicts = split_verdicts(items)
         offered = request_tools(body)
         chat = to_chat(body, said, offered)
         keep = body.get("store", True) is not False
         previous = body.get("previous_response_id")
-        if previous is not None:
+        if after is not None:
+            if after.session_id is not None:
+                chat["session_id"] = after.session_id
+        elif previous is not None:
             model = chat["model"]
             agent = await self.versions.resolve(model) if isinstance(model, str) else None
             chat["session_id"] = await self.responses.session_after(

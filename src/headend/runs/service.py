@@ -162,6 +162,14 @@ class RunService:
 
         return await asyncio.to_thread(total)
 
+    async def check_model(self, body: Any, principal: Principal) -> None:
+        """That the request's ``model`` is an agent or route this caller may use, without
+        running anything (a WebSocket's warm-up): ``ModelNotFound`` if not."""
+        if await self._agent(body, principal) is None and (
+            self.routes.for_client(body["model"]) is None
+        ):
+            raise ModelNotFound(body["model"])
+
     async def _agent(self, body: Any, principal: Principal) -> Agent | None:
         """The agent (at the version) the request's ``model`` names, if it names one; a name
         the key may not use is reported exactly as if it did not exist."""

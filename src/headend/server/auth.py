@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headend.access.authenticator import Authenticator
 from headend.access.principal import AGENTS_WRITE, OPEN, Principal
@@ -18,9 +18,13 @@ from headend.access.visitor_tokens import VISITOR_PREFIX
 from headend.errors import APIError, InsufficientScope, InvalidKey
 from headend.server.context import refuse
 from headend.server.cookies import check_origin, cookie_token
+from headend.server.error_shapes import openai_envelope, send_error
 from headend.server.request_record import context_of
 
 log = logging.getLogger(__name__)
+
+CREDENTIAL = "credential"  # a socket's key, kept in its scope's state to check it again
+POLICY_VIOLATION = 1008  # the WebSocket close code for a caller refused
 
 # Health, the console's page and assets (it shows the sign-in), and the sign-in itself.
 # The widget's script and its visitor sign-in (which checks the publishable key itself).
@@ -89,31 +93,16 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         needed = required_scope(scope["method"], scope["path"])
         if needed is not None:
-            services = scope["app"].state.services
-            authenticator: Authenticator = services.auth
-            headers = scope["headers"]
             try:
-                secret = presented_secret(headers)
-                token = cookie_token(headers) if secret is None else None
-                if secret is not None and secret.startswith(VISITOR_PREFIX):
-                    principal = await services.visitors.principal(secret, scope)
-                elif token is not None and not await authenticator.is_open():
-                    check_origin(scope["method"], headers)
-                    principal = await services.logins.principal(token)
-                else:
-                    principal = await authenticator.principal(secret)
-                if principal.visitor is not None and scope["path"] not in VISITOR_PATHS:
-                    raise InsufficientScope(
-                        "A visitor token may only chat (POST /v1/chat/completions), read "
-                        "its own conversation and answer its approval requests."
-                    )
-                if not principal.has(needed):
-                    raise InsufficientScope(f"This key lacks the '{needed}' scope.")
+                principal = await self._caller(scope, needed, cookies=True)
             except APIError as exc:
                 await refuse(scope, send, exc)
                 return
@@ -122,6 +111,57 @@ class AuthMiddleware:
             if context is not None:
                 context.key_id = principal.key_id
         await self.app(scope, receive, send)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket upgrade: a key, as for any request (a browser's sign-in cookie would
+        reach a socket any site opens, so it is not taken); refused before the socket opens,
+        with the status and envelope an HTTP request would get."""
+        try:
+            principal = await self._caller(scope, "chat", cookies=False)
+        except APIError as exc:
+            await deny_socket(scope, send, exc)
+            return
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        state[CREDENTIAL] = presented_secret(scope["headers"])  # checked again per response
+        await self.app(scope, receive, send)
+
+    async def _caller(self, scope: Scope, needed: str, *, cookies: bool) -> Principal:
+        services = scope["app"].state.services
+        authenticator: Authenticator = services.auth
+        headers = scope["headers"]
+        secret = presented_secret(headers)
+        token = cookie_token(headers) if secret is None and cookies else None
+        if secret is not None and secret.startswith(VISITOR_PREFIX):
+            principal: Principal = await services.visitors.principal(secret, scope)
+        elif token is not None and not await authenticator.is_open():
+            check_origin(scope["method"], headers)
+            principal = await services.logins.principal(token)
+        else:
+            principal = await authenticator.principal(secret)
+        if principal.visitor is not None and (
+            scope["type"] != "http" or scope["path"] not in VISITOR_PATHS
+        ):
+            raise InsufficientScope(
+                "A visitor token may only chat (POST /v1/chat/completions), read "
+                "its own conversation and answer its approval requests."
+            )
+        if not principal.has(needed):
+            raise InsufficientScope(f"This key lacks the '{needed}' scope.")
+        return principal
+
+
+async def deny_socket(scope: Scope, send: Send, error: APIError) -> None:
+    """Refuse a WebSocket upgrade as HTTP (401, 403… in the OpenAI envelope) where the server
+    can, else by closing it unopened (1008, policy violation)."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+
+        async def as_socket(message: Message) -> None:
+            await send({**message, "type": "websocket." + message["type"]})
+
+        await send_error(as_socket, error, openai_envelope)
+        return
+    await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": error.message[:120]})
 
 
 def principal_of(scope: Scope) -> Principal:

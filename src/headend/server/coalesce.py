@@ -32,6 +32,11 @@ class Coalesced(asyncio.Transport):
         self._size = 0
         self._scheduled: asyncio.Handle | None = None
 
+    @property
+    def raw(self) -> asyncio.Transport:
+        """The transport written to (for a protocol that takes the connection over)."""
+        return self._transport
+
     def write(self, data: Data) -> None:
         if not data:
             return

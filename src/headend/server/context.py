@@ -41,6 +41,47 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter):08x}"
 
 
+SOCKET_RECORDS = "socket_records"  # where a WebSocket's scope keeps its ``SocketRecords``
+SOCKET_SURFACE = "responses_websocket"  # its responses, apart from those over HTTP
+
+
+class SocketRecords:
+    """A WebSocket's responses, each one a request to the metrics, the access log and the
+    traces (``WS /v1/responses`` in the access line, surface ``responses_websocket``): the
+    middleware, which has the observer and the tracing, puts one in the socket's scope; the
+    socket's handler opens and closes a record per response."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        observer: RequestObserver | None,
+        tracing: Tracing,
+        new_id: RequestIds,
+    ) -> None:
+        self.observer = observer
+        self.tracing = tracing
+        self.new_id = new_id
+        self.path = scope["path"]
+        self.headers = scope["headers"]
+        self.seen = {"method": "WS", "path": self.path}  # as the access line shows it
+
+    def open(self, key_id: str | None) -> RequestContext:
+        context = RequestContext(request_id=self.new_id(), surface=SOCKET_SURFACE)
+        context.key_id = key_id
+        context.streaming = True
+        context.span = self.tracing.request(
+            "GET", self.path, self.headers, context.request_id, self.path in EXACT
+        )
+        if self.observer is not None:
+            self.observer.stream_started(context)
+        return context
+
+    def close(self, context: RequestContext, status: int) -> None:
+        context.status = status
+        if self.observer is not None:
+            self.observer.finished(context, self.seen)
+
+
 async def refuse(scope: Scope, send: Send, error: APIError) -> None:
     """Answer ``error`` from a middleware (before any route runs), in the path's envelope,
     noted on the request's context for the metrics and the access line."""
@@ -79,6 +120,9 @@ class RequestContextMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                records = SocketRecords(scope, self.observer, self.tracing, self._new_id)
+                scope.setdefault("state", {})[SOCKET_RECORDS] = records
             await self.app(scope, receive, send)
             return
         context = RequestContext(

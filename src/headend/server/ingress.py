@@ -12,8 +12,9 @@ likes and takes headers of any size. ``guarded_protocol`` adds, per connection:
 - an idle deadline: a connection with no request in flight closes after ``idle_timeout``
   seconds, a new connection that sends nothing included.
 
-headend serves no WebSocket: an upgrade request reaches the app as plain HTTP (Codex CLI's
-attempt at the Responses WebSocket gets 426 and falls back to HTTP).
+A WebSocket upgrade (the Responses API's WebSocket mode) leaves these deadlines behind with
+the HTTP protocol: the socket is the WebSocket protocol's, its frames bounded by
+``max_body_bytes`` and its liveness kept by pings.
 """
 
 from __future__ import annotations
@@ -86,7 +87,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 )
 
     def _unsupported_upgrade_warning(self) -> None:
-        """headend serves no WebSocket: an upgrade request is answered as HTTP (426)."""
+        """An upgrade to anything but WebSocket is answered as HTTP (426 where it matters)."""
+
+    def handle_websocket_upgrade(self) -> None:
+        """The socket goes to the WebSocket protocol, without this connection's deadlines and
+        with the transport itself (frames are written as they come, not gathered)."""
+        self._stop_timer()
+        self._out.flush()
+        self.transport = self._out.raw
+        super().handle_websocket_upgrade()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refusal already answered; the parser error is ours
@@ -210,6 +219,8 @@ def uvicorn_options(limits: ServerSettings) -> dict[str, Any]:
     return {
         "http": guarded_protocol(limits),
         "timeout_keep_alive": limits.idle_timeout,
-        "ws": "none",  # upgrade requests reach the app as HTTP, which answers 426
+        "ws": "websockets-sansio",
+        "ws_max_size": limits.max_body_bytes,  # a response.create frame: a request's body
+        "ws_per_message_deflate": True,  # Codex CLI offers it
         "h11_max_incomplete_event_size": limits.max_header_bytes,
     }

@@ -94,6 +94,26 @@ def error_event(error: APIError) -> Json:
     }
 
 
+async def response_events(
+    found: Services,
+    run: Run,
+    events: ResponseEvents,
+    items: list[Json] | None,
+    owner: str | None,
+) -> AsyncGenerator[list[Json], None]:
+    """A run's Responses events, batch by batch, for a stream of any transport; the
+    response is stored (``items``: its input) before the client hears it is done."""
+    yield events.start()  # at once: a failure later is a response.failed
+    async for batch in chunk_batches(found.runs.events(run)):
+        out = [e for chunk in batch for e in events.feed(chunk)]
+        if out:
+            yield out
+    closing, response = events.finish_events()
+    if items is not None:
+        await found.responses.save(response, run, items, owner)
+    yield closing
+
+
 async def response_frames(
     found: Services,
     run: Run,
@@ -101,22 +121,18 @@ async def response_frames(
     items: list[Json] | None,
     owner: str | None,
 ) -> AsyncGenerator[bytes, None]:
-    yield event_frames(events.start())  # at once: a failure later is a response.failed
-    async for batch in chunk_batches(found.runs.events(run)):
-        out = [e for chunk in batch for e in events.feed(chunk)]
-        if out:
-            yield event_frames(out)
-    closing, response = events.finish_events()
-    if items is not None:  # stored before the client hears it is done
-        await found.responses.save(response, run, items, owner)
-    yield event_frames(closing)
+    async for batch in response_events(found, run, events, items, owner):
+        yield event_frames(batch)
 
 
-async def responses_websocket(request: Request) -> Response:
-    """Codex CLI tries the Responses WebSocket transport first: 426 makes it use HTTP at
-    once (other statuses cost it five retries, 400 fails the run)."""
-    if request.headers.get("upgrade", "").lower() == "websocket":
-        raise UpgradeRequired("headend serves the Responses API over HTTP: POST /v1/responses.")
+async def responses_get(request: Request) -> Response:
+    """A plain GET (the WebSocket upgrade goes to ``responses_socket``): 426 for an upgrade
+    the server could not take (not to WebSocket), else 405."""
+    if request.headers.get("upgrade"):
+        raise UpgradeRequired(
+            "The Responses API is served over HTTP (POST /v1/responses) and WebSocket "
+            "(GET /v1/responses with 'Upgrade: websocket')."
+        )
     raise MethodNotAllowed(f"Method GET is not allowed on {request.url.path}.")
 
 
