@@ -46,6 +46,7 @@ from headend.providers.registry import builtin_provider_types
 from headend.providers.router import Router
 from headend.providers.startup import ProviderStartup
 from headend.runs.admission import Admission
+from headend.runs.agent_calls import AgentCalls
 from headend.runs.approvals import Approvals
 from headend.runs.background import BackgroundRuns
 from headend.runs.budgets import BudgetBook
@@ -62,6 +63,7 @@ from headend.server.context import RequestContextMiddleware
 from headend.server.dispatch import HeadendApp
 from headend.server.error_handlers import EXCEPTION_HANDLERS
 from headend.server.idempotency import IdempotencyMiddleware
+from headend.server.mcp_agents import AgentToolServer, McpEndpoint
 from headend.server.observer import RequestObserver
 from headend.server.readiness import Readiness
 from headend.server.routes.admin import list_keys, post_key, revoke, rotate, usage
@@ -127,6 +129,7 @@ ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/responses", responses_get, methods=["GET"]),
     WebSocketRoute("/v1/responses", responses_socket),
+    Route("/mcp", McpEndpoint(), methods=["POST"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
@@ -338,6 +341,7 @@ def build_services(
     return Services(
         settings=settings,
         agents=agents,
+        agent_calls=AgentCalls(runs),
         routes=routes,
         store=store,
         auth=base.auth,
@@ -448,7 +452,11 @@ def create_app(
                 log.info(
                     "serving %d agent(s) and %d model route(s)", len(agents), len(routes.names())
                 )
-                async with running_in_background(settings, base, meter, services, readiness):
+                agent_tools = app.state.agent_tools = AgentToolServer()
+                async with (
+                    running_in_background(settings, base, meter, services, readiness),
+                    agent_tools.running(),
+                ):
                     yield
             finally:
                 loading.cancel()  # a model still loading is left to the process's exit

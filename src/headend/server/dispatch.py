@@ -12,6 +12,7 @@ either way, which logs it and answers 500 (so Starlette's own error middleware i
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
@@ -28,11 +29,13 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def fixed_routes(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], Endpoint]:
-    """``(method, path)`` to handler for every route without path parameters (HEAD, which
-    Starlette adds to GET, stays with Starlette)."""
+    """``(method, path)`` to handler for every route without path parameters whose handler
+    takes a request (HEAD, which Starlette adds to GET, and ASGI apps stay with Starlette)."""
     found: dict[tuple[str, str], Endpoint] = {}
     for route in routes:
-        if isinstance(route, Route) and not route.param_convertors and route.methods:
+        if not isinstance(route, Route) or route.param_convertors or not route.methods:
+            continue
+        if inspect.isfunction(route.endpoint) or inspect.ismethod(route.endpoint):
             for method in route.methods - {"HEAD"}:
                 found.setdefault((method, route.path), route.endpoint)
     return found

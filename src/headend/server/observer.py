@@ -30,6 +30,7 @@ EXACT = {
     "/health": "health",
     "/health/ready": "health",
     "/metrics": "metrics",
+    "/mcp": "mcp",
 }
 PREFIXES = (
     ("/v1/responses/", "responses"),

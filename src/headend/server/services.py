@@ -15,6 +15,7 @@ from headend.agents.versions import AgentVersions
 from headend.config import Settings
 from headend.observability.metrics import Metrics
 from headend.providers.model_routes import RouteTable
+from headend.runs.agent_calls import AgentCalls
 from headend.runs.background import BackgroundRuns
 from headend.runs.embedding_service import EmbeddingService
 from headend.runs.response_runs import ResponseRuns
@@ -29,6 +30,7 @@ from headend.webhooks.sender import WebhookSender
 class Services:
     settings: Settings
     agents: AgentRegistry
+    agent_calls: AgentCalls  # an agent as one function: how MCP and A2A reach it
     versions: AgentVersions
     editor: AgentEditor
     routes: RouteTable
