@@ -66,6 +66,7 @@ from headend.server.idempotency import IdempotencyMiddleware
 from headend.server.mcp_agents import AgentToolServer, McpEndpoint
 from headend.server.observer import RequestObserver
 from headend.server.readiness import Readiness
+from headend.server.routes.a2a import CARD_PATH, agent_card_route, agent_rpc, list_agent_cards
 from headend.server.routes.admin import list_keys, post_key, revoke, rotate, usage
 from headend.server.routes.admin_agents import (
     create_agent,
@@ -130,6 +131,9 @@ ROUTES = [
     Route("/v1/responses", responses_get, methods=["GET"]),
     WebSocketRoute("/v1/responses", responses_socket),
     Route("/mcp", McpEndpoint(), methods=["POST"]),
+    Route("/a2a", list_agent_cards, methods=["GET"]),
+    Route("/a2a/{agent}" + CARD_PATH, agent_card_route, methods=["GET"]),
+    Route("/a2a/{agent}", agent_rpc, methods=["POST"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),

@@ -101,9 +101,11 @@ class ResponseRuns:
         headers: Mapping[str, str],
         principal: Principal,
         after: Link | None = None,
+        session_id: str | None = None,
     ) -> ResponseRun:
         """``body``: a request already checked (``surfaces.responses_translate.checked``);
-        ``after``: the response it goes on from, when a WebSocket holds it (no store read)."""
+        ``after``: the response it goes on from, when a WebSocket holds it (no store read);
+        ``session_id``: a conversation of the caller's to go on with (A2A's ``contextId``)."""
         owner = principal.owner
         items = await self.responses.resolve(items_of(body), owner)
         if after is not None and after.session_id is None:
@@ -113,7 +115,9 @@ class ResponseRuns:
         chat = to_chat(body, said, offered)
         keep = body.get("store", True) is not False
         previous = body.get("previous_response_id")
-        if after is not None:
+        if session_id is not None:
+            chat["session_id"] = session_id
+        elif after is not None:
             if after.session_id is not None:
                 chat["session_id"] = after.session_id
         elif previous is not None:

@@ -39,6 +39,7 @@ PREFIXES = (
     ("/admin/", "admin"),
     ("/console", "console"),
     ("/widget", "widget"),
+    ("/a2a", "a2a"),
 )
 OTHER = "other"
 
