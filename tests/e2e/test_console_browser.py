@@ -222,6 +222,7 @@ def signed_in(browser: object, served: RunningServer, key: str) -> Any:
 def test_agents_page_shows_routes_tools_defaults_and_the_prompt_to_admins_only(
     served: RunningServer, browser: object
 ) -> None:
+    import httpx
     from playwright.sync_api import expect
 
     from tests.e2e.sites import ADMIN
@@ -236,6 +237,16 @@ def test_agents_page_shows_routes_tools_defaults_and_the_prompt_to_admins_only(
     card.get_by_text("System prompt").click()
     expect(card.locator("pre")).to_have_text("You compute.\n")
     expect(page.locator("#routes-body")).to_contain_text("gpt")
+    # every way in, with addresses that answer
+    card.get_by_text("How to reach it").click()
+    ways = card.locator(".reach")
+    socket = served.base_url.replace("http://", "ws://")
+    expect(ways).to_contain_text(f"{socket}/v1/responses")
+    expect(ways).to_contain_text(f"{served.base_url}/mcp")
+    expect(ways).to_contain_text('(tool "worker")')
+    a2a = f"{served.base_url}/a2a/worker/.well-known/agent-card.json"
+    expect(ways).to_contain_text(a2a)
+    assert httpx.get(a2a, headers={"Authorization": f"Bearer {ADMIN}"}).json()["name"] == "worker"
 
     reader = str(issue(served, name="r", scopes=["chat", "models:read"], no_tools=True)["secret"])
     page = signed_in(browser, served, reader)

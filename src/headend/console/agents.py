@@ -1,7 +1,8 @@
 """``GET /console/api/agents``: what the console's Agents page shows, for the agents and
 model routes the key may use: each agent's version, routes, tools (and whether this key's runs may
 use them), sampling defaults and limits, its description, and its system prompt for keys
-with ``agents:write`` or ``admin`` (an operator's prompt is not every caller's to read)."""
+with ``agents:write`` or ``admin`` (an operator's prompt is not every caller's to read), and
+its name as a tool of ``/mcp``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from headend.agents.registry import Agent
 from headend.providers.base import SAMPLING_FIELDS
 from headend.server.auth import principal_of
 from headend.server.json_bodies import json_response
+from headend.server.mcp_agents import tool_name
 from headend.server.services import services
 
 
@@ -52,6 +54,7 @@ def _agent(agent: Agent, principal: Principal) -> dict[str, Any]:
         "max_iterations": spec.max_iterations,
         "max_concurrency": spec.max_concurrency,
         "system_prompt": spec.system_prompt if principal.has("agents:write") else None,
+        "mcp_tool": tool_name(spec.id),  # its name among /mcp's tools
     }
 
 

@@ -28,6 +28,33 @@ function titled(id) {
   return article;
 }
 
+// Every way in to one agent: the same agent, the same answers, on each protocol.
+function reach(agent) {
+  const base = location.origin;
+  const socket = base.replace(/^http/, "ws");
+  const ways = [
+    ["Chat Completions", `POST ${base}/v1/chat/completions  {"model": "${agent.id}", …}`],
+    ["Responses", `POST ${base}/v1/responses  {"model": "${agent.id}", …}`],
+    ["Responses over WebSocket", `${socket}/v1/responses  (response.create, "model": "${agent.id}")`],
+    ["Messages (Anthropic)", `POST ${base}/v1/messages  {"model": "${agent.id}", …}`],
+    ["MCP tool", `claude mcp add --transport http headend ${base}/mcp --header `
+      + `"Authorization: Bearer $HEADEND_KEY"  (tool "${agent.mcp_tool}")`],
+    ["A2A agent card", `${base}/a2a/${agent.id}/.well-known/agent-card.json`],
+  ];
+  const details = element("details", null, "reach");
+  details.append(element("summary", "How to reach it"));
+  const list = element("dl", null, "facts");
+  for (const [protocol, how] of ways) {
+    list.append(element("dt", protocol));
+    const value = element("dd");
+    value.append(element("code", how));
+    list.append(value);
+  }
+  details.append(list, element("p", "Each with a key as the bearer (Authorization: Bearer …).",
+    "muted"));
+  return details;
+}
+
 function card(agent) {
   const article = titled(agent.id);
   if (agent.description) article.append(element("p", agent.description));
@@ -42,6 +69,7 @@ function card(agent) {
     ["Tool loop", `at most ${agent.max_iterations} iterations`],
     ["At once", agent.max_concurrency ? String(agent.max_concurrency) : "headend's default"],
   ]));
+  article.append(reach(agent));
   const prompt = element("details");
   prompt.append(element("summary", "System prompt"));
   prompt.append(
