@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import base64
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import free_port, start_server, stop_server
+from bench.sites import served_site
+from tests.conftest import free_port
 from tests.postgres import postgres_cluster
 from tests.upstream import FakeUpstream
 from tests.webhook_receiver import WebhookReceiver
@@ -107,31 +107,18 @@ def bench(name: str, store: str, args: argparse.Namespace) -> str:
     upstream, receiver = FakeUpstream(), WebhookReceiver()
     upstream.start()
     receiver.start()
-    with tempfile.TemporaryDirectory() as tmp:
-        site = Path(tmp)
-        (site / "agents").mkdir()
-        (site / "headend.yaml").write_text(
-            CONFIG.format(
-                upstream=upstream.url("bg"), store=store, hook=receiver.url("hook"), secret=SECRET
-            )
-        )
-        server = start_server(
-            site / "agents",
-            site / "server.log",
-            "--config",
-            str(site / "headend.yaml"),
-            env={"HEADEND_ADMIN_KEY": ADMIN},
-            access_log=True,
-        )
-        try:
+    config = CONFIG.format(
+        upstream=upstream.url("bg"), store=store, hook=receiver.url("hook"), secret=SECRET
+    )
+    try:
+        with served_site(config, ADMIN) as server:
             latencies, per_second, answered_at, plain = asyncio.run(
                 measure(server.base_url, args.runs)
             )
             delays = webhook_delays(receiver, answered_at)
-        finally:
-            stop_server(server)
-            receiver.stop()
-            upstream.stop()
+    finally:
+        receiver.stop()
+        upstream.stop()
     ms = 1000
     return (
         f"| {name} | {percentile(latencies, 0.5) * ms:.1f} | {percentile(latencies, 0.99) * ms:.1f}"

@@ -20,7 +20,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import start_server, stop_server
+from bench.sites import served_site
 from tests.upstream import FakeUpstream, Reply
 
 ADMIN = "bench-admin-key-0123456789abcdef0123"
@@ -144,24 +143,10 @@ def main() -> None:
     fake = FakeUpstream()
     fake.start()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "agents").mkdir()
-        (root / "headend.yaml").write_text(CONFIG.format(upstream=fake.url("b")))
-        server = start_server(
-            root / "agents",
-            root / "server.log",
-            "--config",
-            str(root / "headend.yaml"),
-            env={"HEADEND_ADMIN_KEY": ADMIN},
-            access_log=True,
-        )
-        try:
-            for latency in (float(x) for x in args.latency.split(",")):
-                took = asyncio.run(measure(server.base_url, fake, args.chains, args.calls, latency))
-                rows.append((latency, took))
-        finally:
-            stop_server(server)
+    with served_site(CONFIG.format(upstream=fake.url("b")), ADMIN) as server:
+        for latency in (float(x) for x in args.latency.split(",")):
+            took = asyncio.run(measure(server.base_url, fake, args.chains, args.calls, latency))
+            rows.append((latency, took))
     turns = args.calls + 1
     print(f"{args.calls}-call chains ({turns} responses each), {args.chains} chains per cell")
     print(

@@ -59,6 +59,7 @@ def site_fixture(
     agents: dict[str, str] | None = None,
     extra: str = "",
     before: Callable[[], None] | None = None,
+    access_log: bool = False,
 ) -> Any:
     """A module-scoped fixture: a headend site in front of the fake upstream's ``prefix``
     (``before`` runs first, e.g. to skip when a client is missing)."""
@@ -70,7 +71,7 @@ def site_fixture(
         if before is not None:
             before()
         root = make_site(tmp_path_factory.mktemp(prefix), upstream, prefix, agents or {}, extra)
-        server = serve(root)
+        server = serve(root, access_log=access_log)
         yield server
         stop_server(server)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,8 +24,8 @@ from a2a.types.a2a_pb2 import (
 )
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
 
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, issue, make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import ADMIN, issue, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -35,16 +34,7 @@ HELPER = "---\nmodel: up/helper\ndescription: Answers questions about orders.\n-
 HIDDEN = "---\nmodel: up/hidden\n---\nNot for everyone.\n"
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    root = make_site(
-        tmp_path_factory.mktemp("a2a"), upstream, "aa", {"helper": HELPER, "hidden": HIDDEN}
-    )
-    server = serve(root)
-    yield server
-    stop_server(server)
+served = site_fixture("aa", {"helper": HELPER, "hidden": HIDDEN})
 
 
 @pytest.fixture(scope="module")

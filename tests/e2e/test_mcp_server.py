@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.clients import BIN, node_env, require_clients
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, issue, make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import ADMIN, issue, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -37,20 +37,9 @@ HIDDEN = "---\nmodel: up/hidden\n---\nYou are not for everyone.\n"
 CLAUDE_MODEL = "claude-opus-5-5"  # Claude Code 2.1.330's default
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    root = make_site(
-        tmp_path_factory.mktemp("mcp"),
-        upstream,
-        "mc",
-        {"helper": HELPER, "calc": CALC, "hidden": HIDDEN},
-        f"  {CLAUDE_MODEL}: up/opus\n",
-    )
-    server = serve(root)
-    yield server
-    stop_server(server)
+served = site_fixture(
+    "mc", {"helper": HELPER, "calc": CALC, "hidden": HIDDEN}, f"  {CLAUDE_MODEL}: up/opus\n"
+)
 
 
 @asynccontextmanager
@@ -191,24 +180,28 @@ def test_claude_code_calls_an_agent_over_mcp(
     key = agent_key(served)
     claude_key = str(issue(served, name="claude", scopes=["chat"])["secret"])
     env = node_env(HOME=str(home), ANTHROPIC_BASE_URL=served.base_url, ANTHROPIC_API_KEY=claude_key)
-    added = subprocess.run(
-        [
-            str(BIN / "claude"),
-            "mcp",
-            "add",
-            "--transport",
-            "http",
-            "headend",
-            served.base_url + "/mcp",
-            "--header",
-            f"Authorization: Bearer {key}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=work,
-        env=env,
-        stdin=subprocess.DEVNULL,
+
+    def claude(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "claude"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    mcp_url = served.base_url + "/mcp"
+    added = claude(
+        "mcp",
+        "add",
+        "--transport",
+        "http",
+        "headend",
+        mcp_url,
+        "--header",
+        f"Authorization: Bearer {key}",
     )
     assert added.returncode == 0, added.stderr[-2000:]
     search = {
@@ -228,22 +221,13 @@ def test_claude_code_calls_an_agent_over_mcp(
         Reply(text="Order 7 ships today."),  # the helper agent answers,
         Reply(text="The helper says order 7 ships today."),  # and Claude Code's model says so
     )
-    done = subprocess.run(
-        [
-            str(BIN / "claude"),
-            "-p",
-            "Ask the helper agent where order 7 is.",
-            "--output-format",
-            "json",
-            "--allowedTools",
-            "mcp__headend__helper",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=work,
-        env=env,
-        stdin=subprocess.DEVNULL,
+    done = claude(
+        "-p",
+        "Ask the helper agent where order 7 is.",
+        "--output-format",
+        "json",
+        "--allowedTools",
+        "mcp__headend__helper",
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     assert json.loads(done.stdout)["result"] == "The helper says order 7 ships today."

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -22,8 +22,9 @@ from a2a.types.a2a_pb2 import Message, Part, Role, SendMessageRequest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import make_site, serve
+from tests.conftest import RunningServer
+from tests.e2e.sites import ADMIN as KEY
+from tests.e2e.sites import site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -34,17 +35,9 @@ CLERK = (
 )
 FIRST, SECOND = "What do six boxes at 7 cost?", "And twice that?"
 ANSWERS = ("Six boxes cost 42.", "Twice that is 84.")
-KEY = "every-protocol-key-0123456789abcdef0123"
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    root = make_site(tmp_path_factory.mktemp("seven"), upstream, "7s", {"clerk": CLERK})
-    server = serve(root, env={"HEADEND_ADMIN_KEY": KEY})
-    yield server
-    stop_server(server)
+served = site_fixture("7s", {"clerk": CLERK})
 
 
 def script(fake: FakeUpstream) -> None:

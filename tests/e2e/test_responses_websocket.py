@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import RunningServer, stop_server
-from tests.e2e.sites import ADMIN, issue, make_site, serve
+from tests.e2e.sites import ADMIN, issue, make_site, serve, site_fixture
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -29,16 +28,7 @@ HELPER = "---\nmodel: up/helper\n---\nYou help.\n"
 CALC = "---\nmodel: up/calc\ntools: [calculator]\n---\nYou compute.\n"
 
 
-@pytest.fixture(scope="module")
-def served(
-    upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    root = make_site(
-        tmp_path_factory.mktemp("ws"), upstream, "ws", {"helper": HELPER, "calc": CALC}
-    )
-    server = serve(root, access_log=True)
-    yield server
-    stop_server(server)
+served = site_fixture("ws", {"helper": HELPER, "calc": CALC}, access_log=True)
 
 
 def socket_url(server: RunningServer) -> str:
@@ -74,6 +64,15 @@ class Socket:
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
+
+
+async def closing_code(connection: Any) -> int:
+    """The code the server closes the socket with (after what it had to say)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        await connection.recv()
+    assert closed.value.rcvd is not None
+    code: int = closed.value.rcvd.code
+    return code
 
 
 async def opened(server: RunningServer, key: str = ADMIN) -> Any:
@@ -269,10 +268,7 @@ def test_the_upgrade_is_authenticated_and_a_revoked_key_closes_the_socket(
                 )
             await asyncio.sleep(1.1)  # revocation holds within a second everywhere
             second = await socket.create(model="gpt", input="Again")
-            with pytest.raises(ConnectionClosed) as closed:
-                await connection.recv()
-            assert closed.value.rcvd is not None
-            return first, second, closed.value.rcvd.code
+            return first, second, await closing_code(connection)
 
     fake.script("ws", Reply(text="Hello."))
     first, second, code = run(revoked_mid_socket())
@@ -362,10 +358,7 @@ def test_a_socket_past_its_life_is_told_and_closed(
                 first = await socket.create(model="gpt", input="Hi")
                 await asyncio.sleep(1.2)
                 second = await socket.create(model="gpt", input="Again")
-                with pytest.raises(ConnectionClosed) as closed:
-                    await connection.recv()
-                assert closed.value.rcvd is not None
-                return first, second, closed.value.rcvd.code
+                return first, second, await closing_code(connection)
 
         upstream.script("wl", Reply(text="Hi."))
         first, second, code = run(go())
