@@ -23,7 +23,6 @@ import argparse
 import gzip
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_server, stop_server  # noqa: E402
+from bench.sites import served_site  # noqa: E402
 from tests.e2e.conftest import CHROMIUM  # noqa: E402
 from tests.upstream import FakeUpstream, Reply  # noqa: E402
 from tests.web_page import Site  # noqa: E402
@@ -108,20 +107,10 @@ def main() -> None:
     fake = FakeUpstream()
     fake.start()
     site = Site()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "agents").mkdir()
-        (root / "agents" / "support.md").write_text("---\nmodel: up/support\n---\nHelp.\n")
-        config = f'providers:\n  up: {{type: openai, base_url: "{fake.url("p")}/v1"}}\n'
-        (root / "headend.yaml").write_text(config)
-        server = start_server(
-            root / "agents",
-            root / "server.log",
-            "--config",
-            str(root / "headend.yaml"),
-            env={"HEADEND_ADMIN_KEY": ADMIN},
-        )
-        try:
+    config = f'providers:\n  up: {{type: openai, base_url: "{fake.url("p")}/v1"}}\n'
+    agents = {"support": "---\nmodel: up/support\n---\nHelp.\n"}
+    try:
+        with served_site(config, ADMIN, agents, access_log=False) as server:
             key = httpx.post(
                 server.base_url + "/admin/keys",
                 json={
@@ -151,10 +140,9 @@ def main() -> None:
                     rows["direct: first token"].append(first)
                     rows["direct: answer"].append(end)
                 browser.close()
-        finally:
-            stop_server(server)
-            site.stop()
-            fake.stop()
+    finally:
+        site.stop()
+        fake.stop()
     print(f"{args.reps} repetitions; milliseconds")
     print("| step | p50 | min | max |")
     print("|---|---:|---:|---:|")
