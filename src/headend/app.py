@@ -98,7 +98,7 @@ from headend.server.routes.responses import (
     responses_get,
     retrieve_response,
 )
-from headend.server.routes.responses_socket import responses_socket
+from headend.server.routes.responses_socket import ResponsesSocketEndpoint
 from headend.server.routes.session_approvals import answer_approval, list_approvals
 from headend.server.routes.sessions import (
     create_session,
@@ -129,7 +129,7 @@ ROUTES = [
     Route("/v1/embeddings", create_embeddings, methods=["POST"]),
     Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/responses", responses_get, methods=["GET"]),
-    WebSocketRoute("/v1/responses", responses_socket),
+    WebSocketRoute("/v1/responses", ResponsesSocketEndpoint()),
     Route("/mcp", McpEndpoint(), methods=["POST"]),
     Route("/a2a", list_agent_cards, methods=["GET"]),
     Route("/a2a/{agent}" + CARD_PATH, agent_card_route, methods=["GET"]),

@@ -222,3 +222,46 @@ def test_readiness_follows_redis(upstream: FakeUpstream, tmp_path: Path) -> None
             assert httpx.get(server.base_url + "/health/ready").status_code == 200
         finally:
             stop_server(server)
+
+
+def test_sigterm_lets_a_websocket_response_end_then_closes_the_socket(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """A deploy does not cut Codex's turn: the response under way ends whole, then the
+    socket closes with 1012 (service restart) and the client connects again elsewhere."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    upstream.reset()
+    site = make_site(tmp_path, upstream, "w", {}, "server: {drain_seconds: 20}\n")
+    server = serve(site)
+    upstream.script("w", Reply(text=WORDS, chunk_delay=0.25))
+
+    async def converse() -> tuple[list[str], int]:
+        url = server.api.replace("http://", "ws://") + "/responses"
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with connect(url, additional_headers=headers) as socket:
+            await socket.send(
+                json.dumps({"type": "response.create", "model": "gpt", "input": "Hi"})
+            )
+            kinds: list[str] = []
+            while True:
+                try:
+                    event = json.loads(await socket.recv())
+                except ConnectionClosed as closed:
+                    return kinds, closed.rcvd.code if closed.rcvd is not None else -1
+                kinds.append(event["type"])
+                if (
+                    event["type"] == "response.output_text.delta"
+                    and kinds.count(event["type"]) == 1
+                ):
+                    server.process.send_signal(signal.SIGTERM)  # mid-answer
+
+    kinds, code = asyncio.run(converse())
+    assert kinds[-1] == "response.completed"  # the answer ended whole
+    assert kinds.count("response.output_text.delta") == len(WORDS.split())
+    assert code == 1012
+    assert server.process.wait(20) == 0

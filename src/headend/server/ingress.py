@@ -14,7 +14,9 @@ likes and takes headers of any size. ``guarded_protocol`` adds, per connection:
 
 A WebSocket upgrade (the Responses API's WebSocket mode) leaves these deadlines behind with
 the HTTP protocol: the socket is the WebSocket protocol's, its frames bounded by
-``max_body_bytes`` and its liveness kept by pings.
+``max_body_bytes`` and its liveness kept by pings. On a drain, uvicorn's WebSocket protocol
+would close every socket at once (1012), cutting the response under way; headend's tells
+the app instead (``DRAIN``), which lets that response end and then closes the socket.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import httptools
 import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
 from headend.config import ServerSettings
@@ -209,6 +212,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+DRAIN = "headend.websocket.drain"  # an ASGI message of headend's: the server is stopping
+
+
+class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, but a shutdown is told to the app (``DRAIN`` in
+    its receive queue) when the socket is open: the app closes the socket when its response
+    under way has ended. What is still running when the drain's time is up, uvicorn cancels."""
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and not self.close_sent and self.initial_response is None:
+            drain: Any = {"type": DRAIN}  # not one of ASGI's own messages
+            self.queue.put_nowait(drain)
+            return
+        super().shutdown()
+
+
 def guarded_protocol(limits: ServerSettings) -> type[GuardedHttpToolsProtocol]:
     """The protocol class uvicorn builds per connection, bound to these limits."""
     return type("HeadendHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
@@ -219,7 +238,7 @@ def uvicorn_options(limits: ServerSettings) -> dict[str, Any]:
     return {
         "http": guarded_protocol(limits),
         "timeout_keep_alive": limits.idle_timeout,
-        "ws": "websockets-sansio",
+        "ws": DrainingWebSocketProtocol,
         "ws_max_size": limits.max_body_bytes,  # a response.create frame: a request's body
         "ws_per_message_deflate": True,  # Codex CLI offers it
         "h11_max_incomplete_event_size": limits.max_header_bytes,

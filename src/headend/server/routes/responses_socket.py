@@ -19,6 +19,8 @@ passes its limits and budget, as an HTTP request would.
   ``websocket_connection_limit_reached`` and closed (1000), so the client reconnects.
 - A ``stream_id`` in ``response.create`` comes back on every event of its response, and
   each stream keeps its own latest response (its responses still run one at a time).
+- When the server drains, the requests a socket had sent are answered, then it is closed
+  (1012): the client connects again, to an instance that serves.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ import time
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from headend.access.principal import Principal
 from headend.errors import APIError, InsufficientScope, InvalidKey, InvalidRequest
 from headend.runs.socket_chain import Link, SocketChain
 from headend.server.auth import CREDENTIAL, POLICY_VIOLATION, principal_of
 from headend.server.context import SOCKET_RECORDS, SocketRecords
+from headend.server.ingress import DRAIN
 from headend.server.request_record import RequestContext
 from headend.server.routes.responses import response_events
 from headend.server.services import Services
@@ -56,6 +60,14 @@ TRANSPORT_FIELDS = ("type", "stream", "stream_options", "generate", "stream_id")
 QUIET = frozenset({"response.processed"})  # Codex's acknowledgement: nothing to answer
 NORMAL_CLOSURE = 1000
 INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012  # the server is stopping: connect again (to another instance)
+
+
+class GoingAway:
+    """In the waiting frames: close the socket once those before it are answered."""
+
+
+GOING_AWAY = GoingAway()
 
 
 class ConnectionLimitReached(InvalidRequest):
@@ -105,26 +117,35 @@ def create_event(frame: str | bytes | None) -> Json:
 class ResponseSocket:
     """One WebSocket on ``/v1/responses``: frames in, responses out, in turn."""
 
-    def __init__(self, websocket: WebSocket, found: Services) -> None:
-        self.websocket = websocket
-        self.found = found
-        state = websocket.scope["state"]
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.receive, self.send = receive, send
+        self.found: Services = scope["app"].state.services
+        state = scope["state"]
         self.records: SocketRecords = state[SOCKET_RECORDS]
         self.credential: str | None = state.get(CREDENTIAL)
-        self.principal = principal_of(websocket.scope)
-        self.headers = {k: v for k, v in websocket.headers.items() if k != "authorization"}
+        self.principal = principal_of(scope)
+        self.headers = {k: v for k, v in Headers(scope=scope).items() if k != "authorization"}
         self.chains: dict[Any, SocketChain] = {}  # by stream_id (None: the socket's own)
         self.opened = time.monotonic()
-        self.waiting: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self.waiting: asyncio.Queue[str | bytes | GoingAway | None] = asyncio.Queue()
 
     async def serve(self) -> None:
-        await self.websocket.accept()
+        if (await self.receive())["type"] != "websocket.connect":
+            return
+        await self.send({"type": "websocket.accept"})
         answering = asyncio.create_task(self._answer_in_turn())
+        draining = False
         try:
             while True:
-                message = await self.websocket.receive()
+                message = await self.receive()
                 if message["type"] == "websocket.disconnect":
                     break
+                if message["type"] == DRAIN:  # the server is stopping: end what was asked
+                    draining = True
+                    self.waiting.put_nowait(GOING_AWAY)
+                    continue
+                if draining:
+                    continue  # asked after the drain began: the client asks again elsewhere
                 frame = message.get("text")
                 if self.waiting.qsize() >= MOST_WAITING:
                     await self._send(
@@ -146,15 +167,17 @@ class ResponseSocket:
         try:
             while True:
                 frame = await self.waiting.get()
+                if isinstance(frame, GoingAway):
+                    raise SocketClosed(SERVICE_RESTART)
                 await self._answer(frame)
         except SocketClosed as closing:
-            await self.websocket.close(closing.code)
+            await self.close(closing.code)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("a Responses WebSocket failed")
             with contextlib.suppress(Exception):
-                await self.websocket.close(INTERNAL_ERROR)
+                await self.close(INTERNAL_ERROR)
 
     async def _answer(self, frame: str | bytes | None) -> None:
         stream_id = None
@@ -255,8 +278,15 @@ class ResponseSocket:
     async def _send(self, event: Json, stream_id: Any = None) -> None:
         if stream_id is not None:
             event = {**event, "stream_id": stream_id}
-        await self.websocket.send({"type": "websocket.send", "text": orjson.dumps(event).decode()})
+        await self.send({"type": "websocket.send", "text": orjson.dumps(event).decode()})
+
+    async def close(self, code: int) -> None:
+        await self.send({"type": "websocket.close", "code": code})
 
 
-async def responses_socket(websocket: WebSocket) -> None:
-    await ResponseSocket(websocket, websocket.app.state.services).serve()
+class ResponsesSocketEndpoint:
+    """The route's ASGI app (an instance, so the router hands it the socket as ASGI has it:
+    ``DRAIN`` is a message of headend's that Starlette's ``WebSocket`` would refuse)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await ResponseSocket(scope, receive, send).serve()
