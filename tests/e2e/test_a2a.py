@@ -5,6 +5,7 @@ goes on; the same over A2A 0.3's method names; the key checked and its agents on
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -23,6 +24,8 @@ from a2a.types.a2a_pb2 import (
     TaskState,
 )
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import RunningServer
 from tests.e2e.sites import ADMIN, issue, site_fixture
@@ -261,3 +264,75 @@ def test_the_key_is_checked_and_other_agents_are_unknown(
         headers=headers,
     ).json()
     assert mine["error"]["code"] == -32001
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+PART = st.fixed_dictionaries({}, optional={"text": JSON_VALUES, "kind": JSON_VALUES})
+MESSAGE = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.sampled_from(["user", "ROLE_USER", "agent"]) | JSON_VALUES,
+        "parts": st.lists(PART, max_size=2) | JSON_VALUES,
+        "messageId": JSON_VALUES,
+        "contextId": JSON_VALUES,
+        "taskId": JSON_VALUES,
+    },
+)
+CALLS = st.fixed_dictionaries(
+    {
+        "method": st.sampled_from(
+            [
+                "SendMessage",
+                "message/send",
+                "GetTask",
+                "tasks/get",
+                "CancelTask",
+                "tasks/cancel",
+                "ListTasks",
+            ]
+        )
+        | JSON_VALUES,
+    },
+    optional={
+        "jsonrpc": st.just("2.0") | JSON_VALUES,
+        "id": st.integers() | st.text(max_size=8) | JSON_VALUES,
+        "params": st.fixed_dictionaries(
+            {},
+            optional={
+                "message": MESSAGE | JSON_VALUES,
+                "configuration": JSON_VALUES,
+                "id": JSON_VALUES,
+                "historyLength": JSON_VALUES,
+            },
+        )
+        | JSON_VALUES,
+    },
+)
+KNOWN = {-32700, -32600, -32601, -32602, -32001, -32002, -32000}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(call=CALLS | JSON_VALUES)
+def test_any_call_gets_a_json_rpc_answer_never_a_server_error(
+    served: RunningServer, key: str, call: Any
+) -> None:
+    """Calls driven by the methods' params, good and bad: each is a JSON-RPC answer — a
+    result, or an error with one of the codes A2A and JSON-RPC define — never a 500."""
+    answer = httpx.post(
+        served.base_url + "/a2a/helper",
+        content=json.dumps(call),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["jsonrpc"] == "2.0"
+    assert ("result" in body) != ("error" in body), body
+    if "error" in body:
+        assert body["error"]["code"] in KNOWN, body

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -393,3 +395,71 @@ def test_a_client_that_leaves_mid_response_frees_its_slot(
     )
     assert after.status_code == 200, after.text
     assert time.monotonic() - started < 3  # not behind the 10 s the abandoned answer had left
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+REQUEST_FIELDS = (
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "previous_response_id",
+    "store",
+    "max_output_tokens",
+    "temperature",
+    "text",
+    "generate",
+    "stream_id",
+    "background",
+)
+FRAMES = st.one_of(
+    st.text(max_size=30),  # not JSON at all
+    JSON_VALUES.map(json.dumps),
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["response.create", "response.cancel", "response.processed"]),
+            "model": st.sampled_from(["gpt", "helper", "calc", "nope"]) | JSON_VALUES,
+        },
+        optional={field: JSON_VALUES for field in REQUEST_FIELDS},
+    ).map(json.dumps),
+)
+
+
+PROBE = "probe-after-the-fuzz"  # longer than any generated text: not a fuzzed stream_id
+ENDED = ("response.completed", "response.failed", "error")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(frame=FRAMES)
+def test_any_frame_gets_an_answer_in_shape_and_the_socket_goes_on(
+    served: RunningServer, frame: str
+) -> None:
+    """Frames driven by the request's fields, of every type: each is answered with an
+    ``error`` event in OpenAI's shape (a 4xx), or with a response; never a server error;
+    and the socket answers a good request after it."""
+
+    async def go() -> list[dict[str, Any]]:
+        async with await opened(served) as connection:
+            await connection.send(frame)
+            probe = {"type": "response.create", "model": "gpt", "input": "probe"}
+            await Socket(connection).send({**probe, "stream_id": PROBE})
+            seen: list[dict[str, Any]] = []
+            while True:  # until the probe's response ends
+                event = json.loads(await asyncio.wait_for(connection.recv(), 20))
+                seen.append(event)
+                if event.get("stream_id") == PROBE and event["type"] in ENDED:
+                    return seen
+
+    seen = run(go())
+    assert seen[-1]["type"] == "response.completed", seen[-1]  # the socket still answers
+    for event in seen:
+        if event["type"] == "error":
+            assert 400 <= event["status"] < 500, event
+            assert set(event["error"]) >= {"type", "code", "message", "param"}, event
+        assert "server_error" not in json.dumps(event), event

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 import orjson
 from starlette.datastructures import Headers
@@ -82,7 +81,7 @@ class SocketClosed(Exception):
         self.code = code
 
 
-def error_event(error: APIError, stream_id: Any = None) -> Json:
+def error_event(error: APIError, stream_id: str | None = None) -> Json:
     """An ``error`` event as OpenAI's WebSocket mode sends it: the HTTP status, and the error
     object (with the headers a client would have read, such as ``retry-after``)."""
     detail: Json = {
@@ -125,7 +124,7 @@ class ResponseSocket:
         self.credential: str | None = state.get(CREDENTIAL)
         self.principal = principal_of(scope)
         self.headers = {k: v for k, v in Headers(scope=scope).items() if k != "authorization"}
-        self.chains: dict[Any, SocketChain] = {}  # by stream_id (None: the socket's own)
+        self.chains: dict[str | None, SocketChain] = {}  # by stream_id (None: the socket's own)
         self.opened = time.monotonic()
         self.waiting: asyncio.Queue[str | bytes | GoingAway | None] = asyncio.Queue()
 
@@ -183,6 +182,8 @@ class ResponseSocket:
         stream_id = None
         try:
             event = create_event(frame)
+            if not isinstance(event.get("stream_id"), str | None):
+                raise InvalidRequest("'stream_id' must be a string.", param="stream_id")
             stream_id = event.get("stream_id")
             kind = event["type"]
             if kind in QUIET:
@@ -212,7 +213,7 @@ class ResponseSocket:
         if closing is not None:
             raise SocketClosed(closing)
 
-    async def _create(self, event: Json, context: RequestContext, stream_id: Any) -> int:
+    async def _create(self, event: Json, context: RequestContext, stream_id: str | None) -> int:
         most = self.found.settings.server.websocket_seconds
         if time.monotonic() - self.opened > most:
             raise ConnectionLimitReached(f"This socket is over {most:g} s old: open another.")
@@ -248,7 +249,7 @@ class ResponseSocket:
         return 200
 
     async def _warm_up(
-        self, body: Json, principal: Principal, chain: SocketChain, stream_id: Any
+        self, body: Json, principal: Principal, chain: SocketChain, stream_id: str | None
     ) -> None:
         """``generate: false``: the request checked and remembered, nothing run; its
         response (completed, no output) is one the next may go on from."""
@@ -275,7 +276,7 @@ class ResponseSocket:
             raise InsufficientScope("This key lacks the 'chat' scope.")
         return principal
 
-    async def _send(self, event: Json, stream_id: Any = None) -> None:
+    async def _send(self, event: Json, stream_id: str | None = None) -> None:
         if stream_id is not None:
             event = {**event, "stream_id": stream_id}
         await self.send({"type": "websocket.send", "text": orjson.dumps(event).decode()})
