@@ -1,5 +1,5 @@
-"""An agent called as one function — a message in, its answer out: how the protocols that
-know no chat (MCP's ``tools/call``, A2A's ``message/send``) reach an agent.
+"""An agent called as one function — a message in, its answer out: how a protocol that knows
+no chat reaches an agent (MCP's ``tools/call``; A2A's tasks are background responses).
 
 It is the same run as a chat request's: the key's agents, tools, limits and budget hold,
 the conversation is a session (continued when the caller names one, else new), and the

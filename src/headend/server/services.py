@@ -30,7 +30,7 @@ from headend.webhooks.sender import WebhookSender
 class Services:
     settings: Settings
     agents: AgentRegistry
-    agent_calls: AgentCalls  # an agent as one function: how MCP and A2A reach it
+    agent_calls: AgentCalls  # an agent as one function: how MCP's tools/call reaches it
     versions: AgentVersions
     editor: AgentEditor
     routes: RouteTable
