@@ -78,3 +78,24 @@ def test_errors(client: openai.OpenAI, fake: FakeUpstream) -> None:
     with pytest.raises(openai.APIStatusError) as failed:
         client.completions.create(model="gpt", prompt="x")
     assert failed.value.status_code == 502
+
+
+def test_an_agents_session_comes_back_in_the_body_and_goes_on(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    """As on Chat Completions: in the answer, or the first chunk of a stream."""
+    fake.script("c", Reply(text="Roses"), Reply(text="are red"), Reply(text="again"))
+    first = client.completions.create(model="poet", prompt="Begin")
+    session_id = (first.model_extra or {})["session_id"]
+    assert session_id.startswith("sess_")
+    chunks = list(
+        client.completions.create(
+            model="poet", prompt="Go on", stream=True, extra_body={"session_id": session_id}
+        )
+    )
+    assert (chunks[0].model_extra or {})["session_id"] == session_id
+    assert all("session_id" not in (chunk.model_extra or {}) for chunk in chunks[1:])
+    sent = fake.received("c")[-1].body["messages"]
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["Begin", "Go on"]
+    plain = client.completions.create(model="gpt", prompt="Stateless")
+    assert "session_id" not in (plain.model_extra or {})  # a model route keeps nothing

@@ -64,10 +64,10 @@ def chat_completions(served: RunningServer) -> list[str]:
 
 def completions(served: RunningServer) -> list[str]:
     client = openai.OpenAI(base_url=served.api, api_key=KEY, max_retries=0)
-    raw = client.completions.with_raw_response.create(model="clerk", prompt=FIRST)
-    session = {"session_id": raw.headers["x-session-id"]}  # (its answer has no field for it)
+    first = client.completions.create(model="clerk", prompt=FIRST)
+    session = {"session_id": (first.model_extra or {})["session_id"]}
     second = client.completions.create(model="clerk", prompt=SECOND, extra_body=session)
-    return [raw.parse().choices[0].text, second.choices[0].text]
+    return [first.choices[0].text, second.choices[0].text]
 
 
 def responses(served: RunningServer) -> list[str]:

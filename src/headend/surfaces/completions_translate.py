@@ -95,15 +95,16 @@ def to_completion(answers: list[Json], model: str, echo: list[str] | None) -> Js
 class CompletionChunks:
     """Chat chunks in, ``text_completion`` chunks out, for one whole request."""
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, session_id: str | None = None) -> None:
         self.id = new_completion_id()
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.session_id = session_id  # an agent's conversation: on the first chunk, as on chat's
 
     def chunk(self, choices: list[Json], **extra: Any) -> Json:
-        return {
+        chunk = {
             "id": self.id,
             "object": "text_completion",
             "created": self.created,
@@ -111,6 +112,9 @@ class CompletionChunks:
             "choices": choices,
             **extra,
         }
+        if self.session_id is not None:
+            chunk["session_id"], self.session_id = self.session_id, None
+        return chunk
 
     def feed(self, index: int, chunk: Json) -> list[Json]:
         out = []

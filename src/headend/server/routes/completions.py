@@ -44,7 +44,9 @@ async def create_completion(request: Request) -> Response:
     if first.stream:
         options = body.get("stream_options")
         shape = CompletionChunks(
-            first.client_model, isinstance(options, dict) and options.get("include_usage") is True
+            first.client_model,
+            isinstance(options, dict) and options.get("include_usage") is True,
+            first.session.session_id if first.session is not None else None,
         )
         runs: list[Run] = [first]
 
@@ -81,4 +83,7 @@ async def create_completion(request: Request) -> Response:
         return out
 
     done = await until_disconnected(request, answers())
-    return json_response(to_completion(done, first.client_model, echo), headers=first.headers)
+    answer = to_completion(done, first.client_model, echo)
+    if first.session is not None:  # an agent's conversation, as on chat's answer
+        answer["session_id"] = first.session.session_id
+    return json_response(answer, headers=first.headers)
