@@ -35,14 +35,15 @@ pytestmark = pytest.mark.e2e
 
 HELPER = "---\nmodel: up/helper\ndescription: Answers questions about orders.\n---\nYou help.\n"
 HIDDEN = "---\nmodel: up/hidden\n---\nNot for everyone.\n"
+CAREFUL = "---\nmodel: up/careful\ntools: [calculator]\nrequire_approval: always\n---\nYou ask.\n"
 
 
-served = site_fixture("aa", {"helper": HELPER, "hidden": HIDDEN})
+served = site_fixture("aa", {"helper": HELPER, "hidden": HIDDEN, "careful": CAREFUL})
 
 
 @pytest.fixture(scope="module")
 def key(served: RunningServer) -> str:
-    return str(issue(served, name="a2a", scopes=["chat"], agents=["helper"])["secret"])
+    return str(issue(served, name="a2a", scopes=["chat"], agents=["helper", "careful"])["secret"])
 
 
 def run(coroutine: Any) -> Any:
@@ -107,7 +108,7 @@ def test_the_card_names_the_agent_and_how_to_reach_it(served: RunningServer, key
     }
     assert "bearer" in card.security_schemes
     listed = httpx.get(served.base_url + "/a2a", headers={"Authorization": f"Bearer {key}"}).json()
-    assert [c["name"] for c in listed["data"]] == ["helper"]  # only the key's agents
+    assert [c["name"] for c in listed["data"]] == ["careful", "helper"]  # the key's agents only
 
 
 def test_a_task_is_answered_and_its_context_goes_on(
@@ -237,6 +238,11 @@ def test_the_key_is_checked_and_other_agents_are_unknown(
     admin = {"Authorization": f"Bearer {ADMIN}"}
     bad = httpx.post(served.base_url + "/a2a/helper", content=b"{", headers=headers).json()
     assert bad["error"]["code"] == -32700
+    deep = httpx.post(
+        served.base_url + "/a2a/helper", content=b"[" * 70 + b"]" * 70, headers=headers
+    ).json()
+    assert (deep["error"]["code"], deep["id"]) == (-32700, None)
+    assert "deeper than 64" in deep["error"]["message"]
     unknown = httpx.post(
         served.base_url + "/a2a/helper", json={**rpc, "method": "tasks/resubscribe"}, headers=admin
     ).json()
@@ -336,3 +342,22 @@ def test_any_call_gets_a_json_rpc_answer_never_a_server_error(
     assert ("result" in body) != ("error" in body), body
     if "error" in body:
         assert body["error"]["code"] in KNOWN, body
+
+
+def test_a_task_that_stops_for_approval_asks_for_input(
+    served: RunningServer, key: str, fake: FakeUpstream
+) -> None:
+    sum_call = {"id": "c1", "name": "calculator", "arguments": json.dumps({"expression": "6*7"})}
+    fake.script("aa", Reply(text="", tool_calls=[sum_call]))
+
+    async def go() -> Any:
+        async with with_key(key) as http:
+            agent = Agent(http, await card_of(http, served, "careful"), streaming=False)
+            return await agent.task(asking("What is 6*7?"))
+
+    task = run(go())
+    assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+    said = task.status.message.parts[0].text
+    assert "Waiting for your approval before running:\n- calculator" in said
+    assert f"POST /v1/sessions/{task.context_id}/approvals/mcpr_" in said
+    assert len(fake.received("aa")) == 1  # nothing ran past the request

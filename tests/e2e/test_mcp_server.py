@@ -34,11 +34,14 @@ HELPER = (
 )
 CALC = "---\nmodel: up/calc\ntools: [calculator]\ndescription: Works sums out.\n---\nYou compute.\n"
 HIDDEN = "---\nmodel: up/hidden\n---\nYou are not for everyone.\n"
+CAREFUL = "---\nmodel: up/careful\ntools: [calculator]\nrequire_approval: always\n---\nYou ask.\n"
 CLAUDE_MODEL = "claude-opus-5-5"  # Claude Code 2.1.330's default
 
 
 served = site_fixture(
-    "mc", {"helper": HELPER, "calc": CALC, "hidden": HIDDEN}, f"  {CLAUDE_MODEL}: up/opus\n"
+    "mc",
+    {"helper": HELPER, "calc": CALC, "hidden": HIDDEN, "careful": CAREFUL},
+    f"  {CLAUDE_MODEL}: up/opus\n",
 )
 
 
@@ -241,3 +244,25 @@ def test_claude_code_calls_an_agent_over_mcp(
     result = claude_last.body["messages"][-1]
     assert (result["role"], result["tool_call_id"]) == ("tool", "toolu_2")
     assert "Order 7 ships today." in result["content"]
+
+
+def test_a_call_that_waits_for_approval_says_so_and_gives_the_request(
+    served: RunningServer, fake: FakeUpstream
+) -> None:
+    sum_call = {"id": "c1", "name": "calculator", "arguments": json.dumps({"expression": "6*7"})}
+    fake.script("mc", Reply(text="", tool_calls=[sum_call]))
+    key = str(issue(served, name="careful", scopes=["chat"], agents=["careful"])["secret"])
+
+    async def go() -> Any:
+        async with connected(served, key) as session:
+            return await session.call_tool("careful", {"message": "What is 6*7?"})
+
+    result = run(go())
+    assert result.is_error is False
+    assert result.content[0].text.startswith("Waiting for your approval before running:")
+    (waiting,) = result.structured_content["waiting_for_approval"]
+    assert (waiting["name"], json.loads(waiting["arguments"])) == (
+        "calculator",
+        {"expression": "6*7"},
+    )
+    assert len(fake.received("mc")) == 1  # the calculator did not run

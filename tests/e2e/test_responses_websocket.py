@@ -33,6 +33,11 @@ CALC = "---\nmodel: up/calc\ntools: [calculator]\n---\nYou compute.\n"
 served = site_fixture("ws", {"helper": HELPER, "calc": CALC}, access_log=True)
 
 
+DEEP: Any = 0  # nested past the 64 levels any JSON body may have
+for _ in range(70):
+    DEEP = [DEEP]
+
+
 def socket_url(server: RunningServer) -> str:
     return server.api.replace("http://", "ws://") + "/responses"
 
@@ -219,11 +224,14 @@ def test_errors_are_events_and_the_socket_goes_on(
             seen.append(await socket.create(model="gpt", input=[{"type": "message", "role": "x"}]))
             await socket.send({"type": "response.cancel"})
             seen.append(await socket.events())
+            await socket.send({"type": "response.create", "model": "gpt", "input": DEEP})
+            seen.append(await socket.events())
             seen.append(await socket.create(model="gpt", input="Hi", stream_id="lane-1"))
             return seen
 
     fake.script("ws", Reply(text="Still here."))
-    unknown, bad_json, background, bad_role, unknown_event, fine = run(go())
+    unknown, bad_json, background, bad_role, unknown_event, deep, fine = run(go())
+    assert (deep[0]["status"], deep[0]["error"]["code"]) == (400, "json_too_deep")
     (event,) = unknown
     assert (event["type"], event["status"], event["error"]["code"]) == (
         "error",

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from headend.surfaces.agent_chunks import waiting_text
 from headend.types import Json
 
 # A background response's status, as a task's state (0.3's spelling; 1.0's is derived).
@@ -68,14 +68,6 @@ def timestamp(at: float | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def texts_of(parts: Any) -> str:
-    """The text of a message's parts (text parts only: headend's agents take text)."""
-    if not isinstance(parts, list):
-        return ""
-    texts = (part.get("text") for part in parts if isinstance(part, dict))
-    return "".join(text for text in texts if isinstance(text, str))
-
-
 def output_text(response: Json) -> str:
     return "".join(
         part.get("text", "")
@@ -89,16 +81,7 @@ def output_text(response: Json) -> str:
 def waiting_notice(response: Json) -> str:
     """The calls a run stopped at, said for a person (answered through the sessions API)."""
     waiting = [i for i in response.get("output") or () if i.get("type") == "mcp_approval_request"]
-    if not waiting:
-        return ""
-    session = response.get("session_id") or "{session_id}"
-    lines = [f"- {item['name']} {item['arguments']} (approval {item['id']})" for item in waiting]
-    return (
-        "Waiting for approval before running:\n"
-        + "\n".join(lines)
-        + f"\nAnswer with POST /v1/sessions/{session}/approvals/<approval id>, then send the "
-        "next message in this context."
-    )
+    return waiting_text(waiting, response.get("session_id")) if waiting else ""
 
 
 class TaskShapes:

@@ -172,16 +172,18 @@ def loop_completion(
 
 
 def approval_notice(end: LoopEnd, session_id: str | None) -> str:
-    """The calls a run stopped at, in words any chat client shows: what waits, and how to
-    answer (the sessions API), then to go on with the next message."""
+    """The calls a run stopped at, in words any chat client shows, after what it said."""
+    return ("\n\n" if end.text else "") + waiting_text(end.approvals, session_id)
+
+
+def waiting_text(approvals: list[Json], session_id: str | None) -> str:
+    """Calls waiting for approval (``id``, ``name``, ``arguments`` each), in words: what
+    waits, and how to answer (the sessions API), then to go on with the next message."""
     session = session_id or "{session_id}"
-    lines = [
-        f"- {call['name']} {call['arguments']} (approval {call['id']})" for call in end.approvals
-    ]
-    which = end.approvals[0]["id"] if len(end.approvals) == 1 else "<approval id>"
+    lines = [f"- {call['name']} {call['arguments']} (approval {call['id']})" for call in approvals]
+    which = approvals[0]["id"] if len(approvals) == 1 else "<approval id>"
     return (
-        ("\n\n" if end.text else "")
-        + "Waiting for your approval before running:\n"
+        "Waiting for your approval before running:\n"
         + "\n".join(lines)
         + f"\nAnswer with POST /v1/sessions/{session}/approvals/{which} and "
         + '{"approve": true} (or false, with a "reason"), then send your next message.'

@@ -26,6 +26,7 @@ from headend.server.auth import principal_of
 from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.routes.session_approvals import approval_shape
 from headend.server.services import services
+from headend.surfaces.fields import content_text
 
 SCRIPT_HEADERS = {
     "Cache-Control": "public, max-age=300",
@@ -80,18 +81,6 @@ async def start_visit(request: Request) -> Response:
     )
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
 async def conversation(request: Request) -> Response:
     """The visitor's latest conversation with ``?agent=``: what they and the agent said
     (tool calls and results stay on the server)."""
@@ -106,10 +95,10 @@ async def conversation(request: Request) -> Response:
     waiting: list[dict[str, Any]] = []
     if latest is not None:
         for message in await found.store.messages(latest.id):
-            text = _text(message.get("content"))
+            text = content_text(message.get("content"))
             if message.get("role") in ("user", "assistant") and text:
                 shown.append({"role": message["role"], "content": text})
-        for record in await found.store.session_approvals(latest.id, 20):
+        for record in await found.store.open_approvals(latest.id):
             if record.status == "pending":
                 waiting.append(approval_shape(record).model_dump())
     return json_response(

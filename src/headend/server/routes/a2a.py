@@ -28,9 +28,9 @@ from starlette.responses import Response
 
 from headend.access.principal import Principal
 from headend.agents.registry import Agent
-from headend.errors import APIError, ModelNotFound, NotFound
+from headend.errors import APIError, InvalidRequest, ModelNotFound, NotFound
 from headend.server.auth import principal_of
-from headend.server.json_bodies import json_response, read_body
+from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.request_record import request_context
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
@@ -41,8 +41,8 @@ from headend.surfaces.a2a_shapes import (
     Dialect,
     TaskShapes,
     agent_card,
-    texts_of,
 )
+from headend.surfaces.fields import content_text
 from headend.surfaces.responses_translate import ResponseEvents, checked
 from headend.types import Json
 
@@ -70,9 +70,7 @@ class RpcError(Exception):
 def rpc_error_of(error: APIError) -> RpcError:
     """A refusal of headend's, as a JSON-RPC error its client can act on."""
     data = {"status": error.status, "type": error.type, "code": error.code}
-    if error.status == 404:
-        return RpcError(INVALID_PARAMS, error.message, data)  # a context that is not the key's
-    if error.status == 400:
+    if error.status in (400, 404):  # a bad field, or a context that is not the key's
         return RpcError(INVALID_PARAMS, error.message, data)
     return RpcError(REFUSED, error.message, data)
 
@@ -129,9 +127,9 @@ async def agent_rpc(request: Request) -> Response:
     call_id: Any = None
     try:
         try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise RpcError(PARSE_ERROR, "The body is not valid JSON.") from None
+            message = decode_json(raw)
+        except InvalidRequest as error:  # not JSON, or nested past the limit
+            raise RpcError(PARSE_ERROR, error.message) from None
         if not isinstance(message, dict):
             raise RpcError(INVALID_REQUEST, "A JSON-RPC request is a JSON object.")
         call_id = message.get("id")
@@ -158,7 +156,7 @@ def _text_of(call: Call) -> tuple[str, str | None]:
     message = call.params.get("message")
     if not isinstance(message, dict):
         raise RpcError(INVALID_PARAMS, "'params.message' must be a message object.")
-    text = texts_of(message.get("parts"))
+    text = content_text(message.get("parts"))
     if not text.strip():
         raise RpcError(INVALID_PARAMS, "The message needs a text part: headend's agents take text.")
     context = message.get("contextId")
@@ -242,7 +240,7 @@ async def _task_frames(
 async def get_task(call: Call) -> Response:
     task_id, history = _task_params(call)
     record = await _task_record(call, task_id)
-    asked = [texts_of_input(item) for item in record.input_items]
+    asked = [content_text(item.get("content")) for item in record.input_items]
     task = TaskShapes(call.dialect, record.body).task([a for a in asked if a], history)
     return call.answer(task)
 
@@ -275,13 +273,6 @@ async def _task_record(call: Call, task_id: str) -> Any:
     if record.body.get("model") != call.agent.id:
         raise RpcError(TASK_NOT_FOUND, f"Task not found: {task_id}")
     return record
-
-
-def texts_of_input(item: Json) -> str:
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    return texts_of(content)
 
 
 Handler = Callable[[Call], Awaitable[Response]]

@@ -40,6 +40,7 @@ from headend.runs.socket_chain import Link, SocketChain
 from headend.server.auth import CREDENTIAL, POLICY_VIOLATION, principal_of
 from headend.server.context import SOCKET_RECORDS, SocketRecords
 from headend.server.ingress import DRAIN
+from headend.server.json_bodies import decode_json
 from headend.server.request_record import RequestContext
 from headend.server.routes.responses import response_events
 from headend.server.services import Services
@@ -102,10 +103,7 @@ def create_event(frame: str | bytes | None) -> Json:
     """A client frame as its event: a JSON object with a ``type`` (a 400 otherwise)."""
     if frame is None:
         raise InvalidRequest("Send events as text frames of JSON.", code="invalid_frame")
-    try:
-        event = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The frame is not valid JSON.", code="invalid_json") from None
+    event = decode_json(frame.encode() if isinstance(frame, str) else frame)
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         raise InvalidRequest(
             "Each frame must be a JSON object with a 'type'.", param="type", code="invalid_type"
