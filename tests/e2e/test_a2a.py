@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +29,9 @@ from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import RunningServer
-from tests.e2e.sites import ADMIN, issue, site_fixture
+from tests.conftest import RunningServer, stop_server
+from tests.e2e.sites import ADMIN, issue, make_site, serve, site_fixture
+from tests.e2e.waiting import until
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -361,3 +364,56 @@ def test_a_task_that_stops_for_approval_asks_for_input(
     assert "Waiting for your approval before running:\n- calculator" in said
     assert f"POST /v1/sessions/{task.context_id}/approvals/mcpr_" in said
     assert len(fake.received("aa")) == 1  # nothing ran past the request
+
+
+def test_a_task_survives_a_kill_9_and_ends_after_the_restart(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """A task is a background response: killed mid-run, taken up when headend starts again
+    on the same store, and read as completed over A2A."""
+    upstream.reset()
+    ledger = tmp_path / "ledger.txt"
+    agent = "---\nmodel: up/worker\ntools: [terminal]\n---\nYou work.\n"
+    site = make_site(tmp_path, upstream, "ak", {"worker": agent})
+    command = {"command": f"echo once >> {ledger}; sleep 60"}
+    upstream.script(
+        "ak",
+        Reply(
+            text="", tool_calls=[{"id": "c1", "name": "terminal", "arguments": json.dumps(command)}]
+        ),
+        Reply(text="Done after the restart."),
+    )
+    send = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendMessage",
+        "params": {
+            "message": {"role": "ROLE_USER", "messageId": "m1", "parts": [{"text": "Work."}]},
+            "configuration": {"returnImmediately": True},
+        },
+    }
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    first = serve(site, "first.log")
+    try:
+        task = httpx.post(first.base_url + "/a2a/worker", json=send, headers=admin).json()
+        task = task["result"]["task"]
+        until(lambda: ledger.exists())
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
+    finally:
+        stop_server(first)
+    again = serve(site, "again.log")
+    try:
+        get = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task["id"]}}
+
+        def ended() -> Any:
+            found = httpx.post(again.base_url + "/a2a/worker", json=get, headers=admin).json()
+            state = found["result"]["status"]["state"]
+            return found["result"] if state == "TASK_STATE_COMPLETED" else None
+
+        done = until(ended, timeout=40)
+        assert done["contextId"] == task["contextId"]
+        assert done["artifacts"][0]["parts"][0]["text"] == "Done after the restart."
+        assert ledger.read_text() == "once\n"  # the command was not run again
+    finally:
+        stop_server(again)
