@@ -25,6 +25,7 @@ FLOORS: list[set[str]] = [
     {"access"},
     {"agents", "webhooks"},
     {"providers", "tools"},
+    {"knowledge"},
     {"observability", "limits"},
     {"config", "schemas", "store"},
     {"pricing", "proxies"},

@@ -32,6 +32,11 @@ from headend.config import Settings, check_webhooks
 from headend.console.agents import list_agents
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
+from headend.errors import ConfigError
+from headend.knowledge.embedder import BUILTIN, Embedders
+from headend.knowledge.ingest import Ingester
+from headend.knowledge.search import Searcher
+from headend.knowledge.service import Knowledge
 from headend.limits.base import Limiter
 from headend.limits.open import open_limiter
 from headend.observability.access_log import AccessLog
@@ -86,6 +91,13 @@ from headend.server.routes.audit import list_audit
 from headend.server.routes.chat import create_chat_completion
 from headend.server.routes.completions import create_completion
 from headend.server.routes.embeddings import create_embeddings
+from headend.server.routes.files import (
+    create_file,
+    delete_file,
+    file_content,
+    list_files,
+    retrieve_file,
+)
 from headend.server.routes.health import health, ready
 from headend.server.routes.messages import count_tokens, create_message
 from headend.server.routes.models import list_models, retrieve_model
@@ -107,9 +119,27 @@ from headend.server.routes.sessions import (
     post_message,
     retrieve_session,
 )
+from headend.server.routes.vector_stores import (
+    cancel_batch,
+    create_batch,
+    create_store_file,
+    create_vector_store,
+    delete_store_file,
+    delete_vector_store,
+    list_store_files,
+    list_vector_stores,
+    retrieve_batch,
+    retrieve_store_file,
+    retrieve_vector_store,
+    search_vector_store,
+    store_file_content,
+    update_store_file,
+    update_vector_store,
+)
 from headend.server.services import Services
 from headend.store import open_store
 from headend.store.base import Store
+from headend.store.knowledge import KnowledgeStore
 from headend.tools.mcp import McpHub
 from headend.tools.registry import ToolRegistry, builtin_tools
 from headend.webhooks.sender import WebhookSender
@@ -123,6 +153,8 @@ from headend.widget.routes import (
 
 log = logging.getLogger(__name__)
 
+_STORE_FILE = "/v1/vector_stores/{vector_store_id}/files/{file_id}"
+_BATCH = "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}"
 ROUTES = [
     Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
     Route("/v1/completions", create_completion, methods=["POST"]),
@@ -138,6 +170,27 @@ ROUTES = [
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+    Route("/v1/files", create_file, methods=["POST"]),
+    Route("/v1/files", list_files, methods=["GET"]),
+    Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
+    Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+    Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
+    Route("/v1/vector_stores", create_vector_store, methods=["POST"]),
+    Route("/v1/vector_stores", list_vector_stores, methods=["GET"]),
+    Route("/v1/vector_stores/{vector_store_id}", retrieve_vector_store, methods=["GET"]),
+    Route("/v1/vector_stores/{vector_store_id}", update_vector_store, methods=["POST"]),
+    Route("/v1/vector_stores/{vector_store_id}", delete_vector_store, methods=["DELETE"]),
+    Route("/v1/vector_stores/{vector_store_id}/search", search_vector_store, methods=["POST"]),
+    Route("/v1/vector_stores/{vector_store_id}/files", create_store_file, methods=["POST"]),
+    Route("/v1/vector_stores/{vector_store_id}/files", list_store_files, methods=["GET"]),
+    Route(_STORE_FILE, retrieve_store_file, methods=["GET"]),
+    Route(_STORE_FILE, update_store_file, methods=["POST"]),
+    Route(_STORE_FILE, delete_store_file, methods=["DELETE"]),
+    Route(_STORE_FILE + "/content", store_file_content, methods=["GET"]),
+    Route("/v1/vector_stores/{vector_store_id}/file_batches", create_batch, methods=["POST"]),
+    Route(_BATCH, retrieve_batch, methods=["GET"]),
+    Route(_BATCH + "/cancel", cancel_batch, methods=["POST"]),
+    Route(_BATCH + "/files", list_store_files, methods=["GET"]),
     Route("/v1/messages", create_message, methods=["POST"]),
     Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
@@ -183,6 +236,18 @@ ROUTES = [
     Route("/health/ready", ready, methods=["GET"]),
     Route("/metrics", metrics_route, methods=["GET"]),
 ]
+
+
+def check_knowledge(settings: Settings, routes: RouteTable) -> None:
+    """``knowledge.embedding`` names the built-in model or a model route that exists."""
+    name = settings.knowledge.embedding
+    if name != BUILTIN and routes.for_client(name) is None:
+        raise ConfigError(
+            [
+                f"{settings.source}: knowledge.embedding: '{name}' is neither 'builtin' nor a "
+                "model route (models:)"
+            ]
+        )
 
 
 @contextlib.asynccontextmanager
@@ -333,6 +398,24 @@ def build_services(
     )
     runs = RunService(base.versions, routes, router, mcp, sessions, admission, approvals)
     responses = ResponseService(store)
+    embeddings = EmbeddingService(agents, routes, router, admission)
+    embedders = Embedders(settings.knowledge.embed_threads, embeddings.vectors)
+    knowledge_store = KnowledgeStore(store.sql())
+    knowledge = Knowledge(
+        knowledge_store,
+        embedders,
+        Ingester(
+            knowledge_store,
+            embedders,
+            metrics,
+            settings.knowledge.ingest_concurrency,
+            settings.knowledge.claim_seconds,
+        ),
+        Searcher(knowledge_store, embedders),
+        settings.knowledge,
+        metrics,
+        store,
+    )
     sender = WebhookSender(store, settings.webhooks, metrics)
     background = BackgroundRuns(
         store,
@@ -359,7 +442,8 @@ def build_services(
         runs=runs,
         background=background,
         webhooks=sender,
-        embeddings=EmbeddingService(agents, routes, router, admission),
+        embeddings=embeddings,
+        knowledge=knowledge,
         metrics=metrics,
     )
 
@@ -391,8 +475,10 @@ async def running_in_background(
     claiming = asyncio.create_task(takeover.claim_forever())
     recorder = asyncio.create_task(record_use(base.auth, meter))
     following = asyncio.create_task(base.live.run())
+    ingesting = asyncio.create_task(services.knowledge.ingester.run())
     with on_hangup(base.live.hup):
         yield
+    ingesting.cancel()
     following.cancel()
     firing.cancel()
     claiming.cancel()
@@ -402,6 +488,9 @@ async def running_in_background(
     await base.auth.flush_usage()
     await meter.flush()
     pruner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ingesting  # its files under way are left for their claims to lapse
+    services.knowledge.embedders.close()
 
 
 def create_app(
@@ -422,6 +511,7 @@ def create_app(
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
     check_chat_targets(agents, built)
     check_webhooks(settings)
+    check_knowledge(settings, routes)
     for note in skipped_notes(agents, settings.effective_agents_dir()):
         log.warning("%s", note)
     metrics = Metrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by ``--workers``

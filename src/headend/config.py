@@ -212,6 +212,22 @@ class ReloadSettings(_Strict):
     watch: bool = True  # follow the agents directory and headend.yaml's models: (else SIGHUP)
 
 
+class KnowledgeSettings(_Strict):
+    """Files, vector stores and their ingestion (see ``headend.knowledge``)."""
+
+    # The embedding model of new vector stores: "builtin" (all-MiniLM-L6-v2, in-process, no
+    # download) or a model route that serves /v1/embeddings.
+    embedding: str = "builtin"
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1024)  # one upload; larger get 413
+    max_files_per_key: int | None = Field(10_000, ge=1)  # None: no limit
+    max_bytes_per_key: int | None = Field(10 * 1024 * 1024 * 1024, ge=1024)  # None: no limit
+    ingest_concurrency: int = Field(1, ge=1, le=16)  # files ingested at once per instance
+    embed_threads: int = Field(2, ge=1, le=64)  # the built-in model's threads
+    # seconds an instance's claim on a file it ingests holds unrenewed: how soon another
+    # instance (or the same one restarted) takes up a file whose instance died
+    claim_seconds: float = Field(30.0, ge=1, le=3600)
+
+
 def _default_providers() -> dict[str, ProviderSection]:
     return {"local": ProviderSection(type="llama_cpp")}
 
@@ -228,6 +244,7 @@ class Settings(_Strict):
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     redis: str | None = Field(None, repr=False)  # redis://…: limits shared by instances
     reload: ReloadSettings = Field(default_factory=lambda: ReloadSettings())
+    knowledge: KnowledgeSettings = Field(default_factory=lambda: KnowledgeSettings())
     # Where the settings came from, for messages and for resolving relative paths.
     source: str = Field("defaults", exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

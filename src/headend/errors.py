@@ -13,7 +13,8 @@
         │   └── OriginNotAllowed    403 a publishable key's visitor from another site
         ├── NotFound                404 not_found_error
         │   ├── ModelNotFound       404 code model_not_found
-        │   └── SessionNotFound     404 code session_not_found
+        │   ├── SessionNotFound     404 code session_not_found
+        │   └── ObjectNotFound      404 a file, vector store or batch (another key's too)
         ├── MethodNotAllowed        405
         │   └── UpgradeRequired     426 a WebSocket upgrade: headend speaks HTTP only
         ├── RequestTimeout          408 the request's head or body came too slowly
@@ -21,6 +22,7 @@
         ├── IdempotencyConflict     409 an Idempotency-Key still running, or with another body
         ├── AgentConflict           409 an agent id taken, or an agent its file defines
         ├── PayloadTooLarge         413
+        ├── StorageQuotaExceeded    403 a key's files would pass its quota of files or bytes
         ├── HeadersTooLarge         431 too many or too large request headers
         ├── RateLimited             429 rate_limit_exceeded, with Retry-After
         ├── BudgetSpent             429 insufficient_quota: the key's budget for its period
@@ -139,6 +141,22 @@ class UpgradeRequired(MethodNotAllowed):
     status = 426
     default_code = "upgrade_not_supported"
     headers = {"Connection": "close"}  # noqa: RUF012 - read-only
+
+
+class ObjectNotFound(NotFound):
+    """A file, vector store, vector store file or batch that does not exist, or is another
+    key's: the two read the same."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, kind: str, id: str, *, param: str | None = None) -> None:
+        super().__init__(f"No {kind} found with id '{id}'.", param=param)
+
+
+class StorageQuotaExceeded(APIError):
+    status = 403
+    type = "insufficient_quota"
+    default_code = "storage_quota_exceeded"
 
 
 class PayloadTooLarge(APIError):

@@ -1,8 +1,9 @@
 """The caller and what it may do: scopes, the agents it may use, its limits and tools.
 
 Each request needs one scope (``server.auth.required_scope`` says which): ``chat`` (alias
-``chat:write``), ``models:read``, ``sessions:read``, ``metrics``, ``agents:write`` and
-``admin``; a scope includes the ones ``WIDER`` says it does.
+``chat:write``), ``knowledge`` (files and vector stores: what ``chat`` includes, for a key
+that only feeds documents), ``models:read``, ``sessions:read``, ``metrics``,
+``agents:write`` and ``admin``; a scope includes the ones ``WIDER`` says it does.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from headend.limits.base import NO_RATES, Rates
 from headend.limits.budget import Budget
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
 
-SCOPES = ("chat", "models:read", "sessions:read", "metrics", "agents:write", "admin")
+SCOPES = ("chat", "knowledge", "models:read", "sessions:read", "metrics", "agents:write", "admin")
 AGENTS_WRITE = "agents:write"
-# A scope, and the next one that includes it: who may change agents may list them.
-WIDER = {"models:read": AGENTS_WRITE, AGENTS_WRITE: "admin"}
+# A scope, and the next one that includes it: who may change agents may list them, who
+# may chat may keep files and vector stores.
+WIDER = {"models:read": AGENTS_WRITE, AGENTS_WRITE: "admin", "knowledge": "chat"}
 SCOPE_ALIASES = {"chat:write": "chat"}
 
 

@@ -25,6 +25,8 @@ ACTIONS = {
     "approval.approve": "a tool call waiting for approval was approved (it runs)",
     "approval.deny": "a tool call waiting for approval was denied, or left unanswered",
     "approval.expire": "a tool call waited for approval past its time (it did not run)",
+    "file.upload": "a file was uploaded (its name, purpose and size)",
+    "file.delete": "a file was deleted, and its chunks in every vector store",
 }
 ANONYMOUS = "anonymous"  # a change made while headend ran without keys
 FILE = "file"  # the agents directory
@@ -36,7 +38,7 @@ def known(action: str) -> bool:
 
 
 def unknown(action: str) -> str:
-    return f"no audit action {action!r}: {', '.join(ACTIONS)} (or key, agent, approval)"
+    return f"no audit action {action!r}: {', '.join(ACTIONS)} (or key, agent, approval, file)"
 
 
 def cli_actor() -> str:

@@ -200,6 +200,31 @@ class Metrics:
             registry=registry,
         )
 
+        self.knowledge_files = Counter(
+            "headend_knowledge_files",
+            "Vector store files ingested, by outcome (completed, failed, or lost: its claim "
+            "passed to another instance).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.knowledge_chunks = Counter(
+            "headend_knowledge_chunks",
+            "Chunks embedded and indexed into vector stores.",
+            registry=registry,
+        )
+        self.knowledge_queue = Gauge(
+            "headend_knowledge_ingest_queue",
+            "Vector store files waiting for or under ingestion, store-wide, as last seen.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.knowledge_search = Histogram(
+            "headend_knowledge_search_duration_seconds",
+            "One vector store search, from query to results (embedding the query included).",
+            buckets=FAST_BUCKETS,
+            registry=registry,
+        )
+
     def exposition(self) -> bytes:
         """The text format of every metric (every worker's, summed, under ``--workers``)."""
         if self.multiprocess_dir is None:

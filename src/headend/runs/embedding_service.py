@@ -6,6 +6,7 @@ and the tokens are counted the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from headend.access.principal import Principal
@@ -70,6 +71,18 @@ class EmbeddingService:
         finally:
             await self.admission.leave(ticket, lambda: _estimate(request))
         return answer, ticket.headers
+
+    async def vectors(self, name: str, texts: Sequence[str]) -> list[list[float]]:
+        """The model route ``name``'s vectors for ``texts``, in order: how vector stores
+        that name a route embed (no key's limits: the store's owner was admitted already)."""
+        found = self.routes.for_client(name)
+        targets = self.router.embedding_targets(found) if found is not None else ()
+        if not targets:
+            raise UnsupportedValue(f"The model '{name}' does not serve embeddings.", param="model")
+        body: Json = {"model": name, "input": list(texts), "encoding_format": "float"}
+        answer, _target = await self.router.embed(targets, ChatCall(body=body))
+        data = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
+        return [list(item["embedding"]) for item in data]
 
 
 def _estimate(request: EmbeddingRequest) -> int:

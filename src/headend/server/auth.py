@@ -60,6 +60,8 @@ def required_scope(method: str, path: str) -> str | None:
         return "models:read"
     if path.startswith("/v1/sessions") and method in READS:
         return "sessions:read"
+    if path.startswith(("/v1/files", "/v1/vector_stores")):
+        return "knowledge"
     return "chat"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from headend.store.sql import Db
 from headend.types import Json
 
 
@@ -308,6 +309,10 @@ class Store(Protocol):
         """Open, and bring the schema up to date."""
 
     async def close(self) -> None: ...
+
+    def sql(self) -> Db:
+        """Portable statements on this store (what knowledge's tables are written with)."""
+        ...
 
     async def ping(self) -> None:
         """Raise unless the store answers (what readiness asks)."""

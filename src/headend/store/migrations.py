@@ -7,6 +7,9 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from headend.store.knowledge_schema import knowledge_statements
+from headend.store.sql import SQLITE
+
 
 def m001_sessions(db: sqlite3.Connection) -> None:
     db.execute(
@@ -313,6 +316,11 @@ def m022_approvals(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX approvals_by_session ON approvals (session_id, status)")
 
 
+def m023_knowledge(db: sqlite3.Connection) -> None:
+    for statement in knowledge_statements(SQLITE):
+        db.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -336,6 +344,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m020_run_steps,
     m021_key_approval,
     m022_approvals,
+    m023_knowledge,
 ]
 
 

@@ -70,6 +70,7 @@ from headend.store.rows import (
 from headend.store.schedule_sql import (
     PRUNE_FIRES_SQL,
 )
+from headend.store.sql import Db, PostgresDb
 from headend.store.webhook_sql import (
     PRUNE_DELIVERIES_SQL,
 )
@@ -100,6 +101,9 @@ class PostgresStore(PostgresBackground):
         self.url = url
         self._min, self._max = min_size, max_size
         self._pool: Any = None
+
+    def sql(self) -> Db:
+        return PostgresDb(lambda: self._pool)
 
     async def start(self) -> None:
         try:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from headend.store.knowledge_schema import knowledge_statements
+from headend.store.sql import POSTGRES
+
 Migration = Callable[[Any], Awaitable[None]]
 
 
@@ -312,6 +315,11 @@ async def m022_approvals(db: Any) -> None:
     await db.execute("CREATE INDEX approvals_by_session ON approvals (session_id, status)")
 
 
+async def m023_knowledge(db: Any) -> None:
+    for statement in knowledge_statements(POSTGRES):
+        await db.execute(statement)
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -335,4 +343,5 @@ MIGRATIONS: list[Migration] = [
     m020_run_steps,
     m021_key_approval,
     m022_approvals,
+    m023_knowledge,
 ]

@@ -76,6 +76,7 @@ from headend.store.rows import (
 from headend.store.schedule_sql import (
     PRUNE_FIRES_SQL,
 )
+from headend.store.sql import Db, SqliteDb
 from headend.store.sqlite_background import SqliteBackground
 from headend.store.webhook_sql import (
     PRUNE_DELIVERIES_SQL,
@@ -145,6 +146,9 @@ class SqliteStore(SqliteBackground):
         self._writes += 1  # reads count too: cheaper than telling them apart
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def sql(self) -> Db:
+        return SqliteDb(self._run)
 
     async def start(self) -> None:
         def open_db() -> sqlite3.Connection:

@@ -1,0 +1,1 @@
+"""Knowledge: files, vector stores, their ingestion and hybrid search."""

@@ -1,0 +1,178 @@
+"""Hybrid search over a vector store: full text (BM25 on SQLite's FTS5, ``ts_rank_cd`` on
+PostgreSQL) and vectors (cosine, exact, numpy over the store's vectors held in memory),
+fused by reciprocal rank.
+
+A result's ``score`` is its fused score over the best a chunk could have (first in every
+list), so 1.0 means ranked first by words and by meaning, and ``score_threshold`` reads on
+that scale. Vectors are loaded once per store and kept while the store's ``generation`` is
+unchanged; an instance sharing the store sees another's writes at its next search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from headend.knowledge.embedder import Embedders, Vectors
+from headend.knowledge.filters import matches
+from headend.store.knowledge import KnowledgeStore, VectorStoreRecord
+from headend.types import Json
+
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.)
+CANDIDATES = 100  # from each list, before fusion
+MAX_WORDS = 64
+WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    file_id: str
+    filename: str
+    score: float
+    attributes: Json
+    text: str
+    chunk_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How much each list counts in the fusion (the Responses tool's ``hybrid_search``)."""
+
+    embedding: float = 1.0
+    text: float = 1.0
+
+
+@dataclass(slots=True)
+class _Loaded:
+    generation: int
+    ids: npt.NDArray[np.int64]
+    files: list[str]
+    matrix: Vectors
+
+
+class Searcher:
+    def __init__(self, store: KnowledgeStore, embedders: Embedders) -> None:
+        self._store = store
+        self._embedders = embedders
+        self._loaded: dict[str, _Loaded] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _vectors(self, store_id: str) -> _Loaded | None:
+        generation = await self._store.generation(store_id)
+        if generation is None:
+            self._loaded.pop(store_id, None)
+            return None
+        loaded = self._loaded.get(store_id)
+        if loaded is not None and loaded.generation == generation:
+            return loaded
+        async with self._locks.setdefault(store_id, asyncio.Lock()):
+            loaded = self._loaded.get(store_id)
+            if loaded is not None and loaded.generation == generation:
+                return loaded
+            rows = await self._store.vectors(store_id)
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = (
+                np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
+                if rows
+                else np.zeros((0, 0), dtype=np.float32)
+            )
+            loaded = _Loaded(generation, ids, [r[1] for r in rows], matrix)
+            self._loaded[store_id] = loaded
+            return loaded
+
+    def forget(self, store_id: str) -> None:
+        self._loaded.pop(store_id, None)
+
+    async def search(
+        self,
+        record: VectorStoreRecord,
+        queries: Sequence[str],
+        *,
+        filters: Json | None = None,
+        max_results: int = 10,
+        score_threshold: float = 0.0,
+        weights: Weights = Weights(),
+    ) -> list[Hit]:
+        files = await self._store.completed_files(record.id)
+        allowed = {f for f, (_name, attrs) in files.items() if matches(attrs, filters)}
+        if not allowed or not queries:
+            return []
+        loaded = await self._vectors(record.id) if weights.embedding > 0 else None
+        asked: Vectors | None = None
+        if loaded is not None and len(loaded.ids):
+            asked = await self._embedders.get(record.embedding).embed(list(queries))
+        mask = (
+            np.fromiter((f in allowed for f in loaded.files), dtype=bool)
+            if loaded is not None
+            else None
+        )
+        # Each query is searched on its own (words and meaning fused); a chunk keeps its best.
+        best: dict[int, float] = {}
+        for n, query in enumerate(queries):
+            lists: list[tuple[float, list[int]]] = []
+            if asked is not None and loaded is not None and mask is not None:
+                lists.append((weights.embedding, _nearest(loaded, asked[n], mask)))
+            if weights.text > 0:
+                lists.append((weights.text, await self._words(record.id, query, allowed, files)))
+            for chunk_id, score in _fused(lists).items():
+                best[chunk_id] = max(score, best.get(chunk_id, 0.0))
+        top = sorted(best.items(), key=lambda item: (-item[1], item[0]))
+        picked = [(c, s) for c, s in top if s >= score_threshold][:max_results]
+        texts = await self._store.chunk_texts([c for c, _ in picked])
+        hits = []
+        for chunk_id, score in picked:
+            chunk = texts.get(chunk_id)
+            if chunk is None or chunk.file_id not in files:
+                continue  # removed meanwhile
+            name, attributes = files[chunk.file_id]
+            hits.append(Hit(chunk.file_id, name, round(score, 6), attributes, chunk.text, chunk_id))
+        return hits
+
+    async def _words(
+        self, store_id: str, query: str, allowed: set[str], files: dict[str, Any]
+    ) -> list[int]:
+        """The chunks holding the query's words, best first, of the allowed files."""
+        # With a filter, read further down the list: filtered-out chunks are dropped after.
+        wanted = CANDIDATES if len(allowed) == len(files) else CANDIDATES * 4
+        found = await self._store.full_text(store_id, _words([query]), wanted)
+        if len(allowed) == len(files):
+            return found[:CANDIDATES]
+        texts = await self._store.chunk_texts(found)
+        return [c for c in found if c in texts and texts[c].file_id in allowed][:CANDIDATES]
+
+
+def _fused(lists: list[tuple[float, list[int]]]) -> dict[int, float]:
+    """Reciprocal rank fusion, over the best a chunk could score (first in every list)."""
+    best = sum(weight for weight, _ in lists) / (RRF_K + 1)
+    fused: dict[int, float] = {}
+    for weight, ranked in lists:
+        for rank, chunk_id in enumerate(ranked, 1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank)
+    return {chunk_id: score / best for chunk_id, score in fused.items()} if best else {}
+
+
+def _nearest(loaded: _Loaded, vector: Vectors, mask: npt.NDArray[np.bool_]) -> list[int]:
+    if loaded.matrix.shape[1] != vector.shape[0]:
+        return []
+    scores = loaded.matrix @ vector
+    scores = np.where(mask, scores, -np.inf)
+    count = min(CANDIDATES, int(mask.sum()))
+    if count == 0:
+        return []
+    top = np.argpartition(-scores, count - 1)[:count]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [int(loaded.ids[i]) for i in top]
+
+
+def _words(queries: Sequence[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for query in queries:
+        for word in WORD.findall(query.lower()):
+            seen.setdefault(word, None)
+    return list(seen)[:MAX_WORDS]
