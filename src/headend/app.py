@@ -381,6 +381,25 @@ async def open_foundations(settings: Settings, catalog: Catalog, metrics: Metric
     return Foundations(catalog, store, auth, limiter, versions, editor, live)
 
 
+def build_knowledge(
+    settings: Settings, store: Store, embeddings: EmbeddingService, metrics: Metrics
+) -> Knowledge:
+    """Files and vector stores: their store, embedders, ingester and searcher."""
+    embedders = Embedders(settings.knowledge.embed_threads, embeddings.vectors)
+    knowledge_store = KnowledgeStore(store.sql())
+    ingester = Ingester(
+        knowledge_store,
+        embedders,
+        metrics,
+        settings.knowledge.ingest_concurrency,
+        settings.knowledge.claim_seconds,
+    )
+    searcher = Searcher(knowledge_store, embedders)
+    return Knowledge(
+        knowledge_store, embedders, ingester, searcher, settings.knowledge, metrics, store
+    )
+
+
 def build_services(
     settings: Settings,
     base: Foundations,
@@ -396,26 +415,10 @@ def build_services(
     approvals = Approvals(
         store, settings.sessions.approval_expires, metrics.approvals, metrics.approval_wait
     )
-    runs = RunService(base.versions, routes, router, mcp, sessions, admission, approvals)
-    responses = ResponseService(store)
     embeddings = EmbeddingService(agents, routes, router, admission)
-    embedders = Embedders(settings.knowledge.embed_threads, embeddings.vectors)
-    knowledge_store = KnowledgeStore(store.sql())
-    knowledge = Knowledge(
-        knowledge_store,
-        embedders,
-        Ingester(
-            knowledge_store,
-            embedders,
-            metrics,
-            settings.knowledge.ingest_concurrency,
-            settings.knowledge.claim_seconds,
-        ),
-        Searcher(knowledge_store, embedders),
-        settings.knowledge,
-        metrics,
-        store,
-    )
+    knowledge = build_knowledge(settings, store, embeddings, metrics)
+    runs = RunService(base.versions, routes, router, mcp, sessions, admission, approvals, knowledge)
+    responses = ResponseService(store)
     sender = WebhookSender(store, settings.webhooks, metrics)
     background = BackgroundRuns(
         store,

@@ -120,7 +120,7 @@ def test_the_sdk_flow_uploads_indexes_and_searches_offline(owner: openai.OpenAI)
     assert found.usage_bytes > 0
     assert found.metadata == {"team": "docs"}
 
-    def top(query: str, **options: Any) -> list[str]:
+    def top(query: str | list[str], **options: Any) -> list[str]:
         page = owner.vector_stores.search(vector_store_id=store.id, query=query, **options)
         return [hit.filename for hit in page.data]
 

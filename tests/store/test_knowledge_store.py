@@ -168,7 +168,7 @@ async def test_full_text_finds_words_in_the_store_only(knowledge: KnowledgeStore
     assert [texts[i].text for i in found] == ["the lighthouse keeper"]
     assert await knowledge.full_text("vs_1", ["nothing"], 10) == []
     vectors = await knowledge.vectors("vs_1")
-    assert [(f, np.frombuffer(v, dtype="<f4").argmax()) for _, f, v in vectors] == [
+    assert [(f, int(np.frombuffer(v, dtype="<f4").argmax())) for _, f, v in vectors] == [
         ("f1", 0),
         ("f1", 1),
     ]

@@ -33,7 +33,15 @@ from headend.providers.base import ChatCall
 from headend.providers.reply import Reply
 from headend.providers.router import Router
 from headend.tools.approval_policy import NO_APPROVAL, ApprovalPolicy
-from headend.tools.base import Tool, ToolContext, ToolError, function_spec
+from headend.tools.base import (
+    HostedResult,
+    HostedTool,
+    Source,
+    Tool,
+    ToolContext,
+    ToolError,
+    function_spec,
+)
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
 from headend.types import Batch, Json
@@ -51,6 +59,8 @@ class ToolProgress:
     iteration: int
     success: bool | None = None
     duration_ms: int | None = None
+    item: Json | None = None  # a hosted tool's output item (file_search_call), as it stands
+    sources: tuple[Source, ...] = ()  # on completion: the passages it gave the model
 
     def payload(self) -> Json:
         data: Json = {
@@ -75,6 +85,8 @@ class LoopEnd:
     approvals: list[Json] = field(default_factory=list)
     # the results of calls a person answered, which belong before this turn's new messages
     answered: list[Json] = field(default_factory=list)
+    # the passages hosted searches gave the model, which its answer may cite as [n]
+    sources: list[Source] = field(default_factory=list)
 
 
 LoopEvent = Batch | ToolProgress | LoopEnd
@@ -225,7 +237,7 @@ class ToolLoop:
                     calls = reply.tool_calls()
                     end = offer.end(reply, calls, last, usage, messages[added:])
                     if end is not None:
-                        yield replace(end, answered=answered)
+                        yield replace(end, answered=answered, sources=list(context.sources))
                         return
                     text = "".join(reply.text)
                     message = {"role": "assistant", "content": text or None, "tool_calls": calls}
@@ -252,6 +264,7 @@ class ToolLoop:
                         messages=messages[added:],
                         approvals=list(asking.values()),
                         answered=answered,
+                        sources=list(context.sources),
                     )
                     return
         finally:
@@ -325,14 +338,23 @@ class ToolLoop:
             tool = own.get(name)
             arguments = call_arguments(call)
             label = tool.label(arguments) if tool and isinstance(arguments, dict) else name
-            progress.put_nowait(ToolProgress("tool.started", name, label, iteration))
+            hosted = tool if isinstance(tool, HostedTool) and isinstance(arguments, dict) else None
+            begun = (
+                hosted.begun(call["id"], arguments)
+                if hosted and isinstance(arguments, dict)
+                else None
+            )
+            progress.put_nowait(ToolProgress("tool.started", name, label, iteration, item=begun))
             span = tool_span(at.parent, name, call["id"], call["function"]["arguments"] or "")
             started = time.perf_counter()
             ok = False
             outcome: ToolOutcome = "error"
             result: str | None = None  # None: the run was cut short while the tool ran
+            done: HostedResult | None = None
             try:
-                outcome, result = await self._invoke(tool, name, arguments, context)
+                outcome, result, done = await self._invoke(
+                    tool, name, arguments, context, call["id"]
+                )
                 ok = outcome == "ok"
             finally:
                 tool_result(span, outcome if result is not None else "cancelled", result or "")
@@ -346,6 +368,8 @@ class ToolLoop:
                         iteration,
                         success=ok,
                         duration_ms=round(seconds * 1000),
+                        item=done.item if done else (begun and {**begun, "status": "failed"}),
+                        sources=done.sources if done else (),
                     )
                 )
             if at.journal is not None:
@@ -402,24 +426,30 @@ class ToolLoop:
 
     @staticmethod
     async def _invoke(
-        tool: Tool | None, name: str, arguments: Any, context: ToolContext
-    ) -> tuple[ToolOutcome, str]:
-        """A tool's result, or the reason it has none: every failure is text for the model."""
+        tool: Tool | None, name: str, arguments: Any, context: ToolContext, call_id: str = ""
+    ) -> tuple[ToolOutcome, str, HostedResult | None]:
+        """A tool's result (and a hosted tool's item), or the reason it has none: every
+        failure is text for the model."""
         if tool is None:
-            return "unknown", f"Error: there is no tool named {name!r}."
+            return "unknown", f"Error: there is no tool named {name!r}.", None
         if not isinstance(arguments, dict):
-            return "error", f"Error: the arguments for {name} must be a JSON object."
+            return "error", f"Error: the arguments for {name} must be a JSON object.", None
+        hosted: HostedResult | None = None
         try:
             async with asyncio.timeout(tool.timeout):
-                result = await tool.run(arguments, context)
+                if isinstance(tool, HostedTool):
+                    hosted = await tool.run_hosted(call_id, arguments, context)
+                    result = hosted.text
+                else:
+                    result = await tool.run(arguments, context)
         except TimeoutError:
-            return "timeout", f"Error: {name} did not finish within {tool.timeout:g} s."
+            return "timeout", f"Error: {name} did not finish within {tool.timeout:g} s.", None
         except ToolError as exc:
-            return "error", f"Error: {exc}"
+            return "error", f"Error: {exc}", None
         except Exception as exc:  # a tool's bug must not fail the run: the model is told
             log.exception("tool %s failed", name)
-            return "error", f"Error: {name} failed: {type(exc).__name__}: {exc}"
-        return ("error" if result.startswith("Error: ") else "ok"), result
+            return "error", f"Error: {name} failed: {type(exc).__name__}: {exc}", None
+        return ("error" if result.startswith("Error: ") else "ok"), result, hosted
 
     def _call_agent(self, run: LoopCall) -> Callable[[str, str, int], Awaitable[str]]:
         async def call(agent_id: str, text: str, depth: int) -> str:

@@ -48,6 +48,16 @@ class Weights:
     text: float = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """A ``file_search`` tool's settings, as the request or the agent file gives them."""
+
+    max_num_results: int = 10
+    filters: Json | None = None
+    score_threshold: float = 0.0
+    weights: Weights = Weights()
+
+
 @dataclass(slots=True)
 class _Loaded:
     generation: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import IO
 
@@ -17,7 +18,7 @@ from headend.errors import InvalidRequest, ObjectNotFound, PayloadTooLarge, Stor
 from headend.knowledge.chunking import static_strategy
 from headend.knowledge.embedder import Embedders
 from headend.knowledge.ingest import Ingester
-from headend.knowledge.search import Searcher, Weights
+from headend.knowledge.search import Hit, Searcher, SearchOptions, Weights
 from headend.observability import audit_log
 from headend.observability.metrics import Metrics
 from headend.schemas.openai.vector_stores_api import (
@@ -363,6 +364,37 @@ class Knowledge:
         }
 
     # Search
+
+    async def usable_stores(
+        self, caller: Caller, store_ids: Sequence[str], param: str
+    ) -> tuple[VectorStoreRecord, ...]:
+        """The caller's stores of these ids; a 404 naming the first that is not one."""
+        found = []
+        for store_id in dict.fromkeys(store_ids):
+            record = await self.store.store(store_id, caller.owner)
+            if record is None:
+                raise ObjectNotFound("vector store", store_id, param=param)
+            found.append(record)
+        return tuple(found)
+
+    async def search_stores(
+        self, stores: Sequence[VectorStoreRecord], query: str, options: SearchOptions
+    ) -> list[Hit]:
+        """The best hits across ``stores`` (scores are on one scale: see ``search``)."""
+        started = time.perf_counter()
+        hits: list[Hit] = []
+        for record in stores:
+            hits += await self.searcher.search(
+                record,
+                [query],
+                filters=options.filters,
+                max_results=options.max_num_results,
+                score_threshold=options.score_threshold,
+                weights=options.weights,
+            )
+        self.metrics.knowledge_search.observe(time.perf_counter() - started)
+        hits.sort(key=lambda hit: (-hit.score, hit.chunk_id))
+        return hits[: options.max_num_results]
 
     async def search(self, caller: Caller, store_id: str, request: SearchRequest) -> Json:
         record = await self.vector_store(caller, store_id)

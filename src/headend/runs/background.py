@@ -30,7 +30,7 @@ from prometheus_client import Gauge
 
 from headend.config import WebhookSettings
 from headend.errors import APIError, InvalidRequest, LeaseLost, RateLimited
-from headend.runs.events import chunk_batches
+from headend.runs.events import stream_events
 from headend.runs.run import Run
 from headend.runs.run_journal import RunJournal, cut_short, last_committed_event
 from headend.runs.service import RunService
@@ -329,9 +329,9 @@ class BackgroundRuns:
                 live.status = "in_progress"
                 self._count("in_progress", 1)
                 live.add([events.running()])
-            async with contextlib.aclosing(chunk_batches(self.runs.events(run))) as batches:
+            async with contextlib.aclosing(stream_events(self.runs.events(run))) as batches:
                 async for batch in batches:
-                    live.add([event for chunk in batch for event in events.feed(chunk)])
+                    live.add(events.take(batch))
             live.ending = True  # answered: a cancel now would leave it completed anyway
             closing, body = events.finish_events()
             # stored before a follower hears it is done, as a response not in background

@@ -44,3 +44,16 @@ async def chunk_batches(events: AsyncGenerator[RunEvent, None]) -> AsyncGenerato
                 yield event
     finally:
         await events.aclose()
+
+
+async def stream_events(
+    events: AsyncGenerator[RunEvent, None],
+) -> AsyncGenerator[list[Json] | ToolProgress, None]:
+    """A streamed run's chunks and its tools' progress: what the Responses surface
+    translates (a hosted tool's progress is an output item of its own there)."""
+    try:
+        async for event in events:
+            if isinstance(event, ToolProgress) or (isinstance(event, list) and event):
+                yield event
+    finally:
+        await events.aclose()

@@ -41,6 +41,9 @@ class ResponseRun:
     owner: str | None
     body: Json  # the request, as checked
     principal: Principal
+    # not streamed, yet run as a stream and answered with the response it ends with: its
+    # hosted tools' items (file_search_call) come from the stream's events
+    assembled: bool = False
 
     def resume(self) -> Json:
         """What starting this run again takes (stored with a background run)."""
@@ -137,13 +140,34 @@ class ResponseRuns:
             await self.background.make_room(owner)
             # streamed from the upstream whatever the client asked: its output shows so far
             chat |= {"stream": True, "stream_options": {"include_usage": True}}
+        assembled = offered.file_search is not None and chat.get("stream") is not True
+        if assembled:
+            chat |= {"stream": True, "stream_options": {"include_usage": True}}
         run = await self.runs.start(
-            chat, record, headers, principal, keep=keep, slots_later=background, verdicts=verdicts
+            chat,
+            record,
+            headers,
+            principal,
+            keep=keep,
+            slots_later=background,
+            verdicts=verdicts,
+            file_search=offered.file_search,
+            file_search_param=offered.file_search_param,
         )
         run.approvals_as_text = False  # they are output items of their own
         shape = ResponseShape(body, run.client_model, offered)
         shape.session_id = run.session.session_id if run.session else None
-        return ResponseRun(run, shape, items, keep, background, owner, body, principal)
+        return ResponseRun(
+            run,
+            shape,
+            items,
+            keep,
+            background,
+            owner,
+            body,
+            principal,
+            assembled and not background,
+        )
 
     async def restart(
         self, resume: Json, so_far: ResponseRecord, record: RunRecord, principal: Principal
@@ -161,7 +185,15 @@ class ResponseRuns:
         if session_id is not None and fresh is None:
             chat["session_id"] = session_id
         run = await self.runs.start(
-            chat, record, {}, principal, keep=True, new_session=fresh, slots_later=True
+            chat,
+            record,
+            {},
+            principal,
+            keep=True,
+            new_session=fresh,
+            slots_later=True,
+            file_search=offered.file_search,
+            file_search_param=offered.file_search_param,
         )
         run.client_model = body["model"]  # as the client named it
         run.approvals_as_text = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -18,8 +19,11 @@ from headend.access.visitor_request import visitor_request
 from headend.agents.compose import agent_body, max_iterations
 from headend.agents.loop import LoopCall, LoopEnd, ToolLoop, ToolProgress
 from headend.agents.registry import Agent
+from headend.agents.spec import AgentSpec
 from headend.agents.versions import AgentVersions
-from headend.errors import InvalidRequest, ModelNotFound
+from headend.errors import InvalidRequest, ModelNotFound, UnsupportedValue
+from headend.knowledge.search import SearchOptions, Weights
+from headend.knowledge.service import Caller, Knowledge
 from headend.observability.genai import agent_span
 from headend.observability.tracing import Span
 from headend.pricing import Spend
@@ -48,14 +52,18 @@ from headend.runs.session_turns import (
     trim,
 )
 from headend.schemas.openai.chat_api import ChatCompletionRequest
+from headend.schemas.openai.vector_stores_api import FileSearchTool, filter_wire
 from headend.schemas.validation import validate
 from headend.surfaces.agent_chunks import Frames, loop_chunks, loop_completion
 from headend.tools.approval_policy import ApprovalPolicy
+from headend.tools.builtin.file_search import FileSearch
 from headend.tools.mcp import McpHub
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
 from headend.types import Json
 
 log = logging.getLogger(__name__)
+
+ROUTE_TOOL_ROUNDS = 8  # a model route's rounds of file_search calls before it must answer
 
 
 class RunService:
@@ -68,7 +76,9 @@ class RunService:
         sessions: SessionService,
         admission: Admission,
         approvals: Approvals,
+        knowledge: Knowledge | None = None,
     ) -> None:
+        self.knowledge = knowledge  # what runs the file_search tool
         self.versions = versions
         self.routes = routes
         self.router = router
@@ -89,6 +99,8 @@ class RunService:
         new_session: str | None = None,
         slots_later: bool = False,
         verdicts: list[Verdict] | None = None,
+        file_search: FileSearchTool | None = None,
+        file_search_param: str = "tools",
     ) -> Run:
         """Validate the request and, last, open its session turn (on a new session called
         ``new_session``, if given) and take its slots (the only steps that wait). A
@@ -110,6 +122,8 @@ class RunService:
             answering=bool(verdicts),
         )
         run.owner = principal.owner
+        if file_search is not None:
+            await self._search_files(run, file_search, file_search_param, principal)
         if principal.visitor is not None:
             if run.agent is None:
                 raise ModelNotFound(run.client_model)  # a visitor talks to agents only
@@ -140,6 +154,40 @@ class RunService:
             await self.release(run)
             raise
         return run
+
+    async def _search_files(
+        self, run: Run, request: FileSearchTool, param: str, principal: Principal
+    ) -> None:
+        """The Responses request's ``file_search`` tool, over the caller's own stores, added
+        to what its run offers: a model route's run then goes through the tool loop."""
+        if self.knowledge is None:
+            raise UnsupportedValue("This server does not search files.", param=param)
+        caller = Caller(principal.owner, admin=principal.has("admin"))
+        stores = await self.knowledge.usable_stores(caller, request.vector_store_ids, param)
+        ranking = request.ranking_options
+        hybrid = ranking.hybrid_search if ranking is not None else None
+        tool = FileSearch(
+            stores,
+            self.knowledge.search_stores,
+            SearchOptions(
+                max_num_results=request.max_num_results,
+                filters=filter_wire(request.filters),
+                score_threshold=float(ranking.score_threshold) if ranking else 0.0,
+                weights=Weights(float(hybrid.embedding_weight), float(hybrid.text_weight))
+                if hybrid is not None
+                else Weights(),
+            ),
+        )
+        if run.loop is not None:
+            run.loop.agent = replace(run.loop.agent, tools=(*run.loop.agent.tools, tool))
+            return
+        agent = run.agent or Agent(spec=AgentSpec(id=run.client_model), targets=run.targets)
+        run.loop = LoopCall(
+            replace(agent, tools=(*agent.tools, tool)),
+            run.call,
+            ROUTE_TOOL_ROUNDS,
+            tools=principal.tools,
+        )
 
     async def take_slots(self, run: Run) -> None:
         """A run started with ``slots_later``: its slots, once free (it waits, queued)."""

@@ -7,7 +7,9 @@
   that carry a ``namespace`` are flattened the same way, so the model sees one name per tool.
 - ``custom`` tools (free-form input, such as Codex's ``apply_patch``) are offered as a
   function taking one string, ``input``; a call comes back as a ``custom_tool_call`` item.
-- Hosted tools headend cannot run (``web_search``, ``file_search``, ``code_interpreter``,
+- ``file_search`` is headend's to run, over its own vector stores: the model sees a function
+  ``file_search`` taking ``query`` (``tools.builtin.file_search``).
+- Hosted tools headend cannot run (``web_search``, ``code_interpreter``,
   ``image_generation``, ``computer_use``…) are left out of what the model sees and named in
   the ``x-headend-dropped-tools`` header; a ``tool_choice`` that forces one is a 400.
 """
@@ -20,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from headend.errors import InvalidRequest, UnsupportedValue
+from headend.schemas.openai.vector_stores_api import FileSearchTool
 from headend.types import Json
 
 SEPARATOR = "__"
@@ -61,6 +65,8 @@ class OfferedTools:
     chat: list[Json] = field(default_factory=list)
     origins: dict[str, Origin] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
+    file_search: FileSearchTool | None = None  # headend runs it (see tools.builtin)
+    file_search_param: str = "tools"
 
     def call_item(self, item_id: str, call_id: str, name: str, arguments: str, status: str) -> Json:
         """The output item for a call the model made to the flat ``name``."""
@@ -140,9 +146,23 @@ def offered_tools(
                 _add(offered, member, namespace, f"{where}.tools[{position}]")
         elif kind in ("function", "custom"):
             _add(offered, tool, None, where)
+        elif kind == "file_search":
+            if offered.file_search is not None:
+                raise InvalidRequest("Only one file_search tool may be offered.", param=where)
+            offered.file_search = _file_search(tool, where)
+            offered.file_search_param = f"{where}.vector_store_ids"
         else:
             offered.dropped.append(kind)
     return offered
+
+
+def _file_search(tool: Json, where: str) -> FileSearchTool:
+    try:
+        return FileSearchTool.model_validate(tool)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in (where, *first["loc"]))
+        raise InvalidRequest(f"Invalid file_search tool: {first['msg']}.", param=param) from None
 
 
 def _add(offered: OfferedTools, tool: Any, namespace: str | None, where: str) -> None:
@@ -185,11 +205,13 @@ HOSTED_CHOICES = (
 )
 
 
-def chat_tool_choice(choice: Any) -> Any:
-    """A Responses ``tool_choice`` as a chat one."""
+def chat_tool_choice(choice: Any, file_search: bool = False) -> Any:
+    """A Responses ``tool_choice`` as a chat one (``file_search``: headend runs that tool)."""
     if choice in ("auto", "none", "required"):
         return choice
     kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "file_search" and file_search:
+        return {"type": "function", "function": {"name": "file_search"}}
     if kind in ("function", "custom") and isinstance(choice.get("name"), str):
         name = flat_name(choice.get("namespace"), choice["name"])
         return {"type": "function", "function": {"name": name}}

@@ -3,11 +3,14 @@ answers as ``response`` objects, chat chunks as the Responses stream events."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from headend.agents.loop import ToolProgress
 from headend.errors import APIError, InvalidRequest, UnsupportedValue
 from headend.pricing import cache_tokens, reasoning_tokens, tokens
 from headend.schemas.openai.responses_api import ResponseRequest
@@ -19,6 +22,7 @@ from headend.surfaces.responses_tools import (
     custom_arguments,
     flat_name,
 )
+from headend.tools.base import Source
 from headend.types import Json
 
 PASSED = {"temperature": "temperature", "top_p": "top_p", "user": "user", "stream": "stream"}
@@ -147,8 +151,8 @@ def to_chat(body: Any, items: list[Json], offered: OfferedTools) -> Json:
     if offered.chat:
         chat["tools"] = offered.chat
     if body.get("tool_choice") is not None:
-        choice = chat_tool_choice(body["tool_choice"])
-        if offered.chat:
+        choice = chat_tool_choice(body["tool_choice"], offered.file_search is not None)
+        if offered.chat or offered.file_search is not None:
             chat["tool_choice"] = choice
     response_format = _response_format(body.get("text"))
     if response_format is not None:
@@ -259,12 +263,35 @@ class ResponseShape:
         return self.envelope(status, output, usage_of(answer.get("usage")), None, incomplete)
 
 
-def text_part(text: str) -> Json:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text: str, annotations: list[Json] | None = None) -> Json:
+    return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
 
 
-def text_item(item_id: str, text: str | None, status: str) -> Json:
-    content = [text_part(text)] if text is not None else []
+CITATION = re.compile(r"\[(\d{1,4})\]")
+
+
+def file_citations(text: str, sources: Mapping[int, Source]) -> list[Json]:
+    """A ``file_citation`` for each ``[n]`` in ``text`` that names a passage the run was
+    given, at the marker's place."""
+    cited = []
+    for found in CITATION.finditer(text):
+        source = sources.get(int(found.group(1)))
+        if source is not None:
+            cited.append(
+                {
+                    "type": "file_citation",
+                    "file_id": source.file_id,
+                    "filename": source.filename,
+                    "index": found.start(),
+                }
+            )
+    return cited
+
+
+def text_item(
+    item_id: str, text: str | None, status: str, annotations: list[Json] | None = None
+) -> Json:
+    content = [text_part(text, annotations)] if text is not None else []
     return {
         "type": "message",
         "id": item_id,
@@ -294,6 +321,9 @@ class ResponseEvents:
         self.calls: dict[int, _OpenCall] = {}  # chat tool call index -> its open item
         self.finish: str | None = None
         self.usage: Json = {}
+        self.hosted: dict[str, int] = {}  # a hosted tool's item id -> its output_index
+        self.sources: dict[int, Source] = {}  # the passages the answer may cite, by number
+        self.with_results = "file_search_call.results" in (shape.body.get("include") or ())
 
     @classmethod
     def resumed(cls, shape: ResponseShape, so_far: Json, following: int) -> ResponseEvents:
@@ -359,6 +389,46 @@ class ResponseEvents:
             events += self._approval(request)
         return events
 
+    def take(self, event: list[Json] | ToolProgress) -> list[Json]:
+        """A run's event: a batch of chat chunks, or a tool's progress (only a hosted tool's
+        shows: as its own output item)."""
+        if isinstance(event, ToolProgress):
+            return self.progress(event)
+        return [out for chunk in event for out in self.feed(chunk)]
+
+    def progress(self, event: ToolProgress) -> list[Json]:
+        """A hosted tool's call (``file_search_call``): added, searching, then done."""
+        item = event.item
+        if item is None:
+            return []
+        shown = item if self.with_results else {**item, "results": None}
+        fields = {"item_id": item["id"]}
+        if event.type == "tool.started":
+            events = self._close_text() + self._close_calls()
+            index = len(self.output)
+            self.output.append(shown)
+            self.hosted[item["id"]] = index
+            return [
+                *events,
+                self.event("response.output_item.added", output_index=index, item=shown),
+                self.event("response.file_search_call.in_progress", output_index=index, **fields),
+                self.event("response.file_search_call.searching", output_index=index, **fields),
+            ]
+        index = self.hosted.pop(item["id"], -1)
+        events = []
+        if index < 0:  # its start was not seen (a run taken up after a crash)
+            events = self._close_text() + self._close_calls()
+            index = len(self.output)
+            self.output.append(shown)
+            events.append(self.event("response.output_item.added", output_index=index, item=shown))
+        self.output[index] = shown
+        self.sources.update((source.number, source) for source in event.sources)
+        return [
+            *events,
+            self.event("response.file_search_call.completed", output_index=index, **fields),
+            self.event("response.output_item.done", output_index=index, item=shown),
+        ]
+
     def _approval(self, request: Json) -> list[Json]:
         """A call waiting for approval: an ``mcp_approval_request`` item, whole at once."""
         events = self._close_text() + self._close_calls()
@@ -413,12 +483,22 @@ class ResponseEvents:
             return []
         text, self.text = "".join(self.text), None
         index = len(self.output)
-        item = text_item(self.text_id, text, status)
+        cited = file_citations(text, self.sources) if self.sources else []
+        item = text_item(self.text_id, text, status, cited)
         self.output.append(item)
         fields = {"item_id": self.text_id, "output_index": index, "content_index": 0}
         return [
+            *(
+                self.event(
+                    "response.output_text.annotation.added",
+                    **fields,
+                    annotation_index=n,
+                    annotation=annotation,
+                )
+                for n, annotation in enumerate(cited)
+            ),
             self.event("response.output_text.done", **fields, text=text, logprobs=[]),
-            self.event("response.content_part.done", **fields, part=text_part(text)),
+            self.event("response.content_part.done", **fields, part=text_part(text, cited)),
             self.event("response.output_item.done", output_index=index, item=item),
         ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from headend.types import Json
 
@@ -30,6 +30,8 @@ class ToolContext:
     read_only: bool = False  # the key may only read: a tool that can also write refuses to
     # (agent id, input, depth) -> the agent's answer; set by the loop for agent tools
     call_agent: Callable[[str, str, int], Awaitable[str]] | None = None
+    # every passage hosted searches gave the model in this run, numbered from 1
+    sources: list[Source] = field(default_factory=list)
 
 
 class Tool(Protocol):
@@ -52,6 +54,41 @@ class Tool(Protocol):
         """Whether this call may run again when a crash cut it short, not knowing whether
         it took effect: it only reads, or doing it twice is doing it once."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A passage a hosted search gave the model, numbered in its run: the model cites it
+    as ``[number]``."""
+
+    number: int
+    file_id: str
+    filename: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostedResult:
+    """A hosted tool's outcome: the text the model reads, its output item as the Responses
+    API shows it, and the passages it may cite."""
+
+    text: str
+    item: Json
+    sources: tuple[Source, ...] = ()
+
+
+@runtime_checkable
+class HostedTool(Tool, Protocol):
+    """A tool the Responses API shows as an output item of its own (``file_search_call``),
+    not as a function call: its progress carries the item."""
+
+    def begun(self, call_id: str, arguments: Json) -> Json:
+        """The item while the call runs."""
+        ...
+
+    async def run_hosted(
+        self, call_id: str, arguments: Json, context: ToolContext
+    ) -> HostedResult: ...
 
 
 def function_spec(tool: Tool) -> Json:

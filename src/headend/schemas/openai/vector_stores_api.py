@@ -85,6 +85,7 @@ class Compound(RequestShape):
 
 
 Filter = Comparison | Compound
+Compound.model_rebuild()
 
 
 def filter_wire(found: Filter | None) -> dict[str, Any] | None:
@@ -149,6 +150,25 @@ class SearchRequest(RequestShape):
 
     def queries(self) -> list[str]:
         return [self.query] if isinstance(self.query, str) else list(self.query)
+
+
+class HybridSearch(RequestShape):
+    embedding_weight: StrictFloat | StrictInt = Field(1.0, ge=0)
+    text_weight: StrictFloat | StrictInt = Field(1.0, ge=0)
+
+
+class FileSearchRanking(RankingOptions):
+    hybrid_search: HybridSearch | None = None
+
+
+class FileSearchTool(RequestShape):
+    """The Responses API's ``file_search`` tool."""
+
+    type: Literal["file_search"]
+    vector_store_ids: list[StrictStr] = Field(min_length=1, max_length=16)
+    max_num_results: int = Field(10, ge=1, le=50)
+    filters: Filter | None = None
+    ranking_options: FileSearchRanking | None = None
 
 
 def file_object(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from headend.errors import APIError, MethodNotAllowed, UpgradeRequired
-from headend.runs.events import chunk_batches, completion_of
+from headend.runs.events import completion_of, stream_events
 from headend.runs.run import Run
 from headend.server.auth import principal_of
 from headend.server.cancel import until_disconnected
@@ -55,6 +56,13 @@ async def create_response(request: Request) -> Response:
         if body.get("stream") is not True:
             return json_response(queued, headers=headers)
         return follow_stream(found, await found.background.follow(shape.id, owner, -1), headers)
+    if started.assembled:  # its hosted tools' items come from the stream's events
+        events = ResponseEvents(shape)
+        saved = items if started.keep else None
+        response = await until_disconnected(
+            request, assembled(response_events(found, run, events, saved, owner))
+        )
+        return json_response(response, headers=headers)
     if run.stream:
         events = ResponseEvents(shape)
         return EventStream(
@@ -69,6 +77,17 @@ async def create_response(request: Request) -> Response:
     if started.keep:
         await found.responses.save(response, run, items, owner)
     return json_response(response, headers=headers)
+
+
+async def assembled(batches: AsyncGenerator[list[Json], None]) -> Json:
+    """The response a stream of events ends with (stored by the stream, if it is kept)."""
+    response: Json = {}
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for event in batch:
+                if event["type"] in ("response.completed", "response.failed"):
+                    response = event["response"]
+    return response
 
 
 def follow_stream(
@@ -104,8 +123,8 @@ async def response_events(
     """A run's Responses events, batch by batch, for a stream of any transport; the
     response is stored (``items``: its input) before the client hears it is done."""
     yield events.start()  # at once: a failure later is a response.failed
-    async for batch in chunk_batches(found.runs.events(run)):
-        out = [e for chunk in batch for e in events.feed(chunk)]
+    async for event in stream_events(found.runs.events(run)):
+        out = events.take(event)
         if out:
             yield out
     closing, response = events.finish_events()
