@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,6 +21,7 @@ from headend.access.authenticator import Authenticator, check_exposure
 from headend.access.logins import ConsoleLogins
 from headend.access.visitors import Visitors
 from headend.agents.editor import AgentEditor
+from headend.agents.knowledge_files import agent_home, knowledge_files
 from headend.agents.live import LiveAgents
 from headend.agents.registry import (
     AgentRegistry,
@@ -33,6 +35,7 @@ from headend.console.agents import list_agents
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
 from headend.errors import ConfigError
+from headend.knowledge.agent_sync import AgentKnowledgeSync
 from headend.knowledge.embedder import BUILTIN, Embedders
 from headend.knowledge.ingest import Ingester
 from headend.knowledge.search import Searcher
@@ -236,6 +239,17 @@ ROUTES = [
     Route("/health/ready", ready, methods=["GET"]),
     Route("/metrics", metrics_route, methods=["GET"]),
 ]
+
+
+def agents_knowledge(versions: AgentVersions) -> dict[str, list[tuple[str, Path]]]:
+    """The files each agent's ``knowledge:`` names now (agents that name none: none)."""
+    wanted = {}
+    for agent in versions.agents:
+        spec = agent.spec.knowledge
+        if spec is not None:
+            home = agent_home(agent.spec.source, versions.agents.directory)
+            wanted[agent.id] = knowledge_files(spec, home)[0]
+    return wanted
 
 
 def check_knowledge(settings: Settings, routes: RouteTable) -> None:
@@ -479,9 +493,13 @@ async def running_in_background(
     recorder = asyncio.create_task(record_use(base.auth, meter))
     following = asyncio.create_task(base.live.run())
     ingesting = asyncio.create_task(services.knowledge.ingester.run())
+    syncing = asyncio.create_task(
+        AgentKnowledgeSync(services.knowledge, lambda: agents_knowledge(base.versions)).run()
+    )
     with on_hangup(base.live.hup):
         yield
     ingesting.cancel()
+    syncing.cancel()
     following.cancel()
     firing.cancel()
     claiming.cancel()

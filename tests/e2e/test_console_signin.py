@@ -45,7 +45,11 @@ def test_signing_in_sets_a_strict_httponly_cookie(served: RunningServer) -> None
     for flag in ("HttpOnly", "SameSite=strict", "Path=/", "Max-Age=43200"):
         assert flag.lower() in cookie.lower()
     assert str(key["secret"]) not in cookie  # the cookie is a token, never the key
-    assert browser.get("/console/api/session").json()["scopes"] == ["chat", "knowledge", "models:read"]
+    assert browser.get("/console/api/session").json()["scopes"] == [
+        "chat",
+        "knowledge",
+        "models:read",
+    ]
 
 
 def test_the_session_lists_the_scopes_a_keys_scopes_include(served: RunningServer) -> None:

@@ -14,6 +14,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.responses import (
+    ResponseFileSearchToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+)
+from openai.types.responses.response_output_text import AnnotationFileCitation
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import issue, make_site, serve
@@ -73,6 +79,20 @@ def search_then_answer(upstream: FakeUpstream, query: str, answer: str) -> None:
     )
 
 
+def searched(item: object) -> ResponseFileSearchToolCall:
+    assert isinstance(item, ResponseFileSearchToolCall), item
+    return item
+
+
+def cited(item: object) -> list[AnnotationFileCitation]:
+    assert isinstance(item, ResponseOutputMessage), item
+    part = item.content[0]
+    assert isinstance(part, ResponseOutputText), part
+    found = [a for a in part.annotations if isinstance(a, AnnotationFileCitation)]
+    assert len(found) == len(part.annotations)
+    return found
+
+
 def tool(store_id: str, **extra: Any) -> Any:
     return {"type": "file_search", "vector_store_ids": [store_id], **extra}
 
@@ -87,17 +107,14 @@ def test_the_model_searches_and_the_answer_cites_the_file(
         tools=[tool(store_id)],
         include=["file_search_call.results"],
     )
-    call, message = response.output[0], response.output[-1]
-    assert call.type == "file_search_call"
+    call = searched(response.output[0])
     assert call.status == "completed"
     assert call.queries == ["when is the lamp lit"]
     assert call.results is not None
     assert call.results[0].filename == "lighthouse.md"
     assert call.results[0].attributes == {"topic": "sea"}
-    assert message.type == "message"
     assert response.output_text == "It is lit at dusk [1]."
-    (annotation,) = message.content[0].annotations
-    assert annotation.type == "file_citation"
+    (annotation,) = cited(response.output[-1])
     assert annotation.filename == "lighthouse.md"
     assert annotation.index == response.output_text.index("[1]")
     # The upstream saw a function tool taking a query, then the passages as its result.
@@ -116,10 +133,9 @@ def test_results_are_left_out_unless_included(
 ) -> None:
     search_then_answer(upstream, "rye bread", "On Saturdays.")
     response = client.responses.create(model="gpt", input="Rye?", tools=[tool(store_id)])
-    assert response.output[0].type == "file_search_call"
-    assert response.output[0].results is None
+    assert searched(response.output[0]).results is None
     stored = client.responses.retrieve(response.id)
-    assert stored.output[0].type == "file_search_call"
+    assert searched(stored.output[0]).queries == ["rye bread"]
 
 
 def test_the_stream_shows_the_search_as_it_happens(
@@ -144,8 +160,7 @@ def test_the_stream_shows_the_search_as_it_happens(
     assert kinds.index("response.file_search_call.completed") < kinds.index(
         "response.output_text.delta"
     )
-    annotations = final.output[-1].content[0].annotations
-    assert [a.filename for a in annotations] == ["bakery.md", "bakery.md"]
+    assert [a.filename for a in cited(final.output[-1])] == ["bakery.md", "bakery.md"]
 
 
 def test_filters_and_options_reach_the_search(
@@ -158,7 +173,7 @@ def test_filters_and_options_reach_the_search(
         tools=[tool(store_id, filters={"type": "eq", "key": "topic", "value": "food"})],
         include=["file_search_call.results"],
     )
-    assert [r.filename for r in response.output[0].results or []] == ["bakery.md"]
+    assert [r.filename for r in searched(response.output[0]).results or []] == ["bakery.md"]
     search_then_answer(upstream, "lighthouse lamp", "Nothing.")
     response = client.responses.create(
         model="gpt",
@@ -174,7 +189,7 @@ def test_filters_and_options_reach_the_search(
         ],
         include=["file_search_call.results"],
     )
-    assert [r.filename for r in response.output[0].results or []] == ["lighthouse.md"]
+    assert [r.filename for r in searched(response.output[0]).results or []] == ["lighthouse.md"]
 
 
 def test_another_keys_store_is_a_404_naming_it(
@@ -205,7 +220,7 @@ def test_file_search_in_the_background(
         time.sleep(0.2)
     assert done.status == "completed"
     assert [item.type for item in done.output] == ["file_search_call", "message"]
-    assert done.output[-1].content[0].annotations[0].filename == "lighthouse.md"
+    assert cited(done.output[-1])[0].filename == "lighthouse.md"
 
 
 def test_a_bad_file_search_tool_is_a_400(site: RunningServer, client: openai.OpenAI) -> None:

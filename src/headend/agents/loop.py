@@ -275,7 +275,8 @@ class ToolLoop:
         """The tools offered to the model: the agent's that the key allows, then the client's."""
         agent = run.agent
         tools = [*agent.tools, *(await self.mcp.tools(list(agent.mcp)))]
-        tools = [tool for tool in tools if run.tools.allows(tool)]
+        # a hosted search reads only what the agent or the request gave it: any key may
+        tools = [tool for tool in tools if run.tools.allows(tool) or isinstance(tool, HostedTool)]
         client_tools: list[Json] = list(run.call.body.get("tools") or [])
         return Offer(
             own={tool.name: tool for tool in tools},  # a call to anything else is refused

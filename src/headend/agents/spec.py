@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from headend.agents.knowledge_files import KnowledgeSpec, agent_home, knowledge_files
 from headend.config import format_validation_error
 from headend.errors import ConfigError
 from headend.providers.base import SAMPLING_FIELDS, SamplingParams
@@ -91,6 +92,8 @@ class AgentSpec(SamplingParams):
     schedule: list[ScheduleEntry] = Field(default_factory=list)  # runs it starts by itself
     # which tool calls stop to ask a person first (headend.tools.approval_policy)
     require_approval: RequireApproval = "never"
+    # the documents its answers draw on, searched with file_search (agents.knowledge_files)
+    knowledge: KnowledgeSpec | None = None
     system_prompt: str = ""
     source: str = Field("", exclude=True)
 
@@ -214,6 +217,9 @@ def parse_agent_text(agent_id: str, text: str, source: str, tools: ToolRegistry)
             tools.check(name)
         except UnknownTool as exc:
             problems.append(f"{source}: tools: {exc}")
+    if spec.knowledge is not None:
+        _files, unusable = knowledge_files(spec.knowledge, agent_home(source, None))
+        problems += [f"{source}: {problem}" for problem in unusable]
     if problems:
         raise ConfigError(problems)
     return spec

@@ -20,7 +20,8 @@ TEXT = frozenset(
      ".toml", ".ini", ".xml", ".sql"}
 )  # fmt: skip
 HTML = frozenset({".html", ".htm", ".xhtml"})
-KINDS = ", ".join(sorted(TEXT | HTML | {".pdf", ".docx", ".json", ".jsonl", ".csv", ".tsv"}))
+READ_AS_DOCUMENTS = frozenset({".pdf", ".docx", ".json", ".jsonl", ".csv", ".tsv"})
+KINDS = ", ".join(sorted(TEXT | HTML | READ_AS_DOCUMENTS))
 
 
 class Unreadable(Exception):

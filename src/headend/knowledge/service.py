@@ -99,21 +99,25 @@ class Knowledge:
             new_id("file-"), caller.key, filename, purpose, size, now,
             None if expires_seconds is None else now + expires_seconds,
         )  # fmt: skip
+        await self.keep_file(record, data)
+        await audit_log.record(
+            self.audit, caller.key, "file.upload", record.id, filename=filename,
+            purpose=purpose, bytes=size,
+        )  # fmt: skip
+        return _file(record)
+
+    async def keep_file(self, record: FileRecord, data: IO[bytes]) -> None:
+        """The file's bytes into the store, a part at a time; listed once all are there."""
         await self.store.begin_file(record)
         try:
             seq = 0
             while part := data.read(PART_BYTES):
                 await self.store.add_file_part(record.id, seq, part)
                 seq += 1
-            await self.store.complete_file(record.id, size)
+            await self.store.complete_file(record.id, record.bytes)
         except BaseException:
             await self.store.drop_file(record.id)
             raise
-        await audit_log.record(
-            self.audit, caller.key, "file.upload", record.id, filename=filename,
-            purpose=purpose, bytes=size,
-        )  # fmt: skip
-        return _file(record)
 
     async def _check_quota(self, key: str | None, size: int) -> None:
         count, used = await self.store.owner_files(key)

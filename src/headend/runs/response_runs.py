@@ -26,6 +26,7 @@ from headend.runs.stored_responses import ResponseService
 from headend.store.base import ResponseRecord
 from headend.surfaces.responses_tools import request_tools
 from headend.surfaces.responses_translate import ResponseShape, items_of, to_chat
+from headend.tools.base import HostedTool
 from headend.types import Json
 
 
@@ -84,6 +85,11 @@ def split_verdicts(items: list[Json]) -> tuple[list[Json], list[Verdict]]:
     return rest, verdicts
 
 
+def searches(run: Run) -> bool:
+    """Whether the run may call a hosted tool (a request's or an agent's file_search)."""
+    return run.loop is not None and any(isinstance(t, HostedTool) for t in run.loop.agent.tools)
+
+
 class ResponseRuns:
     def __init__(
         self,
@@ -140,9 +146,6 @@ class ResponseRuns:
             await self.background.make_room(owner)
             # streamed from the upstream whatever the client asked: its output shows so far
             chat |= {"stream": True, "stream_options": {"include_usage": True}}
-        assembled = offered.file_search is not None and chat.get("stream") is not True
-        if assembled:
-            chat |= {"stream": True, "stream_options": {"include_usage": True}}
         run = await self.runs.start(
             chat,
             record,
@@ -155,19 +158,14 @@ class ResponseRuns:
             file_search_param=offered.file_search_param,
         )
         run.approvals_as_text = False  # they are output items of their own
+        # Hosted tools' items (file_search_call) come from a stream's events: a run not
+        # streamed that may call one runs as a stream and answers with what it ends with.
+        assembled = not run.stream and searches(run)
+        if assembled:
+            run.stream = run.include_usage = True
         shape = ResponseShape(body, run.client_model, offered)
         shape.session_id = run.session.session_id if run.session else None
-        return ResponseRun(
-            run,
-            shape,
-            items,
-            keep,
-            background,
-            owner,
-            body,
-            principal,
-            assembled and not background,
-        )
+        return ResponseRun(run, shape, items, keep, background, owner, body, principal, assembled)
 
     async def restart(
         self, resume: Json, so_far: ResponseRecord, record: RunRecord, principal: Principal

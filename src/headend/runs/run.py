@@ -7,7 +7,7 @@ tool loop's call to the loop, the session's turn, the limits' ticket).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from headend.agents.loop import LoopCall, add_usage
 from headend.agents.registry import Agent
@@ -19,6 +19,7 @@ from headend.runs.admission import Ticket
 from headend.runs.session_turns import SessionTurn
 from headend.schemas.openai.chat_api import ProgressFormat
 from headend.surfaces.agent_chunks import Frames
+from headend.tools.base import Source
 
 
 @dataclass(slots=True)
@@ -42,6 +43,8 @@ class Run:
     agent_span: Span | None = None  # an agent's run, traced from admission to release
     owner: str | None = None  # whose sessions and approvals these are
     approvals_as_text: bool = True  # calls waiting for approval said in words too
+    # the passages hosted searches gave the model, once the run ended: what it may cite
+    sources: list[Source] = field(default_factory=list)
 
     @property
     def agent_version(self) -> int | None:

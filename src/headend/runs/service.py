@@ -17,11 +17,13 @@ import orjson
 from headend.access.principal import OPEN, Principal, check_draft_access
 from headend.access.visitor_request import visitor_request
 from headend.agents.compose import agent_body, max_iterations
+from headend.agents.knowledge_files import KnowledgeSpec
 from headend.agents.loop import LoopCall, LoopEnd, ToolLoop, ToolProgress
 from headend.agents.registry import Agent
 from headend.agents.spec import AgentSpec
 from headend.agents.versions import AgentVersions
 from headend.errors import InvalidRequest, ModelNotFound, UnsupportedValue
+from headend.knowledge.agent_sync import agent_store_id
 from headend.knowledge.search import SearchOptions, Weights
 from headend.knowledge.service import Caller, Knowledge
 from headend.observability.genai import agent_span
@@ -54,6 +56,7 @@ from headend.runs.session_turns import (
 from headend.schemas.openai.chat_api import ChatCompletionRequest
 from headend.schemas.openai.vector_stores_api import FileSearchTool, filter_wire
 from headend.schemas.validation import validate
+from headend.store.knowledge import Owner
 from headend.surfaces.agent_chunks import Frames, loop_chunks, loop_completion
 from headend.tools.approval_policy import ApprovalPolicy
 from headend.tools.builtin.file_search import FileSearch
@@ -124,6 +127,8 @@ class RunService:
         run.owner = principal.owner
         if file_search is not None:
             await self._search_files(run, file_search, file_search_param, principal)
+        if agent is not None and agent.spec.knowledge is not None:
+            await self._agent_knowledge(run, agent.spec.knowledge, principal)
         if principal.visitor is not None:
             if run.agent is None:
                 raise ModelNotFound(run.client_model)  # a visitor talks to agents only
@@ -178,15 +183,33 @@ class RunService:
                 else Weights(),
             ),
         )
+        self._offer(run, tool, principal)
+
+    async def _agent_knowledge(self, run: Run, spec: KnowledgeSpec, principal: Principal) -> None:
+        """An agent's ``knowledge:``, searched with file_search: its own store (if it names
+        files, once made) and the stores it names, whoever's they are."""
+        if self.knowledge is None:
+            return
+        ids = ([agent_store_id(run.configured)] if spec.files else []) + spec.vector_store_ids
+        stores = [await self.knowledge.store.store(i, Owner(None, anyone=True)) for i in ids]
+        found = tuple(store for store in stores if store is not None)
+        if not found:
+            return
+        options = SearchOptions(max_num_results=spec.max_num_results)
+        self._offer(run, FileSearch(found, self.knowledge.search_stores, options), principal)
+
+    @staticmethod
+    def _offer(run: Run, tool: FileSearch, principal: Principal) -> None:
+        """The run offers ``tool`` too: through the tool loop, which a model route's run,
+        or an agent's without tools, then goes through."""
         if run.loop is not None:
-            run.loop.agent = replace(run.loop.agent, tools=(*run.loop.agent.tools, tool))
+            others = tuple(t for t in run.loop.agent.tools if t.name != tool.name)
+            run.loop.agent = replace(run.loop.agent, tools=(*others, tool))
             return
         agent = run.agent or Agent(spec=AgentSpec(id=run.client_model), targets=run.targets)
+        rounds = agent.spec.max_iterations if run.agent is not None else ROUTE_TOOL_ROUNDS
         run.loop = LoopCall(
-            replace(agent, tools=(*agent.tools, tool)),
-            run.call,
-            ROUTE_TOOL_ROUNDS,
-            tools=principal.tools,
+            replace(agent, tools=(*agent.tools, tool)), run.call, rounds, tools=principal.tools
         )
 
     async def take_slots(self, run: Run) -> None:
@@ -387,6 +410,7 @@ class RunService:
         """The ``chat.completion`` of a run not streamed, its turn committed."""
         if run.loop is not None:
             end = await self.loop.finish(run.loop)
+            run.sources = end.sources
             session_id = run.session.session_id if run.session is not None else None
             answer = loop_completion(end, run.client_model, run.approvals_as_text, session_id)
             run.count_usage(end.usage)
@@ -411,6 +435,8 @@ class RunService:
         if run.session is not None:
             shape.session_id = run.session.session_id
         async for event in loop_chunks(self.loop.stream(loop), shape):
+            if isinstance(event, list) and shape.end_state is not None:
+                run.sources = shape.end_state.sources  # before its last chunks go out
             yield event
         run.count_usage(shape.usage)
         if run.session is not None and shape.end_state is not None:

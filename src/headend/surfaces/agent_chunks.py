@@ -18,6 +18,7 @@ from headend.agents.loop import LoopEnd, LoopEvent, ToolProgress
 from headend.errors import APIError
 from headend.providers.reply import chat_completion
 from headend.schemas.openai.chat_api import ProgressFormat
+from headend.surfaces.citations import url_citations
 from headend.types import Json
 
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -101,9 +102,12 @@ class Frames:
                     ]
                 )
             )
+        # the citations of what the answer said, on its last delta (where OpenAI streams them)
+        cited = url_citations(end.text, end.sources) if end.sources else []
+        last: Json = {"annotations": cited} if cited else {}
         frames.append(
             self.chunk(
-                [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": end.finish_reason}],
+                [{"index": 0, "delta": last, "logprobs": None, "finish_reason": end.finish_reason}],
                 **extra,
             )
         )
@@ -161,6 +165,9 @@ def loop_completion(
     if end.approvals and approvals_as_text:
         text += approval_notice(end, session_id)
     message: Json = {"role": "assistant", "content": text or None, "refusal": None}
+    cited = url_citations(end.text, end.sources) if end.sources else []
+    if cited:
+        message["annotations"] = cited
     if end.client_calls:
         message["tool_calls"] = end.client_calls
     elif message["content"] is None:

@@ -4,6 +4,7 @@ answers and chunks as its messages and named stream events."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -13,7 +14,9 @@ from headend.pricing import cache_tokens, tokens
 from headend.providers.anthropic_translate import text_of, tool_call_of, tool_use_block
 from headend.schemas.anthropic.messages_api import MessagesRequest
 from headend.schemas.validation import validate
+from headend.surfaces.citations import search_result_citations
 from headend.surfaces.fields import block_text
+from headend.tools.base import Source
 from headend.types import Json
 
 # chat finish_reason -> Anthropic stop_reason
@@ -216,13 +219,18 @@ def usage_of(usage: Any) -> Json:
     }
 
 
-def to_message(answer: Json, model: str) -> Json:
-    """A ``chat.completion`` as an Anthropic ``message``."""
+def to_message(answer: Json, model: str, sources: Sequence[Source] = ()) -> Json:
+    """A ``chat.completion`` as an Anthropic ``message``; ``sources``: the passages its
+    text may cite (``surfaces.citations``)."""
     choice = answer["choices"][0]
     reply = choice.get("message") or {}
     content: list[Json] = []
     if reply.get("content"):
-        content.append({"type": "text", "text": reply["content"]})
+        block: Json = {"type": "text", "text": reply["content"]}
+        cited = search_result_citations(reply["content"], sources) if sources else []
+        if cited:
+            block["citations"] = cited
+        content.append(block)
     content += [tool_use_block(call) for call in reply.get("tool_calls") or []]
     message: Json = {
         "id": new_message_id(),
@@ -251,6 +259,7 @@ class MessageEvents:
         self.tools: dict[int, int] = {}  # chat tool call index -> block index
         self.stop_reason = "end_turn"
         self.usage: Json = {}
+        self.text: list[str] = []  # the open text block's
 
     def start(self) -> list[tuple[str, Json]]:
         self.started = True
@@ -299,6 +308,8 @@ class MessageEvents:
             if delta.get("content"):
                 if self.kind != "text":
                     events += self._open("text", {"type": "text", "text": ""})
+                    self.text = []
+                self.text.append(delta["content"])
                 events.append(self._delta({"type": "text_delta", "text": delta["content"]}))
             for call in delta.get("tool_calls") or ():
                 events += self._tool_delta(call)
@@ -335,8 +346,12 @@ class MessageEvents:
             )
         return events
 
-    def finish(self) -> list[tuple[str, Json]]:
+    def finish(self, sources: Sequence[Source] = ()) -> list[tuple[str, Json]]:
+        """The closing events; ``sources``: the passages the open text block may cite."""
         events = [] if self.started else self.start()
+        if self.kind == "text" and sources:
+            for citation in search_result_citations("".join(self.text), sources):
+                events.append(self._delta({"type": "citations_delta", "citation": citation}))
         events += self._close()
         usage = usage_of(self.usage)
         events.append(

@@ -3,10 +3,8 @@ answers as ``response`` objects, chat chunks as the Responses stream events."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -15,6 +13,7 @@ from headend.errors import APIError, InvalidRequest, UnsupportedValue
 from headend.pricing import cache_tokens, reasoning_tokens, tokens
 from headend.schemas.openai.responses_api import ResponseRequest
 from headend.schemas.validation import validate
+from headend.surfaces.citations import file_citations
 from headend.surfaces.fields import block_text
 from headend.surfaces.responses_tools import (
     OfferedTools,
@@ -267,27 +266,6 @@ def text_part(text: str, annotations: list[Json] | None = None) -> Json:
     return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
 
 
-CITATION = re.compile(r"\[(\d{1,4})\]")
-
-
-def file_citations(text: str, sources: Mapping[int, Source]) -> list[Json]:
-    """A ``file_citation`` for each ``[n]`` in ``text`` that names a passage the run was
-    given, at the marker's place."""
-    cited = []
-    for found in CITATION.finditer(text):
-        source = sources.get(int(found.group(1)))
-        if source is not None:
-            cited.append(
-                {
-                    "type": "file_citation",
-                    "file_id": source.file_id,
-                    "filename": source.filename,
-                    "index": found.start(),
-                }
-            )
-    return cited
-
-
 def text_item(
     item_id: str, text: str | None, status: str, annotations: list[Json] | None = None
 ) -> Json:
@@ -322,7 +300,7 @@ class ResponseEvents:
         self.finish: str | None = None
         self.usage: Json = {}
         self.hosted: dict[str, int] = {}  # a hosted tool's item id -> its output_index
-        self.sources: dict[int, Source] = {}  # the passages the answer may cite, by number
+        self.sources: list[Source] = []  # the passages the answer may cite, numbered
         self.with_results = "file_search_call.results" in (shape.body.get("include") or ())
 
     @classmethod
@@ -422,7 +400,7 @@ class ResponseEvents:
             self.output.append(shown)
             events.append(self.event("response.output_item.added", output_index=index, item=shown))
         self.output[index] = shown
-        self.sources.update((source.number, source) for source in event.sources)
+        self.sources += event.sources
         return [
             *events,
             self.event("response.file_search_call.completed", output_index=index, **fields),

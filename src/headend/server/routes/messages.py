@@ -38,7 +38,7 @@ async def create_message(request: Request) -> Response:
             envelope=anthropic_envelope,
         )
     answer = await until_disconnected(request, completion_of(found.runs.events(run)))
-    return json_response(to_message(answer, run.client_model), headers=run.headers)
+    return json_response(to_message(answer, run.client_model, run.sources), headers=run.headers)
 
 
 async def message_frames(found: Services, run: Run) -> AsyncGenerator[bytes, None]:
@@ -47,7 +47,7 @@ async def message_frames(found: Services, run: Run) -> AsyncGenerator[bytes, Non
         frames = [event_frame(name, data) for chunk in batch for name, data in shape.feed(chunk)]
         if frames:
             yield b"".join(frames)
-    yield b"".join(event_frame(name, data) for name, data in shape.finish())
+    yield b"".join(event_frame(name, data) for name, data in shape.finish(run.sources))
 
 
 def error_frame(error: APIError) -> bytes:
