@@ -36,10 +36,10 @@ from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
 from headend.errors import ConfigError
 from headend.knowledge.agent_sync import AgentKnowledgeSync
+from headend.knowledge.documents import Knowledge
 from headend.knowledge.embedder import BUILTIN, Embedders
 from headend.knowledge.ingest import Ingester
 from headend.knowledge.search import Searcher
-from headend.knowledge.service import Knowledge
 from headend.limits.base import Limiter
 from headend.limits.open import open_limiter
 from headend.observability.access_log import AccessLog

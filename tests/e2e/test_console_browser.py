@@ -494,7 +494,17 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(
     page.click("#send")
     expect(page.locator(".turn.assistant")).to_be_visible()
     page.get_by_role("button", name="curl", exact=True).click()
-    pages = ("playground", "agents", "sessions", "keys", "usage", "runs", "schedules", "webhooks")
+    pages = (
+        "playground",
+        "agents",
+        "sessions",
+        "knowledge",
+        "keys",
+        "usage",
+        "runs",
+        "schedules",
+        "webhooks",
+    )
     for name in pages:
         page.click(f"#nav-{name}")
         expect(page.locator(f"#{name}")).to_be_visible()

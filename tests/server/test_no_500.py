@@ -114,6 +114,28 @@ turn = st.fixed_dictionaries(
         "output": json_values,
     },
 )
+chunking = st.fixed_dictionaries(
+    {"type": st.sampled_from(["auto", "static", "other"])},
+    optional={
+        "static": st.fixed_dictionaries(
+            {},
+            optional={
+                "max_chunk_size_tokens": st.integers(0, 5000) | json_values,
+                "chunk_overlap_tokens": st.integers(-1, 3000) | json_values,
+            },
+        )
+    },
+)
+a_filter = st.recursive(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["eq", "ne", "gt", "in", "nin", "like"])},
+        optional={"key": json_values, "value": json_values},
+    ),
+    lambda inner: st.fixed_dictionaries(
+        {"type": st.sampled_from(["and", "or"])}, optional={"filters": st.lists(inner, max_size=3)}
+    ),
+    max_leaves=5,
+)
 SURFACES = {
     "/v1/embeddings": st.fixed_dictionaries(
         {"model": st.sampled_from(["bot", "nope", "emb"]) | json_values},
@@ -168,6 +190,53 @@ SURFACES = {
         {"approve": st.booleans() | json_values},
         optional={"reason": st.text() | json_values},
     ),
+    "/v1/vector_stores": st.fixed_dictionaries(
+        {},
+        optional={
+            "file_ids": st.lists(st.sampled_from(["file-x", ""]), max_size=2) | json_values,
+            "name": json_values,
+            "chunking_strategy": chunking | json_values,
+            "expires_after": json_values,
+            "metadata": json_values,
+        },
+    ),
+    "/v1/vector_stores/vs_unknown/search": st.fixed_dictionaries(
+        {"query": st.text(max_size=20) | json_values},
+        optional={
+            "filters": a_filter | json_values,
+            "max_num_results": st.integers(-1, 60) | json_values,
+            "ranking_options": json_values,
+            "rewrite_query": json_values,
+        },
+    ),
+    "/v1/vector_stores/vs_unknown/file_batches": st.fixed_dictionaries(
+        {},
+        optional={
+            "file_ids": json_values,
+            "files": json_values,
+            "attributes": json_values,
+            "chunking_strategy": chunking | json_values,
+        },
+    ),
+    "/v1/responses#file_search": st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["bot", "nope"]),
+            "input": st.text(max_size=10),
+            "tools": st.lists(
+                st.fixed_dictionaries(
+                    {"type": st.just("file_search")},
+                    optional={
+                        "vector_store_ids": json_values,
+                        "filters": a_filter | json_values,
+                        "max_num_results": json_values,
+                        "ranking_options": json_values,
+                    },
+                ),
+                min_size=1,
+                max_size=2,
+            ),
+        }
+    ),
     "/widget/api/approval": st.fixed_dictionaries(
         {
             "session_id": st.sampled_from(["sess_unknown", ""]) | json_values,
@@ -194,7 +263,7 @@ def test_every_surface_answers_odd_bodies_with_a_4xx_in_its_shape(
         Settings(agents_dir=agents, store="sqlite:///:memory:", models={"emb": "embedder"}),
         providers={"local": ScriptedProvider(), "embedder": ScriptedEmbedder()},
     )
-    response = run(app, json.dumps(body).encode(), path)
+    response = run(app, json.dumps(body).encode(), path.split("#")[0])
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         if path == "/v1/messages":

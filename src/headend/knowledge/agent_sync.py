@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from headend.knowledge.chunking import static_strategy
-from headend.knowledge.service import Knowledge
+from headend.knowledge.documents import Knowledge
 from headend.store.knowledge import FileRecord, Owner, StoreFileRecord, VectorStoreRecord
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from headend.agents.spec import AgentSpec
 from headend.agents.versions import AgentVersions
 from headend.errors import InvalidRequest, ModelNotFound, UnsupportedValue
 from headend.knowledge.agent_sync import agent_store_id
+from headend.knowledge.documents import Caller, Knowledge
 from headend.knowledge.search import SearchOptions, Weights
-from headend.knowledge.service import Caller, Knowledge
 from headend.observability.genai import agent_span
 from headend.observability.tracing import Span
 from headend.pricing import Spend

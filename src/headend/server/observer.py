@@ -36,6 +36,8 @@ PREFIXES = (
     ("/v1/responses/", "responses"),
     ("/v1/models/", "models"),
     ("/v1/sessions", "sessions"),
+    ("/v1/files", "files"),
+    ("/v1/vector_stores", "vector_stores"),
     ("/admin/", "admin"),
     ("/console", "console"),
     ("/widget", "widget"),

@@ -13,7 +13,7 @@ from headend.agents.editor import AgentEditor
 from headend.agents.registry import AgentRegistry
 from headend.agents.versions import AgentVersions
 from headend.config import Settings
-from headend.knowledge.service import Knowledge
+from headend.knowledge.documents import Knowledge
 from headend.observability.metrics import Metrics
 from headend.providers.model_routes import RouteTable
 from headend.runs.agent_calls import AgentCalls

@@ -3,6 +3,7 @@
 import { loadAgents } from "./agents.js";
 import { $, api, errorOf } from "./api.js";
 import { bindKeys, loadKeys } from "./keys.js";
+import { bindKnowledge, loadKnowledge } from "./knowledge.js";
 import { playground } from "./playground.js";
 import { bindRuns, loadRuns } from "./runs.js";
 import { loadSchedules } from "./schedules.js";
@@ -11,13 +12,14 @@ import { bindUsage, loadUsage } from "./usage.js";
 import { bindWebhooks, loadWebhooks } from "./webhooks.js";
 
 const PAGES = [
-  "playground", "agents", "sessions", "keys", "usage", "runs", "schedules", "webhooks",
+  "playground", "agents", "sessions", "knowledge", "keys", "usage", "runs", "schedules", "webhooks",
 ];
 // The scope each page needs (the session lists the scopes a key's scopes include).
 const NEEDS = {
   playground: "chat",
   agents: "models:read",
   sessions: "sessions:read",
+  knowledge: "knowledge",
   keys: "admin",
   usage: "admin",
   runs: "admin",
@@ -28,6 +30,7 @@ const LOADERS = {
   playground: () => playground.loadModels(),
   agents: () => loadAgents(app.scopes),
   sessions: loadSessions,
+  knowledge: loadKnowledge,
   keys: loadKeys,
   usage: loadUsage,
   runs: loadRuns,
@@ -119,6 +122,7 @@ $("sign-out").addEventListener("click", () => app.signOut());
 for (const name of PAGES) $(`nav-${name}`).addEventListener("click", () => app.open(name));
 playground.bind();
 bindKeys();
+bindKnowledge();
 bindUsage();
 bindRuns();
 bindWebhooks();

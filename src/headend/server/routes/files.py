@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from headend.errors import ClientDisconnected, InvalidRequest, PayloadTooLarge
-from headend.knowledge.service import Caller
+from headend.knowledge.documents import Caller
 from headend.schemas.openai.vector_stores_api import PURPOSES, deleted, page
 from headend.server.auth import principal_of
 from headend.server.json_bodies import json_response
