@@ -5,8 +5,9 @@ Every instance sharing the store runs an ``Ingester``. It claims files waiting i
 ``concurrency`` at once, renews its claims every third of ``lease``, and commits a file's
 chunks with its ``completed`` state in one transaction fenced by its claim's number: an
 instance killed mid-file leaves nothing half written, and its file is claimed again once the
-claim lapses (by any instance, or the same one restarted). A file whose claims lapse ``MAX_ATTEMPTS`` times ends ``failed``; one that
-cannot be read ends ``failed`` at once with ``invalid_file`` or ``unsupported_file``.
+claim lapses (by any instance, or the same one restarted). A file whose claims lapse
+``MAX_ATTEMPTS`` times ends ``failed``; one that cannot be read ends ``failed`` at once with
+``invalid_file`` or ``unsupported_file``.
 """
 
 from __future__ import annotations
