@@ -10,7 +10,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,7 +20,7 @@ from headend.access.authenticator import Authenticator, check_exposure
 from headend.access.logins import ConsoleLogins
 from headend.access.visitors import Visitors
 from headend.agents.editor import AgentEditor
-from headend.agents.knowledge_files import agent_home, knowledge_files
+from headend.agents.knowledge_files import agent_home, check_embeddings, knowledge_files
 from headend.agents.live import LiveAgents
 from headend.agents.registry import (
     AgentRegistry,
@@ -34,10 +33,9 @@ from headend.config import Settings, check_webhooks
 from headend.console.agents import list_agents
 from headend.console.pages import console_asset, console_page, root
 from headend.console.routes import sign_in, sign_out, whoami
-from headend.errors import ConfigError
-from headend.knowledge.agent_sync import AgentKnowledgeSync
+from headend.knowledge.agent_sync import AgentKnowledgeSync, Wanted
 from headend.knowledge.documents import Knowledge
-from headend.knowledge.embedder import BUILTIN, Embedders
+from headend.knowledge.embedder import Embedders
 from headend.knowledge.ingest import Ingester
 from headend.knowledge.search import Searcher
 from headend.limits.base import Limiter
@@ -241,27 +239,17 @@ ROUTES = [
 ]
 
 
-def agents_knowledge(versions: AgentVersions) -> dict[str, list[tuple[str, Path]]]:
-    """The files each agent's ``knowledge:`` names now (agents that name none: none)."""
+def agents_knowledge(versions: AgentVersions, default_embedding: str) -> dict[str, Wanted]:
+    """The files each agent's ``knowledge:`` names now, and the model that embeds them
+    (agents that name none: none)."""
     wanted = {}
     for agent in versions.agents:
         spec = agent.spec.knowledge
         if spec is not None:
             home = agent_home(agent.spec.source, versions.agents.directory)
-            wanted[agent.id] = knowledge_files(spec, home)[0]
+            files = knowledge_files(spec, home)[0]
+            wanted[agent.id] = Wanted(files, spec.embedding or default_embedding)
     return wanted
-
-
-def check_knowledge(settings: Settings, routes: RouteTable) -> None:
-    """``knowledge.embedding`` names the built-in model or a model route that exists."""
-    name = settings.knowledge.embedding
-    if name != BUILTIN and routes.for_client(name) is None:
-        raise ConfigError(
-            [
-                f"{settings.source}: knowledge.embedding: '{name}' is neither 'builtin' nor a "
-                "model route (models:)"
-            ]
-        )
 
 
 @contextlib.asynccontextmanager
@@ -399,7 +387,7 @@ def build_knowledge(
     settings: Settings, store: Store, embeddings: EmbeddingService, metrics: Metrics
 ) -> Knowledge:
     """Files and vector stores: their store, embedders, ingester and searcher."""
-    embedders = Embedders(settings.knowledge.embed_threads, embeddings.vectors)
+    embedders = Embedders(settings.knowledge.embed_threads, embeddings.vectors, embeddings.serves)
     knowledge_store = KnowledgeStore(store.sql())
     ingester = Ingester(
         knowledge_store,
@@ -494,7 +482,10 @@ async def running_in_background(
     following = asyncio.create_task(base.live.run())
     ingesting = asyncio.create_task(services.knowledge.ingester.run())
     syncing = asyncio.create_task(
-        AgentKnowledgeSync(services.knowledge, lambda: agents_knowledge(base.versions)).run()
+        AgentKnowledgeSync(
+            services.knowledge,
+            lambda: agents_knowledge(base.versions, settings.knowledge.embedding),
+        ).run()
     )
     with on_hangup(base.live.hup):
         yield
@@ -532,7 +523,7 @@ def create_app(
     agents = load_agents(settings.effective_agents_dir(), routes=routes, tools=tools)
     check_chat_targets(agents, built)
     check_webhooks(settings)
-    check_knowledge(settings, routes)
+    check_embeddings(settings, routes, agents)
     for note in skipped_notes(agents, settings.effective_agents_dir()):
         log.warning("%s", note)
     metrics = Metrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by ``--workers``

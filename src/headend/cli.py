@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from headend import __version__
+from headend.agents.knowledge_files import check_embeddings
 from headend.agents.registry import (
     AgentRegistry,
     check_chat_targets,
@@ -138,6 +139,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     registry = _agents(settings)
     check_chat_targets(registry, built)
     check_webhooks(settings)
+    check_embeddings(settings, RouteTable(settings.models, built.keys()), registry)
     where = registry.directory or "packaged agents"
     print(
         f"ok: {settings.source}; {len(registry)} agent(s) from {where}; "

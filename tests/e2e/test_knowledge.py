@@ -393,3 +393,24 @@ def test_bad_input_is_a_400_in_the_envelope(site: RunningServer, owner: openai.O
         ).status_code
         == 400
     )
+
+
+def test_a_store_may_embed_with_a_model_route(owner: openai.OpenAI, upstream: FakeUpstream) -> None:
+    upstream.reset()
+    file_id = upload(owner, "routed.txt", b"Embedded by the upstream's own model.")
+    store = owner.vector_stores.create(
+        name="routed", file_ids=[file_id], extra_body={"embedding_model": "gpt"}
+    )
+    deadline = time.monotonic() + 30
+    while owner.vector_stores.retrieve(store.id).file_counts.in_progress:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert owner.vector_stores.retrieve(store.id).file_counts.completed == 1
+    hits = owner.vector_stores.search(vector_store_id=store.id, query="upstream model")
+    assert hits.data[0].file_id == file_id
+    asked = [r.body["input"] for r in upstream.received("kn") if r.path.endswith("/embeddings")]
+    assert asked == [["Embedded by the upstream's own model."], ["upstream model"]]
+    with pytest.raises(openai.BadRequestError) as caught:
+        owner.vector_stores.create(name="nope", extra_body={"embedding_model": "nope"})
+    assert caught.value.body is not None
+    assert "embedding_model" in str(caught.value.body)

@@ -4,6 +4,7 @@
       files: [docs/, "guides/*.md", /srv/handbook.pdf]   # relative to the agent file
       vector_store_ids: [vs_…]       # stores made through the API, searched too
       max_num_results: 5
+      embedding: builtin             # or a model route that serves /v1/embeddings
 
 Files, folders (every file beneath, hidden ones left out) and globs (``**`` included) are
 indexed into the agent's own vector store and kept in step with the files: added, changed
@@ -16,12 +17,20 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from headend.config import Settings
+from headend.errors import ConfigError
+from headend.knowledge.embedder import BUILTIN, BUILTIN_MODEL
 from headend.knowledge.readers import HTML, READ_AS_DOCUMENTS, TEXT
+from headend.providers.model_routes import RouteTable
+
+if TYPE_CHECKING:
+    from headend.agents.registry import Agent
 
 GLOB = frozenset("*?[")
 READABLE = TEXT | HTML | READ_AS_DOCUMENTS
@@ -32,6 +41,9 @@ class KnowledgeSpec(BaseModel):
     files: list[str] = Field(default_factory=list)
     vector_store_ids: list[str] = Field(default_factory=list)
     max_num_results: int = Field(5, ge=1, le=50)
+    # the model its files' vectors come from: "builtin", or a model route that embeds
+    # (None: knowledge.embedding of headend.yaml)
+    embedding: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -91,3 +103,20 @@ def _name(path: Path, home: Path) -> str:
         return path.resolve().relative_to(home.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def check_embeddings(settings: Settings, routes: RouteTable, agents: Iterable[Agent]) -> None:
+    """``knowledge.embedding``, and each agent's, names the built-in model or a model route
+    that exists."""
+    named = [(f"{settings.source}: knowledge.embedding", settings.knowledge.embedding)]
+    for agent in agents:
+        if agent.spec.knowledge is not None and agent.spec.knowledge.embedding is not None:
+            where = f"{agent.spec.source}: knowledge.embedding"
+            named.append((where, agent.spec.knowledge.embedding))
+    problems = [
+        f"{where}: '{name}' is neither 'builtin' nor a model route (models:)"
+        for where, name in named
+        if name not in (BUILTIN, BUILTIN_MODEL) and routes.for_client(name) is None
+    ]
+    if problems:
+        raise ConfigError(problems)

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from headend.knowledge.chunking import static_strategy
@@ -29,8 +30,18 @@ log = logging.getLogger(__name__)
 
 POLL = 2.0
 ANYONE = Owner(None, anyone=True)
-# agent id -> the files its knowledge names, each as (name, path)
-WantedFiles = Callable[[], Mapping[str, Sequence[tuple[str, Path]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What an agent's store should hold: its files, each as (name, path), embedded by
+    ``embedding`` (the built-in model, or a model route)."""
+
+    files: Sequence[tuple[str, Path]]
+    embedding: str
+
+
+WantedFiles = Callable[[], Mapping[str, Wanted]]  # by agent id
 
 
 def agent_store_id(agent_id: str) -> str:
@@ -49,9 +60,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _seen(files: Sequence[tuple[str, Path]]) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for name, path in files:
+def _seen(wanted: Wanted) -> tuple[tuple[str, int, int], ...]:
+    out = [(wanted.embedding, 0, 0)]
+    for name, path in wanted.files:
         try:
             stat = path.stat()
         except OSError:
@@ -73,27 +84,33 @@ class AgentKnowledgeSync:
 
     async def once(self) -> None:
         """One look at every agent's files; an agent that fails is tried again next time."""
-        for agent_id, files in self.wanted().items():
-            seen = await asyncio.to_thread(_seen, files)
+        for agent_id, wanted in self.wanted().items():
+            seen = await asyncio.to_thread(_seen, wanted)
             if self._looked.get(agent_id) == seen:
                 continue
             try:
-                await self.sync(agent_id, files)
+                await self.sync(agent_id, wanted)
             except Exception:
                 log.exception("keeping agent %s's knowledge in step failed", agent_id)
                 continue
             self._looked[agent_id] = seen
 
-    async def sync(self, agent_id: str, files: Sequence[tuple[str, Path]]) -> None:
+    async def sync(self, agent_id: str, wanted: Wanted) -> None:
         store = self.knowledge.store
         store_id = agent_store_id(agent_id)
         owner = agent_owner(agent_id)
+        files = wanted.files
+        embedding = self.knowledge.embedders.recorded_name(wanted.embedding)
         record = await store.store(store_id, ANYONE)
+        if record is not None and record.embedding != embedding:
+            # vectors of two models never share a store: the agent's is made again
+            log.info("agent %s's knowledge: embedded again by %s", agent_id, embedding)
+            await store.delete_store(store_id)
+            record = None
         if record is None:
             if not files:
                 return
             now = time.time()
-            embedding = self.knowledge.embedders.recorded_name(self.knowledge.settings.embedding)
             record = VectorStoreRecord(
                 store_id, owner, f"{agent_id} knowledge", None, {"agent": agent_id},
                 static_strategy(None), embedding, None, None, None, now, now, 0,

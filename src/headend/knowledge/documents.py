@@ -14,7 +14,13 @@ from dataclasses import dataclass, replace
 from typing import IO
 
 from headend.config import KnowledgeSettings
-from headend.errors import InvalidRequest, ObjectNotFound, PayloadTooLarge, StorageQuotaExceeded
+from headend.errors import (
+    InvalidRequest,
+    ObjectNotFound,
+    PayloadTooLarge,
+    StorageQuotaExceeded,
+    UnsupportedValue,
+)
 from headend.knowledge.chunking import static_strategy
 from headend.knowledge.embedder import Embedders
 from headend.knowledge.ingest import Ingester
@@ -161,13 +167,19 @@ class Knowledge:
     async def create_store(self, caller: Caller, request: CreateVectorStore) -> Json:
         for file_id in dict.fromkeys(request.file_ids):
             await self.file(caller, file_id)  # a 404 naming it, and nothing made
+        model = request.embedding_model or self.settings.embedding
+        if not self.embedders.known(model):
+            raise UnsupportedValue(
+                f"'{model}' is neither 'builtin' nor a model route that serves embeddings.",
+                param="embedding_model",
+            )
         now = time.time()
         chunking = request.chunking_strategy.wire() if request.chunking_strategy else None
         after = request.expires_after.model_dump() if request.expires_after else None
         record = VectorStoreRecord(
             new_id("vs_"), caller.key, request.name, request.description,
             request.metadata or {}, static_strategy(chunking),
-            self.embedders.recorded_name(self.settings.embedding), None, after,
+            self.embedders.recorded_name(model), None, after,
             _expires(after, now), now, now, 0,
         )  # fmt: skip
         files = [

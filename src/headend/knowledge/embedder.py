@@ -194,9 +194,15 @@ class Embedders:
     """The embedder of each model a vector store may name: the built-in one, made when first
     asked, and model routes through ``route_embed``."""
 
-    def __init__(self, threads: int, route_embed: RouteEmbed | None) -> None:
+    def __init__(
+        self,
+        threads: int,
+        route_embed: RouteEmbed | None,
+        serves: Callable[[str], bool] | None = None,
+    ) -> None:
         self._threads = threads
         self._route_embed = route_embed
+        self._serves = serves
         self._tokens: Tokens | None = None
         self._builtin: BuiltinEmbedder | None = None
 
@@ -214,6 +220,13 @@ class Embedders:
         if self._route_embed is None:
             raise ConfigError([f"knowledge: no model route embeds for '{name}'"])
         return RouteEmbedder(name, self._route_embed)
+
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is a model vectors may come from: the built-in one, or a model
+        route that serves embeddings."""
+        if name in (BUILTIN, BUILTIN_MODEL):
+            return True
+        return self._serves is not None and self._serves(name)
 
     @staticmethod
     def recorded_name(name: str) -> str:

@@ -72,6 +72,11 @@ class EmbeddingService:
             await self.admission.leave(ticket, lambda: _estimate(request))
         return answer, ticket.headers
 
+    def serves(self, name: str) -> bool:
+        """Whether ``name`` is a model route that serves embeddings."""
+        found = self.routes.for_client(name)
+        return found is not None and bool(self.router.embedding_targets(found))
+
     async def vectors(self, name: str, texts: Sequence[str]) -> list[list[float]]:
         """The model route ``name``'s vectors for ``texts``, in order: how vector stores
         that name a route embed (no key's limits: the store's owner was admitted already)."""

@@ -94,6 +94,9 @@ def filter_wire(found: Filter | None) -> dict[str, Any] | None:
 
 class CreateVectorStore(RequestShape):
     file_ids: list[StrictStr] = Field(default_factory=list, max_length=500)
+    # headend's: the model its vectors come from ("builtin", or a model route that embeds);
+    # None: knowledge.embedding of headend.yaml
+    embedding_model: StrictStr | None = None
     name: StrictStr | None = None
     description: StrictStr | None = None
     chunking_strategy: ChunkingStrategy | None = None
