@@ -131,6 +131,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m020_run_steps",
         "m021_key_approval",
         "m022_approvals",
+        "m023_knowledge",
     ]
 
 
