@@ -221,3 +221,36 @@ def test_check_names_a_missing_folder(tmp_path: Path) -> None:
     assert "odd.md: knowledge: picture.png: headend does not read '.png' files" in (
         done.stderr + done.stdout
     )
+
+
+def test_completions_and_mcp_offer_the_agents_knowledge_too(
+    site: RunningServer, secret: str, upstream: FakeUpstream
+) -> None:
+    import asyncio
+
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    admin_files(site)
+    client = openai.OpenAI(base_url=site.api, api_key=secret, max_retries=0)
+    search_then_answer(upstream, "refunds", "Within the stated days [1].")
+    done = client.completions.create(model="support", prompt="Refunds?")
+    assert done.choices[0].text == "Within the stated days [1]."
+    assert "docs/refunds.md" in passages(upstream)
+
+    async def over_mcp() -> Any:
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
+            streamable_http_client(site.base_url + "/mcp", http_client=http) as (r, w),
+            ClientSession(r, w) as session,
+        ):
+            await session.initialize()
+            return await session.call_tool("support", {"message": "Refunds?"})
+
+    search_then_answer(upstream, "refunds", "As the policy says [1].")
+    result = asyncio.run(over_mcp())
+    assert not result.isError
+    assert "As the policy says [1]." in result.content[0].text
+    assert "docs/refunds.md" in passages(upstream)

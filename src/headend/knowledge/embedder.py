@@ -133,6 +133,9 @@ class BuiltinEmbedder:
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
+            # Its threads sleep when idle rather than spin: on a small machine spinning
+            # threads take the cores chat and the store's thread need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )

@@ -14,7 +14,6 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -60,20 +59,36 @@ class SearchOptions:
 
 @dataclass(slots=True)
 class _Loaded:
+    """A store as searched: its completed files, and every chunk's id, file and vector."""
+
     generation: int
+    files: dict[str, tuple[str, Json]]  # file id -> (filename, attributes)
     ids: npt.NDArray[np.int64]
-    files: list[str]
+    file_of: npt.NDArray[np.int32]  # each chunk's file, as an index into ``names``
+    names: list[str]  # file ids
     matrix: Vectors
+
+
+def one_blas_thread() -> None:
+    """numpy's BLAS on one thread, for the whole process: a search's product of the query
+    and the store's vectors is bound by memory, not arithmetic, and BLAS threads waiting for
+    work take the cores the embedding model and the store's thread need (measured: p95 at
+    100k chunks 59 ms with BLAS's threads, 47 with one; bench/knowledge_search.py)."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    threadpool_limits(1, user_api="blas")
 
 
 class Searcher:
     def __init__(self, store: KnowledgeStore, embedders: Embedders) -> None:
+        one_blas_thread()
         self._store = store
         self._embedders = embedders
         self._loaded: dict[str, _Loaded] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def _vectors(self, store_id: str) -> _Loaded | None:
+    async def _load(self, store_id: str) -> _Loaded | None:
+        """The store as it is now: read again only when its generation has moved on."""
         generation = await self._store.generation(store_id)
         if generation is None:
             self._loaded.pop(store_id, None)
@@ -85,14 +100,18 @@ class Searcher:
             loaded = self._loaded.get(store_id)
             if loaded is not None and loaded.generation == generation:
                 return loaded
+            files = await self._store.completed_files(store_id)
             rows = await self._store.vectors(store_id)
+            names = list(files)
+            index = {file_id: n for n, file_id in enumerate(names)}
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            file_of = np.fromiter((index.get(r[1], -1) for r in rows), np.int32, len(rows))
             matrix = (
                 np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), -1)
                 if rows
                 else np.zeros((0, 0), dtype=np.float32)
             )
-            loaded = _Loaded(generation, ids, [r[1] for r in rows], matrix)
+            loaded = _Loaded(generation, files, ids, file_of, names, matrix)
             self._loaded[store_id] = loaded
             return loaded
 
@@ -109,34 +128,47 @@ class Searcher:
         score_threshold: float = 0.0,
         weights: Weights = Weights(),
     ) -> list[Hit]:
-        files = await self._store.completed_files(record.id)
-        allowed = {f for f, (_name, attrs) in files.items() if matches(attrs, filters)}
-        if not allowed or not queries:
+        loaded = await self._load(record.id)
+        if loaded is None or not queries:
             return []
-        loaded = await self._vectors(record.id) if weights.embedding > 0 else None
-        asked: Vectors | None = None
-        if loaded is not None and len(loaded.ids):
-            asked = await self._embedders.get(record.embedding).embed(list(queries))
-        mask = (
-            np.fromiter((f in allowed for f in loaded.files), dtype=bool)
-            if loaded is not None
-            else None
-        )
+        files = loaded.files
+        allowed: set[str] | None = None  # None: every file
+        mask: npt.NDArray[np.bool_] | None = None
+        if filters is not None:
+            allowed = {f for f, (_name, attrs) in files.items() if matches(attrs, filters)}
+            if not allowed:
+                return []
+            picked = [n for n, file_id in enumerate(loaded.names) if file_id in allowed]
+            mask = np.isin(loaded.file_of, np.array(picked, dtype=np.int32))
+        # The queries are embedded and their nearest chunks found (on threads of their own)
+        # while their words are searched (on the store's).
+        meant = None
+        if weights.embedding > 0 and len(loaded.ids):
+            meant = asyncio.ensure_future(self._meanings(record, loaded, queries, mask))
+        try:
+            worded = [
+                await self._words(record.id, query, allowed) if weights.text > 0 else []
+                for query in queries
+            ]
+            nearest = await meant if meant is not None else None
+        finally:
+            if meant is not None and not meant.done():
+                meant.cancel()
         # Each query is searched on its own (words and meaning fused); a chunk keeps its best.
         best: dict[int, float] = {}
-        for n, query in enumerate(queries):
+        for n in range(len(queries)):
             lists: list[tuple[float, list[int]]] = []
-            if asked is not None and loaded is not None and mask is not None:
-                lists.append((weights.embedding, _nearest(loaded, asked[n], mask)))
+            if nearest is not None:
+                lists.append((weights.embedding, nearest[n]))
             if weights.text > 0:
-                lists.append((weights.text, await self._words(record.id, query, allowed, files)))
+                lists.append((weights.text, worded[n]))
             for chunk_id, score in _fused(lists).items():
                 best[chunk_id] = max(score, best.get(chunk_id, 0.0))
         top = sorted(best.items(), key=lambda item: (-item[1], item[0]))
-        picked = [(c, s) for c, s in top if s >= score_threshold][:max_results]
-        texts = await self._store.chunk_texts([c for c, _ in picked])
+        picked_chunks = [(c, s) for c, s in top if s >= score_threshold][:max_results]
+        texts = await self._store.chunk_texts([c for c, _ in picked_chunks])
         hits = []
-        for chunk_id, score in picked:
+        for chunk_id, score in picked_chunks:
             chunk = texts.get(chunk_id)
             if chunk is None or chunk.file_id not in files:
                 continue  # removed meanwhile
@@ -144,15 +176,23 @@ class Searcher:
             hits.append(Hit(chunk.file_id, name, round(score, 6), attributes, chunk.text, chunk_id))
         return hits
 
-    async def _words(
-        self, store_id: str, query: str, allowed: set[str], files: dict[str, Any]
-    ) -> list[int]:
+    async def _meanings(
+        self,
+        record: VectorStoreRecord,
+        loaded: _Loaded,
+        queries: Sequence[str],
+        mask: npt.NDArray[np.bool_] | None,
+    ) -> list[list[int]]:
+        """Each query's nearest chunks by meaning, best first."""
+        asked = await self._embedders.get(record.embedding).embed(list(queries))
+        return await asyncio.to_thread(lambda: [_nearest(loaded, vector, mask) for vector in asked])
+
+    async def _words(self, store_id: str, query: str, allowed: set[str] | None) -> list[int]:
         """The chunks holding the query's words, best first, of the allowed files."""
+        if allowed is None:
+            return await self._store.full_text(store_id, _words([query]), CANDIDATES)
         # With a filter, read further down the list: filtered-out chunks are dropped after.
-        wanted = CANDIDATES if len(allowed) == len(files) else CANDIDATES * 4
-        found = await self._store.full_text(store_id, _words([query]), wanted)
-        if len(allowed) == len(files):
-            return found[:CANDIDATES]
+        found = await self._store.full_text(store_id, _words([query]), CANDIDATES * 4)
         texts = await self._store.chunk_texts(found)
         return [c for c in found if c in texts and texts[c].file_id in allowed][:CANDIDATES]
 
@@ -167,12 +207,13 @@ def _fused(lists: list[tuple[float, list[int]]]) -> dict[int, float]:
     return {chunk_id: score / best for chunk_id, score in fused.items()} if best else {}
 
 
-def _nearest(loaded: _Loaded, vector: Vectors, mask: npt.NDArray[np.bool_]) -> list[int]:
+def _nearest(loaded: _Loaded, vector: Vectors, mask: npt.NDArray[np.bool_] | None) -> list[int]:
     if loaded.matrix.shape[1] != vector.shape[0]:
         return []
     scores = loaded.matrix @ vector
-    scores = np.where(mask, scores, -np.inf)
-    count = min(CANDIDATES, int(mask.sum()))
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    count = min(CANDIDATES, int(mask.sum()) if mask is not None else len(scores))
     if count == 0:
         return []
     top = np.argpartition(-scores, count - 1)[:count]

@@ -17,6 +17,8 @@ from headend.store.sql import Db, Params, Row
 from headend.types import Json
 
 PART_BYTES = 1 << 20  # a file's bytes are kept in rows of this size
+COMMON = 0.05  # a word more than this share of chunks hold is left out of full-text search
+HELD_WORDS = 50_000  # words whose counts are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,7 @@ class KnowledgeStore:
     def __init__(self, db: Db) -> None:
         self.db = db
         self._skip_locked = " FOR UPDATE SKIP LOCKED" if db.dialect.name == "postgres" else ""
+        self._held: dict[str, tuple[int, int]] = {}  # word -> (chunks holding it, of how many)
 
     # Files
 
@@ -643,12 +646,13 @@ class KnowledgeStore:
         if not words:
             return []
         if self.db.dialect.name == "sqlite":
-            query = " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+            words = await self._uncommon(words)
+            anyword = " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+            store = '"' + store_id.replace('"', '""') + '"'
             rows = await self.db.fetch(
-                "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-                "WHERE chunks_fts MATCH ? AND c.vector_store_id = ? "
-                "ORDER BY bm25(chunks_fts) LIMIT ?",
-                (query, store_id, limit),
+                "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
+                "ORDER BY bm25(chunks_fts, 1.0, 0.0) LIMIT ?",
+                (f"vector_store_id : {store} AND text : ({anyword})", limit),
             )
         else:
             query = " | ".join("'" + word.replace("'", "''") + "'" for word in words)
@@ -659,6 +663,39 @@ class KnowledgeStore:
                 (query, store_id, limit),
             )
         return [int(row[0]) for row in rows]
+
+    async def _uncommon(self, words: Sequence[str]) -> Sequence[str]:
+        """``words`` without those more than ``COMMON`` of the chunks hold: their weight in
+        BM25 is small, and scoring every chunk that holds one is most of a search's time
+        (at least the three least common are kept). Counted over every store's chunks; a
+        word's count is kept until the chunks have grown by a tenth (counting a common word
+        reads its whole list)."""
+        total = int((await self.db.fetch("SELECT COALESCE(MAX(id), 0) FROM chunks"))[0][0])
+        held: dict[str, int] = {}
+        asked = []
+        for word in words:
+            known = self._held.get(word)
+            if known is not None and known[1] <= total <= known[1] * 1.1 + 100:
+                held[word] = known[0]
+            else:
+                asked.append(word)
+        if asked:
+            found = await self.db.fetch(
+                " UNION ALL ".join(
+                    "SELECT term, doc FROM chunks_vocab WHERE term = ?" for _ in asked
+                ),
+                asked,
+            )
+            counted = {term: int(count) for term, count in found}
+            if len(self._held) > HELD_WORDS:
+                self._held.clear()
+            for word in asked:
+                held[word] = counted.get(word, 0)
+                self._held[word] = (held[word], total)
+        kept = [word for word in words if held.get(word, 0) <= COMMON * total]
+        if len(kept) >= min(3, len(words)):
+            return kept
+        return sorted(words, key=lambda word: held.get(word, 0))[:3]
 
     async def chunk_texts(self, ids: Sequence[int]) -> dict[int, ChunkText]:
         if not ids:

@@ -85,16 +85,22 @@ CREATE INDEX chunks_by_file ON chunks (vector_store_id, file_id, seq);
 """
 
 # FTS5 over the chunks' text, kept in step by triggers (an external-content table: the text
-# is stored once). unicode61 folds case and diacritics; words split as BM25's \w+ does.
+# is stored once). unicode61 folds case and diacritics; words split as BM25's \w+ does. Its
+# vocabulary (how many chunks hold each word) lets a search leave out the commonest words.
+# The store's id is indexed too, so a search ranks only its own store's chunks.
 SQLITE_FULL_TEXT = """
 CREATE VIRTUAL TABLE chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    text, vector_store_id, content='chunks', content_rowid='id',
+    tokenize='unicode61 remove_diacritics 2'
 );
+CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
 CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text);
+    INSERT INTO chunks_fts (rowid, text, vector_store_id)
+    VALUES (new.id, new.text, new.vector_store_id);
 END;
 CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO chunks_fts (chunks_fts, rowid, text, vector_store_id)
+    VALUES ('delete', old.id, old.text, old.vector_store_id);
 END;
 """
 
