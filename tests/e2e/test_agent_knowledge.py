@@ -251,6 +251,6 @@ def test_completions_and_mcp_offer_the_agents_knowledge_too(
 
     search_then_answer(upstream, "refunds", "As the policy says [1].")
     result = asyncio.run(over_mcp())
-    assert not result.isError
-    assert "As the policy says [1]." in result.content[0].text
+    assert result.is_error is False
+    assert result.structured_content["answer"] == "As the policy says [1]."
     assert "docs/refunds.md" in passages(upstream)
