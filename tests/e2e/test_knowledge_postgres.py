@@ -1,10 +1,11 @@
-"""Knowledge on PostgreSQL: two headend instances sharing one database serve the same files
-and stores (bytes uploaded to one are ingested, searched and downloaded through the other),
-an agent's knowledge answers with its citations, and the Responses file_search tool runs;
-full text there is PostgreSQL's own (a generated tsvector)."""
+"""Knowledge on PostgreSQL, with pgvector and without: two headend instances sharing one
+database serve the same files and stores (bytes uploaded to one are ingested, searched and
+downloaded through the other) and an agent's knowledge answers with its citations; full text
+there is PostgreSQL's own (a generated tsvector)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -25,12 +26,15 @@ PREFIX = "kpg"
 AGENT = "---\nmodel: up/pg\nknowledge: [docs/]\n---\nAnswer from the docs.\n"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["postgres", "pgvector"])
 def pair(
-    upstream: FakeUpstream, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RunningServer, RunningServer]]:
-    import asyncio
-
+    request: pytest.FixtureRequest,
+    upstream: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningServer, RunningServer, str]]:
+    """Two instances on one database: PostgreSQL as Debian ships it (vectors searched in
+    memory), or with pgvector (searched by its HNSW index)."""
+    postgres_url = request.getfixturevalue(f"{request.param}_url")
     asyncio.run(wipe(postgres_url))
     sites = []
     for name in ("one", "two"):
@@ -46,15 +50,15 @@ def pair(
         sites.append(root)
     one = serve(sites[0])
     two = serve(sites[1])
-    yield one, two
+    yield one, two, postgres_url
     stop_server(one)
     stop_server(two)
 
 
 def test_two_instances_share_files_stores_and_search(
-    pair: tuple[RunningServer, RunningServer],
+    pair: tuple[RunningServer, RunningServer, str], request: pytest.FixtureRequest
 ) -> None:
-    one, two = pair
+    one, two, url = pair
     secret = str(issue(one, name="pg-user", scopes=["chat"])["secret"])
     first = openai.OpenAI(base_url=one.api, api_key=secret, max_retries=1)
     second = openai.OpenAI(base_url=two.api, api_key=secret, max_retries=1)
@@ -75,12 +79,35 @@ def test_two_instances_share_files_stores_and_search(
         hits = client.vector_stores.search(vector_store_id=store.id, query="high water Sundays")
         assert hits.data[0].file_id == file_id
         assert "06:40" in (hits.data[0].content[0].text or "")
+    indexed = asyncio.run(in_pgvector(url))
+    assert indexed == ("pgvector" in request.node.callspec.id), indexed
+
+
+async def in_pgvector(url: str) -> bool:
+    """Whether the chunks' vectors are in pgvector's column, under its HNSW index."""
+    import asyncpg
+
+    db = await asyncpg.connect(url)
+    try:
+        column = await db.fetchval(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'chunks' AND column_name = 'embedding'"
+        )
+        if not column:
+            return False
+        filled = await db.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL")
+        index = await db.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'chunks_embedding_384'"
+        )
+        return bool(filled) and bool(index)
+    finally:
+        await db.close()
 
 
 def test_an_agents_knowledge_and_file_search_on_postgres(
-    pair: tuple[RunningServer, RunningServer], upstream: FakeUpstream, tmp_path: Path
+    pair: tuple[RunningServer, RunningServer, str], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    one, _two = pair
+    one, _two, _url = pair
     secret = str(issue(one, name="pg-agent", scopes=["chat"])["secret"])
     client = openai.OpenAI(base_url=one.api, api_key=secret, max_retries=0)
     call = {"id": "c", "name": "file_search", "arguments": json.dumps({"query": "lamp"})}

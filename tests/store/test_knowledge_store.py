@@ -28,7 +28,7 @@ from tests.store.test_store import wipe
 STATIC = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "pgvector"])
 async def knowledge(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[KnowledgeStore]:
@@ -36,10 +36,11 @@ async def knowledge(
     if request.param == "sqlite":
         backend = SqliteStore(tmp_path / "k.db")
     else:
-        url = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue(f"{request.param}_url")
         await wipe(url)
         backend = PostgresStore(url)
     await backend.start()
+    assert backend.sql().vector_index == (request.param == "pgvector")
     yield KnowledgeStore(backend.sql())
     await backend.close()
 
@@ -180,3 +181,27 @@ async def test_full_text_finds_words_in_the_store_only(knowledge: KnowledgeStore
     assert (await knowledge.counts(["vs_1"]))["vs_1"][0].total == 0
     await knowledge.delete_store("vs_2")
     assert await knowledge.store("vs_2", Owner(None)) is None
+
+
+async def test_nearest_by_the_vector_index_honours_files(knowledge: KnowledgeStore) -> None:
+    if not knowledge.db.vector_index:
+        pytest.skip("pgvector only: elsewhere vectors are searched in memory")
+    for name in ("f1", "f2"):
+        await a_file(knowledge, name, None, b"text")
+    await a_store(knowledge, "vs_1", None, ["f1", "f2"])
+    now = time.time()
+    jobs = {j.file_id: j for j in await knowledge.claim_jobs("x", now, now + 30, 5, 3)}
+    await knowledge.finish_job(jobs["f1"], [chunk(0, "a"), chunk(1, "b")], 1, 4)
+    await knowledge.finish_job(jobs["f2"], [chunk(2, "c"), chunk(3, "d")], 1, 4)
+    texts = {c.text: i for i, c in (await knowledge.chunk_texts(list(range(1, 9)))).items()}
+    toward = np.array([0.0, 0.0, 1.0, 0.1], dtype="<f4")
+    toward /= np.linalg.norm(toward)
+    found = await knowledge.nearest("vs_1", toward.tobytes(), None, 4)
+    assert found[0] == texts["c"]  # the chunk whose vector points the same way
+    only = await knowledge.nearest("vs_1", toward.tobytes(), ["f1"], 4)
+    assert set(only) == {texts["a"], texts["b"]}
+    (made,) = await knowledge.db.fetch(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_embedding_4'"
+    )
+    assert "USING hnsw" in made[0]
+    assert "vector_cosine_ops" in made[0]

@@ -1,6 +1,6 @@
 """Hybrid search over a vector store: full text (BM25 on SQLite's FTS5, ``ts_rank_cd`` on
-PostgreSQL) and vectors (cosine, exact, numpy over the store's vectors held in memory),
-fused by reciprocal rank.
+PostgreSQL) and vectors (cosine: pgvector's HNSW index where PostgreSQL has it, else exact,
+numpy over the store's vectors held in memory), fused by reciprocal rank.
 
 A result's ``score`` is its fused score over the best a chunk could have (first in every
 list), so 1.0 means ranked first by words and by meaning, and ``score_threshold`` reads on
@@ -67,6 +67,7 @@ class _Loaded:
     file_of: npt.NDArray[np.int32]  # each chunk's file, as an index into ``names``
     names: list[str]  # file ids
     matrix: Vectors
+    indexed: bool = False  # the vectors stay in the database, searched by its index
 
 
 def one_blas_thread() -> None:
@@ -101,7 +102,8 @@ class Searcher:
             if loaded is not None and loaded.generation == generation:
                 return loaded
             files = await self._store.completed_files(store_id)
-            rows = await self._store.vectors(store_id)
+            indexed = self._store.db.vector_index
+            rows = [] if indexed else await self._store.vectors(store_id)
             names = list(files)
             index = {file_id: n for n, file_id in enumerate(names)}
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -111,7 +113,7 @@ class Searcher:
                 if rows
                 else np.zeros((0, 0), dtype=np.float32)
             )
-            loaded = _Loaded(generation, files, ids, file_of, names, matrix)
+            loaded = _Loaded(generation, files, ids, file_of, names, matrix, indexed)
             self._loaded[store_id] = loaded
             return loaded
 
@@ -143,8 +145,8 @@ class Searcher:
         # The queries are embedded and their nearest chunks found (on threads of their own)
         # while their words are searched (on the store's).
         meant = None
-        if weights.embedding > 0 and len(loaded.ids):
-            meant = asyncio.ensure_future(self._meanings(record, loaded, queries, mask))
+        if weights.embedding > 0 and (len(loaded.ids) or loaded.indexed):
+            meant = asyncio.ensure_future(self._meanings(record, loaded, queries, mask, allowed))
         try:
             worded = [
                 await self._words(record.id, query, allowed) if weights.text > 0 else []
@@ -182,9 +184,19 @@ class Searcher:
         loaded: _Loaded,
         queries: Sequence[str],
         mask: npt.NDArray[np.bool_] | None,
+        allowed: set[str] | None,
     ) -> list[list[int]]:
-        """Each query's nearest chunks by meaning, best first."""
+        """Each query's nearest chunks by meaning, best first: by the database's index, or
+        over the vectors held here."""
         asked = await self._embedders.get(record.embedding).embed(list(queries))
+        if loaded.indexed:
+            files = sorted(allowed) if allowed is not None else None
+            return [
+                await self._store.nearest(
+                    record.id, vector.astype("<f4").tobytes(), files, CANDIDATES
+                )
+                for vector in asked
+            ]
         return await asyncio.to_thread(lambda: [_nearest(loaded, vector, mask) for vector in asked])
 
     async def _words(self, store_id: str, query: str, allowed: set[str] | None) -> list[int]:

@@ -7,12 +7,14 @@ reads every owner's (an admin). Another owner's row reads as missing.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from headend.store.knowledge_schema import vector_index
 from headend.store.sql import Db, Params, Row
 from headend.types import Json
 
@@ -185,6 +187,7 @@ class KnowledgeStore:
         self.db = db
         self._skip_locked = " FOR UPDATE SKIP LOCKED" if db.dialect.name == "postgres" else ""
         self._held: dict[str, tuple[int, int]] = {}  # word -> (chunks holding it, of how many)
+        self._indexed: set[int] = set()  # dimension counts whose vector index is made
 
     # Files
 
@@ -574,26 +577,26 @@ class KnowledgeStore:
         """The file's chunks and its ``completed`` state, in one transaction and only while
         the claim is still the job's: False (and nothing written) otherwise."""
         fence = (job.vector_store_id, job.file_id, job.attempt)
+        blob = self.db.dialect.blob
+        columns, values = "", ""
+        if self.db.vector_index and dimensions:
+            await self._index(dimensions)
+            columns, values = ", embedding", ", CAST(CAST(? AS TEXT) AS vector)"
+        rows = [
+            (
+                job.vector_store_id, job.file_id, c.seq, c.text, c.tokens, c.vector,
+                *((_vector_text(c.vector),) if columns else ()), *fence,
+            )
+            for c in chunks
+        ]  # fmt: skip
         counts = await self.db.batch(
             [
                 (
-                    "INSERT INTO chunks (vector_store_id, file_id, seq, text, tokens, vector) "
-                    "SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), "
-                    f"CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS {self.db.dialect.blob}) "
-                    "WHERE EXISTS ("
-                    f"SELECT 1 FROM vector_store_files WHERE {_FENCE})",
-                    [
-                        (
-                            job.vector_store_id,
-                            job.file_id,
-                            c.seq,
-                            c.text,
-                            c.tokens,
-                            c.vector,
-                            *fence,
-                        )
-                        for c in chunks
-                    ],
+                    f"INSERT INTO chunks (vector_store_id, file_id, seq, text, tokens, vector"
+                    f"{columns}) SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), "
+                    f"CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS {blob}){values} "
+                    f"WHERE EXISTS (SELECT 1 FROM vector_store_files WHERE {_FENCE})",
+                    rows,
                 ),
                 (
                     "UPDATE vector_stores SET generation = generation + 1, "
@@ -609,6 +612,35 @@ class KnowledgeStore:
             ]
         )
         return counts[-1] == 1
+
+    async def _index(self, dimensions: int) -> None:
+        """pgvector's HNSW index for vectors of ``dimensions``, made the first time."""
+        if dimensions in self._indexed:
+            return
+        try:
+            await self.db.execute(vector_index(dimensions))
+        except Exception as exc:  # another instance making it at the same moment
+            if "already exists" not in str(exc):
+                raise
+        self._indexed.add(dimensions)
+
+    async def nearest(
+        self, store_id: str, vector: bytes, files: Sequence[str] | None, limit: int
+    ) -> list[int]:
+        """The ids of the store's chunks nearest ``vector`` (cosine), best first, by
+        pgvector's index (``files``: only theirs)."""
+        dimensions = len(vector) // 4
+        clause, values = "", []
+        if files is not None:
+            clause, values = " AND file_id = ANY(CAST(? AS TEXT[]))", [list(files)]
+        rows = await self.db.fetch(
+            "SELECT id FROM chunks WHERE vector_store_id = ? AND "
+            f"vector_dims(embedding) = {dimensions}{clause} "
+            f"ORDER BY embedding::vector({dimensions}) <=> "
+            f"CAST(CAST(? AS TEXT) AS vector({dimensions})) LIMIT ?",
+            (store_id, *values, _vector_text(vector), limit),
+        )
+        return [int(row[0]) for row in rows]
 
     async def fail_job(self, job: IngestJob, code: str, message: str) -> bool:
         changed = await self.db.execute(
@@ -715,6 +747,12 @@ class KnowledgeStore:
             (store_id,),
         )
         return {file_id: (name, orjson.loads(attrs)) for file_id, name, attrs in rows}
+
+
+def _vector_text(vector: bytes) -> str:
+    """A little-endian float32 vector as pgvector's text: ``[x,y,…]``."""
+    values = struct.unpack(f"<{len(vector) // 4}f", vector)
+    return "[" + ",".join(f"{value:.8g}" for value in values) + "]"
 
 
 _STATUSES = frozenset({"in_progress", "completed", "failed", "cancelled"})

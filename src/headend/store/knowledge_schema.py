@@ -112,6 +112,24 @@ CREATE INDEX chunks_words ON chunks USING GIN (words);
 """
 
 
+# Where pgvector is there, chunks keep their vectors in its type too, searched by an HNSW index
+# per dimension count (``KnowledgeStore.nearest``); tried at each start, so a database that
+# gets the extension later uses it from then on.
+PGVECTOR = (
+    "CREATE EXTENSION IF NOT EXISTS vector",
+    "ALTER TABLE chunks ADD COLUMN IF NOT EXISTS embedding vector",
+)
+
+
+def vector_index(dimensions: int) -> str:
+    """The HNSW index of the chunks whose vectors have ``dimensions`` (cosine distance)."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS chunks_embedding_{dimensions} ON chunks USING hnsw "
+        f"((embedding::vector({dimensions})) vector_cosine_ops) "
+        f"WHERE vector_dims(embedding) = {dimensions}"
+    )
+
+
 def knowledge_statements(dialect: Dialect) -> list[str]:
     """The statements that make knowledge's tables on ``dialect``'s backend, in order."""
     full_text = SQLITE_FULL_TEXT if dialect.name == "sqlite" else POSTGRES_FULL_TEXT

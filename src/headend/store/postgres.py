@@ -6,6 +6,7 @@ as SQLite's, in SQL of PostgreSQL's own. Install with ``pip install headend[post
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from headend.store.base import (
     TurnRecord,
     UsageRow,
 )
+from headend.store.knowledge_schema import PGVECTOR
 from headend.store.postgres_background import PostgresBackground
 from headend.store.postgres_migrations import MIGRATIONS
 from headend.store.postgres_params import dollars
@@ -77,6 +79,7 @@ from headend.store.webhook_sql import (
 from headend.types import Json
 from headend.urls import without_credentials
 
+log = logging.getLogger(__name__)
 _COLUMNS = "id, owner, agent, metadata, created_at, updated_at, turns"
 
 
@@ -96,14 +99,41 @@ def _record(row: Any) -> SessionRecord:
     )
 
 
+async def _session(db: Any) -> None:
+    """Each connection's settings: an HNSW search that a filter thins out reads on through
+    the index until it has its rows (pgvector 0.8; a name PostgreSQL keeps if it is older)."""
+    import asyncpg
+
+    try:
+        await db.execute("SET hnsw.iterative_scan = relaxed_order")
+    except asyncpg.PostgresError:  # a pgvector before 0.8 reserves the name without it
+        return
+
+
+async def _with_pgvector(pool: Any) -> bool:
+    """Whether chunks can keep their vectors in pgvector's type: the extension made (or made
+    already by an operator, where headend's role may not) and the column added."""
+    import asyncpg
+
+    try:
+        async with pool.acquire() as db:
+            for statement in PGVECTOR:
+                await db.execute(statement)
+    except asyncpg.PostgresError as exc:
+        log.info("pgvector is not available (%s): vectors are searched in memory", exc)
+        return False
+    return True
+
+
 class PostgresStore(PostgresBackground):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
         self._min, self._max = min_size, max_size
         self._pool: Any = None
+        self.vector_index = False  # pgvector found (see ``knowledge_schema.PGVECTOR``)
 
     def sql(self) -> Db:
-        return PostgresDb(lambda: self._pool)
+        return PostgresDb(lambda: self._pool, self.vector_index)
 
     async def start(self) -> None:
         try:
@@ -113,7 +143,9 @@ class PostgresStore(PostgresBackground):
                 ["store: a postgresql:// store needs asyncpg: pip install 'headend[postgres]'"]
             ) from exc
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=self._min, max_size=self._max)
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=self._min, max_size=self._max, init=_session
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             where = without_credentials(self.url)
             raise ConfigError([f"store: cannot reach {where}: {exc}"]) from exc
@@ -132,6 +164,8 @@ class PostgresStore(PostgresBackground):
                         migration.__name__,
                         time.time(),
                     )
+
+        self.vector_index = await _with_pgvector(self._pool)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -54,6 +54,9 @@ Statement = tuple[str, Params]
 
 class Db(Protocol):
     dialect: Dialect
+    # pgvector is there: chunks keep their vectors in an ``embedding`` column too, searched
+    # by an HNSW index in the database (else in memory, see ``knowledge.search``)
+    vector_index: bool
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         """The rows of one statement (an ``UPDATE … RETURNING`` is committed)."""
@@ -77,6 +80,7 @@ class SqliteDb:
     """Statements on the SQLite store's one connection, on its one thread."""
 
     dialect = SQLITE
+    vector_index = False
 
     def __init__(self, run: Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]) -> None:
         self._run: Any = run
@@ -128,8 +132,9 @@ class PostgresDb:
 
     dialect = POSTGRES
 
-    def __init__(self, pool: Callable[[], Any]) -> None:
+    def __init__(self, pool: Callable[[], Any], vector_index: bool = False) -> None:
         self._pool = pool
+        self.vector_index = vector_index
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         rows = await self._pool().fetch(_pg(sql), *params)
