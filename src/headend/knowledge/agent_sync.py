@@ -24,6 +24,7 @@ from pathlib import Path
 
 from headend.knowledge.chunking import static_strategy
 from headend.knowledge.documents import Knowledge
+from headend.knowledge.embedder import sha256_of
 from headend.store.knowledge import FileRecord, Owner, StoreFileRecord, VectorStoreRecord
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,6 @@ def agent_store_id(agent_id: str) -> str:
 
 def agent_owner(agent_id: str) -> str:
     return f"agent:{agent_id}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _seen(wanted: Wanted) -> tuple[tuple[str, int, int], ...]:
@@ -124,7 +117,7 @@ class AgentKnowledgeSync:
         }
         added = 0
         for name, path in files:
-            digest = await asyncio.to_thread(_sha256, path)
+            digest = await asyncio.to_thread(sha256_of, path)
             current = have.pop(name, None)
             if current is not None and current.attributes.get("sha256") == digest:
                 continue

@@ -62,7 +62,7 @@ class Tokens:
 
         vocab = resources.files("headend.knowledge") / "data" / "minilm-vocab.txt"
         with resources.as_file(vocab) as path:
-            if _sha256(path) != VOCAB_SHA256:
+            if sha256_of(path) != VOCAB_SHA256:
                 raise ConfigError([f"knowledge: {path} is not the vocabulary headend shipped"])
             self._tokenizer = BertWordPieceTokenizer(str(path), lowercase=True)
         self._lock = threading.Lock()  # the Rust tokenizer's settings are per object
@@ -92,7 +92,8 @@ class Tokens:
         return ids, mask
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """A file's sha256, read a MiB at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as file:
         while block := file.read(1 << 20):
@@ -127,7 +128,7 @@ class BuiltinEmbedder:
             import onnxruntime  # type: ignore[import-untyped]
 
             path = builtin_model_path()
-            if _sha256(path) != MODEL_SHA256:
+            if sha256_of(path) != MODEL_SHA256:
                 raise ConfigError([f"knowledge: {path} is not the pinned all-MiniLM-L6-v2"])
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self._threads
