@@ -238,3 +238,26 @@ def test_a_bad_file_search_tool_is_a_400(site: RunningServer, client: openai.Ope
         )
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["param"].startswith("tools[0]")
+
+
+def test_file_search_over_the_websocket(
+    client: openai.OpenAI, store_id: str, upstream: FakeUpstream
+) -> None:
+    search_then_answer(upstream, "lamp lit", "At dusk [1].")
+    kinds: list[str] = []
+    with client.responses.connect() as connection:
+        connection.response.create(
+            model="gpt",
+            input="When is the lamp lit?",
+            tools=[tool(store_id)],
+            include=["file_search_call.results"],
+        )
+        for event in connection:
+            kinds.append(event.type)
+            if event.type == "response.completed":
+                done = event.response
+                break
+    assert "response.file_search_call.completed" in kinds
+    call = searched(done.output[0])
+    assert (call.results or [])[0].filename == "lighthouse.md"
+    assert cited(done.output[-1])[0].filename == "lighthouse.md"
