@@ -414,3 +414,15 @@ def test_a_store_may_embed_with_a_model_route(owner: openai.OpenAI, upstream: Fa
         owner.vector_stores.create(name="nope", extra_body={"embedding_model": "nope"})
     assert caught.value.body is not None
     assert "embedding_model" in str(caught.value.body)
+
+
+def test_a_keys_files_are_held_to_its_quota(site: RunningServer) -> None:
+    key = issue(site, name="quota", scopes=["knowledge"])
+    client = openai.OpenAI(base_url=site.api, api_key=str(key["secret"]), max_retries=0)
+    made = [upload(client, f"n{n}.txt", b"a note") for n in range(40)]
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        upload(client, "one-too-many.txt", b"a note")
+    assert caught.value.code == "storage_quota_exceeded"
+    assert len(client.files.list().data) == 40  # nothing kept of the refused one
+    client.files.delete(made[0])
+    assert upload(client, "room-again.txt", b"a note").startswith("file-")
