@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import issue, make_site, serve
-from tests.store.test_store import wipe
+from tests.postgres import fresh_database
 from tests.upstream import FakeUpstream, Reply
 
 pytestmark = pytest.mark.e2e
@@ -34,8 +34,8 @@ def pair(
 ) -> Iterator[tuple[RunningServer, RunningServer, str]]:
     """Two instances on one database: PostgreSQL as Debian ships it (vectors searched in
     memory), or with pgvector (searched by its HNSW index)."""
-    postgres_url = request.getfixturevalue(f"{request.param}_url")
-    asyncio.run(wipe(postgres_url))
+    # a database of its own: the keys it issues must not meet other tests' open-mode sites
+    postgres_url = fresh_database(request.getfixturevalue(f"{request.param}_url"), "knowledge")
     sites = []
     for name in ("one", "two"):
         root = make_site(
