@@ -388,6 +388,7 @@ def build_knowledge(
 ) -> Knowledge:
     """Files and vector stores: their store, embedders, ingester and searcher."""
     embedders = Embedders(settings.knowledge.embed_threads, embeddings.vectors, embeddings.serves)
+    embeddings.builtin = embedders  # /v1/embeddings serves the built-in model too
     knowledge_store = KnowledgeStore(store.sql())
     ingester = Ingester(
         knowledge_store,

@@ -4,7 +4,9 @@ that never see each other's files, files that cannot be read, and bad input."""
 
 from __future__ import annotations
 
+import base64
 import io
+import struct
 import time
 import zlib
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from tests.upstream import FakeUpstream
 pytestmark = pytest.mark.e2e
 
 MAX_FILE = 200_000
+BUILTIN = "all-MiniLM-L6-v2"
 DOCS = {
     "cats.md": "# Cats\n\nCats are small carnivorous mammals. They purr, groom their fur and "
     "sleep for most of the day. Domestic cats hunt mice and birds.",
@@ -426,3 +429,28 @@ def test_a_keys_files_are_held_to_its_quota(site: RunningServer) -> None:
     assert len(client.files.list().data) == 40  # nothing kept of the refused one
     client.files.delete(made[0])
     assert upload(client, "room-again.txt", b"a note").startswith("file-")
+
+
+def test_the_built_in_model_serves_embeddings_too(
+    owner: openai.OpenAI, site: RunningServer
+) -> None:
+    texts = ["The ferry leaves at eleven.", "When does the boat depart?", "Sourdough starter"]
+    vectors = [d.embedding for d in owner.embeddings.create(model=BUILTIN, input=texts).data]
+    assert [len(v) for v in vectors] == [384, 384, 384]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.2
+    packed = owner.embeddings.create(model=BUILTIN, input=texts[0], encoding_format="base64")
+    raw = base64.b64decode(str(packed.data[0].embedding))
+    assert list(struct.unpack("<384f", raw)) == pytest.approx(vectors[0], abs=1e-5)
+    short = owner.embeddings.create(model=BUILTIN, input=texts[0], dimensions=64)
+    assert len(short.data[0].embedding) == 64
+    assert short.usage.prompt_tokens > 0
+    for bad in ([[101, 2023]], "word " * 300):
+        with pytest.raises(openai.BadRequestError):
+            owner.embeddings.create(model=BUILTIN, input=bad)
+    admin = openai.OpenAI(base_url=site.api, api_key=ADMIN, max_retries=0)
+    assert admin.models.retrieve(BUILTIN).owned_by == "headend"
+    assert BUILTIN not in [m.id for m in admin.models.list()]  # chat pickers list models

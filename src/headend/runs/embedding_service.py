@@ -11,13 +11,14 @@ from typing import Any
 
 from headend.access.principal import Principal
 from headend.agents.registry import AgentRegistry
-from headend.errors import ModelNotFound, UnsupportedValue
+from headend.errors import InvalidRequest, ModelNotFound, UnsupportedValue
+from headend.knowledge.embedder import BUILTIN_MODEL, MAX_TOKENS, Embedders, normalized
 from headend.providers.base import ChatCall
 from headend.providers.model_routes import RouteTable
 from headend.providers.router import Router
 from headend.runs.admission import Admission
 from headend.runs.record import RunRecord
-from headend.schemas.openai.embeddings_api import EmbeddingRequest
+from headend.schemas.openai.embeddings_api import EmbeddingRequest, embedding_list
 from headend.schemas.validation import validate
 from headend.types import Json
 
@@ -30,6 +31,14 @@ class EmbeddingService:
         self.routes = routes
         self.router = router
         self.admission = admission
+        # the built-in model (knowledge's), served under its own name unless a route has it
+        self.builtin: Embedders | None = None
+
+    def builtin_name(self) -> str | None:
+        """The built-in model's name on ``/v1/embeddings`` and ``/v1/models``, if served."""
+        if self.builtin is None or self.routes.for_client(BUILTIN_MODEL) is not None:
+            return None
+        return BUILTIN_MODEL
 
     async def create(
         self, body: Any, context: RunRecord, principal: Principal
@@ -40,6 +49,8 @@ class EmbeddingService:
         if not principal.may_use(name):
             raise ModelNotFound(name)  # reported exactly as if it did not exist
         found = self.routes.for_client(name)
+        if found is None and name == self.builtin_name():
+            return await self._builtin(request, context, principal)
         if found is None:
             if self.agents.get(name) is not None:
                 raise UnsupportedValue(
@@ -70,6 +81,42 @@ class EmbeddingService:
                 ticket.usage = {"prompt_tokens": tokens, "completion_tokens": 0}
         finally:
             await self.admission.leave(ticket, lambda: _estimate(request))
+        return answer, ticket.headers
+
+    async def _builtin(
+        self, request: EmbeddingRequest, context: RunRecord, principal: Principal
+    ) -> tuple[Json, dict[str, str]]:
+        """The built-in model's vectors: what knowledge's stores are embedded with, so a
+        client may compare its own texts with them."""
+        assert self.builtin is not None
+        texts = request.inputs()
+        if not all(isinstance(text, str) for text in texts):
+            raise UnsupportedValue(
+                f"'{BUILTIN_MODEL}' takes strings; token arrays are for models whose "
+                "tokenizer the client knows.",
+                param="input",
+            )
+        strings = [str(text) for text in texts]
+        counts = [self.builtin.tokens.count(text) for text in strings]
+        if max(counts, default=0) > MAX_TOKENS - 2:
+            raise InvalidRequest(
+                f"An input is {max(counts)} tokens; '{BUILTIN_MODEL}' reads at most "
+                f"{MAX_TOKENS - 2}.",
+                param="input",
+                code="context_length_exceeded",
+            )
+        context.model = BUILTIN_MODEL
+        ticket = await self.admission.admit(principal, BUILTIN_MODEL, None, context)
+        try:
+            vectors = await self.builtin.get(BUILTIN_MODEL).embed(strings)
+            if request.dimensions is not None:
+                vectors = normalized(vectors[:, : request.dimensions])
+            ticket.usage = {"prompt_tokens": sum(counts), "completion_tokens": 0}
+        finally:
+            await self.admission.leave(ticket, lambda: sum(counts))
+        answer = embedding_list(
+            vectors.tolist(), BUILTIN_MODEL, sum(counts), request.encoding_format
+        )
         return answer, ticket.headers
 
     def serves(self, name: str) -> bool:

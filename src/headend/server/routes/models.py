@@ -26,6 +26,8 @@ def _model(
     if not principal.may_use(agent.id if agent is not None else name):
         return None
     created = found.agents.loaded_at
+    if agent is None and name == found.embeddings.builtin_name():
+        return Model(id=name, created=created, owned_by=AGENT_OWNER)
     if agent is not None:
         return Model(id=name, created=created, owned_by=AGENT_OWNER, version=agent.version or None)
     targets = found.routes.for_client(name)
@@ -36,6 +38,8 @@ def _model(
 
 async def list_models(request: Request) -> Response:
     found = services(request)
+    # (the built-in embedding model is not listed: chat clients offer what they list as
+    # chat models; GET /v1/models/all-MiniLM-L6-v2 finds it)
     names = [agent.id for agent in found.agents] + found.routes.names()
     principal = principal_of(request.scope)
     return json_response(ModelList(data=[m for n in names if (m := _model(found, n, principal))]))
