@@ -377,3 +377,17 @@ def test_help_lists_every_command_in_plain_words(capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit):
         main(["keys", "create", "--help"])
     assert "default: chat and models:read" in " ".join(capsys.readouterr().out.split())
+
+
+def test_check_refuses_an_embedding_model_that_is_not_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "reader.md").write_text("---\nknowledge: {embedding: nowhere}\n---\nhi\n")
+    (tmp_path / "headend.yaml").write_text("knowledge: {embedding: elsewhere}\n")
+    assert main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert "headend.yaml: knowledge.embedding: 'elsewhere' is neither 'builtin'" in err
+    assert f"{agents / 'reader.md'}: knowledge.embedding: 'nowhere' is neither" in err
