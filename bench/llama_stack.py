@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import io
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from aiohttp import ClientSession, web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gateway import cpu_seconds
-from bench.knowledge import load, mean, ndcg10
+from bench.knowledge import load, mean, ndcg10, searched
 from bench.sites import served_site
 from tests.conftest import free_port
 
@@ -169,28 +168,17 @@ def main() -> None:
             cpu = cpu_seconds(stack.pid) - cpu0
             print(f"Llama Stack ingested {len(names)} files in {took:.1f} s, its CPU {cpu:.0f} s")
             by_text = {_key(text): doc_id for doc_id, text in corpus.items()}
-            got: dict[str, list[str]] = {}
-            latencies = []
-            for round_ in range(args.repeat):
-                for qid, text in judged.items():
-                    t0 = time.perf_counter()
-                    page = client.vector_stores.search(
-                        vector_store_id=store.id, query=text, max_num_results=10
-                    )
-                    latencies.append(time.perf_counter() - t0)
-                    if round_ == 0:
-                        # (0.2.12 leaves a hit's file_id empty: found by its text)
-                        got[qid] = [
-                            names.get(hit.file_id) or by_text.get(_key(hit.content[0].text), "")
-                            for hit in page.data
-                        ]
-            latencies.sort()
+            # (0.2.12 leaves a hit's file_id empty: its passage is found by its text)
+            got, (p50, p95) = searched(
+                client,
+                store.id,
+                judged,
+                lambda hit: names.get(hit.file_id) or by_text.get(_key(hit.content[0].text), ""),
+                args.repeat,
+            )
             quality = mean([ndcg10(got[q], qrels[q]) for q in judged])
             print(f"Llama Stack nDCG@10 {quality:.3f}")
-            print(
-                f"search p50 {statistics.median(latencies) * 1000:.1f} ms, "
-                f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms"
-            )
+            print(f"search p50 {p50:.1f} ms, p95 {p95:.1f} ms")
         finally:
             stack.terminate()
             stack.wait(timeout=30)

@@ -8,7 +8,6 @@ import base64
 import io
 import struct
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from tests.conftest import RunningServer, stop_server
 from tests.e2e.sites import ADMIN, issue, make_site, serve
+from tests.pdfs import pdf
 from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
@@ -60,32 +60,6 @@ def upload(client: openai.OpenAI, name: str, data: bytes) -> str:
     return client.files.create(file=(name, io.BytesIO(data)), purpose="assistants").id
 
 
-def pdf(text: str) -> bytes:
-    """A one-page PDF whose page shows ``text`` (Helvetica), written out by hand."""
-    stream = zlib.compress(f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode())
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    table = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        table,
-    )
-    return bytes(out)
-
-
 def word_document(text: str) -> bytes:
     document = docx.Document()
     document.add_heading("Volcanoes", level=1)
@@ -97,7 +71,7 @@ def word_document(text: str) -> bytes:
 
 def test_the_sdk_flow_uploads_indexes_and_searches_offline(owner: openai.OpenAI) -> None:
     ids = {name: upload(owner, name, text.encode()) for name, text in DOCS.items()}
-    ids["lava.pdf"] = upload(owner, "lava.pdf", pdf("Basalt lava flows from shield volcanoes"))
+    ids["lava.pdf"] = upload(owner, "lava.pdf", pdf([["Basalt lava flows from shield volcanoes"]]))
     ids["volcano.docx"] = upload(
         owner, "volcano.docx", word_document("Magma chambers feed eruptions of ash and pumice.")
     )

@@ -275,8 +275,9 @@ form button:disabled { opacity: .5; cursor: default; }
     root.append(launcher, panel);
     document.body.append(host);
 
+    const message = (role, text) => make("div", { class: `msg ${role}`, text });
     const bubble = (role, text) => {
-      const node = make("div", { class: `msg ${role}`, text });
+      const node = message(role, text);
       log.append(node);
       log.scrollTop = log.scrollHeight;
       return node;
@@ -334,8 +335,11 @@ form button:disabled { opacity: .5; cursor: default; }
       try {
         const found = await history();
         if (found.session_id) keep({ session: found.session_id });
-        if (!found.messages.length) greet();
-        for (const message of found.messages) bubble(message.role, message.content);
+        // What came before goes above anything the visitor sent while it loaded.
+        const earlier = found.messages.map((said) => message(said.role, said.content));
+        if (!earlier.length && cfg.greeting) earlier.push(message("assistant", cfg.greeting));
+        log.prepend(...earlier);
+        log.scrollTop = log.scrollHeight;
         for (const request of found.approvals || []) card(request);
       } catch (error) {
         loaded = false;
