@@ -183,9 +183,18 @@ async def test_full_text_finds_words_in_the_store_only(knowledge: KnowledgeStore
     assert await knowledge.store("vs_2", Owner(None)) is None
 
 
-async def test_nearest_by_the_vector_index_honours_files(knowledge: KnowledgeStore) -> None:
-    if not knowledge.db.vector_index:
-        pytest.skip("pgvector only: elsewhere vectors are searched in memory")
+@pytest.fixture
+async def pgvector(pgvector_url: str) -> AsyncIterator[KnowledgeStore]:
+    await wipe(pgvector_url)
+    backend = PostgresStore(pgvector_url)
+    await backend.start()
+    yield KnowledgeStore(backend.sql())
+    await backend.close()
+
+
+async def test_nearest_by_the_vector_index_honours_files(pgvector: KnowledgeStore) -> None:
+    """pgvector only: elsewhere vectors are searched in memory (``knowledge.search``)."""
+    knowledge = pgvector
     for name in ("f1", "f2"):
         await a_file(knowledge, name, None, b"text")
     await a_store(knowledge, "vs_1", None, ["f1", "f2"])
