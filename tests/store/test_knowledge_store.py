@@ -166,6 +166,7 @@ async def test_full_text_finds_words_in_the_store_only(knowledge: KnowledgeStore
     await knowledge.finish_job(jobs["f2"], [chunk(0, "the lighthouse in the other store")], 1, 4)
     found = await knowledge.full_text("vs_1", ["lighthouse", "o'brien", 'say "hi"'], 10)
     texts = await knowledge.chunk_texts(found)
+    assert await knowledge.chunk_files(found) == {chunk_id: "f1" for chunk_id in found}
     assert [texts[i].text for i in found] == ["the lighthouse keeper"]
     assert await knowledge.full_text("vs_1", ["nothing"], 10) == []
     vectors = await knowledge.vectors("vs_1")

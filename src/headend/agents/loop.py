@@ -339,10 +339,9 @@ class ToolLoop:
             tool = own.get(name)
             arguments = call_arguments(call)
             label = tool.label(arguments) if tool and isinstance(arguments, dict) else name
-            hosted = tool if isinstance(tool, HostedTool) and isinstance(arguments, dict) else None
             begun = (
-                hosted.begun(call["id"], arguments)
-                if hosted and isinstance(arguments, dict)
+                tool.begun(call["id"], arguments)
+                if isinstance(tool, HostedTool) and isinstance(arguments, dict)
                 else None
             )
             progress.put_nowait(ToolProgress("tool.started", name, label, iteration, item=begun))

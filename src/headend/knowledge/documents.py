@@ -183,19 +183,7 @@ class Knowledge:
             _expires(after, now), now, now, 0,
         )  # fmt: skip
         files = [
-            StoreFileRecord(
-                record.id,
-                file_id,
-                caller.key,
-                None,
-                "in_progress",
-                {},
-                record.chunking,
-                0,
-                None,
-                None,
-                now,
-            )
+            self._entry(record, caller, file_id, None, None, None)
             for file_id in dict.fromkeys(request.file_ids)
         ]
         await self.store.create_store(record, files)

@@ -205,8 +205,8 @@ class Searcher:
             return await self._store.full_text(store_id, _words([query]), CANDIDATES)
         # With a filter, read further down the list: filtered-out chunks are dropped after.
         found = await self._store.full_text(store_id, _words([query]), CANDIDATES * 4)
-        texts = await self._store.chunk_texts(found)
-        return [c for c in found if c in texts and texts[c].file_id in allowed][:CANDIDATES]
+        file_of = await self._store.chunk_files(found)
+        return [c for c in found if file_of.get(c) in allowed][:CANDIDATES]
 
 
 def _fused(lists: list[tuple[float, list[int]]]) -> dict[int, float]:

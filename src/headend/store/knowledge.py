@@ -267,17 +267,15 @@ class KnowledgeStore:
 
     async def delete_file(self, file_id: str) -> None:
         """The file, its bytes, and its place in every vector store (chunks included)."""
-        stores = [
-            row[0]
-            for row in await self.db.fetch(
-                "SELECT vector_store_id FROM vector_store_files WHERE file_id = ?", (file_id,)
-            )
-        ]
         await self.db.batch(
             [
+                (
+                    "UPDATE vector_stores SET generation = generation + 1 WHERE id IN ("
+                    "SELECT vector_store_id FROM vector_store_files WHERE file_id = ?)",
+                    (file_id,),
+                ),
                 ("DELETE FROM chunks WHERE file_id = ?", (file_id,)),
                 ("DELETE FROM vector_store_files WHERE file_id = ?", (file_id,)),
-                *[(_BUMP, (store,)) for store in stores],
                 ("DELETE FROM files WHERE id = ?", (file_id,)),
             ]
         )
@@ -728,6 +726,16 @@ class KnowledgeStore:
         if len(kept) >= min(3, len(words)):
             return kept
         return sorted(words, key=lambda word: held.get(word, 0))[:3]
+
+    async def chunk_files(self, ids: Sequence[int]) -> dict[int, str]:
+        """Each chunk's file, by the chunk's id (its text left in the store)."""
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        rows = await self.db.fetch(
+            f"SELECT id, file_id FROM chunks WHERE id IN ({marks})", list(ids)
+        )
+        return {int(chunk_id): file_id for chunk_id, file_id in rows}
 
     async def chunk_texts(self, ids: Sequence[int]) -> dict[int, ChunkText]:
         if not ids:

@@ -38,24 +38,28 @@ export async function loadKnowledge() {
     store.name || "(unnamed)", store.id, store.status, counts(store), size(store.usage_bytes),
     button("Open", () => { chosen = store.id; loadKnowledge(); }),
   ]));
-  if (chosen) await openStore(chosen);
+  if (chosen) await openStore(chosen, (stores || []).find((store) => store.id === chosen));
   const indexing = (stores || []).some((store) => store.file_counts.in_progress > 0);
   if (indexing && !$("knowledge").hidden) following = setTimeout(loadKnowledge, FOLLOW_MS);
 }
 
-async function openStore(storeId) {
-  const response = await api(`/v1/vector_stores/${encodeURIComponent(storeId)}`);
-  if (!response.ok) {
-    $("stores-error").textContent = await errorOf(response);
-    $("store-panel").hidden = true;
-    chosen = null;
-    return;
+// The opened store's files; `listed`: the store as the list just read it (else read here).
+async function openStore(storeId, listed) {
+  let store = listed;
+  if (!store) {
+    const response = await api(`/v1/vector_stores/${encodeURIComponent(storeId)}`);
+    if (!response.ok) {
+      $("stores-error").textContent = await errorOf(response);
+      $("store-panel").hidden = true;
+      chosen = null;
+      return;
+    }
+    store = await response.json();
   }
-  const store = await response.json();
   $("store-title").textContent = `${store.name || store.id}: ${counts(store)}`;
   $("store-panel").hidden = false;
-  const listed = await api(`/v1/vector_stores/${encodeURIComponent(storeId)}/files?limit=100`);
-  const files = listed.ok ? (await listed.json()).data : [];
+  const found = await api(`/v1/vector_stores/${encodeURIComponent(storeId)}/files?limit=100`);
+  const files = found.ok ? (await found.json()).data : [];
   for (const file of files) file.name = file.attributes?.path || await nameOf(file.id);
   const body = $("store-files-body");
   body.replaceChildren(...files.map((file) => row([
@@ -64,7 +68,7 @@ async function openStore(storeId) {
     size(file.usage_bytes),
   ])));
   $("store-files-empty").hidden = files.length > 0;
-  $("store-files-error").textContent = listed.ok ? "" : await errorOf(listed);
+  $("store-files-error").textContent = found.ok ? "" : await errorOf(found);
 }
 
 async function createStore(event) {
