@@ -261,3 +261,14 @@ def test_file_search_over_the_websocket(
     call = searched(done.output[0])
     assert (call.results or [])[0].filename == "lighthouse.md"
     assert cited(done.output[-1])[0].filename == "lighthouse.md"
+
+
+def test_a_tool_choice_of_file_search_makes_the_model_search(
+    client: openai.OpenAI, store_id: str, upstream: FakeUpstream
+) -> None:
+    search_then_answer(upstream, "lamp", "At dusk [1].")
+    client.responses.create(
+        model="gpt", input="Lamp?", tools=[tool(store_id)], tool_choice={"type": "file_search"}
+    )
+    first = upstream.received(PREFIX)[0].body
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "file_search"}}

@@ -428,3 +428,26 @@ def test_the_built_in_model_serves_embeddings_too(
     admin = openai.OpenAI(base_url=site.api, api_key=ADMIN, max_retries=0)
     assert admin.models.retrieve(BUILTIN).owned_by == "headend"
     assert BUILTIN not in [m.id for m in admin.models.list()]  # chat pickers list models
+
+
+def test_a_file_may_expire(site: RunningServer, owner: openai.OpenAI) -> None:
+    made = owner.files.create(
+        file=("short.txt", io.BytesIO(b"soon gone")),
+        purpose="assistants",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert made.expires_at == made.created_at + 3600
+    headers = {"Authorization": f"Bearer {owner.api_key}"}
+    for seconds in ("60", "forever"):
+        answer = httpx.post(
+            site.api + "/files",
+            data={
+                "purpose": "assistants",
+                "expires_after[anchor]": "created_at",
+                "expires_after[seconds]": seconds,
+            },
+            files={"file": ("a.txt", b"x")},
+            headers=headers,
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"].startswith("expires_after")
