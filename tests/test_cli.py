@@ -391,3 +391,55 @@ def test_check_refuses_an_embedding_model_that_is_not_one(
     err = capsys.readouterr().err
     assert "headend.yaml: knowledge.embedding: 'elsewhere' is neither 'builtin'" in err
     assert f"{agents / 'reader.md'}: knowledge.embedding: 'nowhere' is neither" in err
+
+
+@pytest.mark.parametrize(
+    ("agent", "config", "says"),
+    [
+        (
+            "guardrails:\n  - check: regex\n    patterns: ['(open']\n",
+            "",
+            "bad.md: guardrails.0.regex.patterns: Value error, pattern '(open' is not a",
+        ),
+        (
+            "guardrails:\n  - check: pii\n    on: [input]\n",
+            "",
+            "write apply_to, not on (YAML reads an unquoted on: as true)",
+        ),
+        (
+            "tools: [calculator]\nguardrails:\n  - check: tool_calls\n    max: {terminal: 2}\n",
+            "",
+            "tool_calls limits terminal: not among this agent's tools (calculator)",
+        ),
+        (
+            "guardrails:\n  - {check: judge, model: nowhere, prompt: Is it medical}\n",
+            "",
+            "bad.md: guardrails.0.model: 'nowhere'",
+        ),
+        (
+            "",
+            "guardrails:\n  - {check: hours, timezone: Europe/Paris, open: ['weekdays']}\n",
+            "guardrails.0.hours.open: Value error, 'weekdays': write days and hours as",
+        ),
+        (
+            "",
+            "guardrails:\n  - {check: judge, model: gone, prompt: x}\n",
+            "guardrails.0.model: 'gone'",
+        ),
+    ],
+)
+def test_check_validates_every_guardrail_field(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    agent: str,
+    config: str,
+    says: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "bad.md").write_text(f"---\n{agent}---\nhi\n")
+    (tmp_path / "headend.yaml").write_text("server:\n  port: 9000\n" + config)
+    assert main(["check"]) == 1
+    assert says in capsys.readouterr().err

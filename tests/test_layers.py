@@ -28,7 +28,7 @@ FLOORS: list[set[str]] = [
     {"knowledge"},
     {"observability", "limits"},
     {"config", "schemas", "store"},
-    {"pricing", "proxies"},
+    {"pricing", "proxies", "guardrails"},
     {"errors", "types", "urls", ""},  # "": the package's own __init__ (its version)
 ]
 FLOOR = {package: len(FLOORS) - i for i, floor in enumerate(FLOORS) for package in floor}

@@ -49,6 +49,14 @@ class Reply:
     usage: tuple[int, int] = (5, 7)
     cache: tuple[int, int] = (0, 0)  # of the prompt tokens: read from cache, written to it
     reasoning: int = 0  # of the completion tokens
+    pieces: list[str] | None = None  # the text streamed in exactly these pieces (else by word)
+
+    def deltas(self) -> list[str]:
+        """The text's stream deltas: ``pieces`` (which make ``text``), or word by word."""
+        if self.pieces is not None:
+            assert "".join(self.pieces) == self.text, "pieces must make up the text"
+            return self.pieces
+        return _words(self.text) if self.text else []
 
 
 @dataclass
@@ -370,7 +378,7 @@ def _openai_chunks(step: Reply, model: str, body: Json) -> list[Json]:
         }
 
     chunks = [chunk({"role": "assistant", "content": ""})]
-    chunks += [chunk({"content": word}) for word in _words(step.text) if step.text]
+    chunks += [chunk({"content": word}) for word in step.deltas()]
     for index, call in enumerate(step.tool_calls):
         chunks.append(
             chunk(
@@ -452,7 +460,7 @@ def _anthropic_events(step: Reply, model: str) -> list[tuple[str, Json]]:
                     "delta": {"type": "text_delta", "text": word},
                 },
             )
-            for word in _words(step.text)
+            for word in step.deltas()
         ]
         events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
         index = 1

@@ -25,6 +25,7 @@ from headend.agents.live import LiveAgents
 from headend.agents.registry import (
     AgentRegistry,
     check_chat_targets,
+    check_judges,
     load_agents,
     skipped_notes,
 )
@@ -57,6 +58,7 @@ from headend.runs.approvals import Approvals
 from headend.runs.background import BackgroundRuns
 from headend.runs.budgets import BudgetBook
 from headend.runs.embedding_service import EmbeddingService
+from headend.runs.guarding import Guardrails
 from headend.runs.response_runs import ResponseRuns
 from headend.runs.schedules import ScheduledRuns, Scheduler
 from headend.runs.service import RunService
@@ -420,7 +422,10 @@ def build_services(
     )
     embeddings = EmbeddingService(agents, routes, router, admission)
     knowledge = build_knowledge(settings, store, embeddings, metrics)
-    runs = RunService(base.versions, routes, router, mcp, sessions, admission, approvals, knowledge)
+    guardrails = Guardrails(settings.guardrails, router, routes, store)
+    runs = RunService(
+        base.versions, routes, router, mcp, sessions, admission, approvals, knowledge, guardrails
+    )
     responses = ResponseService(store)
     sender = WebhookSender(store, settings.webhooks, metrics)
     background = BackgroundRuns(
@@ -525,6 +530,7 @@ def create_app(
     check_chat_targets(agents, built)
     check_webhooks(settings)
     check_embeddings(settings, routes, agents)
+    check_judges(settings, routes)
     for note in skipped_notes(agents, settings.effective_agents_dir()):
         log.warning("%s", note)
     metrics = Metrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # set by ``--workers``

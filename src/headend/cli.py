@@ -14,6 +14,7 @@ from headend.agents.knowledge_files import check_embeddings
 from headend.agents.registry import (
     AgentRegistry,
     check_chat_targets,
+    check_judges,
     load_agents,
     skipped_notes,
 )
@@ -140,6 +141,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     check_chat_targets(registry, built)
     check_webhooks(settings)
     check_embeddings(settings, RouteTable(settings.models, built.keys()), registry)
+    check_judges(settings, RouteTable(settings.models, built.keys()))
     where = registry.directory or "packaged agents"
     print(
         f"ok: {settings.source}; {len(registry)} agent(s) from {where}; "
@@ -205,9 +207,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         check_agents,
         create_key,
         known_names,
+        read_guardrails,
         tool_grant,
     )
-    from headend.config import parse_duration
+    from headend.config import parse_duration, read_yaml
     from headend.limits.budget import Budget
 
     settings = _settings(args, secrets=False)
@@ -218,6 +221,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         limits = KeyLimits(args.rpm, args.tpm, args.max_concurrency, budget)
         registry = builtin_tools(settings.mcp_servers.keys())
         grant = tool_grant(args.tool, args.no_tools, args.read_only, registry)
+        guardrails = read_guardrails(read_yaml(Path(args.guardrails))) if args.guardrails else []
         if args.agent:
             files = (agent.id for agent in _agents(settings))
             known = await known_names(store, files, settings.models)
@@ -236,6 +240,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             publishable,
             by=cli_actor(),
             require_approval=args.require_approval,
+            guardrails=guardrails,
         )
         print(f"{issued.record.id}  {', '.join(issued.record.scopes)}")
         print(issued.secret)
@@ -542,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-approval",
         action="store_true",
         help="its runs' tool calls that do more than read wait for a person's approval",
+    )
+    create.add_argument(
+        "--guardrails",
+        metavar="FILE",
+        help="a YAML file holding a guardrails list (as in an agent file): checks on every "
+        "run the key makes",
     )
     create.add_argument(
         "--publishable",

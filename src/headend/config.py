@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from headend.errors import ConfigError
+from headend.guardrails.rules import GuardrailSpec
 from headend.pricing import Price
 from headend.proxies import ProxySetting
 
@@ -245,6 +246,8 @@ class Settings(_Strict):
     redis: str | None = Field(None, repr=False)  # redis://…: limits shared by instances
     reload: ReloadSettings = Field(default_factory=lambda: ReloadSettings())
     knowledge: KnowledgeSettings = Field(default_factory=lambda: KnowledgeSettings())
+    # checks on every agent's and model route's requests and answers (headend.guardrails)
+    guardrails: list[GuardrailSpec] = Field(default_factory=list)
     # Where the settings came from, for messages and for resolving relative paths.
     source: str = Field("defaults", exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -165,3 +165,18 @@ def test_a_resumed_conversation_after_a_tool(claude: Claude, fake: FakeUpstream)
     call = next(m for m in messages if m.get("tool_calls"))
     assert call["tool_calls"][0]["function"]["name"] == "mcp__tiny__note"
     assert "What did you just do?" in str(messages[-1]["content"])
+
+
+def test_a_guardrails_refusal_is_shown_as_its_answer(
+    served: RunningServer, claude: Claude, fake: FakeUpstream
+) -> None:
+    rules = [{"check": "regex", "patterns": ["(?i)nightjar"], "message": "Not that project."}]
+    claude.key = str(issue(served, name="guarded", scopes=["chat"], guardrails=rules)["secret"])
+    result = claude.result("What is project Nightjar?")
+    assert result["result"] == "Not that project."
+    assert fake.received("c") == []  # refused before any model call
+    fake.script("c", Reply(text="one two", chunk_delay=0.05))
+    done = claude.run("Nightjar again", "--output-format", "stream-json", "--verbose")
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events[-1]["result"] == "Not that project."

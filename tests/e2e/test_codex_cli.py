@@ -208,3 +208,14 @@ def test_a_resumed_conversation_after_a_tool(codex: Codex, fake: FakeUpstream) -
     calls = [m for m in messages if m.get("tool_calls")]
     assert calls[-1]["tool_calls"][0]["function"]["name"] == "mcp__tiny__note"
     assert texts(messages, "assistant")[-1] == "Noted."
+
+
+def test_a_guardrails_refusal_is_shown(
+    served: RunningServer, codex: Codex, fake: FakeUpstream
+) -> None:
+    rules = [{"check": "regex", "patterns": ["(?i)nightjar"], "message": "Not that project."}]
+    codex.key = str(issue(served, name="guarded", scopes=["chat"], guardrails=rules)["secret"])
+    done = codex.run("What is project Nightjar?")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Not that project." in done.stdout, done.stderr[-3000:]
+    assert fake.received("x") == []  # refused before any model call

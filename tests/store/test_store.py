@@ -132,6 +132,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path: Path) -> None:
         "m021_key_approval",
         "m022_approvals",
         "m023_knowledge",
+        "m024_key_guardrails",
     ]
 
 
@@ -218,6 +219,24 @@ async def test_a_key_keeps_its_tool_grant(store: Store, grant: object) -> None:
     )
     await store.create_key(record, "hash-t")
     assert await store.key_by_hash("hash-t") == record
+
+
+async def test_a_key_keeps_its_guardrails(store: Store) -> None:
+    from headend.store.base import KeyRecord
+
+    rules = '[{"check":"regex","patterns":["(?i)nightjar"]},{"check":"pii","action":"mask"}]'
+    record = KeyRecord(
+        id="key_g",
+        name="g",
+        prefix="sk-he-g",
+        scopes=("chat",),
+        agents=None,
+        created_at=1.0,
+        guardrails=rules,
+    )
+    await store.create_key(record, "hash-g")
+    assert await store.key_by_hash("hash-g") == record
+    assert [k.guardrails for k in await store.list_keys()] == [rules]
 
 
 async def test_a_publishable_key_keeps_its_sites_rates_budget_and_signing_secret(

@@ -5,6 +5,7 @@ there is no key at all, which only a loopback address may run in (``check_exposu
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -14,6 +15,7 @@ from headend.access.fresh import FreshCache
 from headend.access.principal import ADMIN, OPEN, Principal
 from headend.access.secrets import PUBLISHABLE_PREFIX, secret_hash
 from headend.errors import ConfigError, InsufficientScope, InvalidKey
+from headend.guardrails.rules import GUARDRAILS, GuardrailSpec
 from headend.limits.base import Rates
 from headend.limits.budget import Budget
 from headend.store.base import KeyRecord, Store
@@ -121,6 +123,7 @@ def key_principal(record: KeyRecord) -> Principal:
         ToolPolicy.of(record.tools),
         budget=Budget.of(record.budget, record.budget_period),
         require_approval=record.require_approval,
+        guardrails=key_guardrails(record.guardrails),
     )
 
 
@@ -138,7 +141,16 @@ def visitor_principal(record: KeyRecord, visitor: str, address: str | None) -> P
         visitor_rates=Rates(record.visitor_rpm),
         budget=Budget.of(record.budget, record.budget_period),
         require_approval=record.require_approval,
+        guardrails=key_guardrails(record.guardrails),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def key_guardrails(text: str | None) -> tuple[GuardrailSpec, ...]:
+    """A key's guardrails from its record's JSON (checked when the key was issued)."""
+    if not text:
+        return ()
+    return tuple(GUARDRAILS.validate_json(text))
 
 
 def is_loopback(host: str) -> bool:

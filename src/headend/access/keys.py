@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+
+import orjson
+from pydantic import ValidationError
 
 from headend.access.origins import normalize_origin
 from headend.access.principal import normalize_scopes
@@ -18,6 +21,7 @@ from headend.access.secrets import (
     secret_hash,
 )
 from headend.access.visitor_tokens import identity_secret
+from headend.guardrails.rules import GUARDRAILS, GuardrailSpec
 from headend.limits.budget import Budget
 from headend.observability import audit_log
 from headend.store.base import KeyRecord, Store
@@ -106,6 +110,25 @@ class Publishable:
         return cls(normalized, visitor_rpm)
 
 
+def guardrails_json(guardrails: Sequence[GuardrailSpec]) -> str | None:
+    """A key's guardrails as its record keeps them (None: it has none)."""
+    if not guardrails:
+        return None
+    return orjson.dumps(
+        [g.model_dump(mode="json", exclude_defaults=True) | {"check": g.check} for g in guardrails]
+    ).decode()
+
+
+def read_guardrails(data: object, param: str = "guardrails") -> list[GuardrailSpec]:
+    """A guardrails list given for a key (parsed JSON or YAML), checked to the field."""
+    try:
+        return GUARDRAILS.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise KeySettingError(f"guardrails.{where}: {first['msg']}", param) from None
+
+
 async def known_names(store: Store, served: Iterable[str], routes: Iterable[str]) -> set[str]:
     """What a key may be limited to: the agents ``served`` (their files), those made through
     the API (drafted or published: they are in the store), and the model ``routes``."""
@@ -151,6 +174,7 @@ async def create_key(
     *,
     by: str | None,
     require_approval: bool = False,
+    guardrails: Sequence[GuardrailSpec] = (),
 ) -> Issued:
     """A new key, issued by ``by`` (the audit's actor). A publishable one chats only, on its
     listed agents (one at least), from its sites; by default its runs use only tools that
@@ -184,6 +208,7 @@ async def create_key(
         budget=limits.budget.amount if limits.budget else None,
         budget_period=limits.budget.period if limits.budget else None,
         require_approval=require_approval,
+        guardrails=guardrails_json(guardrails),
     )
     await store.create_key(record, secret_hash(secret))
     await audit_log.record(store, by, "key.create", record.id, **settings_of(record))
@@ -239,6 +264,7 @@ def describe(record: KeyRecord) -> dict[str, object]:
         "budget_period": record.budget_period,
         "tools": ToolPolicy.of(record.tools).describe(),
         "require_approval": record.require_approval,
+        "guardrails": orjson.loads(record.guardrails) if record.guardrails else None,
         "publishable": record.publishable,
         "origins": list(record.origins) if record.origins is not None else None,
         "visitor_rpm": record.visitor_rpm,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from headend.agents.versions import draft_of
 from headend.errors import InsufficientScope
+from headend.guardrails.rules import GuardrailSpec
 from headend.limits.base import NO_RATES, Rates
 from headend.limits.budget import Budget
 from headend.tools.policy import EVERY_TOOL, ToolPolicy
@@ -40,6 +41,7 @@ class Principal:
     visitor_rates: Rates = NO_RATES  # per visitor, and per client address
     budget: Budget | None = None  # the key's (its visitors share it)
     require_approval: bool = False  # its calls that do more than read ask a person first
+    guardrails: tuple[GuardrailSpec, ...] = ()  # the key's: on every run it makes
 
     def may_use(self, name: str) -> bool:
         return self.agents is None or name in self.agents

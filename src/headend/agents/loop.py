@@ -25,6 +25,8 @@ from typing import Any, Literal
 from headend.agents.approval_round import Answer, call_arguments, placed, waiting
 from headend.agents.journal import INTERRUPTED, Journal, RecordedRound
 from headend.agents.registry import Agent
+from headend.guardrails.checks import Blocked
+from headend.guardrails.guard import Guard
 from headend.observability.genai import agent_span, tool_result, tool_span
 from headend.observability.metrics import ToolOutcome
 from headend.observability.tracing import Span
@@ -107,6 +109,8 @@ class LoopCall:
     journal: Journal | None = None  # a background run's: its steps committed, or replayed
     approval: ApprovalPolicy = NO_APPROVAL  # which calls ask a person first
     answers: list[Answer] = field(default_factory=list)  # to calls the last turn asked about
+    # its guardrails: calls' arguments and results screened, calls counted (None: none)
+    guard: Guard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,8 @@ class Round:
     parent: Span
     recorded: RecordedRound | None = None
     journal: Journal | None = None
+    guard: Guard | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # calls past their limit: why
 
     def settled(self, call: Json, own: dict[str, Tool]) -> str | None:
         """A call's result without running it: recorded, or (cut short by the crash, its
@@ -211,7 +217,9 @@ class ToolLoop:
         answered: list[Json] = []
         try:
             if run.answers:
-                async for event in self._answer(run.answers, offer.own, context, run.call.span):
+                async for event in self._answer(
+                    run.answers, offer.own, context, Round(0, run.call.span, guard=run.guard)
+                ):
                     if isinstance(event, ToolProgress):
                         yield event
                     else:
@@ -245,11 +253,13 @@ class ToolLoop:
                         await journal.replied(message, spent)
                 messages.append(message)
                 asking = waiting(message["tool_calls"], offer.own, run.approval)
+                running = [call for call in message["tool_calls"] if call["id"] not in asking]
+                refused = run.guard.over_limit(messages[:-1], running) if run.guard else {}
                 async for event in self._run_tools(
-                    [call for call in message["tool_calls"] if call["id"] not in asking],
+                    running,
                     offer.own,
                     context,
-                    Round(iteration, run.call.span, recorded, journal),
+                    Round(iteration, run.call.span, recorded, journal, run.guard, refused),
                 ):
                     if isinstance(event, ToolProgress):
                         yield event
@@ -352,9 +362,12 @@ class ToolLoop:
             result: str | None = None  # None: the run was cut short while the tool ran
             done: HostedResult | None = None
             try:
-                outcome, result, done = await self._invoke(
-                    tool, name, arguments, context, call["id"]
-                )
+                if call["id"] in at.refused:
+                    outcome, result, done = "blocked", at.refused[call["id"]], None
+                else:
+                    outcome, result, done = await self._invoke(
+                        tool, name, arguments, context, call["id"], at.guard
+                    )
                 ok = outcome == "ok"
             finally:
                 tool_result(span, outcome if result is not None else "cancelled", result or "")
@@ -398,7 +411,7 @@ class ToolLoop:
                 task.cancel()
 
     async def _answer(
-        self, answers: list[Answer], own: dict[str, Tool], context: ToolContext, parent: Span
+        self, answers: list[Answer], own: dict[str, Tool], context: ToolContext, at: Round
     ) -> AsyncGenerator[ToolProgress | Json, None]:
         """The calls a person answered: the approved ones run (with the arguments they were
         asked with), the others' results say why they did not; in the answers' order."""
@@ -412,7 +425,7 @@ class ToolLoop:
             if a.approved
         ]
         ran: dict[str, Json] = {}
-        async for event in self._run_tools(approved, own, context, Round(0, parent)):
+        async for event in self._run_tools(approved, own, context, at):
             if isinstance(event, ToolProgress):
                 yield event
             else:
@@ -424,12 +437,38 @@ class ToolLoop:
                 "content": answer.reason,
             }
 
-    @staticmethod
     async def _invoke(
-        tool: Tool | None, name: str, arguments: Any, context: ToolContext, call_id: str = ""
+        self,
+        tool: Tool | None,
+        name: str,
+        arguments: Any,
+        context: ToolContext,
+        call_id: str = "",
+        guard: Guard | None = None,
     ) -> tuple[ToolOutcome, str, HostedResult | None]:
-        """A tool's result (and a hosted tool's item), or the reason it has none: every
-        failure is text for the model."""
+        """A tool's result (and a hosted tool's item), or the reason it has none, through
+        the run's guardrails: the user's values put back in its arguments, the arguments and
+        the result screened. Every failure is text for the model."""
+        if guard is None or not isinstance(arguments, dict):
+            return await self._call(tool, name, arguments, context, call_id)
+        try:
+            arguments = await guard.screen_arguments(guard.restore(arguments))
+        except Blocked as exc:
+            return "blocked", f"Error: this call did not run: {exc.message}", None
+        outcome, result, hosted = await self._call(tool, name, arguments, context, call_id)
+        try:
+            result = await guard.screen_result(result)
+        except Blocked as exc:
+            text = f"Error: the result of {name} was withheld: {exc.message}"
+            return "blocked", text, None
+        if hosted is not None:
+            hosted = replace(hosted, text=result)
+        return outcome, result, hosted
+
+    @staticmethod
+    async def _call(
+        tool: Tool | None, name: str, arguments: Any, context: ToolContext, call_id: str
+    ) -> tuple[ToolOutcome, str, HostedResult | None]:
         if tool is None:
             return "unknown", f"Error: there is no tool named {name!r}.", None
         if not isinstance(arguments, dict):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from headend.agents.spec import AgentSpec, agent_id_of, parse_agent_text, read_agent
+from headend.config import Settings
 from headend.errors import ConfigError
+from headend.guardrails.rules import GuardrailSpec, JudgeCheck
 from headend.providers.base import Provider, chats
 from headend.providers.model_routes import RouteTable, Target, UnknownRoute
 from headend.tools.base import Tool
@@ -195,9 +197,29 @@ def agent_targets(spec: AgentSpec, routes: RouteTable) -> tuple[Target, ...]:
             targets.extend(routes.resolve(route))
         except UnknownRoute as exc:
             unresolved.append(f"{spec.source}: model: {route!r}: {exc}")
+    unresolved += unknown_judges(spec.guardrails, routes, spec.source)
     if unresolved:
         raise ConfigError(unresolved)
     return tuple(targets)
+
+
+def unknown_judges(specs: Sequence[GuardrailSpec], routes: RouteTable, source: str) -> list[str]:
+    """A line for each judge whose ``model`` is no model route."""
+    problems = []
+    for n, spec in enumerate(specs):
+        if isinstance(spec, JudgeCheck):
+            try:
+                routes.resolve(spec.model)
+            except UnknownRoute as exc:
+                problems.append(f"{source}: guardrails.{n}.model: {spec.model!r}: {exc}")
+    return problems
+
+
+def check_judges(settings: Settings, routes: RouteTable) -> None:
+    """headend.yaml's judges each name a model route (ConfigError if not)."""
+    problems = unknown_judges(settings.guardrails, routes, settings.source)
+    if problems:
+        raise ConfigError(problems)
 
 
 def with_tools(agent: Agent, tools: ToolRegistry, descriptions: dict[str, str]) -> Agent:

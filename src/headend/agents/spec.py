@@ -24,6 +24,7 @@ from pydantic import (
 from headend.agents.knowledge_files import KnowledgeSpec, agent_home, knowledge_files
 from headend.config import format_validation_error
 from headend.errors import ConfigError
+from headend.guardrails.rules import GuardrailSpec, ToolCallsCheck
 from headend.providers.base import SAMPLING_FIELDS, SamplingParams
 from headend.tools.approval_policy import RequireApproval
 from headend.tools.registry import ToolRegistry, UnknownTool
@@ -94,6 +95,8 @@ class AgentSpec(SamplingParams):
     require_approval: RequireApproval = "never"
     # the documents its answers draw on, searched with file_search (agents.knowledge_files)
     knowledge: KnowledgeSpec | None = None
+    # checks on its requests, answers and tools, after headend.yaml's (headend.guardrails)
+    guardrails: list[GuardrailSpec] = Field(default_factory=list)
     system_prompt: str = ""
     source: str = Field("", exclude=True)
 
@@ -145,6 +148,21 @@ class AgentSpec(SamplingParams):
                 f"require_approval names {', '.join(unknown)}: not among this agent's tools "
                 f"({', '.join(self.tools) or 'none'})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _limited_tools_are_its_tools(self) -> AgentSpec:
+        listed = set(self.tools) | {name.split("/")[0] for name in self.tools}
+        for check in self.guardrails:
+            if isinstance(check, ToolCallsCheck):
+                unknown = [
+                    n for n in check.max if n not in listed and n.split("/")[0] not in listed
+                ]
+                if unknown:
+                    raise ValueError(
+                        f"guardrails: tool_calls limits {', '.join(unknown)}: not among this "
+                        f"agent's tools ({', '.join(self.tools) or 'none'})"
+                    )
         return self
 
     def routes(self) -> list[str]:

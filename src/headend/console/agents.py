@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from headend.access.principal import Principal
 from headend.agents.registry import Agent
+from headend.guardrails.rules import GuardrailSpec, ToolCallsCheck
 from headend.providers.base import SAMPLING_FIELDS
 from headend.server.auth import principal_of
 from headend.server.json_bodies import json_response
@@ -55,7 +56,16 @@ def _agent(agent: Agent, principal: Principal) -> dict[str, Any]:
         "max_concurrency": spec.max_concurrency,
         "system_prompt": spec.system_prompt if principal.has("agents:write") else None,
         "mcp_tool": tool_name(spec.id),  # its name among /mcp's tools
+        "guardrails": [guardrail_text(g) for g in spec.guardrails],
     }
+
+
+def guardrail_text(check: GuardrailSpec) -> str:
+    """One check in a line: ``pii: mask on input, output``."""
+    if isinstance(check, ToolCallsCheck):
+        limits = ", ".join(f"{name} {most}" for name, most in check.max.items())
+        return f"tool_calls: at most {limits} per conversation"
+    return f"{check.check}: {check.action} on {', '.join(check.apply_to)}"
 
 
 async def list_agents(request: Request) -> Response:
@@ -67,4 +77,6 @@ async def list_agents(request: Request) -> Response:
         for name in found.routes.names()
         if principal.may_use(name) and (targets := found.routes.for_client(name)) is not None
     ]
-    return json_response({"object": "list", "data": agents, "routes": routes})
+    every = [guardrail_text(g) for g in found.settings.guardrails]
+    body = {"object": "list", "data": agents, "routes": routes, "guardrails": every}
+    return json_response(body)

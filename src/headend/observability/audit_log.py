@@ -27,6 +27,8 @@ ACTIONS = {
     "approval.expire": "a tool call waited for approval past its time (it did not run)",
     "file.upload": "a file was uploaded (its name, purpose and size)",
     "file.delete": "a file was deleted, and its chunks in every vector store",
+    "guardrail.block": "a guardrail blocked a request, an answer or a tool call (the check, "
+    "where, and the hash of what matched; never the text)",
 }
 ANONYMOUS = "anonymous"  # a change made while headend ran without keys
 FILE = "file"  # the agents directory
@@ -38,7 +40,8 @@ def known(action: str) -> bool:
 
 
 def unknown(action: str) -> str:
-    return f"no audit action {action!r}: {', '.join(ACTIONS)} (or key, agent, approval, file)"
+    families = "key, agent, approval, file, guardrail"
+    return f"no audit action {action!r}: {', '.join(ACTIONS)} (or {families})"
 
 
 def cli_actor() -> str:

@@ -27,7 +27,7 @@ FAST_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )  # fmt: skip
 
-ToolOutcome = Literal["ok", "error", "timeout", "unknown"]
+ToolOutcome = Literal["ok", "error", "timeout", "unknown", "blocked"]
 M = TypeVar("M", Counter, Gauge, Histogram)
 
 
@@ -225,6 +225,22 @@ class Metrics:
             registry=registry,
         )
 
+        self.guardrail_checks = Counter(
+            "headend_guardrail_checks",
+            "Guardrail checks run, by check, its action, and outcome: pass, hit (the action "
+            "was taken) or error (it could not check: it blocked, unless on_error: allow).",
+            ["check", "action", "outcome"],
+            registry=registry,
+        )
+        self.guardrail_duration = Histogram(
+            "headend_guardrail_check_duration_seconds",
+            "Time one guardrail check took on a request or an answer (a judge's model call "
+            "included).",
+            ["check"],
+            buckets=FAST_BUCKETS,
+            registry=registry,
+        )
+
     def exposition(self) -> bytes:
         """The text format of every metric (every worker's, summed, under ``--workers``)."""
         if self.multiprocess_dir is None:
@@ -253,6 +269,10 @@ class Metrics:
     def tool_call(self, tool: str, outcome: ToolOutcome, seconds: float) -> None:
         self.tool_calls.labels(tool, outcome).inc()
         self.tool_duration.labels(tool).observe(seconds)
+
+    def guardrail_checked(self, check: str, action: str, outcome: str, seconds: float) -> None:
+        self.child(self.guardrail_checks, check, action, outcome).inc()
+        self.child(self.guardrail_duration, check).observe(seconds)
 
     def upstream_attempt(self, provider: str, ok: bool, retry: bool) -> None:
         self.child(self.upstream_attempts, provider, "ok" if ok else "error").inc()

@@ -38,6 +38,8 @@ class AgentAnswer:
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 self.text += delta["content"]
+            if delta.get("refusal"):  # a guardrail's: said as the answer
+                self.text += delta["refusal"]
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         if chunk.get("usage"):

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 from headend.agents.loop import LoopCall, add_usage
 from headend.agents.registry import Agent
+from headend.guardrails.guard import Guard
 from headend.observability.tracing import Span
 from headend.pricing import Spend
 from headend.providers.base import ChatCall
 from headend.providers.model_routes import Target
 from headend.runs.admission import Ticket
+from headend.runs.guarding import Refusal
 from headend.runs.session_turns import SessionTurn
 from headend.schemas.openai.chat_api import ProgressFormat
 from headend.surfaces.agent_chunks import Frames
@@ -45,6 +47,8 @@ class Run:
     approvals_as_text: bool = True  # calls waiting for approval said in words too
     # the passages hosted searches gave the model, once the run ended: what it may cite
     sources: list[Source] = field(default_factory=list)
+    guard: Guard | None = None  # its guardrails (None: none apply)
+    refusal: Refusal | None = None  # a guardrail blocked it: this is its answer
 
     @property
     def agent_version(self) -> int | None:

@@ -22,7 +22,9 @@ from headend.agents.loop import LoopCall, LoopEnd, ToolLoop, ToolProgress
 from headend.agents.registry import Agent
 from headend.agents.spec import AgentSpec
 from headend.agents.versions import AgentVersions
-from headend.errors import InvalidRequest, ModelNotFound, UnsupportedValue
+from headend.errors import InvalidRequest, ModelNotFound, ServiceUnavailable, UnsupportedValue
+from headend.guardrails.checks import Blocked
+from headend.guardrails.guard import Unavailable
 from headend.knowledge.agent_sync import agent_store_id
 from headend.knowledge.documents import Caller, Knowledge
 from headend.knowledge.search import SearchOptions, Weights
@@ -44,6 +46,16 @@ from headend.runs.chat_fields import (
     without_headend_fields,
 )
 from headend.runs.events import Completion, RunEvent
+from headend.runs.guarding import (
+    GuardedStream,
+    Guardrails,
+    Refusal,
+    refusal_chunks,
+    refusal_completion,
+    refused,
+    restored_messages,
+    screen_answer,
+)
 from headend.runs.record import RunRecord
 from headend.runs.run import Run
 from headend.runs.session_turns import (
@@ -80,8 +92,10 @@ class RunService:
         admission: Admission,
         approvals: Approvals,
         knowledge: Knowledge | None = None,
+        guardrails: Guardrails | None = None,
     ) -> None:
         self.knowledge = knowledge  # what runs the file_search tool
+        self.guardrails = guardrails
         self.versions = versions
         self.routes = routes
         self.router = router
@@ -137,6 +151,7 @@ class RunService:
         session_id = body.get("session_id") or headers.get("x-session-id") or None
         if not isinstance(session_id, str | None):
             raise InvalidRequest("'session_id' must be a string.", param="session_id")
+        head = run.prepended  # the agent's own messages, first whatever the session adds
         try:
             # The session first: a turn waiting for its session's previous one holds no slot.
             await self._begin_session(run, session_id, principal, keep, new_session)
@@ -154,11 +169,41 @@ class RunService:
             )
             run.ticket.spend = run.spend
             run.ticket.price = self.router.price(run.targets[0])
+            await self._guard(run, principal, head)
             self._trace(run, context.span)
         except BaseException:
             await self.release(run)
             raise
         return run
+
+    async def _guard(self, run: Run, principal: Principal, head: int) -> None:
+        """The run's guardrails, and its input through them: masked for the model, or
+        refused (``run.refusal``: no model is called). A check that fails before anything
+        is answered is a 503, unless it allows on error."""
+        if self.guardrails is None:
+            return
+        own = run.agent.spec.guardrails if run.agent is not None else []
+        guard = self.guardrails.guard(own, principal.guardrails, principal.owner, run.configured)
+        if guard is None:
+            return
+        run.guard = guard
+        if run.loop is not None:
+            run.loop.guard = guard
+        if not guard.guards("input"):
+            return
+        messages = run.call.body["messages"]
+        try:
+            screened = await guard.screen_input(messages[head:])
+        except Blocked as exc:
+            run.refusal = Refusal(exc.message, exc.finding)
+            return
+        except Unavailable as exc:
+            raise ServiceUnavailable(
+                f"A guardrail ({exc.finding.check}) could not check this request ({exc}); "
+                "nothing was sent to the model.",
+                code="guardrail_unavailable",
+            ) from None
+        run.call.body = {**run.call.body, "messages": [*messages[:head], *screened]}
 
     async def _search_files(
         self, run: Run, request: FileSearchTool, param: str, principal: Principal
@@ -378,7 +423,9 @@ class RunService:
         ``Completion``. Upstreams are always asked for a stream's usage; its chunks carry it
         only if ``run.include_usage``. The run is released when its events end."""
         try:
-            if not run.stream:
+            if run.refusal is not None:
+                yield self._refusal(run, run.refusal)
+            elif not run.stream:
                 yield Completion(await self._answer(run))
             elif run.loop is not None:
                 async for event in self._loop_stream(run, run.loop):
@@ -390,6 +437,22 @@ class RunService:
             raise in_client_terms(exc, run.prepended) from None
         finally:
             await self.release(run)
+
+    @staticmethod
+    def _refusal(run: Run, refusal: Refusal) -> RunEvent:
+        """A blocked request's answer: no model was called and the session keeps nothing."""
+        if not run.stream:
+            answer = refusal_completion(run.client_model, refusal.message)
+            if run.session is not None:
+                answer["session_id"] = run.session.session_id
+            return Completion(answer)
+        chunks = refusal_chunks(run.client_model, refusal.message, opened=False)
+        if run.session is not None:
+            chunks[0]["session_id"] = run.session.session_id
+        if run.include_usage:
+            usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            chunks.append({**chunks[-1], "choices": [], "usage": usage})
+        return chunks
 
     async def release(self, run: Run) -> None:
         """Let the session's next turn in and give the slots back: once, however it ended."""
@@ -414,6 +477,13 @@ class RunService:
             session_id = run.session.session_id if run.session is not None else None
             answer = loop_completion(end, run.client_model, run.approvals_as_text, session_id)
             run.count_usage(end.usage)
+            if run.guard is not None:
+                try:
+                    answer = await screen_answer(run.guard, answer)
+                except Blocked as exc:
+                    await run.guard.watcher.blocked(exc.finding)
+                    return refused(answer, exc.message)
+                end = replace(end, messages=restored_messages(run.guard, end.messages))
             if run.session is not None:
                 await self._commit_agent_turn(run, end)
                 answer["session_id"] = run.session.session_id
@@ -421,6 +491,12 @@ class RunService:
         answer, _target = await self.router.complete(run.targets, run.call)
         answer["model"] = run.client_model
         run.count_usage(answer.get("usage"))
+        if run.guard is not None:
+            try:
+                answer = await screen_answer(run.guard, answer)
+            except Blocked as exc:
+                await run.guard.watcher.blocked(exc.finding)
+                return refused(answer, exc.message)
         produced = [stored_message(answer["choices"][0]["message"])]
         if run.session is not None:
             await self.sessions.commit(run.session, produced, run.agent_version)
@@ -434,13 +510,34 @@ class RunService:
         shape.approvals_as_text = run.approvals_as_text
         if run.session is not None:
             shape.session_id = run.session.session_id
-        async for event in loop_chunks(self.loop.stream(loop), shape):
-            if isinstance(event, list) and shape.end_state is not None:
-                run.sources = shape.end_state.sources  # before its last chunks go out
-            yield event
+        events = loop_chunks(self.loop.stream(loop), shape)
+        guarded = GuardedStream(run.guard, run.client_model) if run.guard is not None else None
+        try:
+            async for event in events:
+                if isinstance(event, list) and shape.end_state is not None:
+                    run.sources = shape.end_state.sources  # before its last chunks go out
+                if isinstance(event, list) and guarded is not None:
+                    event = await guarded.batch(event)
+                    if guarded.blocked is not None:
+                        yield event
+                        return  # the loop is left where it is: nothing of it is kept
+                    if not event:
+                        continue
+                yield event
+            if guarded is not None:
+                rest = await guarded.rest()
+                if rest:
+                    yield rest
+                if guarded.blocked is not None:
+                    return
+        finally:
+            await events.aclose()
         run.count_usage(shape.usage)
         if run.session is not None and shape.end_state is not None:
-            await self._commit_agent_turn(run, shape.end_state)
+            end = shape.end_state
+            if run.guard is not None:
+                end = replace(end, messages=restored_messages(run.guard, end.messages))
+            await self._commit_agent_turn(run, end)
 
     async def _commit_agent_turn(self, run: Run, end: LoopEnd) -> None:
         """The turn, and then the calls it stopped at to ask approval for."""
@@ -453,6 +550,9 @@ class RunService:
         reply = Reply()
         first = True
         batches = self.router.stream(run.targets, run.call)
+        guarded = GuardedStream(run.guard, run.client_model) if run.guard is not None else None
+        if guarded is not None:
+            batches = guarded.batches(batches)
         try:
             async for batch in batches:
                 frames = []
@@ -474,5 +574,5 @@ class RunService:
                     yield frames
         finally:
             await batches.aclose()
-        if run.session is not None:
+        if run.session is not None and (guarded is None or guarded.blocked is None):
             await self.sessions.commit(run.session, [reply.message()], run.agent_version)

@@ -51,6 +51,7 @@ class KeyRecord:
     budget: float | None = None  # what it may spend in its budget period; None: no limit
     budget_period: str | None = None  # day, week or month
     require_approval: bool = False  # its runs' calls that do more than read ask a person first
+    guardrails: str | None = None  # its guardrails list, as JSON (headend.guardrails.rules)
 
     @property
     def publishable(self) -> bool:

@@ -321,6 +321,10 @@ def m023_knowledge(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def m024_key_guardrails(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE keys ADD COLUMN guardrails TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_sessions,
     m002_turn_lease,
@@ -345,6 +349,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m021_key_approval,
     m022_approvals,
     m023_knowledge,
+    m024_key_guardrails,
 ]
 
 

@@ -320,6 +320,10 @@ async def m023_knowledge(db: Any) -> None:
         await db.execute(statement)
 
 
+async def m024_key_guardrails(db: Any) -> None:
+    await db.execute("ALTER TABLE keys ADD COLUMN guardrails TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     m001_sessions,
     m002_turn_lease,
@@ -344,4 +348,5 @@ MIGRATIONS: list[Migration] = [
     m021_key_approval,
     m022_approvals,
     m023_knowledge,
+    m024_key_guardrails,
 ]

@@ -22,7 +22,7 @@ from headend.store.base import (
 KEY_COLUMNS = (
     "id, name, prefix, scopes, agents, created_at, expires_at, revoked_at, last_used_at, "
     "rpm, tpm, max_concurrency, tools, origins, visitor_rpm, signing_secret, budget, "
-    "budget_period, require_approval"
+    "budget_period, require_approval, guardrails"
 )
 KEY_VALUES = KEY_COLUMNS.count(",") + 2  # the columns and the secret's hash
 HAS_KEYS_SQL = "SELECT 1 FROM keys LIMIT 1"
@@ -119,6 +119,7 @@ def key_row(record: KeyRecord) -> tuple[Any, ...]:
         record.budget,
         record.budget_period,
         record.require_approval,
+        record.guardrails,
     )
 
 
@@ -126,7 +127,7 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
     (id_, name, prefix, scopes, agents, created, expires, revoked, used, rpm, tpm, most, tools) = (
         row[:13]
     )
-    origins, visitor_rpm, signing_secret, budget, budget_period, require_approval = row[13:]
+    origins, visitor_rpm, signing_secret, budget, budget_period, require_approval = row[13:19]
     grant = None if tools is None else orjson.loads(tools)
     return KeyRecord(
         id=id_,
@@ -148,6 +149,7 @@ def key_record(row: Sequence[Any]) -> KeyRecord:
         budget=budget,
         budget_period=budget_period,
         require_approval=bool(require_approval),
+        guardrails=row[19],
     )
 
 

@@ -69,6 +69,7 @@ def timestamp(at: float | None = None) -> str:
 
 
 def output_text(response: Json) -> str:
+    """The response's text (a guardrail's refusal has its words as text too)."""
     return "".join(
         part.get("text", "")
         for item in response.get("output") or ()

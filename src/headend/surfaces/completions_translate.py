@@ -76,7 +76,8 @@ def to_completion(answers: list[Json], model: str, echo: list[str] | None) -> Js
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     for index, answer in enumerate(answers):
         first = answer["choices"][0]
-        text = (first.get("message") or {}).get("content") or ""
+        message = first.get("message") or {}
+        text = message.get("content") or message.get("refusal") or ""  # a refusal is said too
         if echo is not None:
             text = echo[index] + text
         choices.append(choice(index, text, first.get("finish_reason")))
@@ -122,7 +123,8 @@ class CompletionChunks:
             for key in self.usage:
                 self.usage[key] += int(chunk["usage"].get(key) or 0)
         for part in chunk.get("choices") or ():
-            text = (part.get("delta") or {}).get("content") or ""
+            delta = part.get("delta") or {}
+            text = delta.get("content") or delta.get("refusal") or ""
             if text or part.get("finish_reason"):
                 out.append(self.chunk([choice(index, text, part.get("finish_reason"))]))
         return out

@@ -219,15 +219,19 @@ def usage_of(usage: Any) -> Json:
     }
 
 
-def to_message(answer: Json, model: str, sources: Sequence[Source] = ()) -> Json:
+def to_message(
+    answer: Json, model: str, sources: Sequence[Source] = (), refusal_stop: str = "refusal"
+) -> Json:
     """A ``chat.completion`` as an Anthropic ``message``; ``sources``: the passages its
-    text may cite (``surfaces.citations``)."""
+    text may cite (``surfaces.citations``); ``refusal_stop``: the stop reason a guardrail's
+    refusal gives (``refusal_stop_reason``)."""
     choice = answer["choices"][0]
     reply = choice.get("message") or {}
     content: list[Json] = []
-    if reply.get("content"):
-        block: Json = {"type": "text", "text": reply["content"]}
-        cited = search_result_citations(reply["content"], sources) if sources else []
+    text = reply.get("content") or reply.get("refusal")  # a refusal is said, stop_reason refusal
+    if text:
+        block: Json = {"type": "text", "text": text}
+        cited = search_result_citations(text, sources) if sources else []
         if cited:
             block["citations"] = cited
         content.append(block)
@@ -238,20 +242,42 @@ def to_message(answer: Json, model: str, sources: Sequence[Source] = ()) -> Json
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_reason": stop_reason(choice.get("finish_reason"), refusal_stop),
         "stop_sequence": None,
         "usage": usage_of(answer.get("usage")),
     }
+    if reply.get("refusal") and refusal_stop == "refusal":
+        message["stop_details"] = stop_details(reply["refusal"])
     if answer.get("approval_requests"):  # headend's extension, as on the chat answer
         message["approval_requests"] = answer["approval_requests"]
     return message
 
 
+def stop_reason(finish: str | None, refusal_stop: str = "refusal") -> str:
+    if finish == "content_filter":
+        return refusal_stop
+    return STOP_REASONS.get(finish or "stop", "end_turn")
+
+
+def refusal_stop_reason(beta: str | None) -> str:
+    """The stop reason of a guardrail's refusal for a client: ``refusal``, but for Claude
+    Code (it declares the ``claude-code-…`` beta), which reads ``refusal`` as the model's
+    own safeguards and shows its own words (and fails) instead of the refusal's: to it the
+    refusal is said as the answer, ``end_turn``."""
+    return "end_turn" if beta is not None and "claude-code-" in beta else "refusal"
+
+
+def stop_details(refusal: str) -> Json:
+    """Why a message stopped with ``refusal``: a guardrail's words, no policy category."""
+    return {"type": "refusal", "category": None, "explanation": refusal}
+
+
 class MessageEvents:
     """Chat chunks in, Anthropic's named stream events out; one per stream."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, refusal_stop: str = "refusal") -> None:
         self.model = model
+        self.refusal_stop = refusal_stop
         self.id = new_message_id()
         self.started = False
         self.block = -1  # index of the open content block
@@ -260,6 +286,7 @@ class MessageEvents:
         self.stop_reason = "end_turn"
         self.usage: Json = {}
         self.text: list[str] = []  # the open text block's
+        self.refusal: list[str] = []  # a guardrail's refusal, said as text too
 
     def start(self) -> list[tuple[str, Json]]:
         self.started = True
@@ -305,16 +332,19 @@ class MessageEvents:
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            if delta.get("content"):
+            text = delta.get("content") or delta.get("refusal")
+            if delta.get("refusal"):
+                self.refusal.append(delta["refusal"])
+            if text:
                 if self.kind != "text":
                     events += self._open("text", {"type": "text", "text": ""})
                     self.text = []
-                self.text.append(delta["content"])
-                events.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+                self.text.append(text)
+                events.append(self._delta({"type": "text_delta", "text": text}))
             for call in delta.get("tool_calls") or ():
                 events += self._tool_delta(call)
             if choice.get("finish_reason"):
-                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+                self.stop_reason = stop_reason(choice["finish_reason"], self.refusal_stop)
         return events
 
     def _tool_delta(self, call: Json) -> list[tuple[str, Json]]:
@@ -353,15 +383,13 @@ class MessageEvents:
             for citation in search_result_citations("".join(self.text), sources):
                 events.append(self._delta({"type": "citations_delta", "citation": citation}))
         events += self._close()
-        usage = usage_of(self.usage)
+        delta: Json = {"stop_reason": self.stop_reason, "stop_sequence": None}
+        if self.refusal and self.stop_reason == "refusal":
+            delta["stop_details"] = stop_details("".join(self.refusal))
         events.append(
             (
                 "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-                    "usage": usage,
-                },
+                {"type": "message_delta", "delta": delta, "usage": usage_of(self.usage)},
             )
         )
         events.append(("message_stop", {"type": "message_stop"}))

@@ -27,6 +27,8 @@ from headend.types import Json
 PASSED = {"temperature": "temperature", "top_p": "top_p", "user": "user", "stream": "stream"}
 RENAMED = {"max_output_tokens": "max_tokens", "parallel_tool_calls": "parallel_tool_calls"}
 ROLES = ("user", "system", "developer", "assistant")
+# a chat finish_reason that leaves a response incomplete -> the reason it gives
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # Items that carry nothing for the model: reasoning (encrypted, another model's), the tools of
 # Codex's "responses-lite" requests (taken by request_tools), and its settings changes.
 SKIPPED_ITEMS = ("reasoning", "additional_tools", "configuration_update")
@@ -245,6 +247,8 @@ class ResponseShape:
         output: list[Json] = []
         if message.get("content"):
             output.append(text_item(new_id("msg"), message["content"], "completed"))
+        if message.get("refusal"):
+            output += refusal_items(message["refusal"])
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
             output.append(
@@ -257,9 +261,26 @@ class ResponseShape:
                 )
             )
         output += answer.get("approval_requests") or []
-        incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
+        incomplete = INCOMPLETE.get(choice.get("finish_reason") or "")
         status = "incomplete" if incomplete else "completed"
         return self.envelope(status, output, usage_of(answer.get("usage")), None, incomplete)
+
+
+def refusal_items(refusal: str) -> list[Json]:
+    """A guardrail's refusal as output items: a message with the ``refusal`` part, then the
+    same words as a message of text, which clients that know no refusal part show (Codex
+    drops a message holding one; the SDKs' ``output_text`` reads text only)."""
+    said: Json = {"type": "refusal", "refusal": refusal}
+    return [
+        {
+            "type": "message",
+            "id": new_id("msg"),
+            "status": "completed",
+            "role": "assistant",
+            "content": [said],
+        },
+        text_item(new_id("msg"), refusal, "completed"),
+    ]
 
 
 def text_part(text: str, annotations: list[Json] | None = None) -> Json:
@@ -359,6 +380,8 @@ class ResponseEvents:
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 events += self._text(delta["content"])
+            if delta.get("refusal"):
+                events += self._refusal(delta["refusal"])
             for call in delta.get("tool_calls") or ():
                 events += self._call(call)
             if choice.get("finish_reason"):
@@ -456,6 +479,35 @@ class ResponseEvents:
         )
         return events
 
+    def _refusal(self, refusal: str) -> list[Json]:
+        """A guardrail's refusal (it comes whole): its message, then the same words as a
+        message of text (``refusal_items``), each item's events in turn."""
+        events = self._close_text() + self._close_calls()
+        for item in refusal_items(refusal):
+            index = len(self.output)
+            self.output.append(item)
+            opened = {**item, "status": "in_progress", "content": []}
+            events.append(self.event("response.output_item.added", output_index=index, item=opened))
+            (part,) = item["content"]
+            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            if part["type"] == "refusal":
+                empty: Json = {"type": "refusal", "refusal": ""}
+                said = [
+                    self.event("response.refusal.delta", **where, delta=refusal),
+                    self.event("response.refusal.done", **where, refusal=refusal),
+                ]
+            else:
+                empty = text_part("")
+                said = [
+                    self.event("response.output_text.delta", **where, delta=refusal, logprobs=[]),
+                    self.event("response.output_text.done", **where, text=refusal, logprobs=[]),
+                ]
+            events.append(self.event("response.content_part.added", **where, part=empty))
+            events += said
+            events.append(self.event("response.content_part.done", **where, part=part))
+            events.append(self.event("response.output_item.done", output_index=index, item=item))
+        return events
+
     def _close_text(self, status: str = "completed") -> list[Json]:
         if self.text is None:
             return []
@@ -542,7 +594,7 @@ class ResponseEvents:
     def finish_events(self) -> tuple[list[Json], Json]:
         """The closing events, and the finished response (to store)."""
         events = self._close_text() + self._close_calls()
-        incomplete = "max_output_tokens" if self.finish == "length" else None
+        incomplete = INCOMPLETE.get(self.finish or "")
         response = self.shape.envelope(
             "incomplete" if incomplete else "completed",
             self.output,

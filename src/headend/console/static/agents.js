@@ -55,7 +55,30 @@ function reach(agent) {
   return details;
 }
 
-function card(agent) {
+// An admin sees the last blocks of the agent's guardrails (from the audit log); others
+// are told who may.
+async function blocks(agent) {
+  const details = element("details", null, "blocks");
+  details.append(element("summary", "Recent guardrail blocks"));
+  const query = new URLSearchParams({ action: "guardrail.block", target: agent.id, limit: "10" });
+  const response = await api(`/admin/audit?${query}`);
+  if (!response.ok) {
+    details.append(element("p", "Shown to admin keys (from the audit log).", "muted"));
+    return details;
+  }
+  const entries = (await response.json()).data;
+  if (!entries.length) details.append(element("p", "None.", "muted"));
+  const list = element("ul", null, "block-list");
+  for (const entry of entries) {
+    const when = new Date(entry.at * 1000).toLocaleString();
+    const what = `${entry.detail.check} on ${entry.detail.stage}`;
+    list.append(element("li", `${when}: ${what} (by ${entry.actor})`));
+  }
+  if (entries.length) details.append(list);
+  return details;
+}
+
+function card(agent, every = []) {
   const article = titled(agent.id);
   if (agent.description) article.append(element("p", agent.description));
   const sampling = Object.entries(agent.sampling).map(([k, v]) => `${k} ${JSON.stringify(v)}`);
@@ -68,6 +91,7 @@ function card(agent) {
     ["Pinned", agent.pinned.join(", ") || "none (clients may override)"],
     ["Tool loop", `at most ${agent.max_iterations} iterations`],
     ["At once", agent.max_concurrency ? String(agent.max_concurrency) : "headend's default"],
+    ["Guardrails", [...every, ...agent.guardrails].join("; ") || "none"],
   ]));
   article.append(reach(agent));
   const prompt = element("details");
@@ -116,7 +140,8 @@ export async function loadAgents(scopes = []) {
     list.append(element("p", "No agents for this key.", "muted"));
   }
   for (const agent of found.data) {
-    const article = card(agent);
+    const article = card(agent, found.guardrails);
+    if (agent.guardrails.length || found.guardrails.length) article.append(await blocks(agent));
     const entry = entries?.get(agent.id);
     if (entry) editing(article, entry, reload);
     list.append(article);

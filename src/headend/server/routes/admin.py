@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -16,10 +17,12 @@ from headend.access.keys import (
     create_key,
     describe,
     known_names,
+    read_guardrails,
     revoke_key,
     rotate_key,
     tool_grant,
 )
+from headend.agents.registry import unknown_judges
 from headend.config import parse_duration
 from headend.errors import InvalidRequest, NotFound
 from headend.limits.budget import Budget
@@ -50,6 +53,7 @@ class CreateKey(BaseModel):
     publishable: bool = False  # a pk-he- key for the chat widget
     origins: list[str] | None = None  # the sites a publishable key works from
     visitor_rpm: int | None = Field(None, ge=1)
+    guardrails: list[Any] | None = None  # checked as an agent file's guardrails: list
 
 
 async def list_keys(request: Request) -> Response:
@@ -77,6 +81,10 @@ async def post_key(request: Request) -> Response:
         raise InvalidRequest(str(exc), param="budget_period") from None
     try:
         grant = tool_grant(body.tools, body.no_tools, body.read_only, registry)
+        guardrails = read_guardrails(body.guardrails or [])
+        problems = unknown_judges(guardrails, found.routes, "guardrails")
+        if problems:
+            raise KeySettingError(problems[0].removeprefix("guardrails: "), "guardrails")
         known = await known_names(found.store, (a.id for a in found.agents), found.routes.names())
         check_agents(body.agents, known, body.scopes or [])
         limits = KeyLimits(body.rpm, body.tpm, body.max_concurrency, budget)
@@ -92,6 +100,7 @@ async def post_key(request: Request) -> Response:
             publishable,
             by=principal_of(request.scope).key_id,
             require_approval=body.require_approval,
+            guardrails=guardrails,
         )
     except KeySettingError as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None

@@ -19,6 +19,7 @@ from headend.server.request_record import request_context
 from headend.server.services import services
 from headend.server.sse import EventStream
 from headend.surfaces.agent_chunks import DONE_FRAME, chunk_frames, error_frames
+from headend.types import Json
 
 
 async def create_chat_completion(request: Request) -> Response:
@@ -43,6 +44,8 @@ async def respond(request: Request, body: Any) -> Response:
             on_close=lambda: found.runs.release(run),
         )
     answer = await until_disconnected(request, completion_of(events))
+    if run.guard is not None:
+        said_too(answer["choices"][0].get("message") or {})
     return Response(orjson.dumps(answer), media_type="application/json", headers=run.headers)
 
 
@@ -54,5 +57,17 @@ async def chat_frames(run: Run, events: AsyncGenerator[RunEvent, None]) -> Async
             if run.progress is not None and run.frames is not None:
                 yield run.frames.progress_frame(event)
         elif isinstance(event, list) and event:
+            if run.guard is not None:
+                for chunk in event:
+                    for choice in chunk.get("choices") or ():
+                        said_too(choice.get("delta") or {})
             yield chunk_frames(event)
     yield DONE_FRAME
+
+
+def said_too(message: Json) -> None:
+    """A guardrail's refusal in ``content`` too: clients that know ``refusal`` (the
+    openai SDK) find it there, and those that show only ``content`` (the llm CLI, Open
+    WebUI, LangChain) still show why."""
+    if message.get("refusal") and not message.get("content"):
+        message["content"] = message["refusal"]

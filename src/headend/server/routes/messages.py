@@ -17,7 +17,13 @@ from headend.server.json_bodies import decode_json, json_response, read_body
 from headend.server.request_record import request_context
 from headend.server.services import Services, services
 from headend.server.sse import EventStream
-from headend.surfaces.messages_translate import MessageEvents, event_frame, to_chat, to_message
+from headend.surfaces.messages_translate import (
+    MessageEvents,
+    event_frame,
+    refusal_stop_reason,
+    to_chat,
+    to_message,
+)
 
 
 async def create_message(request: Request) -> Response:
@@ -30,7 +36,7 @@ async def create_message(request: Request) -> Response:
     )
     if run.stream:
         return EventStream(
-            message_frames(found, run),
+            message_frames(found, run, refusal_stop_reason(request.headers.get("anthropic-beta"))),
             on_error=error_frame,
             keepalive=found.settings.server.keepalive_seconds,
             headers=run.headers,
@@ -38,11 +44,15 @@ async def create_message(request: Request) -> Response:
             envelope=anthropic_envelope,
         )
     answer = await until_disconnected(request, completion_of(found.runs.events(run)))
-    return json_response(to_message(answer, run.client_model, run.sources), headers=run.headers)
+    stop = refusal_stop_reason(request.headers.get("anthropic-beta"))
+    message = to_message(answer, run.client_model, run.sources, stop)
+    return json_response(message, headers=run.headers)
 
 
-async def message_frames(found: Services, run: Run) -> AsyncGenerator[bytes, None]:
-    shape = MessageEvents(run.client_model)
+async def message_frames(
+    found: Services, run: Run, refusal_stop: str = "refusal"
+) -> AsyncGenerator[bytes, None]:
+    shape = MessageEvents(run.client_model, refusal_stop)
     async for batch in chunk_batches(found.runs.events(run)):
         frames = [event_frame(name, data) for chunk in batch for name, data in shape.feed(chunk)]
         if frames:

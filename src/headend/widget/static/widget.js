@@ -155,7 +155,9 @@
           if (chunk.error) throw new Refused(chunk.error.message, 500, chunk.error.code);
           if (chunk.session_id) keep({ session: chunk.session_id });
           if (chunk.approval_requests) onWaiting(chunk.approval_requests);
-          const piece = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
+          const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+          // a guardrail's refusal is said like an answer: the visitor reads why
+          const piece = delta && (delta.content || delta.refusal);
           if (piece) onText(piece);
         }
       }
