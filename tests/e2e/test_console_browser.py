@@ -20,10 +20,11 @@ pytestmark = pytest.mark.e2e
 WORKER = "---\nmodel: up/worker\ntools: [calculator]\n---\nYou compute.\n"
 GUARDED = "---\nmodel: up/guarded\ntools: [terminal]\nrequire_approval: always\n---\nYou act.\n"
 ACTING = "---\nmodel: up/acting\ntools: [terminal, calculator]\n---\nYou act.\n"  # asks no one
+SHIELDED = "---\nmodel: up/shielded\nguardrails: [{check: regex, patterns: [nightjar]}]\n---\nHi.\n"
 # (the site's models: go on: a route with a price of its own)
 served = site_fixture(
     "b",
-    {"worker": WORKER, "guarded": GUARDED, "acting": ACTING},
+    {"worker": WORKER, "guarded": GUARDED, "acting": ACTING, "shielded": SHIELDED},
     "  priced: {route: up/p, price: {input: 2, output: 4}}\n",
 )
 
@@ -256,6 +257,35 @@ def test_agents_page_shows_routes_tools_defaults_and_the_prompt_to_admins_only(
     card.get_by_text("System prompt").click()
     expect(card).to_contain_text("Shown to keys that may edit agents")
     assert "You compute." not in page.content()
+
+
+def test_agents_page_shows_an_agents_guardrails_and_its_last_blocks_to_admins(
+    served: RunningServer, browser: object
+) -> None:
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests.e2e.sites import ADMIN
+
+    said = httpx.post(
+        served.api + "/chat/completions",
+        json={"model": "shielded", "messages": [{"role": "user", "content": "nightjar?"}]},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    ).json()
+    assert said["choices"][0]["finish_reason"] == "content_filter"
+    page = signed_in(browser, served, ADMIN)
+    page.click("#nav-agents")
+    card = page.get_by_role("article", name="shielded")
+    expect(card.locator("dt:text-is('Guardrails') + dd")).to_have_text("regex: block on input")
+    card.get_by_text("Recent guardrail blocks").click()
+    expect(card.locator(".block-list li").first).to_contain_text("regex on input (by admin)")
+
+    reader = str(issue(served, name="g", scopes=["chat", "models:read"])["secret"])
+    page = signed_in(browser, served, reader)
+    page.click("#nav-agents")
+    card = page.get_by_role("article", name="shielded")
+    card.get_by_text("Recent guardrail blocks").click()
+    expect(card).to_contain_text("Shown to admin keys")
 
 
 def test_agents_page_creates_edits_diffs_publishes_and_rolls_back_an_api_agent(

@@ -345,3 +345,13 @@ guardrails:
     ]
     assert all(g.action == "block" for g in found[1:])  # the default
     assert found[4].apply_to == ["input"]  # the default
+
+
+def test_the_users_own_values_pass_the_output_checks_others_do_not() -> None:
+    g = guard({"check": "pii", "action": "mask"}, {"check": "pii", "apply_to": ["output"]})
+    run(g.screen_input([{"role": "user", "content": f"I am {EMAIL}"}]))
+    out, blocked = stream(g, ["Hello <EMAIL_1>", ", welcome."])
+    assert (out, blocked) == (f"Hello {EMAIL}, welcome.", None)
+    out, blocked = stream(g, ["Write to bob", "@example.org instead."])
+    assert blocked is not None
+    assert "bob" not in out

@@ -136,7 +136,30 @@ a_filter = st.recursive(
     ),
     max_leaves=5,
 )
+guardrail = st.fixed_dictionaries(
+    {"check": st.sampled_from(["pii", "secrets", "regex", "judge", "hours", "tool_calls", "x"])},
+    optional={
+        "apply_to": st.lists(st.sampled_from(["input", "output", "tool_input", "on"]), max_size=3)
+        | json_values,
+        "action": st.sampled_from(["mask", "block", "log", "x"]) | json_values,
+        "patterns": st.lists(st.sampled_from(["(?i)x", "(", "a*", "[z-a]"]), max_size=2)
+        | json_values,
+        "entities": st.lists(st.sampled_from(["EMAIL", "dna"]), max_size=2) | json_values,
+        "open": st.lists(st.sampled_from(["mon-fri 09:00-18:00", "mon 25:00-26:00"]), max_size=2)
+        | json_values,
+        "timezone": st.sampled_from(["UTC", "Mars/Base"]) | json_values,
+        "max": json_values,
+        "model": st.sampled_from(["emb", "nope"]) | json_values,
+        "prompt": json_values,
+        "max_chars": json_values,
+        "on": json_values,
+    },
+)
 SURFACES = {
+    "/admin/keys": st.fixed_dictionaries(
+        {"name": st.text(min_size=1, max_size=5)},
+        optional={"guardrails": st.lists(guardrail, max_size=3) | json_values},
+    ),
     "/v1/embeddings": st.fixed_dictionaries(
         {"model": st.sampled_from(["bot", "nope", "emb"]) | json_values},
         optional={
@@ -258,7 +281,9 @@ def test_every_surface_answers_odd_bodies_with_a_4xx_in_its_shape(
     body = data.draw(st.one_of(json_values, SURFACES[path]))
     agents = tmp_path / "agents"
     agents.mkdir(exist_ok=True)
-    (agents / "bot.md").write_text("---\nmodel: local\n---\nhi\n")
+    # its guardrails see every odd body that gets past validation
+    guarded = "guardrails: [{check: pii, action: mask}, {check: secrets, apply_to: [output]}]"
+    (agents / "bot.md").write_text(f"---\nmodel: local\n{guarded}\n---\nhi\n")
     app = create_app(
         Settings(agents_dir=agents, store="sqlite:///:memory:", models={"emb": "embedder"}),
         providers={"local": ScriptedProvider(), "embedder": ScriptedEmbedder()},

@@ -303,6 +303,8 @@ class OutputWindow:
             if not final:
                 cut = min(cut, check.pending(buffer))
             hits = check.find(buffer) if check.finds else []
+            if hits and self.guard.masker:  # the user's own values, put back: theirs to see
+                hits = [h for h in hits if not self.guard.masker.knows(buffer[h.start : h.end])]
             self._spend(n, started)
             if not final:  # a match at the very end may yet grow, or stop matching: wait
                 cut = min([cut, *(h.start for h in hits if h.end == len(buffer))])

@@ -51,6 +51,10 @@ class Masker:
         out.append(text[at:])
         return "".join(out)
 
+    def knows(self, value: str) -> bool:
+        """A value this run masked: the user's own."""
+        return value in self._placeholders
+
     def mask_known(self, text: str) -> str:
         """Values masked before, masked wherever they come again (a tool's result that
         repeats what the user said)."""
