@@ -190,3 +190,30 @@ def waiting_approval_id(served: RunningServer, session_id: str) -> str:
     ).json()["data"]
     (waiting,) = [a for a in listed if a["status"] == "pending"]
     return str(waiting["id"])
+
+
+def test_a_guardrails_refusal_is_said_to_the_visitor(
+    served: RunningServer, browser: object, fake: FakeUpstream, shop: Site
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    rules = [{"check": "regex", "patterns": ["(?i)nightjar"], "message": "Not that project."}]
+    created = issue(
+        served,
+        name="shielded-shop",
+        publishable=True,
+        agents=["support"],
+        origins=[shop.origin],
+        guardrails=rules,
+    )
+    shop.page = PAGE.format(headend=served.base_url, key=created["secret"])
+    page = browser.new_page()
+    page.goto(shop.origin + "/")
+    page.get_by_role("button", name="Open chat: Help desk").click()
+    page.get_by_label("Message").fill("Tell me about Nightjar")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg.assistant").last).to_have_text("Not that project.")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    assert fake.received("g") == []  # refused before any model call
+    page.close()

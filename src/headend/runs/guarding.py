@@ -19,10 +19,12 @@ from headend.observability import audit_log
 from headend.observability.metrics import Metrics
 from headend.providers.base import ChatCall
 from headend.providers.model_routes import RouteTable
+from headend.providers.reply import chat_completion
 from headend.providers.router import Router
 from headend.store.base import Store
 from headend.types import Json
 
+NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 JUDGE_TOKENS = 4
 CHUNK_KEYS = {
     "id",
@@ -123,21 +125,8 @@ class Guardrails:
 
 def refusal_completion(model: str, message: str) -> Json:
     """A ``chat.completion`` that refuses: ``message.refusal``, finish_reason content_filter."""
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": None, "refusal": message},
-                "logprobs": None,
-                "finish_reason": "content_filter",
-            }
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
+    said = {"role": "assistant", "content": None, "refusal": message}
+    return chat_completion(model, said, "content_filter", dict(NO_USAGE))
 
 
 def refusal_chunks(
@@ -175,6 +164,16 @@ def refused(answer: Json, message: str) -> Json:
         if answer.get(key) is not None:
             turned[key] = answer[key]
     return turned
+
+
+async def screened(guard: Guard, answer: Json) -> tuple[Json, bool]:
+    """A ``chat.completion`` as the client may see it, or its refusal (then True: the
+    answer was withheld, and the session keeps nothing of it)."""
+    try:
+        return await screen_answer(guard, answer), False
+    except Blocked as exc:
+        await guard.watcher.blocked(exc.finding)
+        return refused(answer, exc.message), True
 
 
 async def screen_answer(guard: Guard, answer: Json) -> Json:

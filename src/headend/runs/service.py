@@ -47,14 +47,14 @@ from headend.runs.chat_fields import (
 )
 from headend.runs.events import Completion, RunEvent
 from headend.runs.guarding import (
+    NO_USAGE,
     GuardedStream,
     Guardrails,
     Refusal,
     refusal_chunks,
     refusal_completion,
-    refused,
     restored_messages,
-    screen_answer,
+    screened,
 )
 from headend.runs.record import RunRecord
 from headend.runs.run import Run
@@ -450,8 +450,7 @@ class RunService:
         if run.session is not None:
             chunks[0]["session_id"] = run.session.session_id
         if run.include_usage:
-            usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-            chunks.append({**chunks[-1], "choices": [], "usage": usage})
+            chunks.append({**chunks[-1], "choices": [], "usage": dict(NO_USAGE)})
         return chunks
 
     async def release(self, run: Run) -> None:
@@ -478,11 +477,9 @@ class RunService:
             answer = loop_completion(end, run.client_model, run.approvals_as_text, session_id)
             run.count_usage(end.usage)
             if run.guard is not None:
-                try:
-                    answer = await screen_answer(run.guard, answer)
-                except Blocked as exc:
-                    await run.guard.watcher.blocked(exc.finding)
-                    return refused(answer, exc.message)
+                answer, blocked = await screened(run.guard, answer)
+                if blocked:
+                    return answer
                 end = replace(end, messages=restored_messages(run.guard, end.messages))
             if run.session is not None:
                 await self._commit_agent_turn(run, end)
@@ -492,11 +489,9 @@ class RunService:
         answer["model"] = run.client_model
         run.count_usage(answer.get("usage"))
         if run.guard is not None:
-            try:
-                answer = await screen_answer(run.guard, answer)
-            except Blocked as exc:
-                await run.guard.watcher.blocked(exc.finding)
-                return refused(answer, exc.message)
+            answer, blocked = await screened(run.guard, answer)
+            if blocked:
+                return answer
         produced = [stored_message(answer["choices"][0]["message"])]
         if run.session is not None:
             await self.sessions.commit(run.session, produced, run.agent_version)
