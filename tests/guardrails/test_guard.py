@@ -355,3 +355,21 @@ def test_the_users_own_values_pass_the_output_checks_others_do_not() -> None:
     out, blocked = stream(g, ["Write to bob", "@example.org instead."])
     assert blocked is not None
     assert "bob" not in out
+
+
+def test_texts_beside_the_messages_are_screened_and_the_callers_left_as_they_were() -> None:
+    g = guard({"check": "pii", "action": "mask"})
+    tools: list[dict[str, Any]] = [
+        {"type": "function", "function": {"name": "mail", "description": f"to {EMAIL}"}}
+    ]
+    beside: dict[str, Any] = {"model": "m", "tools": tools, "user": EMAIL, "note": {"x": [EMAIL]}}
+    run(g.screen_input([{"role": "user", "content": "hi"}], beside))
+    assert beside["tools"][0]["function"] == {"name": "mail", "description": "to <EMAIL_1>"}
+    assert (beside["user"], beside["note"], beside["model"]) == (
+        "<EMAIL_1>",
+        {"x": ["<EMAIL_1>"]},
+        "m",
+    )
+    assert tools[0]["function"]["description"] == f"to {EMAIL}", "the caller's are not changed"
+    with pytest.raises(Blocked):
+        run(guard({"check": "secrets"}).screen_input([], {"metadata": {"k": SECRET}}))

@@ -85,6 +85,27 @@ def _emails(text: str) -> Iterator[Hit]:
         if hit:
             yield hit
         at = text.find("@", at + 1)
+    if "%40" in text:
+        yield from _encoded_emails(text)
+
+
+def _encoded_emails(text: str) -> Iterator[Hit]:
+    """Addresses written with ``%40`` for the ``@`` (a URL's query, a form's body): found in
+    the text decoded so, their places counted in the text as written."""
+    decoded = text.replace("%40", "@")
+    starts = []  # where each decoded character begins in ``text``
+    at = 0
+    while at < len(text):
+        starts.append(at)
+        at += 3 if text.startswith("%40", at) else 1
+    starts.append(len(text))
+    at = decoded.find("@")
+    while at != -1:
+        if text[starts[at]] == "%":
+            hit = _email_at(decoded, at)
+            if hit:
+                yield Hit(starts[hit.start], starts[hit.end], "EMAIL")
+        at = decoded.find("@", at + 1)
 
 
 def _email_at(text: str, at: int) -> Hit | None:
@@ -123,7 +144,7 @@ _SHAPES = re.compile(
     r"|\d{4}(?P<c>[ \-])\d{4}(?P=c)\d{4}(?P=c)\d{1,4}(?:(?P=c)\d{1,3})?"  # 4111 1111 1111 1111
     r"|\d{4}(?P<a>[ \-])\d{6}(?P=a)\d{4,5})"  # 3782 822463 10005
     r"(?![\w@]|[.\-/:]\d)))?"
-    r"(?:(?=(?P<SSN>[0-8]\d\d(?P<s>[ \-])\d\d(?P=s)\d{4})" + _END + "))?"
+    r"(?:(?=(?P<SSN>\d\d\d(?P<s>[ \-])\d\d(?P=s)\d{4})" + _END + "))?"
     r"(?:(?=(?P<NIR>[1-478](?P<n>[ .\-]?)\d\d(?P=n)(?:0[1-9]|1[0-2]|[2-9]\d)(?P=n)"
     r"(?:\d\d|2[AB])(?P=n)\d{3}(?P=n)\d{3}(?P=n)\d\d)" + _END + "))?"
     r"(?:(?=(?P<PHONE>\([2-9]\d\d\) ?\d{3}[ .\-]\d{4}"  # (555) 123-4567
@@ -238,7 +259,8 @@ def _card_ok(d: str) -> bool:
 
 def _ssn_ok(d: str) -> bool:
     area, group, serial = d[:3], d[3:5], d[5:]
-    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+    # 9xx areas are ITINs, a taxpayer's number just the same: found too
+    return area not in ("000", "666") and group != "00" and serial != "0000"
 
 
 # Dotted numbers that name something else: version 1.10.0.2, section 4.2.1.3, an OID 2.5.29.17.
@@ -424,7 +446,9 @@ _RULES = (
             r"|xox[ar]-(?:\d-)?[A-Za-z0-9]{8,48}"
             r"|xoxe\.xox[bp]-\d-[A-Za-z0-9]{163,166}"
             r"|xoxe-\d-[A-Za-z0-9]{146}"
-            r"|xapp-\d-[A-Za-z0-9]{1,20}-\d{1,20}-[A-Za-z0-9]{1,80})" + _TOKEN_END
+            r"|xapp-\d-[A-Za-z0-9]{1,20}-\d{1,20}-[A-Za-z0-9]{1,80}"
+            # any other token of Slack's shape: numeric fields, then the secret
+            r"|xox[abeoprs]-(?:\d+-){1,4}[A-Za-z0-9]{8,64})" + _TOKEN_END
         ),
         5 + 5 + 2 + 166,
         2,

@@ -5,6 +5,8 @@ calls counted. A check that fails blocks, unless it says ``on_error: allow``."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +36,7 @@ from headend.guardrails.rules import (
 from headend.types import Json
 
 log = logging.getLogger(__name__)
+Places = list[tuple[Callable[[str], None], str]]  # texts, each with how to replace it
 
 
 class Watcher(Protocol):
@@ -74,13 +77,17 @@ class Guard:
     def guards(self, stage: Stage) -> bool:
         return bool(self.stages[stage])
 
-    async def screen_input(self, messages: list[Json]) -> list[Json]:
+    async def screen_input(self, messages: list[Json], beside: Json | None = None) -> list[Json]:
         """The client's messages as the model may see them: masked where a check masks.
-        ``Blocked``: one may not go at all; ``Unavailable``: a check failed closed."""
+        ``beside``: the rest of the request, whose texts the finders screen too (masked in
+        place): its tools' descriptions and the fields passed on to the model. ``Blocked``:
+        it may not go at all; ``Unavailable``: a check failed closed."""
         checks = self.stages["input"]
         if not checks:
             return messages
         messages = [dict(m) for m in messages]
+        fields = field_paths(beside) if beside else []
+        changed: dict[Path, str] = {}  # masked texts of ``beside``, by place
         for check in checks:
             started, hit, matched = time.perf_counter(), False, ""
             try:
@@ -91,21 +98,28 @@ class Guard:
                     hit = bool(asked) and await check.judged(asked, self.judge)
                     matched = asked if hit else ""
                 else:
-                    for message in messages:
-                        found = self._apply(check, message)
+                    beside_places: Places = [
+                        (functools.partial(changed.__setitem__, path), changed.get(path, text))
+                        for path, text in (fields if check.finds else [])
+                    ]
+                    groups: list[Places] = [*map(_texts, messages), beside_places]
+                    for places in groups:
+                        found = self._apply(check, places)
                         if found is not None:
                             hit, matched = True, matched or found
             except CheckError as exc:
                 await self._failed(check, "input", started, exc, before_answer=True)
                 continue
             await self._outcome(check, "input", started, hit, matched)
+        if changed and beside is not None:
+            beside.update(with_texts(beside, changed))
         return messages
 
-    def _apply(self, check: Check, message: Json) -> str | None:
-        """One message's texts through a finder or a length check: masked in place; what
+    def _apply(self, check: Check, places: Places) -> str | None:
+        """A message's texts through a finder or a length check: masked in place; what
         matched first (None: nothing)."""
         first: str | None = None
-        for place, text in _texts(message):
+        for place, text in places:
             if isinstance(check.spec, MaxLengthCheck):
                 if too_long(check, text):
                     return text
@@ -369,6 +383,62 @@ def _texts(message: Json) -> list[tuple[Callable[[str], None], str]]:
 
             found.append((put_part, part["text"]))
     return found
+
+
+# Fields of a chat request that carry no text of the user's: names, formats and switches.
+STRUCTURAL = frozenset(
+    (
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "stop",
+        "stream_options",
+        "service_tier",
+        "reasoning_effort",
+        "modalities",
+        "session_id",
+    )
+)
+
+
+Path = tuple[str | int, ...]
+
+
+def field_paths(body: Json) -> list[tuple[Path, str]]:
+    """The texts of a request beside its messages, with where each is: every string its
+    other fields hold (``user``, ``metadata``, a vendor's), and its tools' descriptions."""
+    found: list[tuple[Path, str]] = []
+
+    def walk(path: Path, value: Any, only_descriptions: bool) -> None:
+        if isinstance(value, str):
+            if value and (not only_descriptions or path[-1] == "description"):
+                found.append((path, value))
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                walk((*path, name), item, only_descriptions)
+        elif isinstance(value, list):
+            for n, item in enumerate(value):
+                walk((*path, n), item, only_descriptions)
+
+    for key, value in body.items():
+        if key == "tools":
+            walk((key,), value, True)
+        elif key not in STRUCTURAL:
+            walk((key,), value, False)
+    return found
+
+
+def with_texts(body: Json, texts: dict[Path, str]) -> Json:
+    """``body`` with the texts at these places replaced (a copy; ``body`` is left as is)."""
+    body = copy.deepcopy(body)
+    for path, text in texts.items():
+        holder: Any = body
+        for step in path[:-1]:
+            holder = holder[step]
+        holder[path[-1]] = text
+    return body
 
 
 def _last_user_text(messages: list[Json]) -> str:

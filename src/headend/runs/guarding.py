@@ -180,10 +180,11 @@ async def screen_answer(guard: Guard, answer: Json) -> Json:
     """A ``chat.completion``'s message as the client may see it: placeholders put back, then
     the output checks. ``Blocked``: not at all."""
     message = answer["choices"][0].get("message") or {}
-    if isinstance(message.get("content"), str):
-        window = guard.window()
-        text = window.feed(message["content"])
-        message["content"] = text + await window.end()
+    for key, value in list(message.items()):  # the content, and any text beside it
+        if key not in ("role", "refusal") and isinstance(value, str) and value:
+            window = guard.window()
+            text = window.feed(value)
+            message[key] = text + await window.end()
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
         function["arguments"] = restored_arguments(guard, function.get("arguments") or "")
@@ -234,7 +235,7 @@ class GuardedStream:
     guard: Guard
     model: str
     blocked: Refusal | None = None
-    windows: dict[int, OutputWindow] = field(default_factory=dict)
+    windows: dict[tuple[int, str], OutputWindow] = field(default_factory=dict)  # by place
     opened: bool = False
     template: Json | None = None
 
@@ -281,19 +282,13 @@ class GuardedStream:
             emptied = 0
             for choice in choices:
                 index = choice.get("index", 0)
-                window = self.windows.get(index)
-                if window is None:
-                    window = self.windows[index] = self.guard.window()
                 delta = choice.get("delta") or {}
-                if delta.get("content"):
-                    delta["content"] = window.feed(delta["content"])
-                    if not delta["content"] and not choice.get("finish_reason"):
-                        emptied += not any(v for k, v in delta.items() if k != "content")
+                fed = self._feed(index, delta)
                 if choice.get("finish_reason"):
-                    rest = await window.end()
-                    if rest:
-                        delta["content"] = (delta.get("content") or "") + rest
-                        choice["delta"] = delta
+                    await self._finish(index, delta)
+                    choice["delta"] = delta
+                elif fed and not any(delta.values()):
+                    emptied += 1
             if (
                 choices
                 and emptied == len(choices)
@@ -305,28 +300,50 @@ class GuardedStream:
             out.append(chunk)
         return out
 
+    def _feed(self, index: int, delta: Json) -> bool:
+        """Every text of a choice's delta through its own window: the content, any other
+        text an upstream sends beside it (reasoning, a vendor's field), and each tool call's
+        arguments. True if it held text."""
+        fed = False
+        for key, value in delta.items():
+            if key != "role" and isinstance(value, str) and value:
+                delta[key] = self._window((index, key)).feed(value)
+                fed = True
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            if function.get("arguments"):
+                place = (index, f"tool_calls.{call.get('index', 0)}")
+                function["arguments"] = self._window(place).feed(function["arguments"])
+        return fed
+
+    def _window(self, place: tuple[int, str]) -> OutputWindow:
+        window = self.windows.get(place)
+        if window is None:
+            window = self.windows[place] = self.guard.window()
+        return window
+
+    async def _finish(self, index: int, delta: Json) -> None:
+        """What a choice's windows still hold, added to its last delta."""
+        for place in [place for place in self.windows if place[0] == index]:
+            rest = await self.windows.pop(place).end()
+            if not rest:
+                continue
+            key = place[1]
+            if key.startswith("tool_calls."):
+                call = {"index": int(key.split(".")[1]), "function": {"arguments": rest}}
+                delta.setdefault("tool_calls", []).append(call)
+            else:
+                delta[key] = (delta.get(key) or "") + rest
+
     async def _flush(self) -> list[Json]:
         out: list[Json] = []
-        for index, window in self.windows.items():
-            rest = await window.end() if window.checks or window.restorer.pending else ""
-            if rest and self.template is not None:
-                out.append(
-                    {
-                        **{
-                            k: self.template[k]
-                            for k in ("id", "object", "created", "model")
-                            if k in self.template
-                        },
-                        "choices": [
-                            {
-                                "index": index,
-                                "delta": {"content": rest},
-                                "logprobs": None,
-                                "finish_reason": None,
-                            }
-                        ],
-                    }
-                )
+        for index in sorted({place[0] for place in self.windows}):
+            delta: Json = {}
+            await self._finish(index, delta)
+            if delta and self.template is not None:
+                head = {k: self.template.get(k) for k in ("id", "object", "created", "model")}
+                choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+                out.append({**head, "choices": [choice]})
         return out
 
     async def _refuse(self, exc: Blocked) -> list[Json]:

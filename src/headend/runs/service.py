@@ -192,8 +192,9 @@ class RunService:
         if not guard.guards("input"):
             return
         messages = run.call.body["messages"]
+        beside = {k: v for k, v in run.call.body.items() if k != "messages"}
         try:
-            screened = await guard.screen_input(messages[head:])
+            screened = await guard.screen_input(messages[head:], beside)
         except Blocked as exc:
             run.refusal = Refusal(exc.message, exc.finding)
             return
@@ -203,7 +204,7 @@ class RunService:
                 "nothing was sent to the model.",
                 code="guardrail_unavailable",
             ) from None
-        run.call.body = {**run.call.body, "messages": [*messages[:head], *screened]}
+        run.call.body = {**beside, "messages": [*messages[:head], *screened]}
 
     async def _search_files(
         self, run: Run, request: FileSearchTool, param: str, principal: Principal
