@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from sites import served_site  # noqa: E402
+from tests.upstream import FakeUpstream, Reply  # noqa: E402
 
 from headend.guardrails.checks import Finding  # noqa: E402
 from headend.guardrails.guard import Guard  # noqa: E402
 from headend.guardrails.rules import GUARDRAILS  # noqa: E402
-from tests.upstream import FakeUpstream, Reply  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789abcdef"
 CHECKS: list[dict[str, Any]] = [
@@ -57,9 +57,7 @@ PROSE = (
     "we should watch next week, in plain words for the support team. "
 )
 MESSAGE = (PROSE * 8)[:2000]
-PERSONAL = (
-    "I am Jane, reach me at jane.doe@example.com or +44 20 7946 0958. " + MESSAGE
-)[:2000]
+PERSONAL = ("I am Jane, reach me at jane.doe@example.com or +44 20 7946 0958. " + MESSAGE)[:2000]
 
 
 class Quiet:
