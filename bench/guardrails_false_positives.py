@@ -36,11 +36,12 @@ import argparse
 import asyncio
 import json
 import re
-import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from measured import source_state
 
 from headend.guardrails.checks import Blocked, Finding
 from headend.guardrails.detectors import Hit, find_pii, find_secrets
@@ -232,17 +233,6 @@ def report(results: list[Result]) -> None:
             for flag in flags:
                 say(f"      {flag.check}: {flag.what}")
         say()
-
-
-def source_state() -> str:
-    """The commit measured, and the files of src/ changed since (measured as they were)."""
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "log", "-1", "--format=%h %cI"], capture_output=True, text=True)
-    changed = subprocess.run(
-        [*git, "status", "--short", "--", "src"], capture_output=True, text=True
-    ).stdout.split("\n")
-    edits = ", ".join(line[3:] for line in changed if line.strip()) or "none"
-    return f"headend at {head.stdout.strip()}; src/ changed since: {edits}"
 
 
 def main() -> int:

@@ -64,6 +64,7 @@ from leak_wires import (  # noqa: E402
     stream_event,
     wire_request,
 )
+from measured import source_state  # noqa: E402
 from tests.conftest import free_port, start_server, stop_server  # noqa: E402
 
 V1_MODEL = "conformance-model"  # the package's default --target-model
@@ -445,17 +446,6 @@ def v1_table(title: str, rows: list[tuple[str, str, dict[str, Any]]], iterations
             say(f"    sent:   {row['prompt']!r}")
             say(f"    client: {row['client']!r}")
     say()
-
-
-def source_state() -> str:
-    """The commit measured, and the files of src/ changed since (measured as they were)."""
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "log", "-1", "--format=%h %cI"], capture_output=True, text=True)
-    changed = subprocess.run(
-        [*git, "status", "--short", "--", "src"], capture_output=True, text=True
-    ).stdout.split("\n")
-    edits = ", ".join(line[3:] for line in changed if line.strip()) or "none"
-    return f"headend at {head.stdout.strip()}; src/ changed since: {edits}"
 
 
 def main() -> int:
