@@ -25,6 +25,7 @@ from headend.errors import APIError
 from headend.runs.background import BackgroundRuns
 from headend.runs.record import OwnRecord
 from headend.runs.response_runs import ResponseRuns
+from headend.runs.stored_responses import SCHEDULE_OWNER
 from headend.store.base import Store
 from headend.surfaces.responses_translate import ResponseEvents, checked
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 LATE = 60.0  # a fire is taken at most this long after its time
 LONGEST_SLEEP = 30.0  # how long the scheduler sleeps at most (agents may change meanwhile)
-SCHEDULE_OWNER = "schedule"
 
 Start = Callable[[Agent, ScheduleEntry], Awaitable[str]]
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import time
 
+from headend.access.principal import Principal
 from headend.errors import InvalidRequest, NotFound
 from headend.runs.run import Run
 from headend.runs.session_turns import new_session_id
 from headend.store.base import NewSession, ResponseRecord, Store
 from headend.surfaces.responses_translate import stored_items
 from headend.types import Json
+
+SCHEDULE_OWNER = "schedule"  # whose a scheduled run's response is: no key's
 
 
 class ResponseNotFound(NotFound):
@@ -91,6 +94,24 @@ class ResponseService:
 
     async def get(self, response_id: str, owner: str | None) -> ResponseRecord:
         record = await self.store.get_response(response_id, owner)
+        if record is None:
+            raise ResponseNotFound(response_id)
+        return record
+
+    async def readable(self, response_id: str, principal: Principal) -> ResponseRecord:
+        """The caller's response, or a scheduled run's (what a schedule's webhook names) if
+        the caller may read it: anyone while headend runs without keys, an admin key, or a
+        key with ``chat`` that may use the run's agent."""
+        record = await self.store.get_response(response_id, principal.owner)
+        if record is None and principal.visitor is None:
+            scheduled = await self.store.get_response(response_id, SCHEDULE_OWNER)
+            agent = str((scheduled.body.get("model") or "") if scheduled else "")
+            if scheduled is not None and (
+                principal.key_id is None
+                or principal.has("admin")
+                or (principal.has("chat") and principal.may_use(agent.split("@")[0]))
+            ):
+                record = scheduled
         if record is None:
             raise ResponseNotFound(response_id)
         return record

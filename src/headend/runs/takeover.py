@@ -29,7 +29,8 @@ from headend.errors import APIError
 from headend.runs.background import BackgroundRuns
 from headend.runs.record import OwnRecord
 from headend.runs.response_runs import ResponseRuns
-from headend.runs.schedules import SCHEDULE_OWNER, schedule_principal
+from headend.runs.schedules import schedule_principal
+from headend.runs.stored_responses import SCHEDULE_OWNER
 from headend.store.base import ClaimedRun, ResponseRecord, Store
 from headend.surfaces.responses_translate import ResponseEvents
 from headend.types import Json

@@ -164,7 +164,7 @@ async def retrieve_response(request: Request) -> Response:
         after = query_whole(request, "starting_after", -1, 2**31 - 1)
         after = -1 if after is None else after
         return follow_stream(found, await found.background.follow(response_id, owner, after), None)
-    record = await found.responses.get(response_id, owner)
+    record = await found.responses.readable(response_id, principal_of(request.scope))
     return json_response(record.body)
 
 
