@@ -1,5 +1,6 @@
-"""Fixtures for the end-to-end tests. ``browser``: a real browser for the console and widget
-tests, Debian's Chromium driven by Playwright (its own browser download cannot work offline);
+"""Fixtures for the end-to-end tests. ``receiver``: a webhook endpoint on loopback, for a
+module's site to deliver to. ``browser``: a real browser for the console and widget tests,
+Debian's Chromium driven by Playwright (its own browser download cannot work offline);
 ``HEADEND_REQUIRE_BROWSER=1`` (CI) turns a missing browser into a failure instead of a skip."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
+
+from tests.webhook_receiver import WebhookReceiver
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -35,3 +38,11 @@ def browser() -> Iterator[object]:
         )
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    server.start()
+    yield server
+    server.stop()

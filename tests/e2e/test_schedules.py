@@ -39,14 +39,6 @@ SECRET = "whsec_" + base64.b64encode(b"headend-schedule-hook-secret-012").decode
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def site(
     upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory, receiver: WebhookReceiver
 ) -> Path:

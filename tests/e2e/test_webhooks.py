@@ -45,14 +45,6 @@ webhooks:
 """
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def hooks(receiver: WebhookReceiver) -> WebhookReceiver:
     receiver.reset()
