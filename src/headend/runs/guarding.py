@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 
@@ -24,6 +25,7 @@ from headend.providers.router import Router
 from headend.store.base import Store
 from headend.types import Json
 
+Event = TypeVar("Event")  # a batch of chunks (list[Json]), or what a run yields beside them
 NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 JUDGE_TOKENS = 4
 CHUNK_KEYS = {
@@ -240,12 +242,16 @@ class GuardedStream:
     template: Json | None = None
 
     async def batches(
-        self, source: AsyncGenerator[list[Json], None]
-    ) -> AsyncGenerator[list[Json], None]:
-        """``source`` guarded, to its end or to its refusal (then it is left unread)."""
+        self, source: AsyncGenerator[list[Json] | Event, None]
+    ) -> AsyncGenerator[list[Json] | Event, None]:
+        """``source`` guarded, to its end or to its refusal (then it is left unread): its
+        batches of chunks screened, anything else (a tool's progress) passed on as it is."""
         try:
-            async for batch in source:
-                out = await self.batch(batch)
+            async for event in source:
+                if not isinstance(event, list):
+                    yield event
+                    continue
+                out = await self.batch(event)
                 if out:
                     yield out
                 if self.blocked is not None:

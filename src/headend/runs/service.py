@@ -508,26 +508,17 @@ class RunService:
             shape.session_id = run.session.session_id
         events = loop_chunks(self.loop.stream(loop), shape)
         guarded = GuardedStream(run.guard, run.client_model) if run.guard is not None else None
+        if guarded is not None:
+            events = guarded.batches(events)
         try:
             async for event in events:
                 if isinstance(event, list) and shape.end_state is not None:
                     run.sources = shape.end_state.sources  # before its last chunks go out
-                if isinstance(event, list) and guarded is not None:
-                    event = await guarded.batch(event)
-                    if guarded.blocked is not None:
-                        yield event
-                        return  # the loop is left where it is: nothing of it is kept
-                    if not event:
-                        continue
                 yield event
-            if guarded is not None:
-                rest = await guarded.rest()
-                if rest:
-                    yield rest
-                if guarded.blocked is not None:
-                    return
         finally:
             await events.aclose()
+        if guarded is not None and guarded.blocked is not None:
+            return  # the loop was left where it was: nothing of it is kept
         run.count_usage(shape.usage)
         if run.session is not None and shape.end_state is not None:
             end = shape.end_state
